@@ -1,0 +1,3 @@
+"""tierenv: learning weighted memory interleaving across DDR and CXL."""
+
+__version__ = "0.1.0"

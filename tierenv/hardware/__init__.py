@@ -1,0 +1,1 @@
+"""Hardware model: node profiles, loaded-latency curves, calibration and the throughput solver."""

@@ -1,0 +1,294 @@
+"""Loaded-latency curves: how a node's latency rises with the share of its capacity in use.
+
+Curves work in normalised units so that one curve serves every read/write mix:
+
+* ``load`` ρ = offered bandwidth / saturation bandwidth at that mix (0 idle, 1 saturated);
+* ``excess`` E = latency - idle latency, in ns.
+
+Both forms give the inverse ρ(E) with its derivative, which is what the throughput solver
+needs: at a node's latency the curve says how much bandwidth the node serves. Above the
+saturation point the node serves exactly its capacity whatever the latency (a closed loop then
+sets the latency by Little's law, as MLC's zero-delay rows show).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+# ns of excess latency per unit of load added to flat stretches of a piecewise curve.
+MIN_EXCESS_SLOPE_NS = 1e-3
+
+
+class LatencyCurve(Protocol):
+    """Interface shared by the parametric and the piecewise curve."""
+
+    form: str
+
+    def excess_ns(self, load: np.ndarray, read_fraction: np.ndarray) -> np.ndarray:
+        """Excess latency at load ρ (inf where the node cannot serve ρ)."""
+        ...
+
+    def load_at(
+        self, excess: np.ndarray, read_fraction: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Served load ρ at excess latency E, dρ/dE, and ∫_0^E ρ dE (the solver's potential)."""
+        ...
+
+    def mixes(self) -> np.ndarray:
+        """Read fractions at which the curve was measured or fitted."""
+        ...
+
+    def max_load(self) -> float:
+        """The largest load ρ the curve can serve at any mix (at most 1)."""
+        ...
+
+
+def _mix_weights(read_fraction: np.ndarray, mixes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the lower neighbouring mix and the weight of the upper one (clamped)."""
+    if mixes.size == 1:
+        zeros = np.zeros(np.shape(read_fraction))
+        return zeros.astype(int), zeros
+    r = np.clip(read_fraction, mixes[0], mixes[-1])
+    lower = np.clip(np.searchsorted(mixes, r, side="right") - 1, 0, mixes.size - 2)
+    upper_weight = (r - mixes[lower]) / (mixes[lower + 1] - mixes[lower])
+    return lower, upper_weight
+
+
+@dataclass(frozen=True)
+class ParametricCurve:
+    """E(ρ) = a · ((1 - ρ/β)^-p - 1), fitted per mix; parameters interpolate linearly in r.
+
+    ``a`` (ns) scales the queueing term, ``p`` shapes the knee (p = 1 is M/M/1-like) and the
+    headroom β = Bmax/Bsat places the curve's asymptote relative to the measured peak: the node
+    stops at ρ = 1 (its measured capacity) even when β > 1.
+    """
+
+    read_fraction: np.ndarray
+    a_ns: np.ndarray
+    exponent: np.ndarray
+    headroom: np.ndarray
+    form: str = field(default="parametric", init=False)
+
+    def __post_init__(self) -> None:
+        arrays = {
+            name: np.atleast_1d(np.asarray(getattr(self, name), dtype=float))
+            for name in ("read_fraction", "a_ns", "exponent", "headroom")
+        }
+        sizes = {a.size for a in arrays.values()}
+        if len(sizes) != 1 or 0 in sizes:
+            raise ValueError(f"parametric curve: parameter lists differ in length: {sizes}")
+        order = np.argsort(arrays["read_fraction"])
+        for name, values in arrays.items():
+            object.__setattr__(self, name, values[order])
+        _check_mixes(self.read_fraction)
+        for name, low in (("a_ns", 0.0), ("exponent", 0.0), ("headroom", 0.0)):
+            values = getattr(self, name)
+            if not np.all(np.isfinite(values)) or np.any(values <= low):
+                raise ValueError(
+                    f"parametric curve: {name} must be positive, got {values.tolist()}"
+                )
+
+    def mixes(self) -> np.ndarray:
+        return self.read_fraction
+
+    def max_load(self) -> float:
+        return float(min(1.0, self.headroom.min()))
+
+    def _params(self, read_fraction: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        r = np.asarray(read_fraction, dtype=float)
+        if self.read_fraction.size == 1:
+            return (
+                np.full(r.shape, self.a_ns[0]),
+                np.full(r.shape, self.exponent[0]),
+                np.full(r.shape, self.headroom[0]),
+            )
+        return (
+            np.interp(r, self.read_fraction, self.a_ns),
+            np.interp(r, self.read_fraction, self.exponent),
+            np.interp(r, self.read_fraction, self.headroom),
+        )
+
+    def excess_ns(self, load: np.ndarray, read_fraction: np.ndarray) -> np.ndarray:
+        a, p, beta = self._params(read_fraction)
+        rho = np.maximum(np.asarray(load, dtype=float), 0.0)
+        reachable = (rho <= 1.0) & (rho < beta)
+        safe = np.where(reachable, rho / beta, 0.0)
+        excess = a * ((1.0 - safe) ** (-p) - 1.0)
+        return np.where(reachable, excess, np.inf)
+
+    def load_at(
+        self, excess: np.ndarray, read_fraction: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        a, p, beta = self._params(read_fraction)
+        x = np.maximum(np.asarray(excess, dtype=float), 0.0) / a
+        decay = (1.0 + x) ** (-1.0 / p)
+        rho = beta * (1.0 - decay)
+        slope = beta / (a * p) * decay / (1.0 + x)
+        # Beyond the knee x_k (only when β > 1) the node serves exactly its capacity.
+        with np.errstate(divide="ignore"):
+            knee = np.where(beta > 1.0, (1.0 - 1.0 / np.maximum(beta, 1.0)) ** (-p) - 1.0, np.inf)
+        saturated = x >= knee
+        below = np.minimum(x, knee)
+        integral = a * (
+            beta * (below - _power_integral(below, 1.0 / p)) + np.maximum(x - knee, 0.0)
+        )
+        return (
+            np.where(saturated, 1.0, rho),
+            np.where(saturated, 0.0, slope),
+            integral,
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "form": self.form,
+            "mixes": [
+                {
+                    "read_fraction": float(r),
+                    "a_ns": float(a),
+                    "exponent": float(p),
+                    "headroom": float(b),
+                }
+                for r, a, p, b in zip(
+                    self.read_fraction, self.a_ns, self.exponent, self.headroom, strict=True
+                )
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class PiecewiseCurve:
+    """Measured points, linearly interpolated; mixes are blended linearly in r.
+
+    ``loads[c]`` and ``excess[c]`` are the points of mix ``read_fraction[c]``, both
+    non-decreasing, starting after the idle point (0, 0) which is implied.
+    """
+
+    read_fraction: np.ndarray
+    loads: tuple[np.ndarray, ...]
+    excess: tuple[np.ndarray, ...]
+    form: str = field(default="piecewise", init=False)
+
+    def __post_init__(self) -> None:
+        r = np.atleast_1d(np.asarray(self.read_fraction, dtype=float))
+        if not (len(self.loads) == len(self.excess) == r.size) or r.size == 0:
+            raise ValueError("piecewise curve: need one list of loads and of excess per mix")
+        order = np.argsort(r)
+        object.__setattr__(self, "read_fraction", r[order])
+        _check_mixes(self.read_fraction)
+        loads, excess = [], []
+        for index in order:
+            rho = np.asarray(self.loads[index], dtype=float)
+            ex = np.asarray(self.excess[index], dtype=float)
+            mix = f"piecewise curve at read fraction {r[index]:g}"
+            if rho.shape != ex.shape or rho.ndim != 1 or rho.size < 2:
+                raise ValueError(f"{mix}: need at least two (load, latency) points of equal count")
+            if not (np.all(np.isfinite(rho)) and np.all(np.isfinite(ex))):
+                raise ValueError(f"{mix}: points must be finite numbers")
+            if np.any(rho <= 0) or np.any(ex < 0):
+                raise ValueError(f"{mix}: bandwidths must be positive and latencies >= idle")
+            if np.any(np.diff(rho) <= 0) or np.any(np.diff(ex) < 0):
+                raise ValueError(
+                    f"{mix}: points must have increasing bandwidth and non-decreasing latency"
+                )
+            rho = np.concatenate([[0.0], rho])
+            ex = np.concatenate([[0.0], ex])
+            # Flat stretches (equal latency at rising bandwidth) would make the inverse jump;
+            # a negligible minimum slope keeps it continuous for the solver.
+            for index in range(1, ex.size):
+                ex[index] = max(
+                    ex[index], ex[index - 1] + MIN_EXCESS_SLOPE_NS * (rho[index] - rho[index - 1])
+                )
+            loads.append(rho)
+            excess.append(ex)
+        object.__setattr__(self, "loads", tuple(loads))
+        object.__setattr__(self, "excess", tuple(excess))
+
+    def mixes(self) -> np.ndarray:
+        return self.read_fraction
+
+    def max_load(self) -> float:
+        return float(min(1.0, min(loads[-1] for loads in self.loads)))
+
+    def _blend(self, read_fraction: np.ndarray, per_mix) -> tuple[np.ndarray, ...]:
+        lower, upper_weight = _mix_weights(
+            np.asarray(read_fraction, dtype=float), self.read_fraction
+        )
+        results = [per_mix(c) for c in range(self.read_fraction.size)]
+        if len(results) == 1:
+            return results[0]
+        stacked = [np.stack(parts) for parts in zip(*results, strict=True)]
+        pick = np.broadcast_to(lower, stacked[0].shape[1:])
+        lo = [np.take_along_axis(s, pick[None], 0)[0] for s in stacked]
+        hi = [np.take_along_axis(s, pick[None] + 1, 0)[0] for s in stacked]
+        with np.errstate(invalid="ignore"):
+            return tuple(
+                np.where(
+                    np.isinf(a) | np.isinf(b), np.inf, (1 - upper_weight) * a + upper_weight * b
+                )
+                for a, b in zip(lo, hi, strict=True)
+            )
+
+    def excess_ns(self, load: np.ndarray, read_fraction: np.ndarray) -> np.ndarray:
+        rho = np.maximum(np.asarray(load, dtype=float), 0.0)
+
+        def per_mix(c: int) -> tuple[np.ndarray]:
+            xs, ys = self.loads[c], self.excess[c]
+            return (np.where(rho <= xs[-1], np.interp(rho, xs, ys), np.inf),)
+
+        return self._blend(np.broadcast_to(read_fraction, rho.shape), per_mix)[0]
+
+    def load_at(
+        self, excess: np.ndarray, read_fraction: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        ex = np.maximum(np.asarray(excess, dtype=float), 0.0)
+
+        def per_mix(c: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            xs = self.excess[c]
+            ys = np.minimum(self.loads[c], 1.0)  # never more than the modelled capacity
+            rho = np.interp(ex, xs, ys)
+            segment = np.clip(np.searchsorted(xs, ex, side="right") - 1, 0, xs.size - 2)
+            rise = np.diff(xs)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                slopes = np.where(rise > 0, np.diff(ys) / rise, 0.0)
+            beyond = ex >= xs[-1]
+            slope = np.where(beyond, 0.0, slopes[segment])
+            cumulative = np.concatenate([[0.0], np.cumsum(rise * (ys[1:] + ys[:-1]) / 2)])
+            start = np.where(beyond, xs.size - 1, segment)
+            integral = cumulative[start] + (ex - xs[start]) * (ys[start] + rho) / 2
+            return rho, slope, integral
+
+        return self._blend(np.broadcast_to(read_fraction, ex.shape), per_mix)
+
+    def to_dict(self) -> dict:
+        return {
+            "form": self.form,
+            "mixes": [
+                {
+                    "read_fraction": float(r),
+                    "load": [float(v) for v in rho[1:]],
+                    "excess_ns": [float(v) for v in ex[1:]],
+                }
+                for r, rho, ex in zip(self.read_fraction, self.loads, self.excess, strict=True)
+            ],
+        }
+
+
+def _power_integral(x: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """∫_0^x (1+t)^-q dt, stable for q near 1 and for large q."""
+    one_minus_q = 1.0 - q
+    log_term = np.log1p(x)
+    near_one = np.abs(one_minus_q) < 1e-8
+    safe = np.where(near_one, 1.0, one_minus_q)
+    return np.where(near_one, log_term, np.expm1(safe * log_term) / safe)
+
+
+def _check_mixes(read_fraction: np.ndarray) -> None:
+    if np.any((read_fraction < 0) | (read_fraction > 1)) or not np.all(np.isfinite(read_fraction)):
+        raise ValueError(f"read fractions must lie in [0, 1], got {read_fraction.tolist()}")
+    if np.any(np.diff(read_fraction) <= 0):
+        raise ValueError(
+            f"read fractions of a curve must be distinct, got {read_fraction.tolist()}"
+        )

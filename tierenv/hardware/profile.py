@@ -1,0 +1,291 @@
+"""Memory node profiles: idle latency, saturation bandwidth by mix, loaded-latency curve.
+
+Profiles are TOML files. The shipped ones live in ``tierenv/hardware/profiles/`` and are found
+by name; any other profile is loaded by path. Schema (all bandwidths GB/s = 1e9 B/s, all
+latencies ns, read fractions at the memory controller)::
+
+    name = "bytedance-cxl-asic"
+    kind = "cxl"                      # ddr | cxl | remote-ddr (descriptive)
+    description = "..."
+    idle_latency_ns = 250.4
+
+    [bandwidth]                       # see tierenv.hardware.bandwidth
+    media_gbps = 54.7
+    write_penalty = 0.0
+    read_link_gbps = 48.0             # optional
+    write_link_gbps = 47.0            # optional
+
+    [latency]
+    form = "parametric"               # or "piecewise"
+    [[latency.mixes]]                 # parametric: one entry per fitted mix
+    read_fraction = 1.0
+    a_ns = 30.1
+    exponent = 0.45
+    headroom = 1.04
+    # piecewise instead: read_fraction, bandwidth_gbps = [...], latency_ns = [...]
+
+    [provenance]                      # free-form strings: source, method, command, notes
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tomli_w
+
+from tierenv.files import write_text_atomically
+from tierenv.hardware.bandwidth import SaturationBandwidth
+from tierenv.hardware.curves import LatencyCurve, ParametricCurve, PiecewiseCurve
+
+NODE_KINDS = ("ddr", "cxl", "remote-ddr")
+PROFILE_SUFFIX = ".toml"
+
+
+class ProfileError(ValueError):
+    """A profile file or profile name is unusable; the message names the file and field."""
+
+
+@dataclass(frozen=True)
+class NodeProfile:
+    """One memory node as the throughput model sees it."""
+
+    name: str
+    kind: str
+    idle_latency_ns: float
+    bandwidth: SaturationBandwidth
+    latency: LatencyCurve
+    description: str = ""
+    provenance: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in NODE_KINDS:
+            raise ValueError(f"kind must be one of {NODE_KINDS}, got {self.kind!r}")
+        value = self.idle_latency_ns
+        if not (isinstance(value, int | float) and np.isfinite(value) and value > 0):
+            raise ValueError(f"idle_latency_ns must be a positive number, got {value!r}")
+
+    def saturation_gbps(self, read_fraction: np.ndarray | float = 1.0) -> np.ndarray:
+        """Peak bandwidth at a read fraction."""
+        return self.bandwidth(read_fraction)
+
+    def latency_ns(
+        self, bandwidth_gbps: np.ndarray | float, read_fraction: np.ndarray | float = 1.0
+    ) -> np.ndarray:
+        """Open-loop latency at an offered bandwidth; inf at or beyond saturation."""
+        load = np.asarray(bandwidth_gbps, dtype=float) / self.saturation_gbps(read_fraction)
+        r = np.broadcast_to(np.asarray(read_fraction, dtype=float), load.shape)
+        return self.idle_latency_ns + self.latency.excess_ns(load, r)
+
+    def served_gbps(
+        self, latency_ns: np.ndarray | float, read_fraction: np.ndarray | float = 1.0
+    ) -> np.ndarray:
+        """Bandwidth the node serves when its latency is ``latency_ns`` (inverse of latency_ns)."""
+        latency = np.asarray(latency_ns, dtype=float)
+        r = np.broadcast_to(np.asarray(read_fraction, dtype=float), latency.shape)
+        load, _, _ = self.latency.load_at(latency - self.idle_latency_ns, r)
+        return load * self.saturation_gbps(r)
+
+    def scaled(self, bandwidth_factor: float, name: str | None = None) -> NodeProfile:
+        """The same node with every bandwidth multiplied (e.g. half of a socket's channels).
+
+        Latency curves are in units of load, so they keep their shape.
+        """
+        if not (np.isfinite(bandwidth_factor) and bandwidth_factor > 0):
+            raise ValueError(f"bandwidth_factor must be positive, got {bandwidth_factor!r}")
+        bw = self.bandwidth
+
+        def scale(value: float | None) -> float | None:
+            return None if value is None else value * bandwidth_factor
+
+        return replace(
+            self,
+            name=name or f"{self.name}*{bandwidth_factor:g}",
+            bandwidth=SaturationBandwidth(
+                media_gbps=bw.media_gbps * bandwidth_factor,
+                write_penalty=bw.write_penalty,
+                read_link_gbps=scale(bw.read_link_gbps),
+                write_link_gbps=scale(bw.write_link_gbps),
+            ),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        if isinstance(self.latency, PiecewiseCurve):
+            latency: dict[str, Any] = {"form": "piecewise", "mixes": []}
+            for r, loads, excess in zip(
+                self.latency.read_fraction, self.latency.loads, self.latency.excess, strict=True
+            ):
+                peak = float(self.saturation_gbps(r))
+                latency["mixes"].append(
+                    {
+                        "read_fraction": float(r),
+                        "bandwidth_gbps": [round(float(x) * peak, 6) for x in loads[1:]],
+                        "latency_ns": [
+                            round(float(e) + self.idle_latency_ns, 6) for e in excess[1:]
+                        ],
+                    }
+                )
+        else:
+            latency = self.latency.to_dict()
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "description": self.description,
+            "idle_latency_ns": float(self.idle_latency_ns),
+            "bandwidth": self.bandwidth.to_dict(),
+            "latency": latency,
+            "provenance": dict(self.provenance),
+        }
+
+    def save(self, path: str | Path) -> None:
+        """Write the profile as TOML, atomically (a failed write leaves the old file)."""
+        write_text_atomically(Path(path), tomli_w.dumps(_rounded(self.to_dict())))
+
+
+def profile_from_dict(data: dict[str, Any], source: str = "<profile>") -> NodeProfile:
+    """Build a profile from parsed TOML, naming ``source`` and the field in every error."""
+
+    def fail(fieldname: str, problem: str) -> ProfileError:
+        return ProfileError(f"{source}: field '{fieldname}': {problem}")
+
+    def number(table: dict[str, Any], key: str, prefix: str, required: bool = True) -> float | None:
+        if key not in table:
+            if required:
+                raise fail(prefix + key, "missing")
+            return None
+        value = table[key]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
+            raise fail(prefix + key, f"must be a number, got {value!r}")
+        if value < 0:
+            raise fail(prefix + key, f"must not be negative, got {value!r}")
+        return float(value)
+
+    for key in ("name", "kind"):
+        if not isinstance(data.get(key), str) or not data[key]:
+            raise fail(key, "missing or not a string")
+    if data["kind"] not in NODE_KINDS:
+        raise fail("kind", f"must be one of {', '.join(NODE_KINDS)}, got {data['kind']!r}")
+    idle = number(data, "idle_latency_ns", "")
+    if idle == 0:
+        raise fail("idle_latency_ns", "must be positive")
+
+    bw_table = data.get("bandwidth")
+    if not isinstance(bw_table, dict):
+        raise fail("bandwidth", "missing table")
+    try:
+        bandwidth = SaturationBandwidth(
+            media_gbps=number(bw_table, "media_gbps", "bandwidth."),
+            write_penalty=number(bw_table, "write_penalty", "bandwidth.", required=False) or 0.0,
+            read_link_gbps=number(bw_table, "read_link_gbps", "bandwidth.", required=False),
+            write_link_gbps=number(bw_table, "write_link_gbps", "bandwidth.", required=False),
+        )
+    except ValueError as err:
+        raise fail("bandwidth", str(err)) from None
+
+    lat_table = data.get("latency")
+    if not isinstance(lat_table, dict) or not isinstance(lat_table.get("mixes"), list):
+        raise fail("latency.mixes", "missing list of mixes")
+    mixes = lat_table["mixes"]
+    if not mixes:
+        raise fail("latency.mixes", "empty")
+    form = lat_table.get("form", "parametric")
+    try:
+        if form == "parametric":
+            columns = {key: [] for key in ("read_fraction", "a_ns", "exponent", "headroom")}
+            for index, mix in enumerate(mixes):
+                for key, values in columns.items():
+                    values.append(number(mix, key, f"latency.mixes[{index}]."))
+            curve: LatencyCurve = ParametricCurve(**{k: np.array(v) for k, v in columns.items()})
+        elif form == "piecewise":
+            reads, loads, excess = [], [], []
+            for index, mix in enumerate(mixes):
+                prefix = f"latency.mixes[{index}]."
+                r = number(mix, "read_fraction", prefix)
+                bws = _number_list(mix, "bandwidth_gbps", prefix, fail)
+                lats = _number_list(mix, "latency_ns", prefix, fail)
+                if len(bws) != len(lats):
+                    raise fail(prefix + "latency_ns", "needs as many entries as bandwidth_gbps")
+                reads.append(r)
+                loads.append(np.array(bws) / float(bandwidth(r)))
+                excess.append(np.array(lats) - idle)
+            curve = PiecewiseCurve(np.array(reads), tuple(loads), tuple(excess))
+        else:
+            raise fail("latency.form", f"must be 'parametric' or 'piecewise', got {form!r}")
+    except ValueError as err:
+        if isinstance(err, ProfileError):
+            raise
+        raise fail("latency", str(err)) from None
+
+    provenance = data.get("provenance", {})
+    if not isinstance(provenance, dict):
+        raise fail("provenance", "must be a table")
+    return NodeProfile(
+        name=data["name"],
+        kind=data["kind"],
+        idle_latency_ns=idle,
+        bandwidth=bandwidth,
+        latency=curve,
+        description=str(data.get("description", "")),
+        provenance={str(k): str(v) for k, v in provenance.items()},
+    )
+
+
+def _number_list(table: dict[str, Any], key: str, prefix: str, fail) -> list[float]:
+    values = table.get(key)
+    if not isinstance(values, list) or not values:
+        raise fail(prefix + key, "missing or empty list")
+    for index, value in enumerate(values):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
+            raise fail(f"{prefix}{key}[{index}]", f"must be a number, got {value!r}")
+        if value < 0:
+            raise fail(f"{prefix}{key}[{index}]", f"must not be negative, got {value!r}")
+    return [float(v) for v in values]
+
+
+def load_profile_file(path: str | Path) -> NodeProfile:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ProfileError(f"{path}: cannot read profile: {err.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ProfileError(f"{path}: not valid TOML: {err}") from None
+    return profile_from_dict(data, str(path))
+
+
+def shipped_profile_dir() -> Path:
+    return Path(str(resources.files("tierenv.hardware") / "profiles"))
+
+
+def shipped_profile_names() -> list[str]:
+    return sorted(p.stem for p in shipped_profile_dir().glob(f"*{PROFILE_SUFFIX}"))
+
+
+def load_profile(name_or_path: str | Path) -> NodeProfile:
+    """A shipped profile by name, or a profile file by path."""
+    text = str(name_or_path)
+    if text.endswith(PROFILE_SUFFIX) or os.sep in text:
+        return load_profile_file(text)
+    candidate = shipped_profile_dir() / f"{text}{PROFILE_SUFFIX}"
+    if not candidate.exists():
+        known = ", ".join(shipped_profile_names())
+        raise ProfileError(f"unknown profile {text!r}; shipped profiles: {known}")
+    return load_profile_file(candidate)
+
+
+def _rounded(value: Any) -> Any:
+    """Round floats for readable files (6 significant digits is below measurement noise)."""
+    if isinstance(value, float):
+        return float(f"{value:.6g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
