@@ -10,6 +10,8 @@ DESCRIPTION = """\
 tierenv: learn how Linux should interleave memory across DDR and CXL.
 
 subcommands:
+  report      the main job for now: rebuild the calibrated profiles from the reference
+              measurements and run the published validation checks (writes results/)
   profiles    list the shipped memory-node profiles, or show one
   calibrate   fit a node profile to Intel MLC --loaded_latency logs or Mess curves
   validate    reproduce published DDR/CXL interleaving results with the model
@@ -41,6 +43,31 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND")
+
+    p = sub.add_parser(
+        "report",
+        help="calibration and validation report (the main job)",
+        description=(
+            "Fit every shipped node profile again from the reference measurements "
+            "(MLC logs, Mess curves) and published numbers, check the refit matches what "
+            "ships, plot each fit, and run the published interleaving checks. Writes "
+            "results/calibration/ and results/validation.md. Exits 1 if a fit misses its "
+            "tolerance, a refit differs from the shipped profile, or a check fails."
+        ),
+    )
+    p.add_argument(
+        "--shared",
+        type=Path,
+        default=Path("../shared"),
+        help="folder holding the reference data/ (default: ../shared)",
+    )
+    p.add_argument(
+        "--results",
+        type=Path,
+        default=Path("results"),
+        help="where to write the report (default: results)",
+    )
+    p.set_defaults(handler=_report)
 
     p = sub.add_parser("profiles", help="list shipped node profiles or show one")
     p.add_argument("name", nargs="?", help="profile name or path to a profile file")
@@ -202,6 +229,42 @@ def _calibrate(args: argparse.Namespace) -> int:
         print(f"median absolute error {100 * worst:.2f}% exceeds the tolerance {args.tolerance}%")
         return 1
     return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from tierenv.hardware.profile import load_profile
+    from tierenv.hardware.shipped import TOLERANCE, build, write_calibration_report
+    from tierenv.hardware.validation import profile_difference
+
+    if not (args.shared / "data").is_dir():
+        raise ValueError(
+            f"reference data not found at {args.shared / 'data'}; run from the project root "
+            "next to ../shared, or pass --shared"
+        )
+    print(f"[1/3] fitting node profiles to the measurements in {args.shared / 'data'} ...")
+    fits = build(args.shared)
+    calibration = args.results / "calibration"
+    report = write_calibration_report(
+        fits, calibration, "tierenv report", profile_dir=calibration / "profiles"
+    )
+    failed = False
+    print(f"{'profile':30} {'curves':>6} {'worst median err':>17} {'vs shipped':>11}")
+    for fit in fits:
+        worst = max((r.median_abs_error for r in fit.reports), default=0.0)
+        drift = profile_difference(fit.profile, load_profile(fit.profile.name))
+        bad = worst > TOLERANCE or drift > 1e-3
+        failed |= bad
+        error = f"{100 * worst:16.2f}%" if fit.reports else f"{'peaks only':>17}"
+        print(
+            f"{fit.profile.name:30} {len(fit.reports):6d} {error} "
+            f"{100 * drift:10.3f}%{'  <-- FAIL' if bad else ''}"
+        )
+    print(f"      fit table and plots: {report} and {calibration}/*.png\n")
+    print("[2/3] running the published interleaving checks ...")
+    validation = argparse.Namespace(checks=None, out=args.results / "validation.md")
+    failed |= _validate(validation) != 0
+    print("\n[3/3] done: " + ("some checks FAILED" if failed else "all fits and checks pass"))
+    return 1 if failed else 0
 
 
 def _validate(args: argparse.Namespace) -> int:

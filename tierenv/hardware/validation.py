@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import brentq
 
-from tierenv.hardware.profile import load_profile
+from tierenv.hardware.profile import NodeProfile, load_profile
 from tierenv.hardware.solver import NodeSet, solve
 
 
@@ -298,6 +298,24 @@ def run_checks(names: list[str] | None = None) -> list[CheckRow]:
             raise ValueError(f"unknown check {name!r}; known: {', '.join(CHECKS)}")
         rows.extend(CHECKS[name]())
     return rows
+
+
+def profile_difference(a: NodeProfile, b: NodeProfile) -> float:
+    """Largest relative difference in capacity or latency between two profiles of one node.
+
+    Compared at read fractions 0..1 and loads up to 95 % of capacity: what the solver uses.
+    """
+    worst = 0.0
+    for r in np.linspace(0.0, 1.0, 11):
+        cap_a, cap_b = float(a.saturation_gbps(r)), float(b.saturation_gbps(r))
+        worst = max(worst, abs(cap_a - cap_b) / cap_b)
+        load = np.linspace(0.0, 0.95, 20) * min(cap_a, cap_b)
+        lat_a, lat_b = a.latency_ns(load, r), b.latency_ns(load, r)
+        both = np.isfinite(lat_a) & np.isfinite(lat_b)
+        if np.any(np.isfinite(lat_a) != np.isfinite(lat_b)):
+            return float("inf")
+        worst = max(worst, float(np.max(np.abs(lat_a[both] - lat_b[both]) / lat_b[both])))
+    return worst
 
 
 def render_markdown(rows: list[CheckRow]) -> str:
