@@ -139,14 +139,14 @@ def test_solution_is_a_finite_conserving_fixed_point(problem) -> None:
     )
     # The mix each node was evaluated at is the mix its traffic has: to the solver's mix
     # tolerance, or where the solved rates jump with the mix (nodes in a flat stretch of
-    # their curve) to within half a percent, which moves a capacity by well under 1 %.
+    # their curve) to within a percent, which moves a capacity by about 1 % at most.
     reads_carried = (solution.throughput_gbps * reads) @ split
     reads_carried = reads_carried + solution.background_served_gbps
     with np.errstate(invalid="ignore"):
         mix = np.where(
             solution.node_bandwidth_gbps > 0, reads_carried / solution.node_bandwidth_gbps, 1.0
         )
-    assert solution.node_read_fraction == pytest.approx(mix, abs=5e-3)
+    assert solution.node_read_fraction == pytest.approx(mix, abs=1e-2)
 
 
 def _tolerance(solution) -> float:

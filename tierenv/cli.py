@@ -296,6 +296,8 @@ def _interleave(args: argparse.Namespace) -> int:
     from tierenv.hardware.solver import NodeSet, solve
 
     nodes = NodeSet([load_profile(args.ddr), load_profile(args.cxl)])
+    if not 1 <= args.max_weight <= 255:
+        raise ValueError(f"--max-weight must be a weight in 1..255, got {args.max_weight}")
     weights = [(1, 0)] + [(w, 1) for w in range(args.max_weight, 0, -1)] + [(0, 1)]
     shares = np.array([c / (d + c) for d, c in weights])
     split = np.stack([1 - shares, shares], axis=-1)[:, None, :]

@@ -59,7 +59,7 @@ def _mix_weights(read_fraction: np.ndarray, mixes: np.ndarray) -> tuple[np.ndarr
 
 @dataclass(frozen=True)
 class ParametricCurve:
-    """E(ρ) = a · ((1 - ρ/β)^-p - 1), fitted per mix; parameters interpolate linearly in r.
+    """E(ρ) = a · ((1 - ρ/β)^-p - 1), fitted per mix; between mixes the curves blend.
 
     ``a`` (ns) scales the queueing term, ``p`` shapes the knee (p = 1 is M/M/1-like) and the
     headroom β = Bmax/Bsat places the curve's asymptote relative to the measured peak: the node
@@ -97,48 +97,51 @@ class ParametricCurve:
     def max_load(self) -> float:
         return float(min(1.0, self.headroom.min()))
 
-    def _params(self, read_fraction: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _neighbours(self, read_fraction: np.ndarray):
+        """Parameters of the measured mixes on either side of r, and the upper one's weight."""
         r = np.asarray(read_fraction, dtype=float)
-        if self.read_fraction.size == 1:
-            return (
-                np.full(r.shape, self.a_ns[0]),
-                np.full(r.shape, self.exponent[0]),
-                np.full(r.shape, self.headroom[0]),
-            )
+        lower, weight = _mix_weights(r, self.read_fraction)
+        upper = np.minimum(lower + 1, self.read_fraction.size - 1)
+        params = (self.a_ns, self.exponent, self.headroom)
         return (
-            np.interp(r, self.read_fraction, self.a_ns),
-            np.interp(r, self.read_fraction, self.exponent),
-            np.interp(r, self.read_fraction, self.headroom),
+            tuple(values[lower] for values in params),
+            tuple(values[upper] for values in params),
+            np.broadcast_to(weight, r.shape),
         )
 
     def excess_ns(self, load: np.ndarray, read_fraction: np.ndarray) -> np.ndarray:
-        a, p, beta = self._params(read_fraction)
         rho = np.maximum(np.asarray(load, dtype=float), 0.0)
-        reachable = (rho <= 1.0) & (rho < beta)
-        safe = np.where(reachable, rho / beta, 0.0)
-        excess = a * ((1.0 - safe) ** (-p) - 1.0)
-        return np.where(reachable, excess, np.inf)
+        low, high, weight = self._neighbours(np.broadcast_to(read_fraction, rho.shape))
+        at_low, at_high = _excess(rho, *low), _excess(rho, *high)
+        blended = (weight > 0) & (weight < 1)
+        if not np.any(blended):
+            return np.where(weight >= 1, at_high, at_low)
+        # Between mixes the served loads blend at equal latency (see load_at); invert that
+        # blend by bisection between the two neighbours' latencies.
+        reach = np.maximum(at_low, at_high)
+        below = np.minimum(at_low, at_high)
+        top = np.where(np.isfinite(reach), reach, np.maximum(below, 1.0) * 1e6)
+        lo, hi = below.copy(), top.copy()
+        for _ in range(80):
+            mid = 0.5 * (lo + hi)
+            served = (1 - weight) * _load(mid, *low)[0] + weight * _load(mid, *high)[0]
+            short = served < rho
+            lo, hi = np.where(short, mid, lo), np.where(short, hi, mid)
+        inverted = np.where((hi >= top * (1 - 1e-12)) & ~np.isfinite(reach), np.inf, hi)
+        inverted = np.where(rho > 1.0, np.inf, inverted)
+        return np.where(blended, inverted, np.where(weight >= 1, at_high, at_low))
 
     def load_at(
         self, excess: np.ndarray, read_fraction: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        a, p, beta = self._params(read_fraction)
-        x = np.maximum(np.asarray(excess, dtype=float), 0.0) / a
-        decay = (1.0 + x) ** (-1.0 / p)
-        rho = beta * (1.0 - decay)
-        slope = beta / (a * p) * decay / (1.0 + x)
-        # Beyond the knee x_k (only when β > 1) the node serves exactly its capacity.
-        with np.errstate(divide="ignore"):
-            knee = np.where(beta > 1.0, (1.0 - 1.0 / np.maximum(beta, 1.0)) ** (-p) - 1.0, np.inf)
-        saturated = x >= knee
-        below = np.minimum(x, knee)
-        integral = a * (
-            beta * (below - _power_integral(below, 1.0 / p)) + np.maximum(x - knee, 0.0)
-        )
-        return (
-            np.where(saturated, 1.0, rho),
-            np.where(saturated, 0.0, slope),
-            integral,
+        ex = np.maximum(np.asarray(excess, dtype=float), 0.0)
+        low, high, weight = self._neighbours(np.broadcast_to(read_fraction, ex.shape))
+        # Between measured mixes the node serves, at a given latency, the blend of what it
+        # serves at the two neighbouring mixes (as the piecewise curve does). Blending the
+        # curves rather than their parameters keeps the result between the measurements.
+        parts_low, parts_high = _load(ex, *low), _load(ex, *high)
+        return tuple(
+            (1 - weight) * a + weight * b for a, b in zip(parts_low, parts_high, strict=True)
         )
 
     def to_dict(self) -> dict:
@@ -274,6 +277,30 @@ class PiecewiseCurve:
                 for r, rho, ex in zip(self.read_fraction, self.loads, self.excess, strict=True)
             ],
         }
+
+
+def _excess(rho: np.ndarray, a: np.ndarray, p: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    """E(ρ) of one fitted mix; inf where the mix cannot serve ρ."""
+    reachable = (rho <= 1.0) & (rho < beta)
+    safe = np.where(reachable, rho / beta, 0.0)
+    return np.where(reachable, a * ((1.0 - safe) ** (-p) - 1.0), np.inf)
+
+
+def _load(
+    excess: np.ndarray, a: np.ndarray, p: np.ndarray, beta: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ρ(E), dρ/dE and ∫_0^E ρ of one fitted mix, capped at ρ = 1."""
+    x = excess / a
+    decay = (1.0 + x) ** (-1.0 / p)
+    rho = beta * (1.0 - decay)
+    slope = beta / (a * p) * decay / (1.0 + x)
+    # Beyond the knee x_k (only when β > 1) the node serves exactly its capacity.
+    with np.errstate(divide="ignore"):
+        knee = np.where(beta > 1.0, (1.0 - 1.0 / np.maximum(beta, 1.0)) ** (-p) - 1.0, np.inf)
+    saturated = x >= knee
+    below = np.minimum(x, knee)
+    integral = a * (beta * (below - _power_integral(below, 1.0 / p)) + np.maximum(x - knee, 0.0))
+    return np.where(saturated, 1.0, rho), np.where(saturated, 0.0, slope), integral
 
 
 def _power_integral(x: np.ndarray, q: np.ndarray) -> np.ndarray:

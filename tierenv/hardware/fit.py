@@ -139,55 +139,54 @@ def fit_saturation(kind: str, read_fractions: np.ndarray, peaks: np.ndarray) -> 
         return SaturationBandwidth(media_gbps=float(fit.x[0]), write_penalty=float(fit.x[1]))
 
     top = float(peaks.max())
-
-    def cxl_model(x: np.ndarray) -> np.ndarray:
-        media, penalty, read_link, write_link = x
-        with np.errstate(divide="ignore"):
-            return np.minimum.reduce(
-                [media * (1 - penalty * write_share), read_link / r, write_link / (1 - r)]
-            )
-
-    def cxl_residuals(x: np.ndarray) -> np.ndarray:
-        return np.log(cxl_model(x)) - np.log(peaks)
-
     # A link cannot be narrower than the traffic measured through it in one direction.
     read_floor = max(float(np.max(peaks * r)), 1e-3)
     write_floor = max(float(np.max(peaks * (1 - r))), 1e-3)
-    lower = [1e-3, 0.0, read_floor, write_floor]
-    upper = [1e5, 1.95, 1e5, 1e5]
 
-    def best_fit(max_penalty: float):
-        bounds_high = [upper[0], max(max_penalty, 1e-9), upper[2], upper[3]]
-        best = None
-        for read_link in (read_floor, top * 10):
-            for write_link in (write_floor, top * 10):
-                start = np.clip(
-                    [top, 0.0, read_link, write_link],
-                    np.array(lower) * 1.000001,
-                    np.array(bounds_high) * 0.999999,
-                )
-                fit = least_squares(cxl_residuals, start, bounds=(lower, bounds_high))
-                if best is None or fit.cost < best.cost - 1e-12:
-                    best = fit
-        return best
+    def fit_with(read_link: bool, write_link: bool, penalty: bool):
+        """Least squares of log capacity with only the named terms in the model."""
 
-    # A link in front of media without write penalty is the physical picture of a CXL device
-    # (reference §1.4); a media write penalty is added only where the links cannot explain
-    # the measured peaks to within CXL_LINK_ONLY_TOLERANCE.
-    best = best_fit(0.0)
-    if np.max(np.abs(best.fun)) > CXL_LINK_ONLY_TOLERANCE:
-        best = best_fit(upper[1])
-    media, penalty, read_link, write_link = (float(v) for v in best.x)
-    # Keep a link only where it binds at some measured mix; elsewhere the data say nothing.
-    media_only = media * (1 - penalty * write_share)
-    with np.errstate(divide="ignore"):
-        read_binds = np.any(read_link / r < media_only * (1 - 1e-6))
-        write_binds = np.any(write_link / (1 - r) < media_only * (1 - 1e-6))
+        def model(x: np.ndarray) -> np.ndarray:
+            media, kw, read_cap, write_cap = x
+            terms = [media * (1 - kw * write_share)]
+            with np.errstate(divide="ignore"):
+                if read_link:
+                    terms.append(read_cap / r)
+                if write_link:
+                    terms.append(write_cap / (1 - r))
+            return np.minimum.reduce(terms)
+
+        lower = [1e-3, 0.0, read_floor, write_floor]
+        upper = [1e5, 1.95 if penalty else 1e-12, 1e5, 1e5]
+        start = np.clip([top, 0.0, read_floor, write_floor], lower, upper)
+        start = np.maximum(start, np.array(lower) * 1.000001)
+        start = np.minimum(start, np.array(upper) * 0.999999 + 1e-300)
+        fit = least_squares(
+            lambda x: np.log(model(x)) - np.log(peaks), start, bounds=(lower, upper)
+        )
+        return fit, float(np.max(np.abs(fit.fun)))
+
+    # The simplest model that explains the measured peaks to within CXL_LINK_ONLY_TOLERANCE:
+    # media alone, then one link, then both links (the physical picture of a CXL device,
+    # reference §1.4), and only if none fits, a media write penalty as well. A link the data
+    # do not need would extrapolate wildly to mixes nobody measured.
+    candidates = [(False, False), (True, False), (False, True), (True, True)]
+    chosen = None
+    for links in candidates:
+        fit, worst = fit_with(*links, penalty=False)
+        if worst <= CXL_LINK_ONLY_TOLERANCE and (chosen is None or sum(links) < sum(chosen[0])):
+            chosen = (links, fit)
+        if chosen is not None and sum(links) > sum(chosen[0]):
+            break
+    if chosen is None:
+        chosen = ((True, True), fit_with(True, True, penalty=True)[0])
+    (read_link, write_link), fit = chosen
+    media, penalty, read_cap, write_cap = (float(v) for v in fit.x)
     return SaturationBandwidth(
         media_gbps=media,
-        write_penalty=penalty,
-        read_link_gbps=read_link if read_binds else None,
-        write_link_gbps=write_link if write_binds else None,
+        write_penalty=penalty if penalty > 1e-9 else 0.0,
+        read_link_gbps=read_cap if read_link else None,
+        write_link_gbps=write_cap if write_link else None,
     )
 
 
@@ -207,6 +206,11 @@ def fit_profile(
     """
     if not curves:
         raise ValueError("fit_profile needs at least one measured curve")
+    if idle_latency_ns is not None and not (np.isfinite(idle_latency_ns) and idle_latency_ns > 0):
+        raise ValueError(
+            "idle_latency_ns (--idle-latency-ns) must be a positive number, "
+            f"got {idle_latency_ns!r}"
+        )
     curves = list(curves)
     if idle_latency_ns is not None:
         measured_idle = float(np.median([fit_curve(c).idle_latency_ns for c in curves]))

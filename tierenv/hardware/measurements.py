@@ -66,6 +66,8 @@ class MeasuredCurve:
         fraction = _check_read_fraction(self.source, self.read_fraction)
         bandwidth = _frozen_array(self.source, "bandwidth_gbps", self.bandwidth_gbps)
         latency = _frozen_array(self.source, "latency_ns", self.latency_ns)
+        if np.any(latency <= 0):
+            raise _fail(self.source, "latency_ns", "latencies must be positive")
         if bandwidth.shape != latency.shape:
             problem = f"{bandwidth.size} bandwidth values but {latency.size} latency values"
             raise _fail(self.source, None, problem)
@@ -155,13 +157,15 @@ def _read_text(path: PathLike) -> tuple[str, str]:
 
 
 def _parse_number(source: str, line_no: int, field: str, token: str) -> float:
-    """A finite non-negative number, or an error naming the line and the field."""
+    """A finite non-negative number (positive for a latency), or an error naming the line."""
     try:
         value = float(token)
     except ValueError:
         raise _fail(source, f"line {line_no}", f"{field} {token!r} is not a number") from None
     if not math.isfinite(value) or value < 0:
         raise _fail(source, f"line {line_no}", f"{field} {token!r} is negative, NaN or infinite")
+    if value == 0 and "latency" in field:
+        raise _fail(source, f"line {line_no}", f"{field} {token!r} must be positive")
     return value
 
 

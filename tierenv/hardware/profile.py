@@ -185,6 +185,8 @@ def profile_from_dict(data: dict[str, Any], source: str = "<profile>") -> NodePr
             write_link_gbps=number(bw_table, "write_link_gbps", "bandwidth.", required=False),
         )
     except ValueError as err:
+        if isinstance(err, ProfileError):
+            raise
         raise fail("bandwidth", str(err)) from None
 
     lat_table = data.get("latency")

@@ -48,6 +48,7 @@ MAX_HALVINGS = 40
 MAX_EXCESS_GROWTH = 3.0
 ARMIJO = 1e-4
 MIX_TOLERANCE = 1e-5
+REMIX_TOLERANCE = 1e-4
 MIN_MIX_RELAXATION = 1.0 / 64
 MAX_MIX_EXTRAPOLATION = 20.0
 
@@ -195,7 +196,10 @@ def solve(
         converged = solved & np.all(settled, axis=-1)
         if np.all(converged):
             break
-        remix = solved & ~converged
+        # Mixes move once Newton is close (not only when it has converged): the two loops then
+        # finish together instead of one after the other.
+        near = np.all(np.abs(projected) <= REMIX_TOLERANCE * state.capacity, axis=-1)
+        remix = near & ~converged & np.any(np.abs(mix_gap) > MIX_TOLERANCE, axis=-1)
         if remix.any():
             rows = remix[:, None] & np.ones((1, n_nodes), dtype=bool)
             flipped = np.any(mix_gap * last_gap < 0, axis=-1, keepdims=True) & remix[:, None]

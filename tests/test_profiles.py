@@ -1,0 +1,374 @@
+"""Node profiles: the shipped files, saving and loading, scaling and bad profile files."""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tomli_w
+
+from experiments.build_profiles import build
+from tierenv.hardware.curves import PiecewiseCurve
+from tierenv.hardware.fit import fit_profile
+from tierenv.hardware.measurements import read_measurements
+from tierenv.hardware.profile import (
+    NodeProfile,
+    ProfileError,
+    load_profile,
+    load_profile_file,
+    shipped_profile_dir,
+    shipped_profile_names,
+)
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+MLC_DIR = SHARED / "data" / "mlc" / "bytedance-eurosys24"
+SHIPPED = shipped_profile_names()
+READ_FRACTIONS = (0.0, 0.5, 0.75, 1.0)
+# A denser set of mixes for comparing two profiles (includes the MLC -W5 mix 2/3).
+COMPARE_MIXES = (0.0, 0.25, 0.5, 2 / 3, 0.75, 0.9, 1.0)
+
+
+def load_grid(profile: NodeProfile, read_fraction: float, points: int = 25) -> np.ndarray:
+    """Offered bandwidths from idle to just below the largest load the profile serves."""
+    capacity = float(profile.saturation_gbps(read_fraction)) * profile.latency.max_load()
+    return np.linspace(0.0, 0.97 * capacity, points)
+
+
+def assert_same_model(actual: NodeProfile, expected: NodeProfile, rtol: float) -> None:
+    """Saturation bandwidth and loaded latency agree on a grid of mixes and loads."""
+    for r in COMPARE_MIXES:
+        np.testing.assert_allclose(
+            actual.saturation_gbps(r),
+            expected.saturation_gbps(r),
+            rtol=rtol,
+            err_msg=f"{expected.name}: saturation at read fraction {r:.3f}",
+        )
+        grid = load_grid(expected, r)
+        np.testing.assert_allclose(
+            actual.latency_ns(grid, r),
+            expected.latency_ns(grid, r),
+            rtol=rtol,
+            err_msg=f"{expected.name}: latency at read fraction {r:.3f}",
+        )
+
+
+# --- Shipped profiles -------------------------------------------------------------------------
+
+
+def test_the_shipped_profiles_are_the_documented_six() -> None:
+    assert SHIPPED == [
+        "bytedance-cxl-asic",
+        "bytedance-ddr5-remote-socket",
+        "bytedance-ddr5-snc",
+        "generic-cxl-x8",
+        "spr-8460y-ddr5-socket",
+        "spr-cxl-expander-stream",
+    ]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_profile_is_physical(name: str) -> None:
+    profile = load_profile(name)
+    assert profile.name == name
+    assert math.isfinite(profile.idle_latency_ns) and profile.idle_latency_ns > 0
+    assert profile.provenance.get("source"), f"{name}: no provenance source"
+    for r in READ_FRACTIONS:
+        capacity = float(profile.saturation_gbps(r))
+        assert math.isfinite(capacity) and capacity > 0, (name, r, capacity)
+        grid = load_grid(profile, r, points=40)
+        latency = profile.latency_ns(grid, r)
+        assert np.all(np.isfinite(latency)), (name, r)
+        assert latency[0] == pytest.approx(profile.idle_latency_ns, rel=1e-12)
+        assert np.all(np.diff(latency) > 0), f"{name}: latency not increasing at r={r}"
+        # Beyond capacity the open-loop latency is infinite, never NaN.
+        beyond = profile.latency_ns(np.array([1.01, 2.0]) * capacity, r)
+        assert np.all(np.isposinf(beyond)), (name, r, beyond)
+        # The solver uses the inverse: the node serves what it was offered at that latency.
+        np.testing.assert_allclose(
+            profile.served_gbps(latency[1:], r), grid[1:], rtol=1e-7, err_msg=f"{name} r={r}"
+        )
+
+
+def test_cxl_link_raises_capacity_under_a_mix_while_ddr_loses_it() -> None:
+    """The link-direction effect: a full-duplex CXL link carries more under 2:1 than reads
+    alone; a half-duplex DDR bus carries less."""
+    cxl = load_profile("bytedance-cxl-asic")
+    ddr = load_profile("bytedance-ddr5-snc")
+    assert float(cxl.saturation_gbps(0.75)) > 1.05 * float(cxl.saturation_gbps(1.0))
+    assert float(ddr.saturation_gbps(0.75)) < 0.95 * float(ddr.saturation_gbps(1.0))
+
+
+@pytest.mark.parametrize(
+    ("name", "device"),
+    [("bytedance-cxl-asic", "cxl_log_d0_c16"), ("bytedance-ddr5-snc", "ddr5_log_d0_c8")],
+)
+def test_shipped_capacity_matches_the_measured_peaks(name: str, device: str) -> None:
+    profile = load_profile(name)
+    for code in ("w0", "w2", "w5", "w6"):
+        curve = read_measurements(MLC_DIR / f"{device}_{code}_r0")[0]
+        model = float(profile.saturation_gbps(curve.read_fraction))
+        assert model == pytest.approx(curve.peak_gbps(), rel=0.02), (name, code)
+
+
+@pytest.mark.slow
+def test_shipped_profiles_are_reproducible_from_the_data() -> None:
+    """Rebuilding the profiles from ../shared gives the shipped files (to rounding)."""
+    rebuilt = {fit.profile.name: fit.profile for fit in build(SHARED)}
+    assert sorted(rebuilt) == SHIPPED
+    for name, profile in rebuilt.items():
+        shipped = load_profile(name)
+        assert profile.kind == shipped.kind
+        assert profile.idle_latency_ns == pytest.approx(shipped.idle_latency_ns, rel=1e-3)
+        assert_same_model(profile, shipped, rtol=1e-3)
+
+
+# --- Saving, loading, scaling -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_save_and_load_round_trip(tmp_path: Path, name: str) -> None:
+    profile = load_profile(name)
+    path = tmp_path / f"{name}.toml"
+    profile.save(path)
+    again = load_profile_file(path)
+    assert (again.name, again.kind, again.description) == (
+        profile.name,
+        profile.kind,
+        profile.description,
+    )
+    assert again.provenance == profile.provenance
+    assert type(again.latency) is type(profile.latency)
+    assert again.idle_latency_ns == pytest.approx(profile.idle_latency_ns, rel=1e-6)
+    assert_same_model(again, profile, rtol=1e-4)
+    # A path works wherever a name does.
+    assert_same_model(load_profile(str(path)), profile, rtol=1e-4)
+
+
+def test_piecewise_profile_round_trips(tmp_path: Path) -> None:
+    curves = [c for path in sorted(MLC_DIR.glob("cxl_log_*")) for c in read_measurements(path)]
+    profile = fit_profile(curves, name="cxl-piecewise", kind="cxl", form="piecewise").profile
+    assert isinstance(profile.latency, PiecewiseCurve)
+    assert profile.latency.mixes().size == 4
+    path = tmp_path / "cxl-piecewise.toml"
+    profile.save(path)
+    again = load_profile_file(path)
+    assert isinstance(again.latency, PiecewiseCurve)
+    np.testing.assert_allclose(again.latency.mixes(), profile.latency.mixes(), atol=1e-6)
+    assert_same_model(again, profile, rtol=1e-4)
+    # The piecewise curve passes close to the measured points it was built from.
+    rising = curves[0].rising_branch()
+    model = again.latency_ns(rising.bandwidth_gbps[1:-1], curves[0].read_fraction)
+    assert np.median(np.abs(model / rising.latency_ns[1:-1] - 1)) < 0.02
+
+
+@pytest.mark.parametrize(
+    ("name", "factor"), [("spr-8460y-ddr5-socket", 0.5), ("bytedance-cxl-asic", 2.0)]
+)
+def test_scaled_scales_capacity_and_keeps_latency_versus_load(name: str, factor: float) -> None:
+    profile = load_profile(name)
+    scaled = profile.scaled(factor)
+    assert scaled.name == f"{name}*{factor:g}"
+    assert profile.scaled(factor, name="half").name == "half"
+    assert scaled.idle_latency_ns == profile.idle_latency_ns
+    for r in COMPARE_MIXES:
+        assert float(scaled.saturation_gbps(r)) == pytest.approx(
+            factor * float(profile.saturation_gbps(r)), rel=1e-12
+        )
+        grid = load_grid(profile, r)
+        np.testing.assert_allclose(
+            scaled.latency_ns(factor * grid, r), profile.latency_ns(grid, r), rtol=1e-12
+        )
+        latency = profile.latency_ns(grid[1:], r)
+        np.testing.assert_allclose(scaled.served_gbps(latency, r), factor * grid[1:], rtol=1e-7)
+
+
+@pytest.mark.parametrize("factor", [0.0, -1.0, math.nan, math.inf])
+def test_scaled_rejects_non_positive_factors(factor: float) -> None:
+    with pytest.raises(ValueError, match="bandwidth_factor"):
+        load_profile("generic-cxl-x8").scaled(factor)
+
+
+# --- Bad profiles -----------------------------------------------------------------------------
+
+VALID: dict[str, Any] = {
+    "name": "test-node",
+    "kind": "cxl",
+    "description": "a hand-written CXL node",
+    "idle_latency_ns": 250.0,
+    "bandwidth": {
+        "media_gbps": 54.0,
+        "write_penalty": 0.0,
+        "read_link_gbps": 48.0,
+        "write_link_gbps": 47.0,
+    },
+    "latency": {
+        "form": "parametric",
+        "mixes": [
+            {"read_fraction": 0.75, "a_ns": 300.0, "exponent": 0.4, "headroom": 1.07},
+            {"read_fraction": 1.0, "a_ns": 40.0, "exponent": 0.5, "headroom": 1.03},
+        ],
+    },
+    "provenance": {"source": "made up for a test"},
+}
+
+PIECEWISE = {
+    "form": "piecewise",
+    "mixes": [
+        {
+            "read_fraction": 1.0,
+            "bandwidth_gbps": [10.0, 30.0, 45.0],
+            "latency_ns": [260.0, 300.0, 400.0],
+        }
+    ],
+}
+
+
+def with_piecewise(**mix: Any) -> dict[str, Any]:
+    data = copy.deepcopy(VALID)
+    data["latency"] = copy.deepcopy(PIECEWISE)
+    data["latency"]["mixes"][0].update(mix)
+    return data
+
+
+def edited(path: str, value: Any) -> dict[str, Any]:
+    """VALID with one dotted-path entry replaced (value ``...`` deletes it)."""
+    data = copy.deepcopy(VALID)
+    *parents, last = path.split(".")
+    table = data
+    for key in parents:
+        table = table[int(key)] if key.isdigit() else table[key]
+    if value is ...:
+        del table[last]
+    else:
+        table[last] = value
+    return data
+
+
+# case -> (profile data, field named in the message, problem pattern)
+BAD_PROFILES: dict[str, tuple[dict[str, Any], str, str]] = {
+    "negative_idle": (edited("idle_latency_ns", -5.0), "idle_latency_ns", "negative"),
+    "zero_idle": (edited("idle_latency_ns", 0.0), "idle_latency_ns", "positive"),
+    "nan_idle": (edited("idle_latency_ns", math.nan), "idle_latency_ns", "number"),
+    "text_idle": (edited("idle_latency_ns", "fast"), "idle_latency_ns", "number"),
+    "missing_name": (edited("name", ...), "name", "missing"),
+    "unknown_kind": (edited("kind", "nvme"), "kind", "'nvme'"),
+    "missing_bandwidth": (edited("bandwidth", ...), "bandwidth", "missing table"),
+    "missing_media": (edited("bandwidth.media_gbps", ...), "bandwidth.media_gbps", "missing"),
+    "negative_media": (edited("bandwidth.media_gbps", -54.0), "bandwidth.media_gbps", "negative"),
+    "zero_media": (edited("bandwidth.media_gbps", 0.0), "bandwidth", "media_gbps"),
+    "inf_link": (
+        edited("bandwidth.read_link_gbps", math.inf),
+        "bandwidth.read_link_gbps",
+        "number",
+    ),
+    "write_penalty_2": (edited("bandwidth.write_penalty", 2.0), "bandwidth", "write_penalty"),
+    "write_penalty_5": (edited("bandwidth.write_penalty", 5.0), "bandwidth", "write_penalty"),
+    "missing_mixes": (edited("latency.mixes", ...), "latency.mixes", "missing"),
+    "empty_mixes": (edited("latency.mixes", []), "latency.mixes", "empty"),
+    "unknown_form": (edited("latency.form", "spline"), "latency.form", "'spline'"),
+    "negative_exponent": (
+        edited("latency.mixes.0.exponent", -0.4),
+        "latency.mixes[0].exponent",
+        "negative",
+    ),
+    "zero_a": (edited("latency.mixes.1.a_ns", 0.0), "latency", "a_ns must be positive"),
+    "missing_headroom": (
+        edited("latency.mixes.1.headroom", ...),
+        "latency.mixes[1].headroom",
+        "missing",
+    ),
+    "read_fraction_above_1": (edited("latency.mixes.1.read_fraction", 1.5), "latency", r"\[0, 1\]"),
+    "duplicate_mix": (edited("latency.mixes.1.read_fraction", 0.75), "latency", "distinct"),
+    "piecewise_latency_decreases": (
+        with_piecewise(latency_ns=[260.0, 320.0, 300.0]),
+        "latency",
+        "non-decreasing latency",
+    ),
+    "piecewise_bandwidth_not_increasing": (
+        with_piecewise(bandwidth_gbps=[10.0, 30.0, 20.0]),
+        "latency",
+        "increasing bandwidth",
+    ),
+    "piecewise_lengths_differ": (
+        with_piecewise(latency_ns=[260.0, 300.0]),
+        "latency.mixes[0].latency_ns",
+        "as many entries",
+    ),
+    "piecewise_below_idle": (
+        with_piecewise(latency_ns=[240.0, 300.0, 400.0]),
+        "latency",
+        "idle",
+    ),
+    "piecewise_negative_bandwidth": (
+        with_piecewise(bandwidth_gbps=[10.0, -30.0, 45.0]),
+        "latency.mixes[0].bandwidth_gbps[1]",
+        "negative",
+    ),
+    "piecewise_text_latency": (
+        with_piecewise(latency_ns=[260.0, "slow", 400.0]),
+        "latency.mixes[0].latency_ns[1]",
+        "number",
+    ),
+    "piecewise_missing_list": (
+        with_piecewise(bandwidth_gbps=[]),
+        "latency.mixes[0].bandwidth_gbps",
+        "missing or empty",
+    ),
+}
+
+
+def write_profile(tmp_path: Path, name: str, data: dict[str, Any]) -> Path:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(tomli_w.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize("data", [VALID, with_piecewise()], ids=["parametric", "piecewise"])
+def test_the_unedited_profile_loads(tmp_path: Path, data: dict[str, Any]) -> None:
+    """The bad cases below differ from a valid file in one entry only."""
+    profile = load_profile_file(write_profile(tmp_path, "good", data))
+    assert profile.name == "test-node"
+    assert float(profile.saturation_gbps(1.0)) == pytest.approx(48.0)
+    assert float(profile.latency_ns(0.0, 1.0)) == 250.0
+
+
+@pytest.mark.parametrize("case", sorted(BAD_PROFILES))
+def test_bad_profile_names_file_and_field(tmp_path: Path, case: str) -> None:
+    data, field, problem = BAD_PROFILES[case]
+    path = write_profile(tmp_path, f"bad_{case}", data)
+    with pytest.raises(ProfileError) as info:
+        load_profile_file(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: field '{field}': "), message
+    assert re.search(problem, message), message
+    # load_profile takes a path as well and must fail the same way.
+    with pytest.raises(ProfileError, match=re.escape(str(path))):
+        load_profile(str(path))
+
+
+def test_invalid_toml(tmp_path: Path) -> None:
+    path = tmp_path / "broken.toml"
+    path.write_text('name = "x"\nidle_latency_ns = \n')
+    with pytest.raises(ProfileError, match=rf"^{re.escape(str(path))}: not valid TOML"):
+        load_profile_file(path)
+
+
+def test_missing_profile_file(tmp_path: Path) -> None:
+    path = tmp_path / "absent.toml"
+    with pytest.raises(ProfileError, match=rf"^{re.escape(str(path))}: cannot read"):
+        load_profile(str(path))
+
+
+def test_unknown_profile_name_lists_the_shipped_ones() -> None:
+    with pytest.raises(ProfileError) as info:
+        load_profile("no-such-node")
+    message = str(info.value)
+    assert "'no-such-node'" in message
+    for name in SHIPPED:
+        assert name in message
+    assert not (shipped_profile_dir() / "no-such-node.toml").exists()
