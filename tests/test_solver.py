@@ -51,7 +51,7 @@ def profiles(draw, index: int = 0, extreme: bool = False) -> NodeProfile:
             np.array(reads),
             np.array([draw(st.floats(*a_range)) for _ in reads]),
             np.array([draw(st.floats(*p_range)) for _ in reads]),
-            np.array([draw(st.floats(0.8 if extreme else 0.95, 2.0)) for _ in reads]),
+            np.array([draw(st.floats(1.0, 2.0)) for _ in reads]),
         )
     else:
         loads, excess = [], []

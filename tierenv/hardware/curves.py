@@ -84,18 +84,25 @@ class ParametricCurve:
         for name, values in arrays.items():
             object.__setattr__(self, name, values[order])
         _check_mixes(self.read_fraction)
-        for name, low in (("a_ns", 0.0), ("exponent", 0.0), ("headroom", 0.0)):
+        for name in ("a_ns", "exponent"):
             values = getattr(self, name)
-            if not np.all(np.isfinite(values)) or np.any(values <= low):
+            if not np.all(np.isfinite(values)) or np.any(values <= 0):
                 raise ValueError(
                     f"parametric curve: {name} must be positive, got {values.tolist()}"
                 )
+        # The curve's asymptote must lie at or beyond the node's capacity: otherwise latency
+        # would diverge below the capacity the profile states.
+        if not np.all(np.isfinite(self.headroom)) or np.any(self.headroom < 1.0):
+            raise ValueError(
+                "parametric curve: headroom (asymptote / capacity) must be at least 1, got "
+                f"{self.headroom.tolist()}"
+            )
 
     def mixes(self) -> np.ndarray:
         return self.read_fraction
 
     def max_load(self) -> float:
-        return float(min(1.0, self.headroom.min()))
+        return 1.0  # headroom >= 1: every mix reaches its capacity
 
     def _neighbours(self, read_fraction: np.ndarray):
         """Parameters of the measured mixes on either side of r, and the upper one's weight."""
@@ -198,6 +205,13 @@ class PiecewiseCurve:
                 )
             rho = np.concatenate([[0.0], rho])
             ex = np.concatenate([[0.0], ex])
+            if rho[-1] < 1.0:
+                # Measurements end a little below the modelled capacity: extend the last
+                # segment's slope up to it, so the node reaches its capacity (as a parametric
+                # curve does) instead of stalling short of it.
+                slope = (ex[-1] - ex[-2]) / (rho[-1] - rho[-2])
+                rho = np.append(rho, 1.0)
+                ex = np.append(ex, ex[-1] + max(slope, MIN_EXCESS_SLOPE_NS) * (1.0 - rho[-2]))
             # Flat stretches (equal latency at rising bandwidth) would make the inverse jump;
             # a negligible minimum slope keeps it continuous for the solver.
             for index in range(1, ex.size):
@@ -213,7 +227,7 @@ class PiecewiseCurve:
         return self.read_fraction
 
     def max_load(self) -> float:
-        return float(min(1.0, min(loads[-1] for loads in self.loads)))
+        return 1.0  # every mix's points are extended up to capacity
 
     def _blend(self, read_fraction: np.ndarray, per_mix) -> tuple[np.ndarray, ...]:
         lower, upper_weight = _mix_weights(
@@ -290,7 +304,7 @@ def _load(
     excess: np.ndarray, a: np.ndarray, p: np.ndarray, beta: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """ρ(E), dρ/dE and ∫_0^E ρ of one fitted mix, capped at ρ = 1."""
-    x = excess / a
+    x = np.minimum(excess / a, 1e200)  # an infinite latency serves the capacity, not NaN
     decay = (1.0 + x) ** (-1.0 / p)
     rho = beta * (1.0 - decay)
     slope = beta / (a * p) * decay / (1.0 + x)

@@ -73,11 +73,18 @@ class ProfileFit:
     reports: list[CurveReport] = field(default_factory=list)
 
 
-def fit_curve(curve: MeasuredCurve, idle_latency_ns: float | None = None) -> CurveFit:
-    """Fit the p-form to a curve's rising branch; ``idle_latency_ns`` fixes L0 if given."""
+def fit_curve(
+    curve: MeasuredCurve, idle_latency_ns: float | None = None, min_bmax_gbps: float = 0.0
+) -> CurveFit:
+    """Fit the p-form to a curve's rising branch; ``idle_latency_ns`` fixes L0 if given.
+
+    The asymptote Bmax lies between the measured peak (or ``min_bmax_gbps``, the modelled
+    capacity, if higher) and 1.5 times it (reference §2.4): a fit may not wander off to a
+    nearly straight line that ignores the knee.
+    """
     rising = curve.rising_branch(RISING_FRACTION)
     bw, lat = rising.bandwidth_gbps, rising.latency_ns
-    peak = float(bw.max())
+    peak = max(float(bw.max()), min_bmax_gbps)
     lightest = float(lat[0])
     fixed_idle = idle_latency_ns is not None
 
@@ -94,7 +101,7 @@ def fit_curve(curve: MeasuredCurve, idle_latency_ns: float | None = None) -> Cur
 
     rise = max(float(lat.max() - lightest), 1.0)
     lower = [1e-3, 0.02, peak * (1 + 1e-6)]
-    upper = [50.0 * rise + 1e3, 8.0, peak * 3.0]
+    upper = [50.0 * rise + 1e3, 8.0, peak * 1.5]
     if not fixed_idle:
         # The lightest-load row already carries some traffic, so the idle latency lies at or a
         # little below it (MLC's 20000-delay row reads 1-5 ns above --idle_latency).
@@ -228,8 +235,9 @@ def fit_profile(
     if form == "parametric":
         params = []
         for r in mixes:
-            fit = fit_curve(_merged(groups[r]), idle_latency_ns=idle)
-            headroom = fit.bmax_gbps / float(bandwidth(r))
+            capacity = float(bandwidth(r))
+            fit = fit_curve(_merged(groups[r]), idle_latency_ns=idle, min_bmax_gbps=capacity)
+            headroom = max(fit.bmax_gbps / capacity, 1.0)
             params.append((r, fit.a_ns, fit.exponent, headroom))
         columns = np.array(params).T
         latency = ParametricCurve(*columns)

@@ -8,6 +8,8 @@ import numpy as np
 
 from tierenv.hardware.fit import CurveReport, ProfileFit
 
+MAX_PLOTTED_CURVES = 8
+
 
 def fit_table(fit: ProfileFit, tolerance: float) -> str:
     """Markdown table: one row per measured curve, errors on the rising branch."""
@@ -68,7 +70,11 @@ def plot_fit(fit: ProfileFit, path: str | Path) -> Path:
         2, 1, figsize=(8, 8), height_ratios=[3, 1.4], constrained_layout=True
     )
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for index, report in enumerate(fit.reports):
+    shown = fit.reports
+    if len(shown) > MAX_PLOTTED_CURVES:  # e.g. 42 Mess mixes: a readable, even sample
+        picks = np.linspace(0, len(shown) - 1, MAX_PLOTTED_CURVES).round().astype(int)
+        shown = [fit.reports[i] for i in picks]
+    for index, report in enumerate(shown):
         color = colors[index % len(colors)]
         curve, rising = report.curve, report.rising
         label = f"{Path(curve.source.split('#')[0]).name} ({curve.label})"
@@ -82,8 +88,11 @@ def plot_fit(fit: ProfileFit, path: str | Path) -> Path:
         ax_err.plot(rising.bandwidth_gbps, 100 * report.relative_error, "o-", color=color, ms=3)
     ax_curve.set_xlabel("bandwidth (GB/s)")
     ax_curve.set_ylabel("latency (ns)")
+    sample = "" if len(shown) == len(fit.reports) else f" ({len(shown)} of {len(fit.reports)})"
     ax_curve.set_title(
-        f"{profile.name}: measured (filled: rising branch fitted; hollow: saturated) and model"
+        f"{profile.name}: measured{sample} (filled: rising branch fitted; hollow: saturated) "
+        "and model",
+        fontsize=9,
     )
     top = max(float(np.max(r.rising.latency_ns)) for r in fit.reports)
     ax_curve.set_ylim(0, top * 1.6)
