@@ -313,3 +313,23 @@ def test_bad_input_is_refused_with_the_field_named(field, kwargs, message) -> No
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
         solve(nodes, **args)
+
+
+@PROPERTY_SETTINGS
+@given(
+    st.lists(
+        profiles().filter(lambda p: isinstance(p.latency, ParametricCurve)), min_size=1, max_size=4
+    ),
+    st.integers(0, 2**31 - 1),
+)
+def test_vectorised_nodes_match_the_per_node_reference(node_profiles, seed) -> None:
+    fast, reference = NodeSet(node_profiles), NodeSet(node_profiles, vectorised=False)
+    assert fast._fast is not None and reference._fast is None
+    rng = np.random.default_rng(seed)
+    reads = rng.uniform(0.0, 1.0, (32, len(node_profiles)))
+    latency = fast.idle_latency_ns + rng.exponential(300.0, (32, len(node_profiles)))
+    assert fast.saturation_gbps(reads) == pytest.approx(reference.saturation_gbps(reads))
+    for ours, theirs in zip(
+        fast.load_at(latency, reads), reference.load_at(latency, reads), strict=True
+    ):
+        assert ours == pytest.approx(theirs, rel=1e-12, abs=1e-12)

@@ -131,7 +131,9 @@ class ParametricCurve:
         lo, hi = below.copy(), top.copy()
         for _ in range(80):
             mid = 0.5 * (lo + hi)
-            served = (1 - weight) * _load(mid, *low)[0] + weight * _load(mid, *high)[0]
+            served = (1 - weight) * load_of_fitted_mix(mid, *low)[0] + weight * load_of_fitted_mix(
+                mid, *high
+            )[0]
             short = served < rho
             lo, hi = np.where(short, mid, lo), np.where(short, hi, mid)
         inverted = np.where((hi >= top * (1 - 1e-12)) & ~np.isfinite(reach), np.inf, hi)
@@ -146,7 +148,7 @@ class ParametricCurve:
         # Between measured mixes the node serves, at a given latency, the blend of what it
         # serves at the two neighbouring mixes (as the piecewise curve does). Blending the
         # curves rather than their parameters keeps the result between the measurements.
-        parts_low, parts_high = _load(ex, *low), _load(ex, *high)
+        parts_low, parts_high = load_of_fitted_mix(ex, *low), load_of_fitted_mix(ex, *high)
         return tuple(
             (1 - weight) * a + weight * b for a, b in zip(parts_low, parts_high, strict=True)
         )
@@ -300,7 +302,7 @@ def _excess(rho: np.ndarray, a: np.ndarray, p: np.ndarray, beta: np.ndarray) -> 
     return np.where(reachable, a * ((1.0 - safe) ** (-p) - 1.0), np.inf)
 
 
-def _load(
+def load_of_fitted_mix(
     excess: np.ndarray, a: np.ndarray, p: np.ndarray, beta: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """ρ(E), dρ/dE and ∫_0^E ρ of one fitted mix, capped at ρ = 1."""

@@ -32,12 +32,11 @@ Units: bandwidth GB/s (= bytes/ns), latency and think time ns.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from tierenv.hardware.profile import NodeProfile
+from tierenv.hardware.nodeset import NodeSet
 
 LINE_BYTES = 64.0
 # Open-loop background traffic is served up to this share of the least a node can serve at
@@ -51,47 +50,6 @@ MIX_TOLERANCE = 1e-5
 REMIX_TOLERANCE = 1e-4
 MIN_MIX_RELAXATION = 1.0 / 64
 MAX_MIX_EXTRAPOLATION = 20.0
-
-
-class NodeSet:
-    """The nodes of one host, in node-id order, evaluated together by the solver."""
-
-    def __init__(self, profiles: Sequence[NodeProfile]):
-        if not profiles:
-            raise ValueError("a host needs at least one memory node")
-        self.profiles = tuple(profiles)
-        self.idle_latency_ns = np.array([p.idle_latency_ns for p in self.profiles])
-        # Capacity terms are monotone in the read fraction, so the worst case over all mixes
-        # sits at r = 0 or r = 1.
-        self.min_servable_gbps = np.array(
-            [
-                p.latency.max_load() * float(min(p.bandwidth(0.0), p.bandwidth(1.0)))
-                for p in self.profiles
-            ]
-        )
-
-    def __len__(self) -> int:
-        return len(self.profiles)
-
-    @property
-    def names(self) -> list[str]:
-        return [p.name for p in self.profiles]
-
-    def saturation_gbps(self, read_fraction: np.ndarray) -> np.ndarray:
-        """Capacity of each node (last axis) at its read fraction."""
-        return np.stack(
-            [p.bandwidth(read_fraction[..., i]) for i, p in enumerate(self.profiles)], axis=-1
-        )
-
-    def load_at(
-        self, latency_ns: np.ndarray, read_fraction: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Served load ρ = B/Bsat at each node's latency, dρ/dL and ∫ρ dL from idle."""
-        parts = [
-            p.latency.load_at(latency_ns[..., i] - p.idle_latency_ns, read_fraction[..., i])
-            for i, p in enumerate(self.profiles)
-        ]
-        return tuple(np.stack(values, axis=-1) for values in zip(*parts, strict=True))
 
 
 @dataclass(frozen=True)
