@@ -12,6 +12,7 @@ do). Prints the table and writes it, with the machine it ran on, to ``--out``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from pathlib import Path
 
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
 
     pool = random_problems(rng, 64)
-    counter = iter(range(10**12))
+    counter = itertools.count()
 
     def cold() -> None:
         i = next(counter) % 64

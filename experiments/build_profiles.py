@@ -17,8 +17,6 @@ from tierenv.hardware.shipped import build, write_calibration_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
-__all__ = ["build", "main"]
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -196,7 +196,7 @@ def test_calibrate_mess_csv(tmp_path: Path) -> None:
     profile = load_profile_file(out)
     assert profile.kind == "ddr"
     curves = read_measurements(MESS_CSV)
-    assert profile.latency.mixes().size == len(curves) == 42
+    assert profile.latency.read_fraction.size == len(curves) == 42
     errors = [report_curve(profile, c).median_abs_error for c in curves]
     assert max(errors) <= TOLERANCE, f"worst median error {100 * max(errors):.2f}%"
 
@@ -204,12 +204,25 @@ def test_calibrate_mess_csv(tmp_path: Path) -> None:
 def test_calibrate_bwlat_with_anchored_idle_latency(tmp_path: Path) -> None:
     out, plot = tmp_path / "x8.toml", tmp_path / "x8.png"
     args = [str(f) for f in BWLAT_FILES]
-    assert calibrate(*args, "--idle-latency-ns", "250", "--out", str(out), "--plot", str(plot)) == 0
+    assert (
+        calibrate(
+            *args,
+            "--kind",
+            "cxl",
+            "--idle-latency-ns",
+            "250",
+            "--out",
+            str(out),
+            "--plot",
+            str(plot),
+        )
+        == 0
+    )
     assert plot.exists()
     profile = load_profile_file(out)
-    assert profile.kind == "cxl"  # guessed from the 'cxl-expander-model' folder
+    assert profile.kind == "cxl"
     assert profile.idle_latency_ns == 250.0
-    assert profile.latency.mixes().size == 4
+    assert profile.latency.read_fraction.size == 4
     for curve in (c for f in BWLAT_FILES for c in read_measurements(f)):
         # The device curves exclude the on-chip path (idle ~107 ns); the anchored profile is
         # the same shape lifted to 250 ns.
@@ -242,7 +255,7 @@ BAD_LOGS = {
             mlc_header(MLC_DIR / "cxl_log_d0_c16_w0_r0")
             + "".join(f" {d:05d}\t{300 + d / 100:.2f}\t  48000.0\n" for d in MLC_DELAYS)
         ),
-        "no rising branch",
+        "no lightly loaded points",
     ),
     # A latency of zero is physically impossible; it must be refused like a negative one,
     # not reach the fitter (which divides by it).
@@ -291,3 +304,15 @@ def test_calibrate_rejects_a_read_fraction_outside_0_1(tmp_path: Path, capsys) -
         calibrate(str(log), "--read-fraction", "1.5", "--out", str(out), "--plot", str(plot)) == 2
     )
     assert f"{log}: read_fraction: 1.5 is outside [0, 1]" in capsys.readouterr().err
+
+
+def test_calibrate_refuses_a_log_without_its_unloaded_rows(tmp_path: Path, capsys) -> None:
+    """The saturated head of a sweep alone cannot anchor the idle latency."""
+    lines = (MLC_DIR / "cxl_log_d0_c16_w2_r0").read_text().splitlines()
+    table_end = next(i for i, line in enumerate(lines) if line.startswith("=")) + 6
+    truncated = tmp_path / "cxl_truncated"
+    truncated.write_text("\n".join(lines[:table_end]) + "\n")
+    code = calibrate(str(truncated), "--out", str(tmp_path / "t.toml"))
+    assert code == 2
+    assert "cxl_truncated" in capsys.readouterr().err
+    assert not (tmp_path / "t.toml").exists()

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import tomli_w
 
-from experiments.build_profiles import build
 from tierenv.hardware.curves import PiecewiseCurve
 from tierenv.hardware.fit import fit_profile
 from tierenv.hardware.measurements import read_measurements
@@ -24,6 +23,7 @@ from tierenv.hardware.profile import (
     shipped_profile_dir,
     shipped_profile_names,
 )
+from tierenv.hardware.shipped import build
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 MLC_DIR = SHARED / "data" / "mlc" / "bytedance-eurosys24"
@@ -35,7 +35,7 @@ COMPARE_MIXES = (0.0, 0.25, 0.5, 2 / 3, 0.75, 0.9, 1.0)
 
 def load_grid(profile: NodeProfile, read_fraction: float, points: int = 25) -> np.ndarray:
     """Offered bandwidths from idle to just below the largest load the profile serves."""
-    capacity = float(profile.saturation_gbps(read_fraction)) * profile.latency.max_load()
+    capacity = float(profile.saturation_gbps(read_fraction))
     return np.linspace(0.0, 0.97 * capacity, points)
 
 
@@ -153,12 +153,14 @@ def test_piecewise_profile_round_trips(tmp_path: Path) -> None:
     curves = [c for path in sorted(MLC_DIR.glob("cxl_log_*")) for c in read_measurements(path)]
     profile = fit_profile(curves, name="cxl-piecewise", kind="cxl", form="piecewise").profile
     assert isinstance(profile.latency, PiecewiseCurve)
-    assert profile.latency.mixes().size == 4
+    assert profile.latency.read_fraction.size == 4
     path = tmp_path / "cxl-piecewise.toml"
     profile.save(path)
     again = load_profile_file(path)
     assert isinstance(again.latency, PiecewiseCurve)
-    np.testing.assert_allclose(again.latency.mixes(), profile.latency.mixes(), atol=1e-6)
+    np.testing.assert_allclose(
+        again.latency.read_fraction, profile.latency.read_fraction, atol=1e-6
+    )
     assert_same_model(again, profile, rtol=1e-4)
     # The piecewise curve passes close to the measured points it was built from.
     rising = curves[0].rising_branch()

@@ -6,6 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from tierenv.hardware.profile import NODE_KINDS
+from tierenv.hardware.shipped import TOLERANCE as FIT_TOLERANCE
+
 DESCRIPTION = """\
 tierenv: learn how Linux should interleave memory across DDR and CXL.
 
@@ -89,9 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="profile name (default: from the first file name)")
     p.add_argument(
         "--kind",
-        choices=["ddr", "cxl", "remote-ddr"],
+        choices=NODE_KINDS,
         default=None,
-        help="node kind (default: guessed from the file names, else ddr)",
+        help="node kind: sets the capacity model (DDR bus or CXL link); default: cxl if a "
+        "file name contains 'cxl', else ddr (the guess is printed)",
     )
     p.add_argument(
         "--form",
@@ -119,8 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--tolerance",
         type=float,
-        default=5.0,
-        help="largest acceptable median absolute latency error, %% (default 5)",
+        default=100 * FIT_TOLERANCE,
+        help="largest acceptable median absolute latency error, %% "
+        f"(default {100 * FIT_TOLERANCE:g})",
     )
     p.set_defaults(handler=_calibrate)
 
@@ -199,7 +204,10 @@ def _calibrate(args: argparse.Namespace) -> int:
 
     curves = [c for path in args.files for c in read_measurements(path, args.read_fraction)]
     name = args.name or args.files[0].stem
-    kind = args.kind or ("cxl" if "cxl" in " ".join(str(f) for f in args.files).lower() else "ddr")
+    kind = args.kind
+    if kind is None:
+        kind = "cxl" if any("cxl" in f.name.lower() for f in args.files) else "ddr"
+        print(f"node kind: {kind} (guessed from the file names; set --kind to choose)")
     provenance = {
         "source": ", ".join(str(f) for f in args.files),
         "method": f"tierenv calibrate, {args.form} p-form fit of each rising branch",
@@ -261,18 +269,22 @@ def _report(args: argparse.Namespace) -> int:
         )
     print(f"      fit table and plots: {report} and {calibration}/*.png\n")
     print("[2/3] running the published interleaving checks ...")
-    validation = argparse.Namespace(checks=None, out=args.results / "validation.md")
-    failed |= _validate(validation) != 0
+    failed |= not _write_validation(None, args.results / "validation.md")
     print("\n[3/3] done: " + ("some checks FAILED" if failed else "all fits and checks pass"))
     return 1 if failed else 0
 
 
 def _validate(args: argparse.Namespace) -> int:
+    names = [c.strip() for c in args.checks.split(",")] if args.checks else None
+    return 0 if _write_validation(names, args.out) else 1
+
+
+def _write_validation(names: list[str] | None, out: Path) -> bool:
+    """Run the checks, print and write the table; True when every prediction passes."""
     from tierenv.files import write_text_atomically
     from tierenv.hardware.validation import render_markdown, run_checks
     from tierenv.provenance import stamp
 
-    names = [c.strip() for c in args.checks.split(",")] if args.checks else None
     rows = run_checks(names)
     table = render_markdown(rows)
     print(table)
@@ -284,9 +296,9 @@ def _validate(args: argparse.Namespace) -> int:
         "`calibrated` are model inputs set from a published number; the other rows are "
         "predictions held to the tolerance shown.\n\n" + table
     )
-    write_text_atomically(args.out, report)
-    print(f"{len(rows) - len(failed)} of {len(rows)} rows pass; report written to {args.out}")
-    return 1 if failed else 0
+    write_text_atomically(out, report)
+    print(f"{len(rows) - len(failed)} of {len(rows)} rows pass; report written to {out}")
+    return not failed
 
 
 def _interleave(args: argparse.Namespace) -> int:

@@ -45,15 +45,13 @@ class SaturationBandwidth:
                 _require_positive(name, value)
 
     def __call__(self, read_fraction: np.ndarray | float) -> np.ndarray:
-        r = np.clip(np.asarray(read_fraction, dtype=float), 0.0, 1.0)
-        write_share = np.minimum(1.0 - r, WRITE_SHARE_CAP)
-        peak = self.media_gbps * (1.0 - self.write_penalty * write_share)
-        with np.errstate(divide="ignore", over="ignore"):
-            if self.read_link_gbps is not None:
-                peak = np.minimum(peak, self.read_link_gbps / r)
-            if self.write_link_gbps is not None:
-                peak = np.minimum(peak, self.write_link_gbps / (1.0 - r))
-        return peak
+        return saturation_gbps(
+            read_fraction,
+            self.media_gbps,
+            self.write_penalty,
+            np.inf if self.read_link_gbps is None else self.read_link_gbps,
+            np.inf if self.write_link_gbps is None else self.write_link_gbps,
+        )
 
     def to_dict(self) -> dict[str, float]:
         out: dict[str, float] = {
@@ -65,6 +63,15 @@ class SaturationBandwidth:
         if self.write_link_gbps is not None:
             out["write_link_gbps"] = self.write_link_gbps
         return out
+
+
+def saturation_gbps(read_fraction, media, write_penalty, read_link, write_link) -> np.ndarray:
+    """The capacity formula, elementwise over arrays (absent links are inf)."""
+    r = np.clip(np.asarray(read_fraction, dtype=float), 0.0, 1.0)
+    peak = media * (1.0 - write_penalty * np.minimum(1.0 - r, WRITE_SHARE_CAP))
+    with np.errstate(divide="ignore", over="ignore"):
+        peak = np.minimum(peak, read_link / r)
+        return np.minimum(peak, write_link / (1.0 - r))
 
 
 def _require_positive(name: str, value: float) -> None:

@@ -37,14 +37,6 @@ class LatencyCurve(Protocol):
         """Served load ρ at excess latency E, dρ/dE, and ∫_0^E ρ dE (the solver's potential)."""
         ...
 
-    def mixes(self) -> np.ndarray:
-        """Read fractions at which the curve was measured or fitted."""
-        ...
-
-    def max_load(self) -> float:
-        """The largest load ρ the curve can serve at any mix (at most 1)."""
-        ...
-
 
 def _mix_weights(read_fraction: np.ndarray, mixes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Index of the lower neighbouring mix and the weight of the upper one (clamped)."""
@@ -98,12 +90,6 @@ class ParametricCurve:
                 f"{self.headroom.tolist()}"
             )
 
-    def mixes(self) -> np.ndarray:
-        return self.read_fraction
-
-    def max_load(self) -> float:
-        return 1.0  # headroom >= 1: every mix reaches its capacity
-
     def _neighbours(self, read_fraction: np.ndarray):
         """Parameters of the measured mixes on either side of r, and the upper one's weight."""
         r = np.asarray(read_fraction, dtype=float)
@@ -120,25 +106,16 @@ class ParametricCurve:
         rho = np.maximum(np.asarray(load, dtype=float), 0.0)
         low, high, weight = self._neighbours(np.broadcast_to(read_fraction, rho.shape))
         at_low, at_high = _excess(rho, *low), _excess(rho, *high)
-        blended = (weight > 0) & (weight < 1)
-        if not np.any(blended):
-            return np.where(weight >= 1, at_high, at_low)
-        # Between mixes the served loads blend at equal latency (see load_at); invert that
-        # blend by bisection between the two neighbours' latencies.
-        reach = np.maximum(at_low, at_high)
-        below = np.minimum(at_low, at_high)
-        top = np.where(np.isfinite(reach), reach, np.maximum(below, 1.0) * 1e6)
-        lo, hi = below.copy(), top.copy()
-        for _ in range(80):
-            mid = 0.5 * (lo + hi)
-            served = (1 - weight) * load_of_fitted_mix(mid, *low)[0] + weight * load_of_fitted_mix(
-                mid, *high
-            )[0]
-            short = served < rho
-            lo, hi = np.where(short, mid, lo), np.where(short, hi, mid)
-        inverted = np.where((hi >= top * (1 - 1e-12)) & ~np.isfinite(reach), np.inf, hi)
-        inverted = np.where(rho > 1.0, np.inf, inverted)
-        return np.where(blended, inverted, np.where(weight >= 1, at_high, at_low))
+        return _blended_inverse(
+            rho,
+            weight,
+            at_low,
+            at_high,
+            lambda e: (
+                (1 - weight) * load_of_fitted_mix(e, *low)[0]
+                + weight * load_of_fitted_mix(e, *high)[0]
+            ),
+        )
 
     def load_at(
         self, excess: np.ndarray, read_fraction: np.ndarray
@@ -207,7 +184,14 @@ class PiecewiseCurve:
                 )
             rho = np.concatenate([[0.0], rho])
             ex = np.concatenate([[0.0], ex])
-            if rho[-1] < 1.0:
+            if rho[-1] > 1.0:
+                # Points beyond the modelled capacity (a measured peak above the capacity
+                # model): end the curve at capacity, interpolating the latency there.
+                end = int(np.argmax(rho >= 1.0))
+                at_capacity = np.interp(1.0, rho[end - 1 : end + 1], ex[end - 1 : end + 1])
+                rho = np.append(rho[:end], 1.0)
+                ex = np.append(ex[:end], at_capacity)
+            elif rho[-1] < 1.0:
                 # Measurements end a little below the modelled capacity: extend the last
                 # segment's slope up to it, so the node reaches its capacity (as a parametric
                 # curve does) instead of stalling short of it.
@@ -225,12 +209,6 @@ class PiecewiseCurve:
         object.__setattr__(self, "loads", tuple(loads))
         object.__setattr__(self, "excess", tuple(excess))
 
-    def mixes(self) -> np.ndarray:
-        return self.read_fraction
-
-    def max_load(self) -> float:
-        return 1.0  # every mix's points are extended up to capacity
-
     def _blend(self, read_fraction: np.ndarray, per_mix) -> tuple[np.ndarray, ...]:
         lower, upper_weight = _mix_weights(
             np.asarray(read_fraction, dtype=float), self.read_fraction
@@ -242,22 +220,19 @@ class PiecewiseCurve:
         pick = np.broadcast_to(lower, stacked[0].shape[1:])
         lo = [np.take_along_axis(s, pick[None], 0)[0] for s in stacked]
         hi = [np.take_along_axis(s, pick[None] + 1, 0)[0] for s in stacked]
-        with np.errstate(invalid="ignore"):
-            return tuple(
-                np.where(
-                    np.isinf(a) | np.isinf(b), np.inf, (1 - upper_weight) * a + upper_weight * b
-                )
-                for a, b in zip(lo, hi, strict=True)
-            )
+        return tuple((1 - upper_weight) * a + upper_weight * b for a, b in zip(lo, hi, strict=True))
 
     def excess_ns(self, load: np.ndarray, read_fraction: np.ndarray) -> np.ndarray:
         rho = np.maximum(np.asarray(load, dtype=float), 0.0)
-
-        def per_mix(c: int) -> tuple[np.ndarray]:
-            xs, ys = self.loads[c], self.excess[c]
-            return (np.where(rho <= xs[-1], np.interp(rho, xs, ys), np.inf),)
-
-        return self._blend(np.broadcast_to(read_fraction, rho.shape), per_mix)[0]
+        r = np.broadcast_to(np.asarray(read_fraction, dtype=float), rho.shape)
+        lower, weight = _mix_weights(r, self.read_fraction)
+        upper = np.minimum(lower + 1, self.read_fraction.size - 1)
+        own = np.stack(
+            [np.interp(rho, xs, ys) for xs, ys in zip(self.loads, self.excess, strict=True)]
+        )
+        at_low = np.take_along_axis(own, np.broadcast_to(lower, rho.shape)[None], 0)[0]
+        at_high = np.take_along_axis(own, np.broadcast_to(upper, rho.shape)[None], 0)[0]
+        return _blended_inverse(rho, weight, at_low, at_high, lambda e: self.load_at(e, r)[0])
 
     def load_at(
         self, excess: np.ndarray, read_fraction: np.ndarray
@@ -281,18 +256,26 @@ class PiecewiseCurve:
 
         return self._blend(np.broadcast_to(read_fraction, ex.shape), per_mix)
 
-    def to_dict(self) -> dict:
-        return {
-            "form": self.form,
-            "mixes": [
-                {
-                    "read_fraction": float(r),
-                    "load": [float(v) for v in rho[1:]],
-                    "excess_ns": [float(v) for v in ex[1:]],
-                }
-                for r, rho, ex in zip(self.read_fraction, self.loads, self.excess, strict=True)
-            ],
-        }
+
+def _blended_inverse(rho, weight, at_low, at_high, served) -> np.ndarray:
+    """The excess E where the blend of two mixes serves ρ, and inf beyond capacity.
+
+    Blends are taken at equal latency (load_at), so the inverse is found by bisection between
+    the two neighbouring mixes' own latencies for ρ, between which it lies.
+    """
+    exact = (weight <= 0) | (weight >= 1)
+    own = np.where(weight >= 1, at_high, at_low)
+    reachable = rho <= 1.0
+    if np.all(exact | ~reachable):
+        return np.where(reachable, own, np.inf)
+    lo = np.where(np.isfinite(np.minimum(at_low, at_high)), np.minimum(at_low, at_high), 0.0)
+    hi = np.maximum(at_low, at_high)
+    hi = np.where(np.isfinite(hi), hi, np.maximum(lo, 1.0) * 1e6)
+    for _ in range(80):
+        mid = 0.5 * (lo + hi)
+        short = served(mid) < rho
+        lo, hi = np.where(short, mid, lo), np.where(short, hi, mid)
+    return np.where(reachable, np.where(exact, own, hi), np.inf)
 
 
 def _excess(rho: np.ndarray, a: np.ndarray, p: np.ndarray, beta: np.ndarray) -> np.ndarray:

@@ -28,6 +28,7 @@ from tierenv.hardware.measurements import MeasuredCurve
 from tierenv.hardware.profile import NodeProfile
 
 RISING_FRACTION = 0.98
+UNLOADED_SHARE = 0.5  # the lightest point of a usable sweep carries less of the peak than this
 CXL_LINK_ONLY_TOLERANCE = 0.03  # log-error up to which links alone explain a CXL device
 DEFAULT_WRITE_PENALTY = 0.3  # DDR4/DDR5 fits lie in 0.25-0.45 (reference §1.4); used with one mix
 
@@ -82,6 +83,15 @@ def fit_curve(
     capacity, if higher) and 1.5 times it (reference §2.4): a fit may not wander off to a
     nearly straight line that ignores the knee.
     """
+    # A loaded-latency sweep runs from a near-idle point to saturation; a curve whose
+    # lightest point already carries half the peak lost its unloaded rows (a truncated log
+    # or a single-delay run) and cannot anchor the idle latency.
+    if curve.bandwidth_gbps[0] >= UNLOADED_SHARE * curve.peak_gbps():
+        raise ValueError(
+            f"{curve.source}: no lightly loaded points (the lightest carries "
+            f"{100 * curve.bandwidth_gbps[0] / curve.peak_gbps():.0f}% of the peak): a "
+            "truncated log or a single-delay run; calibration needs the whole sweep"
+        )
     rising = curve.rising_branch(RISING_FRACTION)
     bw, lat = rising.bandwidth_gbps, rising.latency_ns
     peak = max(float(bw.max()), min_bmax_gbps)
@@ -222,6 +232,12 @@ def fit_profile(
     if idle_latency_ns is not None:
         measured_idle = float(np.median([fit_curve(c).idle_latency_ns for c in curves]))
         shift = idle_latency_ns - measured_idle
+        lowest = min(float(c.latency_ns.min()) for c in curves)
+        if lowest + shift <= 0:
+            raise ValueError(
+                f"idle_latency_ns (--idle-latency-ns) {idle_latency_ns:g} is below what the "
+                f"curves allow: shifting them by {shift:g} ns makes a latency negative"
+            )
         curves = [_shifted(c, shift) for c in curves]
         idle = float(idle_latency_ns)
     else:

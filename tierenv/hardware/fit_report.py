@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tierenv.files import atomic_path
 from tierenv.hardware.fit import CurveReport, ProfileFit
 
 MAX_PLOTTED_CURVES = 8
@@ -101,9 +102,9 @@ def plot_fit(fit: ProfileFit, path: str | Path) -> Path:
     ax_err.set_xlabel("bandwidth (GB/s)")
     ax_err.set_ylabel("model - measured (%)")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)
     return path

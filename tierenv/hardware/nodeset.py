@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tierenv.hardware.bandwidth import WRITE_SHARE_CAP
+from tierenv.hardware.bandwidth import saturation_gbps
 from tierenv.hardware.curves import ParametricCurve, load_of_fitted_mix
 from tierenv.hardware.profile import NodeProfile
 
@@ -30,10 +30,7 @@ class NodeSet:
         # Capacity terms are monotone in the read fraction, so the worst case over all mixes
         # sits at r = 0 or r = 1.
         self.min_servable_gbps = np.array(
-            [
-                p.latency.max_load() * float(min(p.bandwidth(0.0), p.bandwidth(1.0)))
-                for p in self.profiles
-            ]
+            [float(min(p.bandwidth(0.0), p.bandwidth(1.0))) for p in self.profiles]
         )
 
     def __len__(self) -> int:
@@ -96,11 +93,9 @@ class _VectorisedNodes:
         self.rows = np.arange(len(profiles))
 
     def saturation_gbps(self, read_fraction: np.ndarray) -> np.ndarray:
-        r = np.clip(read_fraction, 0.0, 1.0)
-        peak = self.media * (1.0 - self.penalty * np.minimum(1.0 - r, WRITE_SHARE_CAP))
-        with np.errstate(divide="ignore", over="ignore"):
-            peak = np.minimum(peak, self.read_link / r)
-            return np.minimum(peak, self.write_link / (1.0 - r))
+        return saturation_gbps(
+            read_fraction, self.media, self.penalty, self.read_link, self.write_link
+        )
 
     def load_at(self, excess: np.ndarray, read_fraction: np.ndarray):
         r = np.clip(read_fraction, self.first_mix, self.last_mix)

@@ -77,7 +77,7 @@ class NodeProfile:
     def latency_ns(
         self, bandwidth_gbps: np.ndarray | float, read_fraction: np.ndarray | float = 1.0
     ) -> np.ndarray:
-        """Open-loop latency at an offered bandwidth; inf at or beyond saturation."""
+        """Open-loop latency at an offered bandwidth; inf beyond the node's capacity."""
         load = np.asarray(bandwidth_gbps, dtype=float) / self.saturation_gbps(read_fraction)
         r = np.broadcast_to(np.asarray(read_fraction, dtype=float), load.shape)
         return self.idle_latency_ns + self.latency.excess_ns(load, r)
@@ -200,12 +200,14 @@ def profile_from_dict(data: dict[str, Any], source: str = "<profile>") -> NodePr
         if form == "parametric":
             columns = {key: [] for key in ("read_fraction", "a_ns", "exponent", "headroom")}
             for index, mix in enumerate(mixes):
+                _require_table(mix, f"latency.mixes[{index}]", fail)
                 for key, values in columns.items():
                     values.append(number(mix, key, f"latency.mixes[{index}]."))
             curve: LatencyCurve = ParametricCurve(**{k: np.array(v) for k, v in columns.items()})
         elif form == "piecewise":
             reads, loads, excess = [], [], []
             for index, mix in enumerate(mixes):
+                _require_table(mix, f"latency.mixes[{index}]", fail)
                 prefix = f"latency.mixes[{index}]."
                 r = number(mix, "read_fraction", prefix)
                 bws = _number_list(mix, "bandwidth_gbps", prefix, fail)
@@ -235,6 +237,11 @@ def profile_from_dict(data: dict[str, Any], source: str = "<profile>") -> NodePr
         description=str(data.get("description", "")),
         provenance={str(k): str(v) for k, v in provenance.items()},
     )
+
+
+def _require_table(value: Any, fieldname: str, fail) -> None:
+    if not isinstance(value, dict):
+        raise fail(fieldname, f"must be a table, got {value!r}")
 
 
 def _number_list(table: dict[str, Any], key: str, prefix: str, fail) -> list[float]:
@@ -273,7 +280,7 @@ def shipped_profile_names() -> list[str]:
 def load_profile(name_or_path: str | Path) -> NodeProfile:
     """A shipped profile by name, or a profile file by path."""
     text = str(name_or_path)
-    if text.endswith(PROFILE_SUFFIX) or os.sep in text:
+    if text.endswith(PROFILE_SUFFIX) or os.sep in text or Path(text).is_file():
         return load_profile_file(text)
     candidate = shipped_profile_dir() / f"{text}{PROFILE_SUFFIX}"
     if not candidate.exists():

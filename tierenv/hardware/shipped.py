@@ -32,7 +32,10 @@ REMOTE_IDLE_NS = 96.59 + 55.0
 CXL_IDLE_NS = 250.41
 
 
-def _measured(files: list[Path]) -> list[MeasuredCurve]:
+def _measured(folder: Path, pattern: str) -> list[MeasuredCurve]:
+    files = sorted(folder.glob(pattern))
+    if not files:
+        raise FileNotFoundError(f"{folder}: no measurement files match {pattern!r}")
     return [curve for path in files for curve in read_measurements(path)]
 
 
@@ -55,7 +58,7 @@ def build(shared: Path) -> list[ProfileFit]:
 
     fits.append(
         fit_profile(
-            _measured([data / "mess" / "spr-8460y-ddr5_memory_curves.csv"]),
+            _measured(data / "mess", "spr-8460y-ddr5_memory_curves.csv"),
             name="spr-8460y-ddr5-socket",
             kind="ddr",
             description="Xeon 8460Y+ (Sapphire Rapids) socket, DDR5-4800 x8 channels (Mess)",
@@ -68,7 +71,7 @@ def build(shared: Path) -> list[ProfileFit]:
     )
     fits.append(
         fit_profile(
-            _measured(sorted(mlc.glob("ddr5_log_d0_*"))),
+            _measured(mlc, "ddr5_log_d0_*"),
             name="bytedance-ddr5-snc",
             kind="ddr",
             description="One 2-channel DDR5-4800 sub-NUMA domain of a 2S SPR (ByteDance, MLC)",
@@ -81,7 +84,7 @@ def build(shared: Path) -> list[ProfileFit]:
     )
     fits.append(
         fit_profile(
-            _measured(sorted(mlc.glob("cxl_log_d0_*"))),
+            _measured(mlc, "cxl_log_d0_*"),
             name="bytedance-cxl-asic",
             kind="cxl",
             description="ASIC CXL Type-3 expander on the local socket of a 2S SPR (ByteDance, MLC)",
@@ -94,7 +97,7 @@ def build(shared: Path) -> list[ProfileFit]:
     )
     fits.append(
         fit_profile(
-            _measured(sorted((data / "mess" / "cxl-expander-model").glob("bwlat_*.txt"))),
+            _measured(data / "mess" / "cxl-expander-model", "bwlat_*.txt"),
             name="generic-cxl-x8",
             kind="cxl",
             idle_latency_ns=CXL_IDLE_NS,
@@ -142,7 +145,8 @@ def _remote_socket_profile() -> ProfileFit:
         provenance={
             "source": source,
             "method": "p-form fit to the published L@50/80/95% points of the read curve; "
-            "saturation model fitted to the published peaks of reads, W2, W5, W6; "
+            "saturation model fitted to the published peaks of reads, W2 and W5 (valid for "
+            "read fractions >= 2/3; the NT-write-only peak W6 is not reproduced); "
             f"idle {REMOTE_IDLE_NS:.1f} ns = local MLC idle + 55 ns (MLC matrices)",
         },
     )
@@ -204,7 +208,8 @@ def _peak_table(profile: NodeProfile) -> str:
 def _with_bandwidth(profile: NodeProfile, bandwidth) -> NodeProfile:
     """Swap the saturation model, keeping the latency curve's absolute bandwidth axis at r=1."""
     curve = profile.latency
-    assert isinstance(curve, ParametricCurve)
+    if not isinstance(curve, ParametricCurve):
+        raise TypeError(f"{profile.name}: rescaling needs a parametric latency curve")
     rescale = float(profile.saturation_gbps(1.0)) / float(bandwidth(1.0))
     return replace(
         profile,

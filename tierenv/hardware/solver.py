@@ -17,21 +17,28 @@ closed loop sets the latency (Little's law), which is how MLC's zero-delay rows 
 
 Solving
 -------
-In node latencies Λ the fixed point is the minimiser of the strictly convex function::
+With the node read fractions held fixed, the fixed point in node latencies Λ is the minimiser
+of the strictly convex function::
 
     Ψ(Λ) = Σ_i ∫ served_i(s) ds  -  Σ_j 64·mlp_j·log(think_j + split_j·Λ)  -  Σ_i background_i·Λ_i
 
-(served_i is the inverse curve, increasing). So the fixed point exists and is unique, and
-Newton's method on ∇Ψ = served - demand converges from the idle latencies; its Hessian is
-diag(d served/dΛ) plus a positive semi-definite sum of rank-one terms. Every quantity is
-vectorised over any leading batch dimensions. Node read fractions are taken from the current
-iterate (their derivative is left out of the Jacobian; they change slowly).
+(served_i is the inverse curve, increasing), so it exists and is unique. Damped Newton steps
+on ∇Ψ = served - demand with an Armijo line search on Ψ find it; the Hessian is
+diag(d served/dΛ) plus a positive semi-definite sum of rank-one terms. The read fractions are
+an outer fixed point (a node's capacity depends on its mix, the mix on the rates): they are
+moved towards the mix the solved rates produce, with damping, extrapolation and per-node
+brackets (regula falsi). Where the solved rates jump as a mix crosses some value (a node on a
+flat stretch of its curve) there is no exact mix fixed point; the mix then settles at the
+jump, within about a percent. Every quantity is vectorised over leading batch dimensions.
+A problem that does not converge within ``max_iterations`` is flagged in
+``Solution.converged`` and reported with a RuntimeWarning.
 
 Units: bandwidth GB/s (= bytes/ns), latency and think time ns.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -108,6 +115,10 @@ def solve(
     f = split.reshape(k, n_streams, n_nodes)
     idle = np.broadcast_to(nodes.idle_latency_ns, (k, n_nodes))
 
+    if not (np.isfinite(background_read_fraction) and 0 <= background_read_fraction <= 1):
+        raise ValueError(
+            f"background_read_fraction must lie in [0, 1], got {background_read_fraction!r}"
+        )
     background_read = np.full((k, n_nodes), float(background_read_fraction))
     if background_gbps is None:
         background = np.zeros((k, n_nodes))
@@ -202,6 +213,13 @@ def solve(
             target = np.where(fallback[:, None], gentle, target)
         state, latency = _line_search(nodes, state, latency, target, gradient, active, problem)
 
+    if not np.all(converged):
+        warnings.warn(
+            f"throughput solver: {int(np.sum(~converged))} of {k} problems did not converge in "
+            f"{max_iterations} iterations; their results are approximate (Solution.converged)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     throughput = LINE_BYTES * state.rate
     node_bw = np.minimum(state.demand, state.capacity)
     stream_latency = state.stream_delay - z
