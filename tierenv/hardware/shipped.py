@@ -32,6 +32,72 @@ REMOTE_IDLE_NS = 96.59 + 55.0
 CXL_IDLE_NS = 250.41
 
 
+# Profiles fitted to measurement files: (folder under data/, file pattern, fit_profile keywords).
+MEASURED_RECIPES: list[tuple[str, str, dict]] = [
+    (
+        "mess",
+        "spr-8460y-ddr5_memory_curves.csv",
+        {
+            "name": "spr-8460y-ddr5-socket",
+            "kind": "ddr",
+            "description": "Xeon 8460Y+ (Sapphire Rapids) socket, DDR5-4800 x8 channels (Mess)",
+            "provenance": {
+                "source": "Mess benchmark curves, bsc-mem/Mess-Results MN5-ACC local "
+                "(../shared/data/mess/spr-8460y-ddr5_memory_curves.csv), 42 read mixes",
+                "method": "p-form fit per mix, DDR write-penalty saturation model",
+            },
+        },
+    ),
+    (
+        "mlc/bytedance-eurosys24",
+        "ddr5_log_d0_*",
+        {
+            "name": "bytedance-ddr5-snc",
+            "kind": "ddr",
+            "description": "One 2-channel DDR5-4800 sub-NUMA domain of a 2S SPR (ByteDance, MLC)",
+            "provenance": {
+                "source": "Intel MLC v3.10 --loaded_latency, Tang et al. EuroSys'24 artefacts "
+                "(../shared/data/mlc/bytedance-eurosys24/ddr5_log_d0_c8_w{0,2,5,6}_r0)",
+                "method": "p-form fit per mix (-W0/2/5/6), DDR write-penalty saturation model",
+            },
+        },
+    ),
+    (
+        "mlc/bytedance-eurosys24",
+        "cxl_log_d0_*",
+        {
+            "name": "bytedance-cxl-asic",
+            "kind": "cxl",
+            "description": "ASIC CXL Type-3 expander on the local socket of a 2S SPR "
+            "(ByteDance, MLC)",
+            "provenance": {
+                "source": "Intel MLC v3.10 --loaded_latency, Tang et al. EuroSys'24 artefacts "
+                "(../shared/data/mlc/bytedance-eurosys24/cxl_log_d0_c16_w{0,2,5,6}_r0)",
+                "method": "p-form fit per mix, full-duplex link + media saturation model",
+            },
+        },
+    ),
+    (
+        "mess/cxl-expander-model",
+        "bwlat_*.txt",
+        {
+            "name": "generic-cxl-x8",
+            "kind": "cxl",
+            "idle_latency_ns": CXL_IDLE_NS,
+            "description": "Generic PCIe 5.0 x8 CXL memory expander (Mess-simulator device curves)",
+            "provenance": {
+                "source": "Mess-simulator CXL expander curves bwlat_{30,58,74,90}.txt "
+                "(../shared/data/mess/cxl-expander-model/); vendor x8 modules quote "
+                "~36 GB/s at 2:1 (Micron CZ120, Samsung CMM-D, SK hynix CMM-DDR5)",
+                "method": "shape and read/write-mix capacity from the device curves; idle "
+                f"latency anchored at {CXL_IDLE_NS} ns (measured ASIC expander idle; the "
+                "device curves exclude the on-chip path)",
+            },
+        },
+    ),
+]
+
+
 def _measured(folder: Path, pattern: str) -> list[MeasuredCurve]:
     files = sorted(folder.glob(pattern))
     if not files:
@@ -53,65 +119,10 @@ def _published_curve(source: str, label: str, read_fraction: float, points) -> M
 def build(shared: Path) -> list[ProfileFit]:
     """Fit every shipped profile; ``shared`` is the folder holding ``data/``."""
     data = shared / "data"
-    mlc = data / "mlc" / "bytedance-eurosys24"
-    fits = []
-
-    fits.append(
-        fit_profile(
-            _measured(data / "mess", "spr-8460y-ddr5_memory_curves.csv"),
-            name="spr-8460y-ddr5-socket",
-            kind="ddr",
-            description="Xeon 8460Y+ (Sapphire Rapids) socket, DDR5-4800 x8 channels (Mess)",
-            provenance={
-                "source": "Mess benchmark curves, bsc-mem/Mess-Results MN5-ACC local "
-                "(../shared/data/mess/spr-8460y-ddr5_memory_curves.csv), 42 read mixes",
-                "method": "p-form fit per mix, DDR write-penalty saturation model",
-            },
-        )
-    )
-    fits.append(
-        fit_profile(
-            _measured(mlc, "ddr5_log_d0_*"),
-            name="bytedance-ddr5-snc",
-            kind="ddr",
-            description="One 2-channel DDR5-4800 sub-NUMA domain of a 2S SPR (ByteDance, MLC)",
-            provenance={
-                "source": "Intel MLC v3.10 --loaded_latency, Tang et al. EuroSys'24 artefacts "
-                "(../shared/data/mlc/bytedance-eurosys24/ddr5_log_d0_c8_w{0,2,5,6}_r0)",
-                "method": "p-form fit per mix (-W0/2/5/6), DDR write-penalty saturation model",
-            },
-        )
-    )
-    fits.append(
-        fit_profile(
-            _measured(mlc, "cxl_log_d0_*"),
-            name="bytedance-cxl-asic",
-            kind="cxl",
-            description="ASIC CXL Type-3 expander on the local socket of a 2S SPR (ByteDance, MLC)",
-            provenance={
-                "source": "Intel MLC v3.10 --loaded_latency, Tang et al. EuroSys'24 artefacts "
-                "(../shared/data/mlc/bytedance-eurosys24/cxl_log_d0_c16_w{0,2,5,6}_r0)",
-                "method": "p-form fit per mix, full-duplex link + media saturation model",
-            },
-        )
-    )
-    fits.append(
-        fit_profile(
-            _measured(data / "mess" / "cxl-expander-model", "bwlat_*.txt"),
-            name="generic-cxl-x8",
-            kind="cxl",
-            idle_latency_ns=CXL_IDLE_NS,
-            description="Generic PCIe 5.0 x8 CXL memory expander (Mess-simulator device curves)",
-            provenance={
-                "source": "Mess-simulator CXL expander curves bwlat_{30,58,74,90}.txt "
-                "(../shared/data/mess/cxl-expander-model/); vendor x8 modules quote "
-                "~36 GB/s at 2:1 (Micron CZ120, Samsung CMM-D, SK hynix CMM-DDR5)",
-                "method": "shape and read/write-mix capacity from the device curves; idle latency "
-                f"anchored at {CXL_IDLE_NS} ns (measured ASIC expander idle; the device "
-                "curves exclude the on-chip path)",
-            },
-        )
-    )
+    fits = [
+        fit_profile(_measured(data / folder, pattern), **recipe)
+        for folder, pattern, recipe in MEASURED_RECIPES
+    ]
     fits.append(_remote_socket_profile())
     fits.append(_stream_expander_profile(fits[3].profile))
     return fits
