@@ -3,10 +3,11 @@
     python -m experiments.bench_solver [--seconds 3] [--out results/bench_solver.md]
 
 Random problems on four shipped nodes (two DDR5, two CXL), eight streams with random MLP,
-compute time, read share and page split. Measured: single problems solved from idle
-latencies (cold), single problems warm-started from the previous interval's latencies (what a
-simulator stepping in time does), and batches solved in one call (what batched environments
-do). Prints the table and writes it, with the machine it ran on, to ``--out``.
+compute time, read share and page split. Measured for the numpy reference and the compiled
+(numba) iteration: single problems solved from idle latencies (cold), single problems
+warm-started from the previous interval's latencies (what a simulator stepping in time does),
+and batches solved in one call (what batched environments do). Prints the table and writes
+it, with the machine it ran on, to ``--out``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from tierenv.files import write_text_atomically
+from tierenv.hardware import solver_jit
 from tierenv.hardware.profile import load_profile
 from tierenv.hardware.solver import NodeSet, solve
 from tierenv.provenance import stamp
@@ -44,6 +46,45 @@ def timed(run, seconds: float) -> tuple[int, float]:
     return calls, elapsed
 
 
+def measure(nodes: NodeSet, engine: str, seconds: float, rng: np.random.Generator) -> list:
+    """(engine, case, problems per call, solved problems per second) rows for one engine."""
+    rows = []
+    pool = random_problems(rng, 64)
+    counter = itertools.count()
+
+    def cold() -> None:
+        i = next(counter) % 64
+        solve(nodes, pool[0][i], pool[1][i], pool[2][i], pool[3][i], engine=engine)
+
+    calls, elapsed = timed(cold, seconds)
+    rows.append((engine, "single problem, from idle latencies", 1, calls / elapsed))
+
+    # A simulator's next interval differs a little from the last one: warm start.
+    base = [part[0] for part in pool]
+    previous = solve(nodes, *base, engine=engine).node_latency_ns
+
+    def warm() -> None:
+        nonlocal previous
+        jitter = rng.uniform(0.97, 1.03, N_STREAMS)
+        result = solve(
+            nodes, base[0] * jitter, *base[1:], initial_latency_ns=previous, engine=engine
+        )
+        previous = result.node_latency_ns
+
+    calls, elapsed = timed(warm, seconds)
+    rows.append((engine, "single problem, warm start (±3 % demand change)", 1, calls / elapsed))
+
+    for batch in (64, 1024):
+        problems = random_problems(rng, batch)
+        calls, elapsed = timed(
+            lambda problems=problems: solve(nodes, *problems, engine=engine), seconds
+        )
+        rows.append(
+            (engine, f"batch of {batch} problems in one call", batch, calls * batch / elapsed)
+        )
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="time per case")
@@ -52,44 +93,17 @@ def main(argv: list[str] | None = None) -> int:
 
     nodes = NodeSet([load_profile(name) for name in NODES])
     rng = np.random.default_rng(0)
-    rows = []
-
-    pool = random_problems(rng, 64)
-    counter = itertools.count()
-
-    def cold() -> None:
-        i = next(counter) % 64
-        solve(nodes, pool[0][i], pool[1][i], pool[2][i], pool[3][i])
-
-    calls, elapsed = timed(cold, args.seconds)
-    rows.append(("single problem, from idle latencies", 1, calls / elapsed))
-
-    # A simulator's next interval differs a little from the last one: warm start.
-    base = [part[0] for part in pool]
-    previous = solve(nodes, *base).node_latency_ns
-
-    def warm() -> None:
-        nonlocal previous
-        jitter = rng.uniform(0.97, 1.03, N_STREAMS)
-        result = solve(
-            nodes, base[0] * jitter, base[1], base[2], base[3], initial_latency_ns=previous
-        )
-        previous = result.node_latency_ns
-
-    calls, elapsed = timed(warm, args.seconds)
-    rows.append(("single problem, warm start (±3 % demand change)", 1, calls / elapsed))
-
-    for batch in (64, 1024):
-        problems = random_problems(rng, batch)
-        calls, elapsed = timed(lambda problems=problems: solve(nodes, *problems), args.seconds)
-        rows.append((f"batch of {batch} problems in one call", batch, calls * batch / elapsed))
+    engines = ["numpy", "numba"] if solver_jit.AVAILABLE else ["numpy"]
+    warmup = random_problems(rng, 1)
+    solve(nodes, *[part[0] for part in warmup], engine=engines[-1])  # compile before timing
+    rows = [row for engine in engines for row in measure(nodes, engine, args.seconds, rng)]
 
     table = [
-        f"| case | problems per call | solved problems per second ({N_STREAMS} apps x "
+        f"| engine | case | problems per call | solved problems per second ({N_STREAMS} apps x "
         f"{len(NODES)} nodes) |",
-        "|---|---|---|",
+        "|---|---|---|---|",
     ]
-    table += [f"| {name} | {batch} | {rate:,.0f} |" for name, batch, rate in rows]
+    table += [f"| {eng} | {name} | {batch} | {rate:,.0f} |" for eng, name, batch, rate in rows]
     text = "\n".join(table) + "\n"
     print(text)
     write_text_atomically(

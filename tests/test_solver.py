@@ -6,9 +6,10 @@ import os
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from tierenv.hardware import solver_jit
 from tierenv.hardware.bandwidth import SaturationBandwidth
 from tierenv.hardware.curves import ParametricCurve, PiecewiseCurve
 from tierenv.hardware.profile import NodeProfile, load_profile
@@ -324,7 +325,7 @@ def test_bad_input_is_refused_with_the_field_named(field, kwargs, message) -> No
 )
 def test_vectorised_nodes_match_the_per_node_reference(node_profiles, seed) -> None:
     fast, reference = NodeSet(node_profiles), NodeSet(node_profiles, vectorised=False)
-    assert fast._fast is not None and reference._fast is None
+    assert fast.vectorised is not None and reference.vectorised is None
     rng = np.random.default_rng(seed)
     reads = rng.uniform(0.0, 1.0, (32, len(node_profiles)))
     latency = fast.idle_latency_ns + rng.exponential(300.0, (32, len(node_profiles)))
@@ -333,3 +334,23 @@ def test_vectorised_nodes_match_the_per_node_reference(node_profiles, seed) -> N
         fast.load_at(latency, reads), reference.load_at(latency, reads), strict=True
     ):
         assert ours == pytest.approx(theirs, rel=1e-12, abs=1e-12)
+
+
+@st.composite
+def parametric_problems(draw):
+    nodes, mlp, think, reads, split, background = draw(problems())
+    assume(all(isinstance(p.latency, ParametricCurve) for p in nodes.profiles))
+    return nodes, mlp, think, reads, split, background
+
+
+@pytest.mark.skipif(not solver_jit.AVAILABLE, reason="numba is not installed")
+@PROPERTY_SETTINGS
+@given(parametric_problems())
+def test_compiled_iteration_matches_the_numpy_reference(problem) -> None:
+    nodes, mlp, think, reads, split, background = problem
+    reference = solve(nodes, mlp, think, reads, split, background_gbps=background, engine="numpy")
+    compiled = solve(nodes, mlp, think, reads, split, background_gbps=background, engine="numba")
+    assert compiled.converged == reference.converged
+    assert compiled.iterations == reference.iterations
+    assert compiled.throughput_gbps == pytest.approx(reference.throughput_gbps, rel=1e-9)
+    assert compiled.node_latency_ns == pytest.approx(reference.node_latency_ns, rel=1e-9)

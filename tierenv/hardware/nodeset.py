@@ -23,9 +23,9 @@ class NodeSet:
         if not profiles:
             raise ValueError("a host needs at least one memory node")
         self.profiles = tuple(profiles)
-        self._fast = _VectorisedNodes(self.profiles) if vectorised else None
-        if self._fast is not None and not self._fast.usable:
-            self._fast = None
+        self.vectorised = _VectorisedNodes(self.profiles) if vectorised else None
+        if self.vectorised is not None and not self.vectorised.usable:
+            self.vectorised = None
         self.idle_latency_ns = np.array([p.idle_latency_ns for p in self.profiles])
         # Capacity terms are monotone in the read fraction, so the worst case over all mixes
         # sits at r = 0 or r = 1.
@@ -42,8 +42,8 @@ class NodeSet:
 
     def saturation_gbps(self, read_fraction: np.ndarray) -> np.ndarray:
         """Capacity of each node (last axis) at its read fraction."""
-        if self._fast is not None:
-            return self._fast.saturation_gbps(read_fraction)
+        if self.vectorised is not None:
+            return self.vectorised.saturation_gbps(read_fraction)
         return np.stack(
             [p.bandwidth(read_fraction[..., i]) for i, p in enumerate(self.profiles)], axis=-1
         )
@@ -52,8 +52,8 @@ class NodeSet:
         self, latency_ns: np.ndarray, read_fraction: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Served load ρ = B/Bsat at each node's latency, dρ/dL and ∫ρ dL from idle."""
-        if self._fast is not None:
-            return self._fast.load_at(latency_ns - self.idle_latency_ns, read_fraction)
+        if self.vectorised is not None:
+            return self.vectorised.load_at(latency_ns - self.idle_latency_ns, read_fraction)
         parts = [
             p.latency.load_at(latency_ns[..., i] - p.idle_latency_ns, read_fraction[..., i])
             for i, p in enumerate(self.profiles)

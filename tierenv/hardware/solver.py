@@ -89,12 +89,15 @@ def solve(
     initial_latency_ns: np.ndarray | None = None,
     tolerance: float = 1e-9,
     max_iterations: int = 400,
+    engine: str = "auto",
 ) -> Solution:
     """Solve the closed loop for every stream's throughput and every node's load.
 
     Shapes: ``mlp``, ``think_ns``, ``read_fraction``: (..., J); ``split``: (..., J, I) with rows
     summing to 1; ``background_gbps``: (..., I) open-loop traffic (e.g. an idle copy engine);
     ``initial_latency_ns`` (..., I) warm-starts Newton from a previous solution.
+    ``engine``: "numpy" runs the reference iteration; "numba" the compiled one (parametric
+    node profiles only); "auto" (default) the compiled one where it applies.
     """
     n_nodes = len(nodes)
     split = np.asarray(split, dtype=float)
@@ -136,11 +139,72 @@ def solve(
         latency = np.maximum(latency.reshape(k, n_nodes), idle)
         latency = np.where(np.isfinite(latency), latency, idle)
 
+    problem = (n, z, rr, f, background, background_read)
+    if engine not in ("auto", "numpy", "numba"):
+        raise ValueError(f"engine must be 'auto', 'numpy' or 'numba', got {engine!r}")
+    compiled = nodes.vectorised is not None and engine != "numpy" and _jit_available()
+    if engine == "numba" and not compiled:
+        raise ValueError("engine='numba' needs numba installed and parametric node profiles")
+    if compiled:
+        from tierenv.hardware import solver_jit
+
+        reads = _evaluate(nodes, latency, *problem).fresh_reads.copy()
+        latency = np.ascontiguousarray(latency, dtype=float).copy()
+        iterations, converged = solver_jit.iterate(
+            n,
+            z,
+            rr,
+            f,
+            background,
+            float(background_read_fraction),
+            nodes.idle_latency_ns,
+            latency,
+            reads,
+            nodes.vectorised,
+            tolerance,
+            max_iterations,
+        )
+        state = _evaluate(nodes, latency, *problem, node_reads=reads)
+    else:
+        latency, state, iterations, converged = _iterate(
+            nodes, latency, idle, problem, tolerance, max_iterations
+        )
+
+    if not np.all(converged):
+        warnings.warn(
+            f"throughput solver: {int(np.sum(~converged))} of {k} problems did not converge in "
+            f"{max_iterations} iterations; their results are approximate (Solution.converged)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    throughput = LINE_BYTES * state.rate
+    node_bw = np.minimum(state.demand, state.capacity)
+    stream_latency = state.stream_delay - z
+
+    def shaped(values: np.ndarray, last: int) -> np.ndarray:
+        return values.reshape(*batch_shape, last)
+
+    return Solution(
+        throughput_gbps=shaped(throughput, n_streams),
+        stream_latency_ns=shaped(stream_latency, n_streams),
+        node_bandwidth_gbps=shaped(node_bw, n_nodes),
+        node_latency_ns=shaped(latency, n_nodes),
+        node_read_fraction=shaped(state.node_reads, n_nodes),
+        node_saturation_gbps=shaped(state.capacity, n_nodes),
+        background_served_gbps=shaped(background, n_nodes),
+        iterations=iterations,
+        converged=converged.reshape(batch_shape),
+    )
+
+
+def _iterate(nodes, latency, idle, problem, tolerance, max_iterations):
+    """The reference iteration (numpy, batched); returns (latency, state, iterations, converged)."""
+    n, _, _, f, _, _ = problem
+    k, n_nodes = latency.shape
     # Tiny diagonal regularisation keeps H invertible where a node serves nothing and sits
     # beyond its last measured point (flat inverse curve).
     regularisation = 1e-12 * np.eye(n_nodes)
     iterations = 0
-    problem = (n, z, rr, f, background, background_read)
     state = _evaluate(nodes, latency, *problem)
     # Node mixes are an outer fixed point: held fixed while Newton minimises the (then
     # well-defined, convex) potential, then moved towards the mixes the solved rates produce,
@@ -183,7 +247,7 @@ def solve(
             # A gap that does not shrink at all: lengthen the step until the sign changes
             # (the brackets then take over).
             stuck = (ratio >= 0.999) & rows
-            expand = np.where(stuck, np.minimum(expand * 2.0, 1e6), 1.0)
+            expand = np.where(stuck, np.minimum(expand * 2.0, 1e6), np.where(rows, 1.0, expand))
             boost = np.maximum(boost, expand)
             last_gap = np.where(rows, mix_gap, last_gap)
             damped = np.clip(state.node_reads + relax * boost * mix_gap, 0.0, 1.0)
@@ -213,31 +277,13 @@ def solve(
             target = np.where(fallback[:, None], gentle, target)
         state, latency = _line_search(nodes, state, latency, target, gradient, active, problem)
 
-    if not np.all(converged):
-        warnings.warn(
-            f"throughput solver: {int(np.sum(~converged))} of {k} problems did not converge in "
-            f"{max_iterations} iterations; their results are approximate (Solution.converged)",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-    throughput = LINE_BYTES * state.rate
-    node_bw = np.minimum(state.demand, state.capacity)
-    stream_latency = state.stream_delay - z
+    return latency, state, iterations, converged
 
-    def shaped(values: np.ndarray, last: int) -> np.ndarray:
-        return values.reshape(*batch_shape, last)
 
-    return Solution(
-        throughput_gbps=shaped(throughput, n_streams),
-        stream_latency_ns=shaped(stream_latency, n_streams),
-        node_bandwidth_gbps=shaped(node_bw, n_nodes),
-        node_latency_ns=shaped(latency, n_nodes),
-        node_read_fraction=shaped(state.node_reads, n_nodes),
-        node_saturation_gbps=shaped(state.capacity, n_nodes),
-        background_served_gbps=shaped(background, n_nodes),
-        iterations=iterations,
-        converged=converged.reshape(batch_shape),
-    )
+def _jit_available() -> bool:
+    from tierenv.hardware import solver_jit
+
+    return solver_jit.AVAILABLE
 
 
 @dataclass

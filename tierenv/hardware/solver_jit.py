@@ -1,0 +1,330 @@
+"""Compiled (numba) version of the solver's iteration, for hosts of parametric nodes.
+
+It runs the same algorithm as ``tierenv.hardware.solver.solve`` (the reference, which tests
+compare it with) one problem at a time with scalar loops, where numpy's per-call overhead
+dominates for problems of a few streams and nodes. It returns only the node latencies and
+mixes it settled on; ``solve`` computes every reported quantity from them with the reference
+code, so both paths report through one function.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+try:
+    from numba import njit
+except ImportError:  # numba is optional: without it the numpy reference runs
+    njit = None
+
+from tierenv.hardware.bandwidth import WRITE_SHARE_CAP
+from tierenv.hardware.solver import (
+    ARMIJO,
+    LINE_BYTES,
+    MAX_EXCESS_GROWTH,
+    MAX_HALVINGS,
+    MAX_MIX_EXTRAPOLATION,
+    MIN_MIX_RELAXATION,
+    MIX_TOLERANCE,
+    REMIX_TOLERANCE,
+)
+
+AVAILABLE = njit is not None
+
+
+def _capacity(i, r, media, penalty, read_link, write_link):
+    r = min(max(r, 0.0), 1.0)
+    peak = media[i] * (1.0 - penalty[i] * min(1.0 - r, WRITE_SHARE_CAP))
+    if r > 0.0:
+        peak = min(peak, read_link[i] / r)
+    if r < 1.0:
+        peak = min(peak, write_link[i] / (1.0 - r))
+    return peak
+
+
+def _power_integral(x, q):
+    one_minus_q = 1.0 - q
+    log_term = math.log1p(x)
+    if abs(one_minus_q) < 1e-8:
+        return log_term
+    return math.expm1(one_minus_q * log_term) / one_minus_q
+
+
+def _fitted_mix(excess, a, p, beta):
+    x = min(excess / a, 1e200)
+    decay = (1.0 + x) ** (-1.0 / p)
+    rho = beta * (1.0 - decay)
+    slope = beta / (a * p) * decay / (1.0 + x)
+    knee = (1.0 - 1.0 / beta) ** (-p) - 1.0 if beta > 1.0 else math.inf
+    below = min(x, knee)
+    integral = a * (beta * (below - _power_integral(below, 1.0 / p)) + max(x - knee, 0.0))
+    if x >= knee:
+        return 1.0, 0.0, integral
+    return rho, slope, integral
+
+
+def _node_load(i, excess, r, count, mixes, a, p, beta):
+    n = count[i]
+    r = min(max(r, mixes[i, 0]), mixes[i, n - 1])
+    below = -1
+    for c in range(n):
+        if mixes[i, c] <= r:
+            below += 1
+    lower = min(max(below, 0), max(n - 2, 0))
+    upper = min(lower + 1, n - 1)
+    weight = (r - mixes[i, lower]) / (mixes[i, upper] - mixes[i, lower]) if upper > lower else 0.0
+    ex = max(excess, 0.0)
+    rho_l, slope_l, int_l = _fitted_mix(ex, a[i, lower], p[i, lower], beta[i, lower])
+    rho_h, slope_h, int_h = _fitted_mix(ex, a[i, upper], p[i, upper], beta[i, upper])
+    return (
+        (1 - weight) * rho_l + weight * rho_h,
+        (1 - weight) * slope_l + weight * slope_h,
+        (1 - weight) * int_l + weight * int_h,
+    )
+
+
+def _evaluate(lat, reads, n, z, rr, f, bg, bg_read, idle, nodes, out):
+    """Fill ``out`` (delay, rate, demand, fresh, capacity, supply, slope) and return Ψ."""
+    delay, rate, demand, fresh, capacity, supply, slope = out
+    media, penalty, read_link, write_link, count, mixes, a, p, beta = nodes
+    n_streams, n_nodes = f.shape
+    potential = 0.0
+    for i in range(n_nodes):
+        demand[i] = bg[i]
+        fresh[i] = bg[i] * bg_read
+    for j in range(n_streams):
+        d = z[j]
+        for i in range(n_nodes):
+            d += f[j, i] * lat[i]
+        delay[j] = d
+        rate[j] = n[j] / d
+        potential -= LINE_BYTES * n[j] * math.log(d)
+        for i in range(n_nodes):
+            traffic = LINE_BYTES * rate[j] * f[j, i]
+            demand[i] += traffic
+            fresh[i] += traffic * rr[j]
+    for i in range(n_nodes):
+        fresh[i] = min(max(fresh[i] / demand[i], 0.0), 1.0) if demand[i] > 0 else 1.0
+        capacity[i] = _capacity(i, reads[i], media, penalty, read_link, write_link)
+        rho, s, integral = _node_load(i, lat[i] - idle[i], reads[i], count, mixes, a, p, beta)
+        supply[i] = rho * capacity[i]
+        slope[i] = s * capacity[i]
+        potential += capacity[i] * integral - bg[i] * lat[i]
+    return potential
+
+
+def _solve_one(n, z, rr, f, bg, bg_read, idle, lat, reads, nodes, tolerance, max_iterations):
+    """Iterate one problem in place (lat, reads); returns (iterations, converged)."""
+    n_streams, n_nodes = f.shape
+    out = (
+        np.empty(n_streams),
+        np.empty(n_streams),
+        np.empty(n_nodes),
+        np.empty(n_nodes),
+        np.empty(n_nodes),
+        np.empty(n_nodes),
+        np.empty(n_nodes),
+    )
+    trial_out = (
+        np.empty(n_streams),
+        np.empty(n_streams),
+        np.empty(n_nodes),
+        np.empty(n_nodes),
+        np.empty(n_nodes),
+        np.empty(n_nodes),
+        np.empty(n_nodes),
+    )
+    delay, rate, demand, fresh, capacity, supply, slope = out
+    potential = _evaluate(lat, reads, n, z, rr, f, bg, bg_read, idle, nodes, out)
+    gradient = np.empty(n_nodes)
+    gap = np.empty(n_nodes)
+    last_gap = np.zeros(n_nodes)
+    expand = np.ones(n_nodes)
+    low = np.full(n_nodes, np.nan)
+    gap_low = np.full(n_nodes, np.nan)
+    high = np.full(n_nodes, np.nan)
+    gap_high = np.full(n_nodes, np.nan)
+    side = np.zeros(n_nodes, dtype=np.int64)
+    relax = 1.0
+    target = np.empty(n_nodes)
+    trial = np.empty(n_nodes)
+    hessian = np.empty((n_nodes, n_nodes))
+    converged = False
+    iterations = 0
+    for iterations in range(1, max_iterations + 1):  # noqa: B007 - returned after the loop
+        solved, near, any_gap, settled = True, True, False, True
+        for i in range(n_nodes):
+            gradient[i] = supply[i] - demand[i]
+            projected = 0.0 if (lat[i] <= idle[i] and gradient[i] > 0) else gradient[i]
+            if abs(projected) > tolerance * capacity[i]:
+                solved = False
+            if abs(projected) > REMIX_TOLERANCE * capacity[i]:
+                near = False
+            gap[i] = fresh[i] - reads[i]
+            width = high[i] - low[i]
+            if abs(gap[i]) > MIX_TOLERANCE:
+                any_gap = True
+                if not (width == width and width <= MIX_TOLERANCE**2):
+                    settled = False
+        if solved and settled:
+            converged = True
+            break
+        if near and any_gap:
+            flipped = False
+            for i in range(n_nodes):
+                if gap[i] * last_gap[i] < 0:
+                    flipped = True
+            relax = max(relax * 0.5, MIN_MIX_RELAXATION) if flipped else min(relax * 1.5, 1.0)
+            for i in range(n_nodes):
+                ratio = gap[i] / last_gap[i] if last_gap[i] != 0 else 0.0
+                creeping = 0.2 < ratio < 0.999
+                boost = min(1.0 / (1.0 - (ratio if creeping else 0.0)), MAX_MIX_EXTRAPOLATION)
+                expand[i] = min(expand[i] * 2.0, 1e6) if ratio >= 0.999 else 1.0
+                boost = max(boost, expand[i])
+                last_gap[i] = gap[i]
+                damped = min(max(reads[i] + relax * boost * gap[i], 0.0), 1.0)
+                # Brackets with regula falsi (Illinois), as _MixBrackets.propose.
+                up, down = gap[i] > 0, gap[i] < 0
+                if up and reads[i] >= high[i]:
+                    high[i] = np.nan
+                if down and reads[i] <= low[i]:
+                    low[i] = np.nan
+                if up and side[i] == 1:
+                    gap_high[i] *= 0.5
+                if down and side[i] == -1:
+                    gap_low[i] *= 0.5
+                if up:
+                    low[i], gap_low[i], side[i] = reads[i], gap[i], 1
+                if down:
+                    high[i], gap_high[i], side[i] = reads[i], gap[i], -1
+                proposal = damped
+                if low[i] == low[i] and high[i] == high[i]:
+                    secant = low[i] + gap_low[i] * (high[i] - low[i]) / (gap_low[i] - gap_high[i])
+                    if math.isfinite(secant):
+                        proposal = min(max(secant, 0.0), 1.0)
+                reads[i] = proposal
+            potential = _evaluate(lat, reads, n, z, rr, f, bg, bg_read, idle, nodes, out)
+            for i in range(n_nodes):
+                gradient[i] = supply[i] - demand[i]
+        if solved:
+            continue
+        for i in range(n_nodes):
+            for m in range(n_nodes):
+                hessian[i, m] = 1e-12 if i == m else 0.0
+            hessian[i, i] += slope[i]
+        for j in range(n_streams):
+            weight = LINE_BYTES * n[j] / (delay[j] * delay[j])
+            for i in range(n_nodes):
+                for m in range(n_nodes):
+                    hessian[i, m] += weight * f[j, i] * f[j, m]
+        step = -np.linalg.solve(hessian, gradient)
+        descent = 0.0
+        for i in range(n_nodes):
+            ceiling = idle[i] * 2 + MAX_EXCESS_GROWTH * (lat[i] - idle[i])
+            target[i] = max(lat[i] + min(step[i], ceiling - lat[i]), idle[i])
+            descent += gradient[i] * (target[i] - lat[i])
+        if descent >= 0:
+            for i in range(n_nodes):
+                ceiling = idle[i] * 2 + MAX_EXCESS_GROWTH * (lat[i] - idle[i])
+                gentle = max(lat[i] - gradient[i] / hessian[i, i], idle[i])
+                target[i] = min(gentle, ceiling)
+        scale = 1.0
+        for _ in range(MAX_HALVINGS):
+            decrease = 0.0
+            for i in range(n_nodes):
+                trial[i] = lat[i] + scale * (target[i] - lat[i])
+                decrease += gradient[i] * (trial[i] - lat[i])
+            trial_potential = _evaluate(
+                trial, reads, n, z, rr, f, bg, bg_read, idle, nodes, trial_out
+            )
+            negligible = abs(decrease) <= 1e-13 * (abs(potential) + 1.0)
+            if trial_potential <= potential + ARMIJO * decrease or negligible:
+                lat[:] = trial
+                potential = trial_potential
+                delay[:] = trial_out[0]
+                rate[:] = trial_out[1]
+                demand[:] = trial_out[2]
+                fresh[:] = trial_out[3]
+                capacity[:] = trial_out[4]
+                supply[:] = trial_out[5]
+                slope[:] = trial_out[6]
+                break
+            scale *= 0.5
+    return iterations, converged
+
+
+def _solve_batch(n, z, rr, f, bg, bg_read, idle, lat, reads, nodes, tolerance, max_iterations):
+    k = n.shape[0]
+    converged = np.zeros(k, dtype=np.bool_)
+    most = 0
+    for b in range(k):
+        iterations, ok = _solve_one(
+            n[b],
+            z[b],
+            rr[b],
+            f[b],
+            bg[b],
+            bg_read,
+            idle,
+            lat[b],
+            reads[b],
+            nodes,
+            tolerance,
+            max_iterations,
+        )
+        converged[b] = ok
+        most = max(most, iterations)
+    return most, converged
+
+
+if AVAILABLE:
+    _capacity = njit(cache=True)(_capacity)
+    _power_integral = njit(cache=True)(_power_integral)
+    _fitted_mix = njit(cache=True)(_fitted_mix)
+    _node_load = njit(cache=True)(_node_load)
+    _evaluate = njit(cache=True)(_evaluate)
+    _solve_one = njit(cache=True)(_solve_one)
+    _solve_batch = njit(cache=True)(_solve_batch)
+
+
+def iterate(
+    n,
+    z,
+    rr,
+    f,
+    background,
+    background_read,
+    idle,
+    latency,
+    reads,
+    fast_nodes,
+    tolerance,
+    max_iterations,
+):
+    """Run the compiled iteration in place on (latency, reads); returns (iterations, converged)."""
+    nodes = (
+        fast_nodes.media,
+        fast_nodes.penalty,
+        fast_nodes.read_link,
+        fast_nodes.write_link,
+        fast_nodes.count,
+        fast_nodes.mixes,
+        fast_nodes.a,
+        fast_nodes.exponent,
+        fast_nodes.headroom,
+    )
+    return _solve_batch(
+        np.ascontiguousarray(n),
+        np.ascontiguousarray(z),
+        np.ascontiguousarray(rr),
+        np.ascontiguousarray(f),
+        np.ascontiguousarray(background),
+        float(background_read),
+        np.ascontiguousarray(idle, dtype=float),
+        latency,
+        reads,
+        nodes,
+        float(tolerance),
+        int(max_iterations),
+    )
