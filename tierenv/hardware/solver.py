@@ -439,6 +439,8 @@ def alone_throughput_gbps(
     home_node: int = 0,
 ) -> np.ndarray:
     """Each stream's throughput running alone with all its memory on ``home_node``."""
+    if not 0 <= home_node < len(nodes):
+        raise ValueError(f"home_node must be a node index in 0..{len(nodes) - 1}, got {home_node}")
     mlp = np.atleast_1d(np.asarray(mlp, dtype=float))
     n_streams = mlp.shape[-1]
     split = np.zeros((*mlp.shape, len(nodes)))
