@@ -114,27 +114,24 @@ def _evaluate(lat, reads, n, z, rr, f, bg, bg_read, idle, nodes, out):
     return potential
 
 
+def _buffers(n_streams, n_nodes):
+    """Scratch arrays for _evaluate: delay, rate (streams); demand .. slope (nodes)."""
+    return (
+        np.empty(n_streams),
+        np.empty(n_streams),
+        np.empty(n_nodes),
+        np.empty(n_nodes),
+        np.empty(n_nodes),
+        np.empty(n_nodes),
+        np.empty(n_nodes),
+    )
+
+
 def _solve_one(n, z, rr, f, bg, bg_read, idle, lat, reads, nodes, tolerance, max_iterations):
     """Iterate one problem in place (lat, reads); returns (iterations, converged)."""
     n_streams, n_nodes = f.shape
-    out = (
-        np.empty(n_streams),
-        np.empty(n_streams),
-        np.empty(n_nodes),
-        np.empty(n_nodes),
-        np.empty(n_nodes),
-        np.empty(n_nodes),
-        np.empty(n_nodes),
-    )
-    trial_out = (
-        np.empty(n_streams),
-        np.empty(n_streams),
-        np.empty(n_nodes),
-        np.empty(n_nodes),
-        np.empty(n_nodes),
-        np.empty(n_nodes),
-        np.empty(n_nodes),
-    )
+    out = _buffers(n_streams, n_nodes)
+    trial_out = _buffers(n_streams, n_nodes)
     delay, rate, demand, fresh, capacity, supply, slope = out
     potential = _evaluate(lat, reads, n, z, rr, f, bg, bg_read, idle, nodes, out)
     gradient = np.empty(n_nodes)
@@ -284,6 +281,7 @@ if AVAILABLE:
     _fitted_mix = njit(cache=True)(_fitted_mix)
     _node_load = njit(cache=True)(_node_load)
     _evaluate = njit(cache=True)(_evaluate)
+    _buffers = njit(cache=True)(_buffers)
     _solve_one = njit(cache=True)(_solve_one)
     _solve_batch = njit(cache=True)(_solve_batch)
 
