@@ -85,7 +85,7 @@ def solve(
     read_fraction: np.ndarray,
     split: np.ndarray,
     background_gbps: np.ndarray | None = None,
-    background_read_fraction: float = 1.0,
+    background_read_fraction: float | np.ndarray = 1.0,
     initial_latency_ns: np.ndarray | None = None,
     tolerance: float = 1e-9,
     max_iterations: int = 400,
@@ -94,7 +94,9 @@ def solve(
     """Solve the closed loop for every stream's throughput and every node's load.
 
     Shapes: ``mlp``, ``think_ns``, ``read_fraction``: (..., J); ``split``: (..., J, I) with rows
-    summing to 1; ``background_gbps``: (..., I) open-loop traffic (e.g. an idle copy engine);
+    summing to 1; ``background_gbps``: (..., I) open-loop traffic (e.g. page migration
+    copies) whose read fraction ``background_read_fraction`` is one number or per node,
+    broadcast to (..., I) (a migration reads its source node and writes its destination);
     ``initial_latency_ns`` (..., I) warm-starts Newton from a previous solution.
     ``engine``: "numpy" runs the reference iteration; "numba" the compiled one (parametric
     node profiles only); "auto" (default) the compiled one where it applies.
@@ -118,11 +120,7 @@ def solve(
     f = split.reshape(k, n_streams, n_nodes)
     idle = np.broadcast_to(nodes.idle_latency_ns, (k, n_nodes))
 
-    if not (np.isfinite(background_read_fraction) and 0 <= background_read_fraction <= 1):
-        raise ValueError(
-            f"background_read_fraction must lie in [0, 1], got {background_read_fraction!r}"
-        )
-    background_read = np.full((k, n_nodes), float(background_read_fraction))
+    background_read = _background_reads(background_read_fraction, batch_shape, n_nodes)
     if background_gbps is None:
         background = np.zeros((k, n_nodes))
     else:
@@ -156,7 +154,7 @@ def solve(
             rr,
             f,
             background,
-            float(background_read_fraction),
+            background_read,
             nodes.idle_latency_ns,
             latency,
             reads,
@@ -411,6 +409,25 @@ def _stream_array(name: str, values, batch_shape: tuple[int, ...], n_streams: in
         raise ValueError(
             f"{name} must broadcast to shape {(*batch_shape, n_streams)}, got {array.shape}"
         ) from None
+
+
+def _background_reads(fraction, batch_shape: tuple[int, ...], n_nodes: int) -> np.ndarray:
+    """The background's read fraction per problem and node, shape (k, nodes)."""
+    array = np.asarray(fraction, dtype=float)
+    bad = ~np.isfinite(array) | (array < 0) | (array > 1)
+    if bad.any():
+        index = tuple(int(i) for i in np.unravel_index(np.argmax(bad), array.shape))
+        where = f" at index {index}" if array.ndim else ""
+        value = float(array.flat[np.argmax(bad)])
+        raise ValueError(f"background_read_fraction must lie in [0, 1], got {value!r}{where}")
+    try:
+        shaped = np.broadcast_to(array, (*batch_shape, n_nodes))
+    except ValueError:
+        raise ValueError(
+            f"background_read_fraction must be a number or broadcast to shape "
+            f"{(*batch_shape, n_nodes)} (batch, nodes), got shape {array.shape}"
+        ) from None
+    return np.ascontiguousarray(shaped.reshape(-1, n_nodes))
 
 
 def _check_inputs(mlp, think, reads, split) -> None:

@@ -92,7 +92,7 @@ def _evaluate(lat, reads, n, z, rr, f, bg, bg_read, idle, nodes, out):
     potential = 0.0
     for i in range(n_nodes):
         demand[i] = bg[i]
-        fresh[i] = bg[i] * bg_read
+        fresh[i] = bg[i] * bg_read[i]
     for j in range(n_streams):
         d = z[j]
         for i in range(n_nodes):
@@ -262,7 +262,7 @@ def _solve_batch(n, z, rr, f, bg, bg_read, idle, lat, reads, nodes, tolerance, m
             rr[b],
             f[b],
             bg[b],
-            bg_read,
+            bg_read[b],
             idle,
             lat[b],
             reads[b],
@@ -318,7 +318,7 @@ def iterate(
         np.ascontiguousarray(rr),
         np.ascontiguousarray(f),
         np.ascontiguousarray(background),
-        float(background_read),
+        np.ascontiguousarray(background_read, dtype=float),
         np.ascontiguousarray(idle, dtype=float),
         latency,
         reads,

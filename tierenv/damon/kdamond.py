@@ -1,0 +1,1021 @@
+"""A simulated kdamond: one DAMON context with its DAMOS schemes over a ``MemoryState``.
+
+The main loop follows ``kdamond_fn`` (mm/damon/core.c, Linux 6.17/6.18) step for step::
+
+    watermarks -> sample accesses -> [aggregation: merge + age] -> apply due schemes
+    -> [aggregation: tune intervals, reset counters, split] -> [update: vaddr re-reads VMAs]
+
+Sampling runs in stretches of sample intervals between those events; a stretch draws each
+region's access count from its exact distribution (see ``kernels.sample_segment``), which is
+why the simulator can run thousands of times faster than real time while keeping DAMON's
+noise, lag and region dynamics.
+
+Simulator conventions (stated once here):
+- DAMON's minimum region (``DAMON_MIN_REGION``, PAGE_SIZE in the kernel) is the simulated
+  page size: with 2 MiB pages a region never splits inside a huge page, whose single
+  Accessed bit the kernel would report for every 4 KiB of it anyway.
+- Accesses: ``set_access_rates(app, rates)`` gives each page's rate of touches that set its
+  Accessed bit (per second); the page counts as accessed in a sample interval with
+  probability 1 - exp(-rate * interval). Non-resident pages are never accessed.
+- Time spent applying an action (charged to the ``ms`` quota) is modelled: a page-table walk
+  cost per page looked at plus ``MigrationCost`` for the pages moved.
+- The kernel's ``kdamond_split_regions`` keeps ``last_nr_regions`` in a static variable shared
+  by every kdamond; here each context keeps its own.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tierenv.damon import kernels
+from tierenv.damon.config import ContextConfig, MonitoringAttrs, Scheme
+from tierenv.damon.quota import (
+    QuotaState,
+    effective_quota,
+    feed_loop_next_input,
+    hot_score,
+    hot_scores,
+    min_score_for,
+)
+from tierenv.damon.regions import RegionTable
+from tierenv.damon.rng import new_state
+from tierenv.memory.migration_cost import MigrationCost
+from tierenv.memory.state import MemoryState
+
+WALK_NS_PER_PAGE = 50  # assumed page-table walk cost per simulated page looked at by an action
+MIGRATE_ACTIONS = ("migrate_hot", "migrate_cold")
+AGGREGATED_FIELDS = ("target", "start", "end", "nr", "age")
+
+
+@dataclass
+class SchemeStats:
+    """The scheme's ``stats/`` files (cumulative since the scheme was created)."""
+
+    nr_tried: int = 0
+    sz_tried: int = 0
+    nr_applied: int = 0
+    sz_applied: int = 0
+    sz_ops_filter_passed: int = 0
+    qt_exceeds: int = 0
+
+
+@dataclass(frozen=True)
+class TriedRegion:
+    """One entry of ``tried_regions/``: a region the scheme tried in its last apply pass."""
+
+    target: int
+    start: int
+    end: int
+    nr_accesses: int
+    age: int
+    sz_filter_passed: int
+
+
+@dataclass
+class SchemeRuntime:
+    config: Scheme
+    next_apply_sis: int = 0
+    activated: bool = True
+    quota: QuotaState = field(default_factory=QuotaState)
+    stats: SchemeStats = field(default_factory=SchemeStats)
+    # regions tried in the last apply pass: (target, start, end, nr_accesses, age,
+    # sz_filter_passed) columns, kept as arrays and turned into records only when asked
+    tried_columns: tuple[np.ndarray, ...] = ()
+    tried_rows: list[tuple[int, ...]] = field(default_factory=list)
+
+    @property
+    def tried_regions(self) -> list[TriedRegion]:
+        """``tried_regions/``: the regions this scheme tried in its last apply pass."""
+        if self.tried_columns:
+            rows = zip(*(column.tolist() for column in self.tried_columns), strict=True)
+            return [TriedRegion(*row) for row in rows]
+        return [TriedRegion(*row) for row in self.tried_rows]
+
+    @property
+    def tried_bytes(self) -> int:
+        """``tried_regions/total_bytes``."""
+        return sum(region.end - region.start for region in self.tried_regions)
+
+    @property
+    def effective_bytes(self) -> int:
+        return self.quota.esz
+
+
+class Kdamond:
+    """One simulated DAMON context (kdamond) monitoring applications of a ``MemoryState``.
+
+    ``config.targets[i].pid`` names the application id in ``memory``. Build it, give it access
+    rates, and call ``run(duration_us)``; change parameters online with ``commit(config)``.
+    """
+
+    # A pass of one scheme without quota or filters runs vectorised (same result; tested
+    # against the general region-by-region pass by switching this off).
+    simple_pass_enabled = True
+
+    def __init__(
+        self,
+        config: ContextConfig,
+        memory: MemoryState,
+        seed: int | np.random.SeedSequence = 0,
+        migration_cost: MigrationCost | None = None,
+    ) -> None:
+        config.validate(node_has_memory=list(memory.node_has_memory))
+        self.config = config
+        self.memory = memory
+        self.migration_cost = migration_cost or MigrationCost()
+        self._migration_ns_per_page = self.migration_cost.seconds_per_folio(memory.page_size) * 1e9
+        self._dests_cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+        self.attrs: MonitoringAttrs = config.attrs
+        self.min_region = memory.page_size
+        self._rng = new_state(seed)
+        self.regions = RegionTable(max(2 * config.attrs.max_nr_regions, 64))
+        self.schemes = [SchemeRuntime(scheme) for scheme in config.schemes]
+        self._rates: dict[int, np.ndarray] = {}
+        self._probabilities_dirty = True
+        self._sampling_index: tuple[np.ndarray, ...] = ()
+        self._indexed_generation = -1
+        self._snapshot_buffer = {name: np.zeros(0, dtype=np.int64) for name in AGGREGATED_FIELDS}
+        self._last_nr_regions = 0
+        self._max_nr_accesses_seen = 0
+        self.now_us = 0.0
+        self.migrated_pages = np.zeros((memory.n_nodes, memory.n_nodes), dtype=np.int64)
+        self._init_ctx()
+        self._init_regions()
+        self._keep_aggregated()
+        self.sz_limit = self._region_sz_limit()
+
+    # ------------------------------------------------------------------ public interface
+    @property
+    def operations(self) -> str:
+        return self.config.operations
+
+    @property
+    def passed_sample_intervals(self) -> int:
+        return self.passed
+
+    def set_access_rates(self, app: int, rates: np.ndarray) -> None:
+        """Per-page touch rates (1/s) of application ``app``, indexed like its pages."""
+        rates = np.asarray(rates, dtype=np.float64)
+        expected = len(self.memory.app_page_vaddr(app))
+        if rates.shape != (expected,):
+            raise ValueError(
+                f"access rates of app {app}: expected {expected} pages, got {rates.shape}"
+            )
+        if not np.all(np.isfinite(rates)) or np.any(rates < 0):
+            raise ValueError(f"access rates of app {app} must be finite and non-negative")
+        self._rates[app] = rates
+        self._probabilities_dirty = True
+
+    def set_goal_input(self, scheme: int, goal: int, value: int) -> None:
+        """Write a ``user_input`` goal's current_value (then ``commit_schemes_quota_goals``)."""
+        runtime = self.schemes[scheme]
+        goals = runtime.config.quotas.goals
+        if goals[goal].target_metric != "user_input":
+            raise ValueError(f"schemes[{scheme}].quotas.goals[{goal}] is not a user_input goal")
+        runtime.quota.goal_values[goal] = int(value)
+
+    def run(self, duration_us: float) -> None:
+        """Advance simulated time by ``duration_us`` microseconds."""
+        end_us = self.now_us + duration_us
+        while True:
+            sample_us = max(self.attrs.sample_us, 1)
+            if self.now_us + sample_us > end_us + 1e-6:
+                return
+            wait_us = self._wait_activation()
+            if wait_us:
+                self.now_us += min(wait_us, end_us - self.now_us)
+                continue
+            budget = int((end_us - self.now_us + 1e-6) // sample_us)
+            if self._fast_aggregations(budget):
+                continue
+            due = [s.next_apply_sis for s in self.schemes if s.activated]
+            event = min([self.next_aggregation_sis, self.next_ops_update_sis, *due])
+            samples = max(1, min(event - self.passed, budget))
+            self._sample(samples)
+            self.now_us += samples * sample_us
+            self._after_samples()
+
+    def _fast_aggregations(self, budget: int) -> bool:
+        """Run, in one compiled call, every whole aggregation interval that ends before the
+        next scheme application, ops update or interval tuning and within ``budget``
+        samples. Returns False if there is none (the step-by-step path handles it)."""
+        attrs = self.attrs
+        aggr_samples = attrs.aggr_us // max(attrs.sample_us, 1)
+        if aggr_samples < 1:
+            return False
+        events = [self.next_ops_update_sis, self.passed + budget + 1]
+        events += [s.next_apply_sis for s in self.schemes if s.activated]
+        if attrs.intervals_goal.aggrs:
+            events.append(self.next_intervals_tune_sis)
+        horizon = min(events)  # aggregations must end strictly before it
+        if self.next_aggregation_sis >= horizon:
+            return False
+        count = (horizon - 1 - self.next_aggregation_sis) // aggr_samples + 1
+        if self._index_is_stale():
+            self._refresh_probabilities()
+        table = self.regions
+        table.reserve(max(3 * table.n, 3 * attrs.max_nr_regions // 2 + 3))
+        self._reserve_snapshot(table.capacity)
+        first_samples = self.next_aggregation_sis - self.passed
+        n, self._last_nr_regions, swapped, snapshot_n = kernels.run_aggregations(
+            count,
+            table.n,
+            table.arrays(),
+            table.spare_arrays(),
+            tuple(self._snapshot_buffer[name] for name in AGGREGATED_FIELDS),
+            *self._sampling_index,
+            self.min_region,
+            first_samples,
+            aggr_samples,
+            attrs.max_nr_accesses,
+            self.sz_limit,
+            attrs.max_nr_regions,
+            aggr_samples,
+            self._last_nr_regions,
+            self._rng,
+        )
+        if swapped:
+            table.swap_spare(n)
+        else:
+            table.n = n
+        self._aggregated = {
+            name: self._snapshot_buffer[name][:snapshot_n].copy() for name in AGGREGATED_FIELDS
+        }
+        samples = first_samples + (count - 1) * aggr_samples
+        self.passed += samples
+        self.next_aggregation_sis += count * aggr_samples
+        self.now_us += samples * max(attrs.sample_us, 1)
+        return True
+
+    def _reserve_snapshot(self, capacity: int) -> None:
+        if len(self._snapshot_buffer["start"]) < capacity:
+            self._snapshot_buffer = {
+                name: np.zeros(capacity, dtype=np.int64) for name in AGGREGATED_FIELDS
+            }
+
+    def commit(self, config: ContextConfig) -> None:
+        """``commit``: apply new parameters online (``damon_commit_ctx``); nothing changes if
+        the new configuration is invalid. Stats, quotas and monitoring results persist."""
+        config.validate(node_has_memory=list(self.memory.node_has_memory))
+        if config.operations != self.config.operations:
+            raise ValueError("operations: cannot change the operations set of a running context")
+        if [t.pid for t in config.targets] != [t.pid for t in self.config.targets]:
+            raise ValueError("targets: changing the targets of a running context is not simulated")
+        old = self.schemes
+        self.schemes = []
+        for i, scheme in enumerate(config.schemes):
+            runtime = old[i] if i < len(old) else SchemeRuntime(scheme)
+            kept_values = runtime.quota.goal_values
+            runtime.config = scheme
+            runtime.quota.goal_values = [g.current_value for g in scheme.quotas.goals]
+            for k, goal in enumerate(scheme.quotas.goals):
+                if goal.target_metric != "user_input" and k < len(kept_values):
+                    runtime.quota.goal_values[k] = kept_values[k]
+            self.schemes.append(runtime)
+        self.config = config
+        self._set_attrs(config.attrs)
+
+    def snapshot(self) -> Kdamond:
+        """A deep copy (sharing nothing): for branching evaluations. Copy the memory state
+        together with it (``copy.deepcopy((memory, kdamond))``) to keep them linked."""
+        return copy.deepcopy(self)
+
+    @property
+    def nr_regions(self) -> int:
+        """Regions at the last completed aggregation (before its split)."""
+        return len(self._aggregated["start"])
+
+    def region_records(self) -> list[dict[str, int]]:
+        """The regions of the last completed aggregation with their counts and ages, as the
+        kernel's ``damon_aggregated`` tracepoint (and so ``damo record``) reports them: after
+        the merge, before the split."""
+        snapshot = self._aggregated
+        return [
+            {"target": int(t), "start": int(s), "end": int(e), "nr_accesses": int(n), "age": int(a)}
+            for t, s, e, n, a in zip(
+                snapshot["target"],
+                snapshot["start"],
+                snapshot["end"],
+                snapshot["nr"],
+                snapshot["age"],
+                strict=True,
+            )
+        ]
+
+    def take_migrated_pages(self) -> np.ndarray:
+        """Pages moved src -> dst since the last call (and reset the counter)."""
+        moved = self.migrated_pages.copy()
+        self.migrated_pages[:] = 0
+        return moved
+
+    # --------------------------------------------------------------------- initialisation
+    def _init_ctx(self) -> None:
+        """``kdamond_init_ctx``."""
+        attrs = self.attrs
+        sample = max(attrs.sample_us, 1)
+        self.passed = 0
+        self.next_aggregation_sis = attrs.aggr_us // sample
+        self.next_ops_update_sis = attrs.update_us // sample
+        self.next_intervals_tune_sis = self.next_aggregation_sis * attrs.intervals_goal.aggrs
+        for runtime in self.schemes:
+            runtime.next_apply_sis = self._apply_interval(runtime) // sample
+            runtime.quota.goal_values = [g.current_value for g in runtime.config.quotas.goals]
+
+    def _apply_interval(self, runtime: SchemeRuntime) -> int:
+        return runtime.config.apply_interval_us or self.attrs.aggr_us
+
+    def _init_regions(self) -> None:
+        starts, ends, targets = [], [], []
+        for index, target in enumerate(self.config.targets):
+            if self.operations == "paddr" or target.regions:
+                ranges = [tuple(r) for r in target.regions]
+            else:
+                ranges = self._initial_vaddr_regions(target.pid)
+            for start, end in ranges:
+                starts.append(start)
+                ends.append(end)
+                targets.append(index)
+        self.regions.replace(starts, ends, targets)
+
+    def _three_regions(self, app: int) -> list[tuple[int, int]]:
+        """``damon_va_three_regions``: the span of the mappings without its two largest gaps.
+
+        Real processes always have three or more mappings; a simulated one with fewer is
+        covered by its mappings' spans as they are."""
+        page_size = self.memory.page_size
+        vaddr = self.memory.app_page_vaddr(app)
+        if len(vaddr) == 0:
+            return []
+        breaks = np.flatnonzero(np.diff(vaddr) != page_size)
+        starts = np.concatenate(([vaddr[0]], vaddr[breaks + 1]))
+        ends = np.concatenate((vaddr[breaks] + page_size, [vaddr[-1] + page_size]))
+        if len(starts) < 3:
+            return [(int(s), int(e)) for s, e in zip(starts, ends, strict=True)]
+        gaps = starts[1:] - ends[:-1]
+        biggest = np.sort(np.argsort(-gaps, kind="stable")[:2])
+        first, second = int(biggest[0]), int(biggest[1])
+        return [
+            (int(starts[0]), int(ends[first])),
+            (int(starts[first + 1]), int(ends[second])),
+            (int(starts[second + 1]), int(ends[-1])),
+        ]
+
+    def _initial_vaddr_regions(self, app: int) -> list[tuple[int, int]]:
+        """``__damon_va_init_regions``: three regions, each split evenly into pieces of about
+        (their total size / min_nr_regions)."""
+        three = self._three_regions(app)
+        total = sum(end - start for start, end in three)
+        piece = max(total // self.attrs.min_nr_regions, self.min_region)
+        ranges = []
+        for start, end in three:
+            nr_pieces = (end - start) // piece
+            ranges.extend(self._evenly_split(start, end, nr_pieces))
+        return ranges
+
+    def _evenly_split(self, start: int, end: int, nr_pieces: int) -> list[tuple[int, int]]:
+        """``damon_va_evenly_split_region``."""
+        if nr_pieces <= 1:
+            return [(start, end)]
+        size = (end - start) // nr_pieces // self.min_region * self.min_region
+        if size == 0:
+            return [(start, end)]
+        pieces = []
+        cursor = start
+        while cursor + size <= end and len(pieces) < nr_pieces:
+            pieces.append((cursor, cursor + size))
+            cursor += size
+        last_start, _ = pieces[-1]
+        pieces[-1] = (last_start, end)
+        return pieces
+
+    def _region_sz_limit(self) -> int:
+        """``damon_region_sz_limit``."""
+        total = int(np.sum(self.regions.end - self.regions.start))
+        if self.attrs.min_nr_regions:
+            total //= self.attrs.min_nr_regions
+        return max(total, self.min_region)
+
+    # ------------------------------------------------------------------------- sampling
+    def _memory_generation(self) -> int:
+        """What the sampling index depends on: residency for vaddr, frames too for paddr."""
+        if self.operations == "paddr":
+            return self.memory.placement_generation
+        return self.memory.residency_generation
+
+    def _index_is_stale(self) -> bool:
+        return self._probabilities_dirty or self._indexed_generation != self._memory_generation()
+
+    def _refresh_probabilities(self) -> None:
+        """Per-target page index and prefix sums of P(accessed in one sample interval)."""
+        sample_seconds = max(self.attrs.sample_us, 1) * 1e-6
+        addresses, probabilities = [], []
+        for target in self.config.targets:
+            if self.operations == "paddr":
+                page_addresses = self._frame_addresses()
+                values = {app: rates * self._resident(app) for app, rates in self._rates.items()}
+                rates = (
+                    self.memory.frame_values(values) if values else np.zeros(len(page_addresses))
+                )
+            else:
+                page_addresses = self.memory.app_page_vaddr(target.pid)
+                rates = self._rates.get(target.pid)
+                if rates is None:
+                    rates = np.zeros(len(page_addresses))
+                rates = rates * self._resident(target.pid)
+            addresses.append(page_addresses)
+            probabilities.append(-np.expm1(-rates * sample_seconds))
+        self._sampling_index = kernels.sampling_index(addresses, probabilities, self.min_region)
+        self._probabilities_dirty = False
+        self._indexed_generation = self._memory_generation()
+
+    def _resident(self, app: int) -> np.ndarray:
+        return (self.memory.node_of_page(app) >= 0).astype(np.float64)
+
+    def _frame_addresses(self) -> np.ndarray:
+        first, _ = self.memory.node_phys_range(0)
+        n_frames = int(np.sum(self.memory.capacity_pages))
+        return first + np.arange(n_frames, dtype=np.int64) * self.memory.page_size
+
+    def _sample(self, samples: int) -> None:
+        if self._index_is_stale():
+            self._refresh_probabilities()
+        table = self.regions
+        start, end, target, nr, bp, last, _ = table.arrays()
+        self._max_nr_accesses_seen = kernels.sample_segment(
+            table.n,
+            start,
+            end,
+            target,
+            nr,
+            bp,
+            last,
+            *self._sampling_index,
+            self.min_region,
+            samples,
+            self.attrs.max_nr_accesses,
+            self._rng,
+        )
+        self.passed += samples
+
+    # --------------------------------------------------------------------- aggregation
+    def _after_samples(self) -> None:
+        """The rest of one ``kdamond_fn`` iteration after ``check_accesses``."""
+        next_aggregation_sis = self.next_aggregation_sis
+        next_ops_update_sis = self.next_ops_update_sis
+        aggregation = self.passed >= next_aggregation_sis
+        if aggregation:
+            self._merge(self._max_nr_accesses_seen // 10)
+        if self.schemes:
+            self._apply_schemes()
+        if aggregation:
+            goal = self.attrs.intervals_goal
+            if goal.aggrs and self.passed >= self.next_intervals_tune_sis:
+                self.next_aggregation_sis = next_aggregation_sis
+                self.next_intervals_tune_sis += self.attrs.aggr_samples * goal.aggrs
+                self._tune_intervals()
+            sample = max(self.attrs.sample_us, 1)
+            self.next_aggregation_sis = next_aggregation_sis + self.attrs.aggr_us // sample
+            table = self.regions
+            self._keep_aggregated()
+            _, _, _, nr, bp, last, _ = table.arrays()
+            kernels.reset_aggregated(table.n, nr, bp, last)
+            self._split()
+        if self.passed >= next_ops_update_sis:
+            sample = max(self.attrs.sample_us, 1)
+            self.next_ops_update_sis = next_ops_update_sis + self.attrs.update_us // sample
+            if self.operations == "vaddr":
+                self._vaddr_update()
+            self.sz_limit = self._region_sz_limit()
+
+    def _keep_aggregated(self) -> None:
+        table = self.regions
+        self._aggregated = {name: table.column(name).copy() for name in AGGREGATED_FIELDS}
+
+    def _merge(self, threshold: int) -> None:
+        table = self.regions
+        max_threshold = self.attrs.aggr_us // max(self.attrs.sample_us, 1)
+        table.n = kernels.merge_regions(
+            table.n,
+            *table.arrays(),
+            threshold,
+            self.sz_limit,
+            self.attrs.max_nr_regions,
+            max_threshold,
+        )
+
+    def _split(self) -> None:
+        """``kdamond_split_regions``."""
+        table = self.regions
+        nr_regions = table.n
+        if nr_regions > self.attrs.max_nr_regions // 2:
+            return
+        nr_subs = 2
+        if self._last_nr_regions == nr_regions and nr_regions < self.attrs.max_nr_regions // 3:
+            nr_subs = 3
+        table.reserve(nr_regions * nr_subs)
+        written = kernels.split_regions(
+            nr_regions, *table.arrays(), *table.spare_arrays(), nr_subs, self.min_region, self._rng
+        )
+        table.swap_spare(written)
+        self._last_nr_regions = nr_regions
+
+    def _vaddr_update(self) -> None:
+        """vaddr ``ops.update``: fit the regions to the current mappings (``damon_set_regions``)."""
+        table = self.regions
+        records = table.records()
+        updated: list[dict[str, int]] = []
+        for index, target in enumerate(self.config.targets):
+            if target.regions:
+                ranges = [tuple(r) for r in target.regions]
+            else:
+                ranges = self._three_regions(target.pid)
+            mine = [r for r in records if r["target"] == index]
+            updated.extend(_set_regions(mine, ranges, index, self.min_region))
+        table.replace(
+            [r["start"] for r in updated], [r["end"] for r in updated], [0] * len(updated)
+        )
+        for name in ("target", "nr", "bp", "last", "age"):
+            table.column(name)[:] = [r[name] for r in updated]
+        self._probabilities_dirty = True
+
+    def _tune_intervals(self) -> None:
+        """``kdamond_tune_intervals`` (intervals_goal auto-tuning)."""
+        attrs = self.attrs
+        goal = attrs.intervals_goal
+        table = self.regions
+        sizes = (table.end - table.start).astype(object)
+        access_events = int(np.sum(sizes * table.nr_accesses.astype(object)))
+        max_events = int(np.sum(sizes)) * attrs.aggr_samples
+        target_events = max_events * goal.access_bp // 10000 or 1
+        score_bp = access_events * 10000 // target_events
+        adaptation_bp = feed_loop_next_input(100_000_000, score_bp) // 10000
+        if adaptation_bp <= 10000:
+            adaptation_bp = 5000 + adaptation_bp // 2
+        if adaptation_bp == 10000:
+            return
+        sample = min(goal.max_sample_us, attrs.sample_us * adaptation_bp // 10000)
+        sample = max(goal.min_sample_us, sample)
+        new_attrs = _with_intervals(attrs, sample, sample * attrs.aggr_samples)
+        self._set_attrs(new_attrs)
+
+    def _set_attrs(self, new: MonitoringAttrs) -> None:
+        """``damon_set_attrs``: rescale monitoring results to the new intervals and restart
+        the aggregation, update and apply countdowns from now."""
+        old = self.attrs
+        aggregating = self.passed < self.next_aggregation_sis
+        sample = max(new.sample_us, 1)
+        self.next_aggregation_sis = self.passed + new.aggr_us // sample
+        self.next_ops_update_sis = self.passed + new.update_us // sample
+        if old.sample_us and old.aggr_us and new.sample_us and new.aggr_us:
+            table = self.regions
+            old_max, new_max = old.max_nr_accesses, new.max_nr_accesses
+            if aggregating:
+                table.last_nr_accesses[:] = (
+                    table.last_nr_accesses * 10000 // old_max * new_max // 10000
+                )
+                table.nr_accesses_bp[:] = table.last_nr_accesses * 10000
+                table.nr_accesses[:] = 0
+            else:
+                table.nr_accesses[:] = table.nr_accesses * 10000 // old_max * new_max // 10000
+                table.nr_accesses_bp[:] = table.nr_accesses * 10000
+            table.age[:] = table.age * old.aggr_us // new.aggr_us
+        if new.sample_us != old.sample_us:
+            self._probabilities_dirty = True
+        self.attrs = new
+        for runtime in self.schemes:
+            runtime.next_apply_sis = self.passed + self._apply_interval(runtime) // sample
+
+    # ---------------------------------------------------------------------- watermarks
+    def _wait_activation(self) -> float:
+        """``kdamond_wait_activation``: 0 if monitoring goes on, else microseconds to sleep."""
+        if not self.schemes:
+            return 0.0
+        waits = [self._watermark_wait_us(runtime) for runtime in self.schemes]
+        return float(min(waits))
+
+    def _watermark_wait_us(self, runtime: SchemeRuntime) -> int:
+        """``damos_wmark_wait_us`` with the free_mem_rate metric in per-mille of all memory."""
+        marks = runtime.config.watermarks
+        if marks.metric != "free_mem_rate":
+            return 0
+        total = int(np.sum(self.memory.capacity_pages))
+        metric = int(np.sum(self.memory.free_pages)) * 1000 // max(total, 1)
+        if metric > marks.high or marks.low > metric:
+            runtime.activated = False
+            return marks.interval_us
+        if marks.high >= metric >= marks.mid and not runtime.activated:
+            return marks.interval_us
+        runtime.activated = True
+        return 0
+
+    # ---------------------------------------------------------------------------- DAMOS
+    def _goal_score(self, runtime: SchemeRuntime) -> int | None:
+        """``damos_quota_score``: the highest current/target ratio (bp) of the active goals."""
+        goals = [(k, g) for k, g in enumerate(runtime.config.quotas.goals) if g.target_value]
+        if not goals:
+            return None
+        highest = 0
+        for k, goal in goals:
+            if goal.target_metric in ("node_mem_used_bp", "node_mem_free_bp"):
+                total = int(self.memory.capacity_pages[goal.nid])
+                free = int(self.memory.free_pages[goal.nid])
+                numerator = total - free if goal.target_metric == "node_mem_used_bp" else free
+                value = numerator * 10000 // total if total else 0
+                runtime.quota.goal_values[k] = value
+            else:
+                value = runtime.quota.goal_values[k]
+            highest = max(highest, value * 10000 // goal.target_value)
+        return highest
+
+    def _adjust_quota(
+        self, runtime: SchemeRuntime, scores: np.ndarray, matching: np.ndarray
+    ) -> None:
+        """``damos_adjust_quota``: roll the charge window, then set min_score."""
+        quotas = runtime.config.quotas
+        quota = runtime.quota
+        has_goals = any(g.target_value for g in quotas.goals)
+        if not quotas.ms and not quotas.bytes and not has_goals:
+            return
+        if self.now_us >= quota.charged_from_us + quotas.reset_interval_ms * 1000:
+            if quota.esz and quota.charged_sz >= quota.esz:
+                runtime.stats.qt_exceeds += 1
+            quota.total_charged_sz += quota.charged_sz
+            quota.charged_from_us = self.now_us
+            quota.charged_sz = 0
+            quota.esz = effective_quota(quota, quotas.ms, quotas.bytes, self._goal_score(runtime))
+        sizes = self.regions.end - self.regions.start
+        quota.min_score = min_score_for(scores[matching], sizes[matching], quota.esz)
+
+    def _scores(self, runtime: SchemeRuntime) -> np.ndarray:
+        """The ops' ``get_scheme_score``: hot for migrate_hot, cold for migrate_cold, else 99."""
+        quotas = runtime.config.quotas
+        action = runtime.config.action
+        table = self.regions
+        if action not in MIGRATE_ACTIONS:
+            return np.full(table.n, 99, dtype=np.int64)
+        hot = hot_scores(
+            table.nr_accesses,
+            table.age,
+            self.attrs.max_nr_accesses,
+            self.attrs.aggr_us,
+            quotas.nr_accesses_permil,
+            quotas.age_permil,
+        )
+        return hot if action == "migrate_hot" else 99 - hot
+
+    def _pattern_without_size(self, runtime: SchemeRuntime) -> np.ndarray:
+        pattern = runtime.config.access_pattern
+        table = self.regions
+        nr = table.nr_accesses_bp // 10000
+        age = table.age
+        return (
+            (pattern.nr_accesses.min <= nr)
+            & (nr <= pattern.nr_accesses.max)
+            & (pattern.age.min <= age)
+            & (age <= pattern.age.max)
+        )
+
+    def _apply_schemes(self) -> None:
+        """``kdamond_apply_schemes``: every due, active scheme over every region in order."""
+        due = [s for s in self.schemes if self.passed >= s.next_apply_sis and s.activated]
+        if not due:
+            return
+        table = self.regions
+        interesting = np.zeros(table.n, dtype=bool)
+        score_of: dict[int, np.ndarray] = {}
+        sizes = table.end - table.start
+        if self.simple_pass_enabled and len(due) == 1 and self._pass_is_simple(due[0]):
+            self._apply_simple_pass(due[0])
+            return
+        for runtime in due:
+            runtime.tried_columns = ()
+            runtime.tried_rows = []
+            matching_loose = self._pattern_without_size(runtime)
+            pattern = runtime.config.access_pattern
+            matching = matching_loose & (pattern.sz.min <= sizes) & (sizes <= pattern.sz.max)
+            scores = self._scores(runtime)
+            score_of[id(runtime)] = scores
+            self._adjust_quota(runtime, scores, matching)
+            loose = matching_loose
+            if runtime.quota.esz:
+                loose = loose & (scores >= runtime.quota.min_score)
+            quota = runtime.quota
+            if quota.charge_target_from >= 0:
+                # regions before this one are skipped as charged in the last window
+                resolution = self._charge_resolution_index(quota)
+                loose[:resolution] = False
+                loose[resolution] = True
+            interesting |= loose
+        inserted = 0
+        for original in np.flatnonzero(interesting):
+            if all(r.quota.exhausted for r in due):
+                break
+            index = int(original) + inserted
+            before = table.n
+            self._apply_to_region(index, due)
+            inserted += table.n - before
+        sample = max(self.attrs.sample_us, 1)
+        for runtime in due:
+            runtime.next_apply_sis = self.passed + self._apply_interval(runtime) // sample
+
+    def _pass_is_simple(self, runtime: SchemeRuntime) -> bool:
+        """One scheme, no quota (so no score cut, splits or charge skipping) and no filters:
+        every matching region gets the action in address order, which one compiled call per
+        target does."""
+        quotas = runtime.config.quotas
+        limited = quotas.ms or quotas.bytes or any(g.target_value for g in quotas.goals)
+        return not limited and not runtime.quota.esz and not runtime.config.filters
+
+    def _apply_simple_pass(self, runtime: SchemeRuntime) -> None:
+        """``kdamond_apply_schemes`` for a pass that ``_pass_is_simple`` accepted."""
+        table = self.regions
+        scheme = runtime.config
+        pattern = scheme.access_pattern
+        sizes = table.end - table.start
+        matching = self._pattern_without_size(runtime)
+        matching &= (pattern.sz.min <= sizes) & (sizes <= pattern.sz.max)
+        chosen = np.flatnonzero(matching)
+        targets = table.target[chosen]
+        starts, ends = table.start[chosen], table.end[chosen]
+        nr_seen = table.nr_accesses_bp[chosen] // 10000
+        age_seen = table.age[chosen].copy()
+        moved = np.zeros(len(chosen), dtype=np.int64)
+        passed = np.zeros(len(chosen), dtype=np.int64)
+        if scheme.action != "stat" and len(chosen):
+            memory = self.memory
+            if self.operations == "paddr":
+                passed = self._resident_frames_per_range(starts, ends) * memory.page_size
+                moved, result = memory.migrate_phys_ranges(starts, ends, scheme.target_nid)
+                self.migrated_pages += result.moved_matrix
+            else:
+                if scheme.dests:
+                    nodes, weights = self._dest_arrays(scheme)
+                else:
+                    nodes = np.array([scheme.target_nid], dtype=np.int64)
+                    weights = np.ones(1, dtype=np.int64)
+                for target in np.unique(targets):
+                    mine = targets == target
+                    app = self.config.targets[int(target)].pid
+                    per_range, result = memory.migrate_vaddr_ranges(
+                        app, starts[mine], ends[mine], nodes, weights
+                    )
+                    moved[mine] = per_range
+                    self.migrated_pages += result.moved_matrix
+            table.age[chosen] = 0
+        page_size = self.memory.page_size
+        walked = int(np.sum(ends - starts)) // page_size
+        runtime.quota.total_charged_ns += walked * WALK_NS_PER_PAGE + int(
+            int(moved.sum()) * self._migration_ns_per_page
+        )
+        runtime.quota.charged_sz += int(np.sum(ends - starts))
+        stats = runtime.stats
+        stats.nr_tried += len(chosen)
+        stats.sz_tried += int(np.sum(ends - starts))
+        stats.nr_applied += int(np.count_nonzero(moved))
+        stats.sz_applied += int(moved.sum()) * page_size
+        stats.sz_ops_filter_passed += int(passed.sum())
+        runtime.tried_rows = []
+        runtime.tried_columns = (targets, starts, ends, nr_seen, age_seen, passed)
+        sample = max(self.attrs.sample_us, 1)
+        runtime.next_apply_sis = self.passed + self._apply_interval(runtime) // sample
+
+    def _resident_frames_per_range(self, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        first, _ = self.memory.node_phys_range(0)
+        occupied = np.concatenate(([0], np.cumsum(self.memory.frame_app >= 0)))
+        n_frames = len(occupied) - 1
+        lo = np.clip((starts - first) // self.memory.page_size, 0, n_frames)
+        hi = np.clip((ends - first) // self.memory.page_size, 0, n_frames)
+        return occupied[hi] - occupied[lo]
+
+    def _charge_resolution_index(self, quota: QuotaState) -> int:
+        """The region at which ``damos_skip_charged_region`` stops skipping: the first of the
+        charged target ending past charge_addr_from, or that target's last region."""
+        table = self.regions
+        in_target = np.flatnonzero(table.target == quota.charge_target_from)
+        if len(in_target) == 0:
+            return 0
+        past = in_target[table.end[in_target] > quota.charge_addr_from]
+        return int(past[0]) if len(past) and quota.charge_addr_from else int(in_target[-1])
+
+    def _apply_to_region(self, index: int, due: list[SchemeRuntime]) -> None:
+        """``damon_do_apply_schemes`` for one region (``index`` may move to a split-off part)."""
+        table = self.regions
+        for runtime in due:
+            quota = runtime.quota
+            if quota.exhausted:
+                continue
+            skip, index = self._skip_charged_region(index, runtime)
+            if skip:
+                continue
+            if not self._valid_target(index, runtime):
+                continue
+            self._apply_scheme(index, runtime)
+        del table
+
+    def _skip_charged_region(self, index: int, runtime: SchemeRuntime) -> tuple[bool, int]:
+        quota = runtime.quota
+        if quota.charge_target_from < 0:
+            return False, index
+        table = self.regions
+        target = int(table.target[index])
+        if target != quota.charge_target_from:
+            return True, index
+        is_last = index + 1 >= table.n or int(table.target[index + 1]) != target
+        if is_last:
+            quota.charge_target_from = -1
+            quota.charge_addr_from = 0
+            return True, index
+        start, end = int(table.start[index]), int(table.end[index])
+        if quota.charge_addr_from and end <= quota.charge_addr_from:
+            return True, index
+        if quota.charge_addr_from and start < quota.charge_addr_from:
+            skip_size = (quota.charge_addr_from - start) // self.min_region * self.min_region
+            if not skip_size:
+                if end - start <= self.min_region:
+                    return True, index
+                skip_size = self.min_region
+            table.split_at(index, skip_size)
+            index += 1
+        quota.charge_target_from = -1
+        quota.charge_addr_from = 0
+        return False, index
+
+    def _valid_target(self, index: int, runtime: SchemeRuntime) -> bool:
+        """``damos_valid_target``: the access pattern, then the score cut under a quota."""
+        table = self.regions
+        pattern = runtime.config.access_pattern
+        size = int(table.end[index] - table.start[index])
+        nr = int(table.nr_accesses_bp[index]) // 10000
+        age = int(table.age[index])
+        if not (
+            pattern.sz.min <= size <= pattern.sz.max
+            and pattern.nr_accesses.min <= nr <= pattern.nr_accesses.max
+            and pattern.age.min <= age <= pattern.age.max
+        ):
+            return False
+        if not runtime.quota.esz:
+            return True
+        score = self._region_score(index, runtime)
+        return score >= runtime.quota.min_score
+
+    def _region_score(self, index: int, runtime: SchemeRuntime) -> int:
+        table = self.regions
+        quotas = runtime.config.quotas
+        if runtime.config.action not in MIGRATE_ACTIONS:
+            return 99
+        hot = hot_score(
+            int(table.nr_accesses[index]),
+            int(table.age[index]),
+            self.attrs.max_nr_accesses,
+            self.attrs.aggr_us,
+            quotas.nr_accesses_permil,
+            quotas.age_permil,
+        )
+        return hot if runtime.config.action == "migrate_hot" else 99 - hot
+
+    def _apply_scheme(self, index: int, runtime: SchemeRuntime) -> None:
+        """``damos_apply_scheme``: quota cut, core filters, the action, charge, age, stats."""
+        table = self.regions
+        quota = runtime.quota
+        stats = runtime.stats
+        size = int(table.end[index] - table.start[index])
+        if quota.esz and quota.charged_sz + size > quota.esz:
+            size = (quota.esz - quota.charged_sz) // self.min_region * self.min_region
+            if not size:
+                stats.nr_tried += 1
+                return
+            table.split_at(index, size)
+        if self._filtered_out(index, runtime):
+            return
+        target = int(table.target[index])
+        start, end = int(table.start[index]), int(table.end[index])
+        nr_seen = int(table.nr_accesses_bp[index]) // 10000
+        age_seen = int(table.age[index])
+        applied_bytes, filter_passed, time_ns = self._ops_apply(target, start, end, runtime)
+        quota.total_charged_ns += time_ns
+        quota.charged_sz += size
+        if quota.esz and quota.charged_sz >= quota.esz:
+            quota.charge_target_from = target
+            quota.charge_addr_from = end + 1
+        if runtime.config.action != "stat":
+            table.age[index] = 0
+        stats.nr_tried += 1
+        stats.sz_tried += size
+        if applied_bytes:
+            stats.nr_applied += 1
+        stats.sz_applied += applied_bytes
+        stats.sz_ops_filter_passed += filter_passed
+        runtime.tried_rows.append((target, start, end, nr_seen, age_seen, filter_passed))
+
+    def _filtered_out(self, index: int, runtime: SchemeRuntime) -> bool:
+        """``damos_filter_out`` over the core filters (addr, target); the first match decides."""
+        filters = runtime.config.filters
+        if not filters:
+            return False
+        table = self.regions
+        for damos_filter in filters:
+            if damos_filter.type == "target":
+                matched = int(table.target[index]) == damos_filter.target_idx
+            else:
+                low = damos_filter.addr_start // self.min_region * self.min_region
+                high = damos_filter.addr_end // self.min_region * self.min_region
+                start, end = int(table.start[index]), int(table.end[index])
+                if low <= start and end <= high:
+                    matched = True
+                elif end <= low or high <= start:
+                    matched = False
+                elif start < low:
+                    table.split_at(index, low - start)
+                    matched = False
+                else:
+                    table.split_at(index, high - start)
+                    matched = True
+            if matched == damos_filter.matching:
+                return not damos_filter.allow
+        return bool(filters[-1].allow)  # nothing matched: the opposite of the last filter
+
+    def _ops_apply(
+        self, target: int, start: int, end: int, runtime: SchemeRuntime
+    ) -> tuple[int, int, int]:
+        """The ops layer's ``apply_scheme``: returns (bytes applied, bytes that passed ops
+        filters, nanoseconds spent)."""
+        scheme = runtime.config
+        memory = self.memory
+        if scheme.action == "stat":
+            return 0, 0, 0
+        app = self.config.targets[target].pid
+        if self.operations == "paddr":
+            filter_passed = self._resident_frames_in(start, end) * memory.page_size
+            result = memory.migrate_phys_range_to_node(start, end, scheme.target_nid)
+        else:
+            if scheme.dests:
+                nodes, weights = self._dest_arrays(scheme)
+                result = memory.migrate_vaddr_range_to_dests(app, start, end, nodes, weights)
+            else:
+                result = memory.migrate_vaddr_range_to_node(app, start, end, scheme.target_nid)
+            filter_passed = 0  # vaddr migrate does not count it (6.17/6.18)
+        self.migrated_pages += result.moved_matrix
+        moved = int(result.moved_pages)
+        # the action walks the page table over the whole region, then migrates what it must
+        walked = (end - start) // memory.page_size
+        time_ns = walked * WALK_NS_PER_PAGE + int(moved * self._migration_ns_per_page)
+        return moved * memory.page_size, filter_passed, time_ns
+
+    def _dest_arrays(self, scheme: Scheme) -> tuple[np.ndarray, np.ndarray]:
+        cached = self._dests_cache.get(scheme.dests)
+        if cached is None:
+            cached = (
+                np.array([d.id for d in scheme.dests], dtype=np.int64),
+                np.array([d.weight for d in scheme.dests], dtype=np.int64),
+            )
+            self._dests_cache[scheme.dests] = cached
+        return cached
+
+    def _resident_frames_in(self, start: int, end: int) -> int:
+        first, _ = self.memory.node_phys_range(0)
+        lo = (start - first) // self.memory.page_size
+        hi = (end - first) // self.memory.page_size
+        return int(np.count_nonzero(self.memory.frame_app[max(lo, 0) : max(hi, 0)] >= 0))
+
+
+def _with_intervals(attrs: MonitoringAttrs, sample_us: int, aggr_us: int) -> MonitoringAttrs:
+    import dataclasses
+
+    return dataclasses.replace(attrs, sample_us=sample_us, aggr_us=aggr_us)
+
+
+def _set_regions(
+    regions: list[dict[str, int]], ranges: list[tuple[int, int]], target: int, min_region: int
+) -> list[dict[str, int]]:
+    """``damon_set_regions``: drop regions outside every range, stretch the first and last
+    region meeting each range to its (aligned) bounds, fill holes, add regions for empty ranges."""
+
+    def meets(region: Mapping[str, int], low: int, high: int) -> bool:
+        return region["start"] < high and low < region["end"]
+
+    kept = [r for r in regions if any(meets(r, low, high) for low, high in ranges)]
+    result: list[dict[str, int]] = []
+    for low, high in sorted(ranges):
+        low_aligned = low // min_region * min_region
+        high_aligned = -(-high // min_region) * min_region
+        inside = [dict(r) for r in kept if meets(r, low, high)]
+        if not inside:
+            result.append(_new_region(low_aligned, high_aligned, target))
+            continue
+        inside[0]["start"] = low_aligned
+        inside[-1]["end"] = high_aligned
+        filled = [inside[0]]
+        for region in inside[1:]:
+            if region["start"] > filled[-1]["end"]:
+                filled.append(_new_region(filled[-1]["end"], region["start"], target))
+            filled.append(region)
+        result.extend(filled)
+    return result
+
+
+def _new_region(start: int, end: int, target: int) -> dict[str, int]:
+    return {"start": start, "end": end, "target": target, "nr": 0, "bp": 0, "last": 0, "age": 0}

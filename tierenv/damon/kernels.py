@@ -1,0 +1,486 @@
+"""Compiled inner loops of the DAMON monitor: sampling, merging and splitting regions.
+
+Each function is a direct port of the kernel code named in its docstring (mm/damon/core.c,
+Linux 6.17/6.18), on flat region arrays ordered by target and then by address. The pure
+Python twin in ``tierenv.damon.reference`` runs the same algorithms on lists of region
+records with the same random stream; tests check that both agree exactly.
+
+Region arrays (``n`` live entries; callers keep spare capacity for splits):
+``start``/``end`` (bytes, half-open), ``target`` (index of the monitoring target),
+``nr`` (nr_accesses), ``bp`` (nr_accesses_bp), ``last`` (last_nr_accesses), ``age``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tierenv.damon.jit import njit
+from tierenv.damon.rng import GOLDEN, MIX1, MIX2, TO_UNIT, next_below, next_unit
+
+
+@njit(cache=True)
+def _power(base: float, exponent: int) -> float:
+    """base ** exponent by repeated squaring (the reference repeats the same operations)."""
+    result = 1.0
+    while exponent:
+        if exponent & 1:
+            result *= base
+        base *= base
+        exponent >>= 1
+    return result
+
+
+@njit(cache=True)
+def _invert_binomial(u: float, trials: int, p: float) -> int:
+    """The k with CDF(k-1) <= u < CDF(k) of Binomial(trials, p), walking from the likelier
+    end: from 0 up when p <= 1/2, else from ``trials`` down (k = trials - Binomial(trials,
+    1 - p)), so the walk is short for the cold and the hot regions that dominate."""
+    if p <= 0.0 or trials <= 0:
+        return 0
+    if p >= 1.0:
+        return trials
+    flip = p > 0.5
+    if flip:
+        p = 1.0 - p
+    q = 1.0 - p
+    pmf = _power(q, trials)
+    cdf = pmf
+    k = 0
+    ratio = p / q
+    while u >= cdf and k < trials:
+        pmf *= (trials - k) / (k + 1.0) * ratio
+        k += 1
+        cdf += pmf
+    return trials - k if flip else k
+
+
+@njit(cache=True)
+def binomial(state: np.ndarray, trials: int, p: float) -> int:
+    """Binomial(trials, p) from one uniform draw (always exactly one, so streams that draw per
+    region stay aligned whatever p is)."""
+    return _invert_binomial(next_unit(state), trials, p)
+
+
+@njit(cache=True)
+def pages_below(
+    address: int,
+    run_address: np.ndarray,
+    run_page: np.ndarray,
+    run_length: np.ndarray,
+    first_run: int,
+    end_run: int,
+    page_size: int,
+) -> int:
+    """Index (into the flat page arrays) of the first page at or above ``address``.
+
+    A target's pages form a few runs of consecutive addresses (its mappings, or a node's
+    frames); run r starts at ``run_address[r]``, holds ``run_length[r]`` pages and its first
+    page has flat index ``run_page[r]``. A short search over runs and one division replace a
+    binary search over every page, which would cost more than the sampling itself.
+    """
+    lo = first_run
+    hi = end_run
+    while lo < hi:  # one past the last run starting at or below address
+        mid = (lo + hi) >> 1
+        if run_address[mid] <= address:
+            lo = mid + 1
+        else:
+            hi = mid
+    run = lo - 1
+    if run < first_run:
+        return run_page[first_run]
+    inside = (address - run_address[run] + page_size - 1) // page_size
+    if inside > run_length[run]:
+        inside = run_length[run]
+    return run_page[run] + inside
+
+
+@njit(cache=True)
+def sample_segment(
+    n: int,
+    start: np.ndarray,
+    end: np.ndarray,
+    target: np.ndarray,
+    nr: np.ndarray,
+    bp: np.ndarray,
+    last: np.ndarray,
+    run_address: np.ndarray,
+    run_page: np.ndarray,
+    run_length: np.ndarray,
+    target_runs: np.ndarray,
+    cumulative_p: np.ndarray,
+    page_size: int,
+    samples: int,
+    len_window: int,
+    state: np.ndarray,
+) -> int:
+    """Run ``samples`` sample intervals of access checks; return the largest ``nr``.
+
+    In every sample interval the kernel checks one random page of each region
+    (``damon_update_region_access_rate``): the region counts an access with probability
+    p̄ = mean over its page slots of P(page touched within one sample interval) (unmapped
+    slots never are). Draws are independent across samples (a new random page each time and
+    memoryless accesses), so the number of accesses in ``samples`` intervals is exactly
+    Binomial(samples, p̄), drawn here by ``binomial``'s inversion. ``nr_accesses_bp`` follows
+    damon_moving_sum's integer arithmetic.
+
+    Target t's pages are the runs ``target_runs[t]:target_runs[t+1]`` (see ``pages_below``);
+    ``cumulative_p`` holds prefix sums of the pages' probabilities in flat page order with one
+    leading zero per target (the sum up to flat page k of target t is ``cumulative_p[k + t]``).
+
+    The page lookup and the draw are written out inline: calls to helpers taking arrays cost
+    more than the work here, and this loop runs for every region of every aggregation.
+    """
+    largest = 0
+    rng = state[0]
+    step = np.empty(max(samples, 1))  # (trials - k) / (k + 1) of the inversion's pmf ratio
+    for k in range(samples):
+        step[k] = (samples - k) / (k + 1.0)
+    for i in range(n):
+        t = target[i]
+        first_run = target_runs[t]
+        end_run = target_runs[t + 1]
+        first = 0
+        beyond = 0
+        for side in range(2):
+            address = start[i] if side == 0 else end[i]
+            run = first_run
+            while run + 1 < end_run and run_address[run + 1] <= address:
+                run += 1
+            inside = (address - run_address[run] + page_size - 1) // page_size
+            if inside < 0:
+                inside = 0
+            elif inside > run_length[run]:
+                inside = run_length[run]
+            if side == 0:
+                first = run_page[run] + inside
+            else:
+                beyond = run_page[run] + inside
+        slots = (end[i] - start[i]) // page_size
+        p = 0.0
+        if slots > 0 and beyond > first:
+            p = (cumulative_p[beyond + t] - cumulative_p[first + t]) / slots
+        # one SplitMix64 draw (see rng.next_u64), then inversion (see binomial)
+        rng += np.uint64(GOLDEN)
+        z = rng
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(MIX1)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(MIX2)
+        z = z ^ (z >> np.uint64(31))
+        u = float(z >> np.uint64(11)) * TO_UNIT
+        if p <= 0.0 or samples <= 0:
+            accessed = 0
+        elif p >= 1.0:
+            accessed = samples
+        else:  # _invert_binomial, with its division taken from the table
+            flip = p > 0.5
+            if flip:
+                p = 1.0 - p
+            q = 1.0 - p
+            pmf = _power(q, samples)
+            cdf = pmf
+            k = 0
+            ratio = p / q
+            while u >= cdf and k < samples:
+                pmf *= step[k] * ratio
+                k += 1
+                cdf += pmf
+            accessed = samples - k if flip else k
+        dropped = (last[i] * 10000) // len_window
+        bp[i] = bp[i] - samples * dropped + accessed * 10000
+        nr[i] += accessed
+        if nr[i] > largest:
+            largest = nr[i]
+    state[0] = rng
+    return largest
+
+
+@njit(cache=True)
+def merge_pass(
+    n: int,
+    start: np.ndarray,
+    end: np.ndarray,
+    target: np.ndarray,
+    nr: np.ndarray,
+    bp: np.ndarray,
+    last: np.ndarray,
+    age: np.ndarray,
+    threshold: int,
+    sz_limit: int,
+) -> int:
+    """One pass of ``damon_merge_regions_of`` over every target; return the new count.
+
+    Age first (reset when nr_accesses moved by more than ``threshold`` since the last
+    aggregation, else +1), then merge with the previous region if adjacent, similar and small
+    enough; the merged region takes size-weighted integer averages.
+    """
+    kept = 0
+    prev = -1
+    for i in range(n):
+        if abs(nr[i] - last[i]) > threshold:
+            age[i] = 0
+        else:
+            age[i] += 1
+        if (
+            prev >= 0
+            and target[prev] == target[i]
+            and end[prev] == start[i]
+            and abs(nr[prev] - nr[i]) <= threshold
+            and (end[prev] - start[prev]) + (end[i] - start[i]) <= sz_limit
+        ):
+            size_left = end[prev] - start[prev]
+            size_right = end[i] - start[i]
+            total = size_left + size_right
+            nr[prev] = (nr[prev] * size_left + nr[i] * size_right) // total
+            bp[prev] = nr[prev] * 10000
+            age[prev] = (age[prev] * size_left + age[i] * size_right) // total
+            end[prev] = end[i]
+        else:
+            start[kept] = start[i]
+            end[kept] = end[i]
+            target[kept] = target[i]
+            nr[kept] = nr[i]
+            bp[kept] = bp[i]
+            last[kept] = last[i]
+            age[kept] = age[i]
+            prev = kept
+            kept += 1
+    return kept
+
+
+@njit(cache=True)
+def merge_regions(
+    n: int,
+    start: np.ndarray,
+    end: np.ndarray,
+    target: np.ndarray,
+    nr: np.ndarray,
+    bp: np.ndarray,
+    last: np.ndarray,
+    age: np.ndarray,
+    threshold: int,
+    sz_limit: int,
+    max_nr_regions: int,
+    max_threshold: int,
+) -> int:
+    """``kdamond_merge_regions``: repeat passes with a doubled threshold while too many remain."""
+    while True:
+        n = merge_pass(n, start, end, target, nr, bp, last, age, threshold, sz_limit)
+        threshold = max(1, threshold * 2)
+        if not (n > max_nr_regions and threshold // 2 < max_threshold):
+            return n
+
+
+@njit(cache=True)
+def split_regions(
+    n: int,
+    start: np.ndarray,
+    end: np.ndarray,
+    target: np.ndarray,
+    nr: np.ndarray,
+    bp: np.ndarray,
+    last: np.ndarray,
+    age: np.ndarray,
+    out_start: np.ndarray,
+    out_end: np.ndarray,
+    out_target: np.ndarray,
+    out_nr: np.ndarray,
+    out_bp: np.ndarray,
+    out_last: np.ndarray,
+    out_age: np.ndarray,
+    nr_subs: int,
+    min_region: int,
+    state: np.ndarray,
+) -> int:
+    """``damon_split_regions_of`` for every target, writing the pieces to the ``out_`` arrays.
+
+    Up to ``nr_subs - 1`` times, while the (left) piece is larger than two minimum regions,
+    cut it at a random 10..90% point aligned down to ``min_region``; the left piece is cut
+    again, so a three-way split yields [left of second cut, rest of first piece, right part].
+    Every piece copies the region's counters. ``out_`` arrays need room for n * nr_subs.
+    """
+    written = 0
+    cuts = np.empty(nr_subs, dtype=np.int64)
+    for i in range(n):
+        size = end[i] - start[i]
+        n_cuts = 0
+        for _ in range(nr_subs - 1):
+            if size <= 2 * min_region:
+                break
+            piece = ((1 + next_below(state, 9)) * size // 10) // min_region * min_region
+            if piece == 0 or piece >= size:
+                continue
+            cuts[n_cuts] = start[i] + piece
+            n_cuts += 1
+            size = piece
+        # cuts are decreasing: the pieces from left to right end at cuts[n_cuts-1] ... end
+        left = start[i]
+        for k in range(n_cuts, -1, -1):
+            right = cuts[k - 1] if k > 0 else end[i]
+            out_start[written] = left
+            out_end[written] = right
+            out_target[written] = target[i]
+            out_nr[written] = nr[i]
+            out_bp[written] = bp[i]
+            out_last[written] = last[i]
+            out_age[written] = age[i]
+            written += 1
+            left = right
+    return written
+
+
+@njit(cache=True)
+def reset_aggregated(n: int, nr: np.ndarray, bp: np.ndarray, last: np.ndarray) -> None:
+    """``kdamond_reset_aggregated``: fix bp to the full count, then start a new aggregation."""
+    for i in range(n):
+        bp[i] = nr[i] * 10000
+        last[i] = nr[i]
+        nr[i] = 0
+
+
+def sampling_index(
+    addresses: list[np.ndarray], probabilities: list[np.ndarray], page_size: int
+) -> tuple[np.ndarray, ...]:
+    """Build ``sample_segment``'s page index from each target's sorted page addresses and
+    per-sample access probabilities: (run_address, run_page, run_length, target_runs,
+    cumulative_p)."""
+    run_address, run_page, run_length, target_runs, cumulative = [], [], [], [0], []
+    flat = 0
+    for target_addresses, target_p in zip(addresses, probabilities, strict=True):
+        target_addresses = np.asarray(target_addresses, dtype=np.int64)
+        if len(target_addresses):
+            breaks = np.flatnonzero(np.diff(target_addresses) != page_size) + 1
+            firsts = np.concatenate(([0], breaks))
+            lengths = np.diff(np.concatenate((firsts, [len(target_addresses)])))
+            run_address.append(target_addresses[firsts])
+            run_page.append(flat + firsts)
+            run_length.append(lengths)
+        else:  # an empty target still needs one (empty) run
+            run_address.append(np.zeros(1, dtype=np.int64))
+            run_page.append(np.array([flat]))
+            run_length.append(np.zeros(1, dtype=np.int64))
+        target_runs.append(target_runs[-1] + len(run_address[-1]))
+        cumulative.append(np.concatenate(([0.0], np.cumsum(np.asarray(target_p, np.float64)))))
+        flat += len(target_addresses)
+    return (
+        np.concatenate(run_address).astype(np.int64),
+        np.concatenate(run_page).astype(np.int64),
+        np.concatenate(run_length).astype(np.int64),
+        np.asarray(target_runs, dtype=np.int64),
+        np.concatenate(cumulative) if cumulative else np.zeros(0),
+    )
+
+
+@njit(cache=True)
+def run_aggregations(
+    count: int,
+    n: int,
+    live: tuple,
+    spare: tuple,
+    snapshot: tuple,
+    run_address: np.ndarray,
+    run_page: np.ndarray,
+    run_length: np.ndarray,
+    target_runs: np.ndarray,
+    cumulative_p: np.ndarray,
+    page_size: int,
+    first_samples: int,
+    aggr_samples: int,
+    len_window: int,
+    sz_limit: int,
+    max_nr_regions: int,
+    max_threshold: int,
+    last_nr_regions: int,
+    state: np.ndarray,
+) -> tuple:
+    """``count`` whole aggregation intervals in which no scheme, update or tuning is due:
+    sample, merge, keep the aggregated snapshot, reset, split (``kdamond_fn`` without the
+    parts that have nothing to do). One call replaces ``count`` round trips through Python.
+
+    ``live``/``spare`` are the region arrays in ``regions.FIELDS`` order and their double
+    buffer (room for 1.5x max_nr_regions and for 3x the current count); ``snapshot`` receives
+    target, start, end, nr, age of the last aggregation. Returns (n, last_nr_regions,
+    swapped, snapshot_n): ``swapped`` tells whether the live data ended in ``spare``.
+    """
+    a_start, a_end, a_target, a_nr, a_bp, a_last, a_age = live
+    b_start, b_end, b_target, b_nr, b_bp, b_last, b_age = spare
+    s_target, s_start, s_end, s_nr, s_age = snapshot
+    swapped = False
+    snapshot_n = 0
+    for j in range(count):
+        samples = first_samples if j == 0 else aggr_samples
+        largest = sample_segment(
+            n,
+            a_start,
+            a_end,
+            a_target,
+            a_nr,
+            a_bp,
+            a_last,
+            run_address,
+            run_page,
+            run_length,
+            target_runs,
+            cumulative_p,
+            page_size,
+            samples,
+            len_window,
+            state,
+        )
+        n = merge_regions(
+            n,
+            a_start,
+            a_end,
+            a_target,
+            a_nr,
+            a_bp,
+            a_last,
+            a_age,
+            largest // 10,
+            sz_limit,
+            max_nr_regions,
+            max_threshold,
+        )
+        for i in range(n):
+            s_target[i] = a_target[i]
+            s_start[i] = a_start[i]
+            s_end[i] = a_end[i]
+            s_nr[i] = a_nr[i]
+            s_age[i] = a_age[i]
+        snapshot_n = n
+        reset_aggregated(n, a_nr, a_bp, a_last)
+        if n > max_nr_regions // 2:
+            continue
+        nr_subs = 2
+        if last_nr_regions == n and n < max_nr_regions // 3:
+            nr_subs = 3
+        written = split_regions(
+            n,
+            a_start,
+            a_end,
+            a_target,
+            a_nr,
+            a_bp,
+            a_last,
+            a_age,
+            b_start,
+            b_end,
+            b_target,
+            b_nr,
+            b_bp,
+            b_last,
+            b_age,
+            nr_subs,
+            page_size,
+            state,
+        )
+        last_nr_regions = n
+        n = written
+        a_start, b_start = b_start, a_start
+        a_end, b_end = b_end, a_end
+        a_target, b_target = b_target, a_target
+        a_nr, b_nr = b_nr, a_nr
+        a_bp, b_bp = b_bp, a_bp
+        a_last, b_last = b_last, a_last
+        a_age, b_age = b_age, a_age
+        swapped = not swapped
+    return n, last_nr_regions, swapped, snapshot_n

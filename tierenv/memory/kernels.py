@@ -1,0 +1,271 @@
+"""Compiled (numba) per-page loops of ``MemoryState``: allocation, freeing, migration.
+
+They run every DAMOS apply interval of a simulator that aims at thousands of times real time,
+so they work in place on the state's plain arrays (``mem``, see ``MemoryState._mem``) and
+report problems as codes that the Python wrapper turns into errors. ``reference.py`` holds a
+plain Python/numpy implementation of the same behaviour that tests compare these with.
+
+Free frames of node i form a stack in ``free[node_first[i]:node_first[i + 1]]`` with
+``free_top[i]`` entries: the top is taken first and freed frames are pushed on it, so freed
+frames are reused first. ``mem`` is the tuple (frame_app, frame_page, free, free_top,
+node_first, page_node, page_frame, page_vaddr, app_base, app_npages, app_resident); pages of
+app a are global entries ``app_base[a] + p`` of the page arrays.
+"""
+
+from __future__ import annotations
+
+try:
+    from numba import njit
+except ImportError:  # numba is optional: without it these run as plain Python
+    njit = None
+
+AVAILABLE = njit is not None
+
+OK = 0
+OUT_OF_RANGE = 1  # (code, index into pages)
+DUPLICATE = 2  # (code, index into pages)
+RESIDENT = 3  # (code, index into pages)
+OUT_OF_MEMORY = 4  # (code, pages that could not be placed)
+
+
+def _take_frame(node, free, free_top, node_first):
+    top = free_top[node] - 1
+    free_top[node] = top
+    return free[node_first[node] + top]
+
+
+def _give_frame(frame, node, free, free_top, node_first):
+    free[node_first[node] + free_top[node]] = frame
+    free_top[node] += 1
+
+
+def _check_new_pages(app, pages, mem):
+    """(code, index) of the first page that is out of range, repeated or resident."""
+    page_node = mem[5]
+    base, count = mem[8][app], mem[9][app]
+    code, where, marked = OK, 0, 0
+    for i in range(pages.size):
+        p = pages[i]
+        if p < 0 or p >= count:
+            code, where = OUT_OF_RANGE, i
+            break
+        node = page_node[base + p]
+        if node == -2:
+            code, where = DUPLICATE, i
+            break
+        if node >= 0:
+            code, where = RESIDENT, i
+            break
+        page_node[base + p] = -2  # seen in this request; restored below
+        marked += 1
+    for i in range(marked):
+        page_node[base + pages[i]] = -1
+    return code, where
+
+
+def allocate(app, pages, shift, allowed, weights, mem, out):
+    """Place ``pages`` (first-touch order) by weighted interleave over ``allowed`` (ascending
+    node ids with memory) with ``weights``; a full node falls back to the next allowed node
+    with a free frame, cyclically. Nothing changes unless every page fits."""
+    frame_app, frame_page, free, free_top, node_first = mem[:5]
+    page_node, page_frame, page_vaddr, app_base, _, app_resident = mem[5:]
+    code, where = _check_new_pages(app, pages, mem)
+    if code != OK:
+        return code, where
+    room = 0
+    for k in range(allowed.size):
+        room += free_top[allowed[k]]
+    if pages.size > room:
+        return OUT_OF_MEMORY, pages.size - room
+    total = 0
+    for k in range(weights.size):
+        total += weights[k]
+    base = app_base[app]
+    m = allowed.size
+    for i in range(pages.size):
+        p = pages[i]
+        g = base + p
+        target = (page_vaddr[g] >> shift) % total
+        k = 0
+        while target >= weights[k]:
+            target -= weights[k]
+            k += 1
+        node = allowed[k]
+        for step in range(m):
+            node = allowed[(k + step) % m]
+            if free_top[node] > 0:
+                break
+        frame = _take_frame(node, free, free_top, node_first)
+        frame_app[frame] = app
+        frame_page[frame] = p
+        page_node[g] = node
+        page_frame[g] = frame
+        app_resident[app, node] += 1
+        out[i] = node
+    return OK, 0
+
+
+def free_pages(app, pages, mem):
+    """Free the resident ones of ``pages``; returns (code, index or pages freed)."""
+    frame_app, frame_page, free, free_top, node_first = mem[:5]
+    page_node, page_frame, _, app_base, app_npages, app_resident = mem[5:]
+    base, count = app_base[app], app_npages[app]
+    for i in range(pages.size):
+        if pages[i] < 0 or pages[i] >= count:
+            return OUT_OF_RANGE, i
+    freed = 0
+    for i in range(pages.size):
+        g = base + pages[i]
+        node = page_node[g]
+        if node < 0:
+            continue
+        frame = page_frame[g]
+        _give_frame(frame, node, free, free_top, node_first)
+        frame_app[frame] = -1
+        frame_page[frame] = -1
+        page_node[g] = -1
+        page_frame[g] = -1
+        app_resident[app, node] -= 1
+        freed += 1
+    return OK, freed
+
+
+def _move(app, p, dst, mem, moved):
+    """Migrate one page: 1 moved, 0 skipped (not resident, no valid target, already there),
+    -1 failed (no free frame on the target: no reclaim, as DAMON's GFP_NOWAIT)."""
+    frame_app, frame_page, free, free_top, node_first = mem[:5]
+    page_node, page_frame, _, app_base, _, app_resident = mem[5:]
+    g = app_base[app] + p
+    src = page_node[g]
+    n_nodes = free_top.size
+    if src < 0 or dst < 0 or dst >= n_nodes or dst == src:
+        return 0
+    if node_first[dst + 1] == node_first[dst]:  # memory-less: the kernel ignores the request
+        return 0
+    if free_top[dst] == 0:
+        return -1
+    new = _take_frame(dst, free, free_top, node_first)
+    old = page_frame[g]
+    _give_frame(old, src, free, free_top, node_first)
+    frame_app[old] = -1
+    frame_page[old] = -1
+    frame_app[new] = app
+    frame_page[new] = p
+    page_node[g] = dst
+    page_frame[g] = new
+    app_resident[app, src] -= 1
+    app_resident[app, dst] += 1
+    moved[src, dst] += 1
+    return 1
+
+
+def migrate_list(app, pages, dests, mem, moved):
+    """Migrate ``pages`` (ascending, unique, in range) to ``dests``; returns (moved, failed)."""
+    n_moved, n_failed = 0, 0
+    for i in range(pages.size):
+        result = _move(app, pages[i], dests[i], mem, moved)
+        if result > 0:
+            n_moved += 1
+        elif result < 0:
+            n_failed += 1
+    return n_moved, n_failed
+
+
+def migrate_vaddr_range(app, start, end, shift, dest_nodes, dest_weights, mem, moved):
+    """DAMOS vaddr migrate: every resident page overlapping [start, end) goes to its dest by
+    weighted interleave over the dests in array order; returns (moved, failed)."""
+    page_node, _, page_vaddr, app_base, app_npages, _ = mem[5:]
+    total = 0
+    for k in range(dest_weights.size):
+        total += dest_weights[k]
+    if total == 0 or end <= start:
+        return 0, 0
+    base = app_base[app]
+    vaddr = page_vaddr[base : base + app_npages[app]]
+    size = 1 << shift
+    first = _search(vaddr, start - size)  # first page whose end lies beyond start
+    last = _search(vaddr, end - 1)  # first page that starts at or after end
+    n_moved, n_failed = 0, 0
+    for p in range(first, last):
+        if page_node[base + p] < 0:
+            continue
+        target = (vaddr[p] >> shift) % total
+        k = 0
+        while target >= dest_weights[k]:
+            target -= dest_weights[k]
+            k += 1
+        result = _move(app, p, dest_nodes[k], mem, moved)
+        if result > 0:
+            n_moved += 1
+        elif result < 0:
+            n_failed += 1
+    return n_moved, n_failed
+
+
+def migrate_frames(first, last, dst, mem, moved):
+    """DAMOS paddr migrate: pages held by frames first..last-1 to ``dst``; (moved, failed)."""
+    frame_app, frame_page = mem[0], mem[1]
+    n_moved, n_failed = 0, 0
+    for frame in range(first, last):
+        app = frame_app[frame]
+        if app < 0:
+            continue
+        result = _move(app, frame_page[frame], dst, mem, moved)
+        if result > 0:
+            n_moved += 1
+        elif result < 0:
+            n_failed += 1
+    return n_moved, n_failed
+
+
+def migrate_vaddr_ranges(app, starts, ends, shift, dest_nodes, dest_weights, mem, moved, out):
+    """``migrate_vaddr_range`` over many ranges in order (one DAMOS pass over its regions);
+    pages moved per range go to ``out``; returns (moved, failed) in total."""
+    n_moved, n_failed = 0, 0
+    for i in range(starts.size):
+        before = n_moved
+        m, f = migrate_vaddr_range(
+            app, starts[i], ends[i], shift, dest_nodes, dest_weights, mem, moved
+        )
+        n_moved += m
+        n_failed += f
+        out[i] = n_moved - before
+    return n_moved, n_failed
+
+
+def migrate_frame_ranges(firsts, lasts, dst, mem, moved, out):
+    """``migrate_frames`` over many frame ranges in order; moved per range to ``out``."""
+    n_moved, n_failed = 0, 0
+    for i in range(firsts.size):
+        m, f = migrate_frames(firsts[i], lasts[i], dst, mem, moved)
+        n_moved += m
+        n_failed += f
+        out[i] = m
+    return n_moved, n_failed
+
+
+def _search(sorted_values, value):
+    """Number of entries <= value (bisect_right)."""
+    low, high = 0, sorted_values.size
+    while low < high:
+        mid = (low + high) // 2
+        if sorted_values[mid] <= value:
+            low = mid + 1
+        else:
+            high = mid
+    return low
+
+
+if AVAILABLE:
+    _take_frame = njit(cache=True)(_take_frame)
+    _give_frame = njit(cache=True)(_give_frame)
+    _check_new_pages = njit(cache=True)(_check_new_pages)
+    _move = njit(cache=True)(_move)
+    _search = njit(cache=True)(_search)
+    allocate = njit(cache=True)(allocate)
+    free_pages = njit(cache=True)(free_pages)
+    migrate_vaddr_ranges = njit(cache=True)(migrate_vaddr_ranges)
+    migrate_frame_ranges = njit(cache=True)(migrate_frame_ranges)
+    migrate_list = njit(cache=True)(migrate_list)
+    migrate_vaddr_range = njit(cache=True)(migrate_vaddr_range)
+    migrate_frames = njit(cache=True)(migrate_frames)
