@@ -6,9 +6,11 @@ One kdamond (vaddr, the kernel's default 5 ms sample / 100 ms aggregation interv
 regions) watches one program whose memory is a heap of chunks of random size, each chunk
 with its own access rate drawn log-uniformly over six decades, so that DAMON keeps many
 regions. Cases: monitoring only; with a ``migrate_hot`` scheme with weighted dests as damo's
-weighted_interleave.sh sets it up (apply every 1 s, 200 MiB/s quota); with that scheme applied
-every aggregation without a quota; the same program with 4 KiB pages. Each case runs
-``--seconds`` of simulated time (after a warm-up that is not timed) on one core. Prints the
+weighted_interleave.sh sets it up (apply every 1 s, 200 MiB/s quota); the same with new access
+rates every second (a simulated host does this when throughputs change; each change rebuilds
+the sampling index); with the scheme applied every aggregation without a quota; the same
+program with 4 KiB pages. Each case runs
+``--seconds`` of simulated time (after a 61 s warm-up that is not timed) on one core. Prints the
 table and writes it, with the machine it ran on, to ``--out``.
 """
 
@@ -61,15 +63,25 @@ class Case:
     memory_bytes: int
     page_size: int
     schemes: tuple[Scheme, ...]
+    new_rates_every_second: bool = False  # as a simulated host does when throughput changes
+    default: bool = False  # the issue's target configuration: default DAMON attributes
 
 
 CASES = (
-    Case("monitoring only, 32 GiB, 2 MiB pages", 32 * GiB, 2 * MiB, ()),
+    Case("monitoring only, 32 GiB, 2 MiB pages", 32 * GiB, 2 * MiB, (), default=True),
     Case(
         "migrate_hot dests 3:1, apply 1 s, 200 MiB/s quota",
         32 * GiB,
         2 * MiB,
         (WEIGHTED_INTERLEAVE,),
+        default=True,
+    ),
+    Case(
+        "the same, access rates renewed every second",
+        32 * GiB,
+        2 * MiB,
+        (WEIGHTED_INTERLEAVE,),
+        new_rates_every_second=True,
     ),
     Case(
         "migrate_hot dests 3:1, every aggregation, no quota",
@@ -85,6 +97,17 @@ CASES = (
         (WEIGHTED_INTERLEAVE,),
     ),
 )
+
+
+NOTES = """\
+Where the time goes. Monitoring costs about 40 ns per region per aggregation (sampling with
+one exact binomial draw per region, merge, split), run in one compiled call between DAMOS
+passes. A DAMOS pass walks every page of the regions it applies to, as the kernel's page-table
+walk does: a scheme applied every aggregation without a quota walks most of the program's
+memory ten times a second, and a 200 MiB/s quota over 4 KiB pages walks 51,200 pages a second
+(and quota-limited passes still step through their regions in Python). New access rates
+rebuild the sampling index (one exp per page).
+"""
 
 
 def heap_rates(n_pages: int, rng: np.random.Generator) -> np.ndarray:
@@ -108,12 +131,16 @@ def run_case(case: Case, seconds: float, seed: int) -> dict[str, float]:
         attrs=MonitoringAttrs(), targets=(Target(pid=app),), schemes=case.schemes
     )
     kdamond = Kdamond(config, memory, seed=seed)
-    kdamond.set_access_rates(app, heap_rates(n_pages, rng))
-    kdamond.run(5_000_000)  # warm-up (and compilation), not timed
+    rates = heap_rates(n_pages, rng)
+    kdamond.set_access_rates(app, rates)
+    kdamond.run(61_000_000)  # warm-up, past one ops update (loads every compiled path)
     region_counts = []
+    scales = rng.uniform(0.95, 1.05, int(seconds))
     start = time.perf_counter()
     step_us = 1_000_000
-    for _ in range(int(seconds)):
+    for second in range(int(seconds)):
+        if case.new_rates_every_second:
+            kdamond.set_access_rates(app, rates * scales[second])
         kdamond.run(step_us)
         region_counts.append(kdamond.nr_regions)
     elapsed = time.perf_counter() - start
@@ -143,16 +170,17 @@ def main(argv: list[str] | None = None) -> int:
         )
     table = [
         "| case | regions (mean) | wall ms per simulated s | simulated s per wall s | "
-        f"target {TARGET_SPEEDUP:,}x |",
+        f"target {TARGET_SPEEDUP:,}x (default configuration) |",
         "|---|---|---|---|---|",
     ]
     for case, result in rows:
         verdict = "met" if result["speedup"] >= TARGET_SPEEDUP else "missed"
+        verdict = verdict if case.default else "(not a target)"
         table.append(
             f"| {case.name} | {result['regions']:.0f} | {result['wall_ms_per_simulated_s']:.3f} "
             f"| {result['speedup']:,.0f}x | {verdict} |"
         )
-    text = "\n".join(table) + "\n"
+    text = "\n".join(table) + "\n\n" + NOTES
     print(text)
     write_text_atomically(
         args.out,
@@ -160,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         + stamp("python -m experiments.bench_damon")
         + f"\nOne kdamond, vaddr, 5 ms / 100 ms intervals, 10..1000 regions; one program "
         f"whose heap has chunks of random hotness; {args.seconds:g} simulated seconds per "
-        "case after a 5 s warm-up; one core.\n\n" + text,
+        "case after a 61 s warm-up; one core.\n\n" + text,
     )
     print(f"written to {args.out}")
     return 0

@@ -201,14 +201,17 @@ class Kdamond:
 
     def _fast_aggregations(self, budget: int) -> bool:
         """Run, in one compiled call, every whole aggregation interval that ends before the
-        next scheme application, ops update or interval tuning and within ``budget``
-        samples. Returns False if there is none (the step-by-step path handles it)."""
+        next ops update, interval tuning or scheme application (except the applications of
+        a lone simple vaddr scheme at aggregation ends, which the compiled loop does itself)
+        and within ``budget`` samples. Returns False if there is none (the step-by-step path
+        handles it)."""
         attrs = self.attrs
         aggr_samples = attrs.aggr_us // max(attrs.sample_us, 1)
         if aggr_samples < 1:
             return False
+        inline = self._inline_scheme(aggr_samples)
         events = [self.next_ops_update_sis, self.passed + budget + 1]
-        events += [s.next_apply_sis for s in self.schemes if s.activated]
+        events += [s.next_apply_sis for s in self.schemes if s.activated and s is not inline]
         if attrs.intervals_goal.aggrs:
             events.append(self.next_intervals_tune_sis)
         horizon = min(events)  # aggregations must end strictly before it
@@ -221,22 +224,26 @@ class Kdamond:
         table.reserve(max(3 * table.n, 3 * attrs.max_nr_regions // 2 + 3))
         self._reserve_snapshot(table.capacity)
         first_samples = self.next_aggregation_sis - self.passed
-        n, self._last_nr_regions, swapped, snapshot_n = kernels.run_aggregations(
-            count,
-            table.n,
-            table.arrays(),
-            table.spare_arrays(),
-            tuple(self._snapshot_buffer[name] for name in AGGREGATED_FIELDS),
-            *self._sampling_index,
-            self.min_region,
-            first_samples,
-            aggr_samples,
-            attrs.max_nr_accesses,
-            self.sz_limit,
-            attrs.max_nr_regions,
-            aggr_samples,
-            self._last_nr_regions,
-            self._rng,
+        scheme_arguments = self._inline_arguments(inline, table.capacity)
+        n, self._last_nr_regions, swapped, snapshot_n, next_apply, tried_n = (
+            kernels.run_aggregations(
+                count,
+                table.n,
+                table.arrays(),
+                table.spare_arrays(),
+                tuple(self._snapshot_buffer[name] for name in AGGREGATED_FIELDS),
+                self._sampling_index,
+                self.min_region,
+                first_samples,
+                aggr_samples,
+                attrs.max_nr_accesses,
+                self.sz_limit,
+                attrs.max_nr_regions,
+                aggr_samples,
+                self._last_nr_regions,
+                self._rng,
+                scheme_arguments,
+            )
         )
         if swapped:
             table.swap_spare(n)
@@ -249,7 +256,95 @@ class Kdamond:
         self.passed += samples
         self.next_aggregation_sis += count * aggr_samples
         self.now_us += samples * max(attrs.sample_us, 1)
+        if inline is not None:
+            self._account_inline(inline, scheme_arguments, next_apply, tried_n)
         return True
+
+    def _inline_scheme(self, aggr_samples: int) -> SchemeRuntime | None:
+        """The scheme the compiled loop may apply itself: the only one, active, vaddr, no
+        quota or filters, applying exactly at aggregation ends."""
+        if not self.simple_pass_enabled or self.operations != "vaddr" or len(self.schemes) != 1:
+            return None
+        runtime = self.schemes[0]
+        if not runtime.activated or not self._pass_is_simple(runtime):
+            return None
+        apply_samples = self._apply_interval(runtime) // max(self.attrs.sample_us, 1)
+        offset = runtime.next_apply_sis - self.next_aggregation_sis
+        if apply_samples % aggr_samples or offset < 0 or offset % aggr_samples:
+            return None
+        return runtime
+
+    def _inline_arguments(self, inline: SchemeRuntime | None, capacity: int) -> tuple:
+        """``run_aggregations``'s scheme tuple (placeholders of the same types when off)."""
+        memory_tables, shift = self.memory.compiled_tables()
+        tried = tuple(np.zeros(capacity if inline else 1, dtype=np.int64) for _ in range(6))
+        nothing = np.zeros(1, dtype=np.int64)
+        if inline is None:
+            return (
+                False,
+                1,
+                0,
+                np.zeros(6, dtype=np.int64),
+                False,
+                nothing,
+                nothing,
+                nothing,
+                memory_tables,
+                shift,
+                np.zeros((1, 1), dtype=np.int64),
+                np.zeros(6, np.int64),
+                tried,
+            )
+        scheme = inline.config
+        pattern = scheme.access_pattern
+        limit = np.iinfo(np.int64).max
+        bounds = [
+            pattern.sz.min,
+            pattern.sz.max,
+            pattern.nr_accesses.min,
+            pattern.nr_accesses.max,
+            pattern.age.min,
+            pattern.age.max,
+        ]
+        nodes, weights = self._dest_arrays(scheme)
+        return (
+            True,
+            self._apply_interval(inline) // max(self.attrs.sample_us, 1),
+            inline.next_apply_sis - self.passed,
+            np.array([min(b, limit) for b in bounds], dtype=np.int64),
+            scheme.action != "stat",
+            np.array([t.pid for t in self.config.targets], dtype=np.int64),
+            nodes,
+            weights,
+            memory_tables,
+            shift,
+            np.zeros((self.memory.n_nodes, self.memory.n_nodes), dtype=np.int64),
+            np.zeros(6, dtype=np.int64),
+            tried,
+        )
+
+    def _account_inline(
+        self, runtime: SchemeRuntime, arguments: tuple, next_apply: int, tried_n: int
+    ) -> None:
+        """Carry the compiled passes' results into the scheme, the memory and the counters."""
+        runtime.next_apply_sis = self.passed + next_apply
+        if tried_n < 0:
+            return
+        moved_matrix, totals, tried = arguments[10], arguments[11], arguments[12]
+        nr_tried, sz_tried, nr_applied, moved_pages, failed, walked = (int(v) for v in totals)
+        self.memory.record_migrations(moved_matrix, failed)
+        self.migrated_pages += moved_matrix
+        stats = runtime.stats
+        stats.nr_tried += nr_tried
+        stats.sz_tried += sz_tried
+        stats.nr_applied += nr_applied
+        stats.sz_applied += moved_pages * self.memory.page_size
+        runtime.quota.charged_sz += sz_tried
+        runtime.quota.total_charged_ns += walked * WALK_NS_PER_PAGE + int(
+            moved_pages * self._migration_ns_per_page
+        )
+        runtime.tried_rows = []
+        runtime.tried_columns = tuple(column[:tried_n].copy() for column in tried)
 
     def _reserve_snapshot(self, capacity: int) -> None:
         if len(self._snapshot_buffer["start"]) < capacity:
@@ -329,6 +424,12 @@ class Kdamond:
         return runtime.config.apply_interval_us or self.attrs.aggr_us
 
     def _init_regions(self) -> None:
+        """``ops.init``: the user's regions, or (vaddr without them) the three regions split
+        evenly (``damon_va_init``)."""
+        self._fitted_ranges = [
+            None if target.regions else self._three_regions(target.pid)
+            for target in self.config.targets
+        ]
         starts, ends, targets = [], [], []
         for index, target in enumerate(self.config.targets):
             if self.operations == "paddr" or target.regions:
@@ -412,25 +513,38 @@ class Kdamond:
     def _refresh_probabilities(self) -> None:
         """Per-target page index and prefix sums of P(accessed in one sample interval)."""
         sample_seconds = max(self.attrs.sample_us, 1) * 1e-6
-        addresses, probabilities = [], []
+        generation = self._memory_generation()
+        if generation != self._indexed_generation or not self._sampling_index:
+            addresses = [
+                self._frame_addresses()
+                if self.operations == "paddr"
+                else self.memory.app_page_vaddr(target.pid)
+                for target in self.config.targets
+            ]
+            empty = [np.zeros(len(a)) for a in addresses]
+            self._sampling_index = kernels.sampling_index(addresses, empty, self.min_region)
+        cumulative = self._sampling_index[4]
+        offset = 0
         for target in self.config.targets:
             if self.operations == "paddr":
-                page_addresses = self._frame_addresses()
                 values = {app: rates * self._resident(app) for app, rates in self._rates.items()}
-                rates = (
-                    self.memory.frame_values(values) if values else np.zeros(len(page_addresses))
-                )
+                n_frames = int(np.sum(self.memory.capacity_pages))
+                rates = self.memory.frame_values(values) if values else np.zeros(n_frames)
+                nodes = np.zeros(n_frames, dtype=np.int16)  # residency is in the values
             else:
-                page_addresses = self.memory.app_page_vaddr(target.pid)
+                nodes = self.memory.node_of_page(target.pid)
                 rates = self._rates.get(target.pid)
                 if rates is None:
-                    rates = np.zeros(len(page_addresses))
-                rates = rates * self._resident(target.pid)
-            addresses.append(page_addresses)
-            probabilities.append(-np.expm1(-rates * sample_seconds))
-        self._sampling_index = kernels.sampling_index(addresses, probabilities, self.min_region)
+                    rates = np.zeros(len(nodes))
+            kernels.accumulate_probabilities(
+                np.ascontiguousarray(rates, dtype=np.float64),
+                np.ascontiguousarray(nodes),
+                sample_seconds,
+                cumulative[offset : offset + len(rates) + 1],
+            )
+            offset += len(rates) + 1
         self._probabilities_dirty = False
-        self._indexed_generation = self._memory_generation()
+        self._indexed_generation = generation
 
     def _resident(self, app: int) -> np.ndarray:
         return (self.memory.node_of_page(app) >= 0).astype(np.float64)
@@ -524,15 +638,17 @@ class Kdamond:
         self._last_nr_regions = nr_regions
 
     def _vaddr_update(self) -> None:
-        """vaddr ``ops.update``: fit the regions to the current mappings (``damon_set_regions``)."""
+        """vaddr ``ops.update`` (``damon_va_update``): fit every target's regions to its
+        current three regions (``damon_set_regions``), even where the user gave the initial
+        regions. Regions already tile unchanged ranges exactly, so that case is a no-op."""
+        ranges_now = [self._three_regions(target.pid) for target in self.config.targets]
+        if ranges_now == self._fitted_ranges:
+            return
+        self._fitted_ranges = ranges_now
         table = self.regions
         records = table.records()
         updated: list[dict[str, int]] = []
-        for index, target in enumerate(self.config.targets):
-            if target.regions:
-                ranges = [tuple(r) for r in target.regions]
-            else:
-                ranges = self._three_regions(target.pid)
+        for index, ranges in enumerate(ranges_now):
             mine = [r for r in records if r["target"] == index]
             updated.extend(_set_regions(mine, ranges, index, self.min_region))
         table.replace(
@@ -631,15 +747,14 @@ class Kdamond:
             highest = max(highest, value * 10000 // goal.target_value)
         return highest
 
-    def _adjust_quota(
-        self, runtime: SchemeRuntime, scores: np.ndarray, matching: np.ndarray
-    ) -> None:
-        """``damos_adjust_quota``: roll the charge window, then set min_score."""
+    def _adjust_quota(self, runtime: SchemeRuntime, matching: np.ndarray) -> np.ndarray | None:
+        """``damos_adjust_quota``: roll the charge window, then set min_score. Returns the
+        regions' scores when it computed them (only schemes with a quota need them)."""
         quotas = runtime.config.quotas
         quota = runtime.quota
         has_goals = any(g.target_value for g in quotas.goals)
         if not quotas.ms and not quotas.bytes and not has_goals:
-            return
+            return None
         if self.now_us >= quota.charged_from_us + quotas.reset_interval_ms * 1000:
             if quota.esz and quota.charged_sz >= quota.esz:
                 runtime.stats.qt_exceeds += 1
@@ -647,8 +762,10 @@ class Kdamond:
             quota.charged_from_us = self.now_us
             quota.charged_sz = 0
             quota.esz = effective_quota(quota, quotas.ms, quotas.bytes, self._goal_score(runtime))
+        scores = self._scores(runtime)
         sizes = self.regions.end - self.regions.start
         quota.min_score = min_score_for(scores[matching], sizes[matching], quota.esz)
+        return scores
 
     def _scores(self, runtime: SchemeRuntime) -> np.ndarray:
         """The ops' ``get_scheme_score``: hot for migrate_hot, cold for migrate_cold, else 99."""
@@ -657,6 +774,8 @@ class Kdamond:
         table = self.regions
         if action not in MIGRATE_ACTIONS:
             return np.full(table.n, 99, dtype=np.int64)
+        if not quotas.nr_accesses_permil and not quotas.age_permil:
+            return np.full(table.n, 0 if action == "migrate_hot" else 99, dtype=np.int64)
         hot = hot_scores(
             table.nr_accesses,
             table.age,
@@ -686,7 +805,6 @@ class Kdamond:
             return
         table = self.regions
         interesting = np.zeros(table.n, dtype=bool)
-        score_of: dict[int, np.ndarray] = {}
         sizes = table.end - table.start
         if self.simple_pass_enabled and len(due) == 1 and self._pass_is_simple(due[0]):
             self._apply_simple_pass(due[0])
@@ -697,11 +815,11 @@ class Kdamond:
             matching_loose = self._pattern_without_size(runtime)
             pattern = runtime.config.access_pattern
             matching = matching_loose & (pattern.sz.min <= sizes) & (sizes <= pattern.sz.max)
-            scores = self._scores(runtime)
-            score_of[id(runtime)] = scores
-            self._adjust_quota(runtime, scores, matching)
+            scores = self._adjust_quota(runtime, matching)
             loose = matching_loose
             if runtime.quota.esz:
+                if scores is None:  # a stale esz of a scheme whose quota was lifted by commit
+                    scores = self._scores(runtime)
                 loose = loose & (scores >= runtime.quota.min_score)
             quota = runtime.quota
             if quota.charge_target_from >= 0:
@@ -752,11 +870,7 @@ class Kdamond:
                 moved, result = memory.migrate_phys_ranges(starts, ends, scheme.target_nid)
                 self.migrated_pages += result.moved_matrix
             else:
-                if scheme.dests:
-                    nodes, weights = self._dest_arrays(scheme)
-                else:
-                    nodes = np.array([scheme.target_nid], dtype=np.int64)
-                    weights = np.ones(1, dtype=np.int64)
+                nodes, weights = self._dest_arrays(scheme)
                 for target in np.unique(targets):
                     mine = targets == target
                     app = self.config.targets[int(target)].pid
@@ -952,11 +1066,10 @@ class Kdamond:
             filter_passed = self._resident_frames_in(start, end) * memory.page_size
             result = memory.migrate_phys_range_to_node(start, end, scheme.target_nid)
         else:
-            if scheme.dests:
-                nodes, weights = self._dest_arrays(scheme)
-                result = memory.migrate_vaddr_range_to_dests(app, start, end, nodes, weights)
-            else:
-                result = memory.migrate_vaddr_range_to_node(app, start, end, scheme.target_nid)
+            nodes, weights = self._dest_arrays(scheme)
+            _, result = memory.migrate_vaddr_ranges(
+                app, np.array([start]), np.array([end]), nodes, weights
+            )
             filter_passed = 0  # vaddr migrate does not count it (6.17/6.18)
         self.migrated_pages += result.moved_matrix
         moved = int(result.moved_pages)
@@ -966,13 +1079,17 @@ class Kdamond:
         return moved * memory.page_size, filter_passed, time_ns
 
     def _dest_arrays(self, scheme: Scheme) -> tuple[np.ndarray, np.ndarray]:
-        cached = self._dests_cache.get(scheme.dests)
+        """(nodes, weights) of the scheme's dests; no dests: target_nid with weight 1."""
+        key = (scheme.dests, scheme.target_nid)
+        cached = self._dests_cache.get(key)
         if cached is None:
-            cached = (
-                np.array([d.id for d in scheme.dests], dtype=np.int64),
-                np.array([d.weight for d in scheme.dests], dtype=np.int64),
-            )
-            self._dests_cache[scheme.dests] = cached
+            if scheme.dests:
+                nodes = [d.id for d in scheme.dests]
+                weights = [d.weight for d in scheme.dests]
+            else:
+                nodes, weights = [scheme.target_nid], [1]
+            cached = (np.array(nodes, dtype=np.int64), np.array(weights, dtype=np.int64))
+            self._dests_cache[key] = cached
         return cached
 
     def _resident_frames_in(self, start: int, end: int) -> int:

@@ -12,10 +12,13 @@ Region arrays (``n`` live entries; callers keep spare capacity for splits):
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from tierenv.damon.jit import njit
 from tierenv.damon.rng import GOLDEN, MIX1, MIX2, TO_UNIT, next_below, next_unit
+from tierenv.memory import kernels as memory_kernels
 
 
 @njit(cache=True)
@@ -371,17 +374,91 @@ def sampling_index(
 
 
 @njit(cache=True)
+def accumulate_probabilities(
+    rates: np.ndarray, node_of_page: np.ndarray, interval_s: float, out: np.ndarray
+) -> None:
+    """out[0] = 0, out[k+1] = out[k] + P(page k touched within ``interval_s``), where a page
+    with touch rate r is touched with probability 1 - exp(-r * interval_s) if resident
+    (node >= 0) and never otherwise; one pass, as this runs whenever rates change."""
+    total = 0.0
+    out[0] = 0.0
+    for k in range(rates.size):
+        if node_of_page[k] >= 0 and rates[k] > 0.0:
+            total += -math.expm1(-rates[k] * interval_s)
+        out[k + 1] = total
+
+
+@njit(cache=True)
+def simple_pass(
+    n: int,
+    live: tuple,
+    pattern: np.ndarray,
+    migrate: bool,
+    target_apps: np.ndarray,
+    dest_nodes: np.ndarray,
+    dest_weights: np.ndarray,
+    mem: tuple,
+    shift: int,
+    moved_matrix: np.ndarray,
+    stats: np.ndarray,
+    tried: tuple,
+) -> int:
+    """One vaddr DAMOS pass of a single scheme without quota or filters (the general pass is
+    ``Kdamond._apply_schemes``): every region matching ``pattern`` (sz, nr_accesses from bp,
+    age: min/max pairs), in address order, gets its pages migrated by the dests' interleave
+    (``tierenv.memory.kernels.migrate_vaddr_range``) unless the action is ``stat``, then its
+    age reset. ``stats`` accumulates [nr_tried, sz_tried, nr_applied, sz_applied (pages),
+    failed pages, walked pages]; ``tried`` receives the regions (target, start, end,
+    nr_accesses, age, 0). Returns how many were tried."""
+    start, end, target, _, bp, _, age = live
+    t_target, t_start, t_end, t_nr, t_age, t_passed = tried
+    count = 0
+    for i in range(n):
+        size = end[i] - start[i]
+        nr = bp[i] // 10000
+        if not (
+            pattern[0] <= size <= pattern[1]
+            and pattern[2] <= nr <= pattern[3]
+            and pattern[4] <= age[i] <= pattern[5]
+        ):
+            continue
+        t_target[count] = target[i]
+        t_start[count] = start[i]
+        t_end[count] = end[i]
+        t_nr[count] = nr
+        t_age[count] = age[i]
+        t_passed[count] = 0
+        count += 1
+        stats[0] += 1
+        stats[1] += size
+        stats[5] += size >> shift
+        if migrate:
+            moved, failed = memory_kernels.migrate_vaddr_range(
+                target_apps[target[i]],
+                start[i],
+                end[i],
+                shift,
+                dest_nodes,
+                dest_weights,
+                mem,
+                moved_matrix,
+            )
+            if moved:
+                stats[2] += 1
+                stats[3] += moved
+            stats[4] += failed
+            age[i] = 0
+    return count
+
+
+@njit(cache=True)
 def run_aggregations(
     count: int,
     n: int,
     live: tuple,
     spare: tuple,
     snapshot: tuple,
-    run_address: np.ndarray,
-    run_page: np.ndarray,
-    run_length: np.ndarray,
-    target_runs: np.ndarray,
-    cumulative_p: np.ndarray,
+    index: tuple,
     page_size: int,
     first_samples: int,
     aggr_samples: int,
@@ -391,21 +468,32 @@ def run_aggregations(
     max_threshold: int,
     last_nr_regions: int,
     state: np.ndarray,
+    scheme: tuple,
 ) -> tuple:
-    """``count`` whole aggregation intervals in which no scheme, update or tuning is due:
-    sample, merge, keep the aggregated snapshot, reset, split (``kdamond_fn`` without the
-    parts that have nothing to do). One call replaces ``count`` round trips through Python.
+    """``count`` whole aggregation intervals in which no update or tuning is due: sample,
+    merge, [the one simple scheme's pass], keep the aggregated snapshot, reset, split
+    (``kdamond_fn`` without the parts that have nothing to do). One call replaces ``count``
+    round trips through Python.
 
     ``live``/``spare`` are the region arrays in ``regions.FIELDS`` order and their double
     buffer (room for 1.5x max_nr_regions and for 3x the current count); ``snapshot`` receives
-    target, start, end, nr, age of the last aggregation. Returns (n, last_nr_regions,
-    swapped, snapshot_n): ``swapped`` tells whether the live data ended in ``spare``.
+    target, start, end, nr, age of the last aggregation; ``index`` is ``sampling_index``'s
+    tuple. ``scheme`` = (on, apply_samples, next_apply, pattern, migrate, target_apps,
+    dest_nodes, dest_weights, mem, shift, moved_matrix, stats, tried) for ``simple_pass``
+    at aggregation ends where it is due (on = False: no scheme runs in here). Returns
+    (n, last_nr_regions, swapped, snapshot_n, next_apply, tried_n): ``swapped`` tells
+    whether the live data ended in ``spare``; tried_n is -1 if no pass ran.
     """
+    run_address, run_page, run_length, target_runs, cumulative_p = index
+    on, apply_samples, next_apply, pattern, migrate, target_apps = scheme[:6]
+    dest_nodes, dest_weights, mem, shift, moved_matrix, stats, tried = scheme[6:]
     a_start, a_end, a_target, a_nr, a_bp, a_last, a_age = live
     b_start, b_end, b_target, b_nr, b_bp, b_last, b_age = spare
     s_target, s_start, s_end, s_nr, s_age = snapshot
     swapped = False
     snapshot_n = 0
+    tried_n = -1
+    passed = 0  # sample intervals since the call began; next_apply counts from the same 0
     for j in range(count):
         samples = first_samples if j == 0 else aggr_samples
         largest = sample_segment(
@@ -426,6 +514,7 @@ def run_aggregations(
             len_window,
             state,
         )
+        passed += samples
         n = merge_regions(
             n,
             a_start,
@@ -440,6 +529,22 @@ def run_aggregations(
             max_nr_regions,
             max_threshold,
         )
+        if on and passed >= next_apply:
+            tried_n = simple_pass(
+                n,
+                (a_start, a_end, a_target, a_nr, a_bp, a_last, a_age),
+                pattern,
+                migrate,
+                target_apps,
+                dest_nodes,
+                dest_weights,
+                mem,
+                shift,
+                moved_matrix,
+                stats,
+                tried,
+            )
+            next_apply = passed + apply_samples
         for i in range(n):
             s_target[i] = a_target[i]
             s_start[i] = a_start[i]
@@ -483,4 +588,4 @@ def run_aggregations(
         a_last, b_last = b_last, a_last
         a_age, b_age = b_age, a_age
         swapped = not swapped
-    return n, last_nr_regions, swapped, snapshot_n
+    return n, last_nr_regions, swapped, snapshot_n, next_apply - passed, tried_n

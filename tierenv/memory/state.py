@@ -455,6 +455,21 @@ class MemoryState:
         )
         return per_range, total
 
+    def compiled_tables(self) -> tuple[tuple[np.ndarray, ...], int]:
+        """(the tables ``tierenv.memory.kernels`` work on, log2 page size), for compiled
+        callers that migrate pages inside their own loops (DAMON's compiled passes). They
+        must report what they moved with ``record_migrations``. Valid until ``add_app``."""
+        return self._mem(), self._shift
+
+    def record_migrations(self, moved_matrix: np.ndarray, failed: int) -> None:
+        """Account for migrations a compiled caller made through ``compiled_tables``."""
+        moved = int(moved_matrix.sum())
+        self._success += moved
+        self._fail += int(failed)
+        self._migrated += moved_matrix
+        if moved:
+            self._changed(residency=False)
+
     # ---- paddr views, snapshots -----------------------------------------------------------
 
     def frame_values(self, per_app_page_values: Mapping[int, np.ndarray]) -> np.ndarray:
