@@ -443,3 +443,55 @@ def test_time_quota_charges_modelled_migration_time():
     per_window = memory.pgmigrate_success / 5
     assert 1 <= per_window <= 10
     assert kd.schemes[0].quota.total_charged_ns > 0
+
+
+# ------------------------------------------------------------------ vaddr ops update
+def test_vaddr_update_refits_user_regions_to_the_mappings():
+    memory = MemoryState([4 * GiB, 4 * GiB])
+    gap = 64 * PAGE
+    vmas = [
+        (BASE, 16 * PAGE),
+        (BASE + 16 * PAGE + gap, 16 * PAGE),
+        (BASE + 32 * PAGE + 3 * gap, 16 * PAGE),
+    ]
+    app = memory.add_app(vmas)
+    memory.allocate_on(app, np.arange(48), 1)
+    # the user watches only part of the first mapping; damon_va_update moves the regions
+    # to the three regions of the mappings at the first update
+    kd = kdamond(memory, app, regions=[(BASE, BASE + 4 * PAGE)], update_us=200_000)
+    kd.set_access_rates(app, np.full(48, 1.0))
+    kd.run(100_000)
+    assert [(r["start"], r["end"]) for r in kd.region_records()] == [(BASE, BASE + 4 * PAGE)]
+    kd.run(300_000)
+    records = kd.region_records()
+    covered = sorted((r["start"], r["end"]) for r in records)
+    spans = []
+    for start, end in covered:  # join adjacent regions into spans
+        if spans and spans[-1][1] == start:
+            spans[-1] = (spans[-1][0], end)
+        else:
+            spans.append((start, end))
+    assert spans == [(start, start + size) for start, size in vmas]
+
+
+def test_migration_traffic_slows_the_application_in_the_solver():
+    from tierenv.hardware.profile import load_profile
+    from tierenv.hardware.solver import NodeSet, solve
+    from tierenv.memory.migration_cost import MigrationCost
+
+    nodes = NodeSet([load_profile("bytedance-ddr5-snc"), load_profile("bytedance-cxl-asic")])
+    cost = MigrationCost()
+    moved = np.array([[0, 0], [2000, 0]])  # 2000 pages of 2 MiB from CXL to DDR in 1 s
+    background, read_share = cost.background(moved, PAGE, 1.0)
+    assert background.tolist() == pytest.approx([2000 * PAGE / 1e9] * 2)
+    assert read_share.tolist() == [0.0, 1.0]  # DDR only writes, CXL only reads
+    app = dict(
+        mlp=np.array([200.0]),
+        think_ns=np.array([20.0]),
+        read_fraction=np.array([1.0]),
+        split=np.array([[0.7, 0.3]]),
+    )
+    quiet = solve(nodes, **app)
+    busy = solve(nodes, **app, background_gbps=background, background_read_fraction=read_share)
+    assert busy.throughput_gbps[0] < quiet.throughput_gbps[0]
+    assert busy.node_bandwidth_gbps.sum() > quiet.node_bandwidth_gbps.sum()

@@ -19,6 +19,8 @@ subcommands:
   calibrate   fit a node profile to Intel MLC --loaded_latency logs or Mess curves
   validate    reproduce published DDR/CXL interleaving results with the model
   interleave  throughput and node latencies of one application across DDR:CXL weights
+  scenarios   list the shipped scenarios, or show one
+  simulate    run a scenario with static weights: time-series table and plot
 
 Run `tierenv SUBCOMMAND --help` for the options of each.
 """
@@ -172,6 +174,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-weight", type=int, default=16, help="largest w in w:1 (default 16)")
     p.set_defaults(handler=_interleave)
+
+    p = sub.add_parser("scenarios", help="list the shipped scenarios or show one")
+    p.add_argument("name", nargs="?", help="a shipped scenario name or a scenario file")
+    p.set_defaults(handler=_scenarios)
+
+    p = sub.add_parser(
+        "simulate",
+        help="run a scenario with static weights",
+        description=(
+            "Run a scenario (a shipped name or a TOML file) on the simulated host with static "
+            "interleave weights (which also drive the DAMOS migrate_hot dests), print the time "
+            "series as a table and write a plot of per-node bandwidth and latency, "
+            "per-application throughput and placement."
+        ),
+    )
+    p.add_argument("scenario", help="shipped scenario name or path to a scenario TOML file")
+    p.add_argument(
+        "--weights", default="1:1", help="weights per node, node 0 first, e.g. 3:1 (1..255)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--every", type=int, default=10, help="table row every N intervals")
+    p.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        help="PNG to write (default results/simulate/SCENARIO-WEIGHTS.png)",
+    )
+    p.set_defaults(handler=_simulate)
     return parser
 
 
@@ -330,6 +360,81 @@ def _interleave(args: argparse.Namespace) -> int:
             f"{d:>4}:{c:<3} {x:8.1f} {100 * (x / base - 1):+7.1f}% {bw[0]:9.1f} {lat[0]:8.1f} "
             f"{bw[1]:9.1f} {lat[1]:8.1f}"
         )
+    return 0
+
+
+def _scenarios(args: argparse.Namespace) -> int:
+    from tierenv.workload.scenario import load_scenario, shipped_scenario_names
+    from tierenv.workload.units import format_size
+
+    if args.name is None:
+        for name in shipped_scenario_names():
+            scenario = load_scenario(name)
+            summary = " ".join(scenario.description.split())
+            print(f"{name:<20} {scenario.duration_s:>5.0f} s  {summary}")
+        return 0
+    scenario = load_scenario(args.name)
+    print(f"{scenario.name}: {' '.join(scenario.description.split())}")
+    print(
+        f"duration {scenario.duration_s:g} s, control interval {scenario.control_interval_s:g} s, "
+        f"pages of {format_size(scenario.page_size)}"
+    )
+    for i, node in enumerate(scenario.nodes):
+        print(
+            f"  node{i}: {node.profile.name} ({node.profile.kind}), "
+            f"{format_size(node.capacity_bytes)}"
+        )
+    for run in scenario.apps:
+        app = run.app
+        until = f"{run.stop_s:g}" if run.stop_s is not None else "end"
+        print(
+            f"  {app.name}: {format_size(app.working_set_bytes)} "
+            f"{app.distribution.kind}, mlp {app.mlp:g}, think {app.think_ns:g} ns, "
+            f"reads {app.read_fraction:.0%}, runs {run.start_s:g} s to {until}"
+        )
+    for event in scenario.events:
+        changes = []
+        if event.intensity is not None:
+            changes.append(f"intensity {event.intensity:g}")
+        if event.hot_offset is not None:
+            changes.append(f"hot set moves to {event.hot_offset:g}")
+        print(f"  at {event.at_s:g} s: {event.app}: {', '.join(changes)}")
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from tierenv.sim.run import plot, simulate, table
+    from tierenv.workload.scenario import load_scenario
+
+    scenario = load_scenario(args.scenario)
+    try:
+        weights = [int(w) for w in args.weights.split(":")]
+    except ValueError:
+        raise ValueError(f"--weights: expected integers like 3:1, got {args.weights!r}") from None
+    if len(weights) != len(scenario.nodes):
+        raise ValueError(
+            f"--weights: {scenario.name} has {len(scenario.nodes)} nodes, got {len(weights)} "
+            f"weights ({args.weights})"
+        )
+
+    def progress(done: int, total: int) -> None:
+        if sys.stderr.isatty() or done == total:
+            print(
+                f"\rsimulating {scenario.name}: {done}/{total} intervals",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
+            if done == total:
+                print(file=sys.stderr)
+
+    trace = simulate(scenario, weights, seed=args.seed, progress=progress)
+    print(table(trace, every=max(args.every, 1)))
+    print(f"mean weighted speedup {trace.mean_weighted_speedup():.3f}")
+    label = "-".join(str(w) for w in weights)
+    path = args.plot or Path("results") / "simulate" / f"{scenario.name}-{label}.png"
+    plot(trace, path)
+    print(f"plot written to {path}")
     return 0
 
 

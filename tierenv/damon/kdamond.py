@@ -384,6 +384,14 @@ class Kdamond:
         """Regions at the last completed aggregation (before its split)."""
         return len(self._aggregated["start"])
 
+    def aggregated_regions(self) -> dict[str, np.ndarray]:
+        """Copies of the last aggregation's region columns: target, start, end, nr_accesses,
+        age (as ``region_records``, as arrays)."""
+        snapshot = self._aggregated
+        names = {"target": "target", "start": "start", "end": "end", "nr": "nr_accesses"}
+        names["age"] = "age"
+        return {names[key]: value.copy() for key, value in snapshot.items()}
+
     def region_records(self) -> list[dict[str, int]]:
         """The regions of the last completed aggregation with their counts and ages, as the
         kernel's ``damon_aggregated`` tracepoint (and so ``damo record``) reports them: after

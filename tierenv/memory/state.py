@@ -496,6 +496,13 @@ class MemoryState:
             setattr(clone, name, value.copy() if isinstance(value, np.ndarray | dict) else value)
         return clone
 
+    def __deepcopy__(self, memo: dict) -> MemoryState:
+        """Deep copies (``copy.deepcopy`` of a host or kdamond holding this state) share the
+        compiled-kernel module and copy every table."""
+        clone = self.copy()
+        memo[id(self)] = clone
+        return clone
+
     def state_arrays(self) -> dict[str, np.ndarray]:
         """Copies of everything that defines the state (to compare states in tests)."""
         used = slice(0, self._pages_used)

@@ -1,0 +1,1 @@
+"""The simulated host: memory nodes, applications, page placement, DAMON/DAMOS, throughput."""

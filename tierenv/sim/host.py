@@ -1,0 +1,402 @@
+"""The simulated host: what a real machine would do with a scenario and a set of weights.
+
+``SimulatedHost`` owns the memory nodes (profiles and capacities), the applications, their
+pages (``MemoryState``), one kdamond per application (``Kdamond`` with the ``DamosSetup``
+scheme) and the throughput solver. ``step()`` advances simulated time by one control
+interval and returns what a real host could measure (``Measurements``) and, kept apart, what
+only a simulator knows (``GroundTruth``). Everything random draws from the seed, so the same
+seed and weights give the same run; ``snapshot()``/``restore()`` branch a run.
+
+One control interval, in order:
+1. scenario changes due by the interval's start take effect (applications start or stop,
+   intensity changes, hot sets move), and growing applications touch new pages;
+2. each kdamond runs for the interval, seeing every page touched at its share of the
+   application's misses at the throughput of the previous interval; DAMOS migrates;
+3. the solver finds each application's throughput with its pages where they now are, the
+   migrations' copy traffic loading the source (reads) and destination (writes) nodes.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tierenv.damon.kdamond import Kdamond, SchemeStats
+from tierenv.hardware.solver import NodeSet, alone_throughput_gbps, solve
+from tierenv.memory.interleave import check_weights
+from tierenv.memory.migration_cost import MigrationCost
+from tierenv.memory.state import MemoryState
+from tierenv.sim.damos_setup import DamosSetup
+from tierenv.workload.access import Distribution
+from tierenv.workload.scenario import AppRun, Scenario
+
+VMA_BASE = 0x7F00_0000_0000
+RATE_TOLERANCE = 0.005  # rebuild DAMON's sampling index only when a rate moved more than this
+
+
+@dataclass(frozen=True)
+class Measurements:
+    """What a real host could measure over one control interval.
+
+    Per-application arrays follow ``app_names`` (the applications running in the interval).
+    """
+
+    time_s: float  # end of the interval
+    interval_s: float
+    weights: np.ndarray  # (nodes,) interleave weights in force during the interval
+    node_bandwidth_gbps: np.ndarray  # (nodes,) all traffic, migrations included (uncore)
+    node_read_fraction: np.ndarray  # (nodes,)
+    app_names: tuple[str, ...]
+    app_throughput_gbps: np.ndarray  # (apps,) the applications' own metric
+    resident_pages: np.ndarray  # (apps, nodes) as /proc/PID/numa_maps shows
+    migrated_bytes: np.ndarray  # (nodes, nodes) moved from row to column this interval
+    pgmigrate_success: int  # pages this interval (/proc/vmstat deltas)
+    pgmigrate_fail: int
+    damon_regions: dict[str, dict[str, np.ndarray]]  # per app: start, end, nr_accesses, age
+    damos_stats: dict[str, SchemeStats]  # per app, cumulative (stats/ files)
+    nr_accesses_max: int  # samples per aggregation (for normalising nr_accesses)
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """What only the simulator knows (for analysis and privileged features)."""
+
+    node_latency_ns: np.ndarray  # (nodes,)
+    app_latency_ns: np.ndarray  # (apps,) mean memory latency each application sees
+    app_access_split: np.ndarray  # (apps, nodes) share of each app's accesses per node
+    app_alone_gbps: np.ndarray  # (apps,) throughput alone on idle local memory
+    weighted_speedup: float  # sum of throughput / alone over running apps
+    app_hot_pages: np.ndarray  # (apps, nodes) pages of each app's hot set per node
+    background_gbps: np.ndarray  # (nodes,) migration copy traffic
+    solver_converged: bool
+
+
+@dataclass(frozen=True)
+class StepResult:
+    measurements: Measurements
+    truth: GroundTruth
+
+
+@dataclass
+class _App:
+    run: AppRun
+    memory_id: int
+    n_pages: int
+    distribution: Distribution
+    shares: np.ndarray
+    intensity: float = 1.0
+    touched_pages: int = 0
+    kdamond: Kdamond | None = None
+    throughput_gbps: float = 0.0
+    alone_gbps: float = 1.0
+    rates_scale: float = -1.0  # throughput the kdamond's rates were last computed for
+
+    @property
+    def name(self) -> str:
+        return self.run.app.name
+
+
+@dataclass
+class _State:
+    """Everything that changes while the host runs (what a snapshot copies)."""
+
+    time_s: float
+    memory: MemoryState
+    weights: np.ndarray
+    apps: dict[str, _App] = field(default_factory=dict)
+    started: set[str] = field(default_factory=set)
+    stopped: set[str] = field(default_factory=set)
+    events_done: int = 0
+    latency_ns: np.ndarray | None = None
+    seed_sequence: np.random.SeedSequence | None = None
+    last_pgmigrate: tuple[int, int] = (0, 0)
+
+
+class SimulatedHost:
+    """A scenario running on simulated hardware under interleave weights chosen from outside.
+
+    >>> host = SimulatedHost(load_scenario("co-runner"), weights=[3, 1], seed=0)
+    >>> result = host.step()   # one control interval
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        weights: list[int] | np.ndarray | None = None,
+        seed: int = 0,
+        damos: DamosSetup | None = None,
+        migration_cost: MigrationCost | None = None,
+    ) -> None:
+        self.scenario = scenario
+        self.damos = damos or DamosSetup()
+        self.migration_cost = migration_cost or MigrationCost()
+        self.nodes = NodeSet([node.profile for node in scenario.nodes])
+        n_nodes = len(scenario.nodes)
+        initial = check_weights(weights if weights is not None else [1] * n_nodes, n_nodes)
+        memory = MemoryState(
+            [node.capacity_bytes for node in scenario.nodes], page_size=scenario.page_size
+        )
+        self._state = _State(
+            time_s=0.0,
+            memory=memory,
+            weights=initial,
+            seed_sequence=np.random.SeedSequence(seed),
+        )
+
+    # ------------------------------------------------------------------ public interface
+    @property
+    def n_nodes(self) -> int:
+        return len(self.scenario.nodes)
+
+    @property
+    def time_s(self) -> float:
+        return self._state.time_s
+
+    @property
+    def done(self) -> bool:
+        return self._state.time_s >= self.scenario.duration_s - 1e-9
+
+    @property
+    def weights(self) -> np.ndarray:
+        return self._state.weights.copy()
+
+    @property
+    def memory(self) -> MemoryState:
+        return self._state.memory
+
+    def set_weights(self, weights: list[int] | np.ndarray) -> None:
+        """New interleave weights (integers 1..255 per node): they place pages allocated from
+        now on and become the DAMOS dests (committed to every kdamond)."""
+        checked = check_weights(weights, self.n_nodes)
+        state = self._state
+        if np.array_equal(checked, state.weights):
+            return
+        state.weights = checked
+        for app in state.apps.values():
+            if app.kdamond is not None:
+                app.kdamond.commit(self.damos.context(app.memory_id, checked.tolist()))
+
+    def step(self) -> StepResult:
+        """Advance one control interval."""
+        state = self._state
+        interval = self.scenario.control_interval_s
+        self._apply_scenario_changes()
+        self._grow()
+        moved = np.zeros((self.n_nodes, self.n_nodes), dtype=np.int64)
+        for app in self._running():
+            if app.kdamond is None:
+                continue
+            self._feed_rates(app)
+            app.kdamond.run(interval * 1e6)
+            moved += app.kdamond.take_migrated_pages()
+        result = self._solve(moved, interval)
+        state.time_s += interval
+        return result
+
+    def snapshot(self) -> _State:
+        """The host's state, to ``restore`` later (branching evaluations)."""
+        return copy.deepcopy(self._state)
+
+    def restore(self, snapshot: _State) -> None:
+        self._state = copy.deepcopy(snapshot)
+
+    # ---------------------------------------------------------------- scenario changes
+    def _running(self) -> list[_App]:
+        return list(self._state.apps.values())
+
+    def _apply_scenario_changes(self) -> None:
+        state = self._state
+        now = state.time_s + 1e-9
+        for run in self.scenario.apps:
+            name = run.app.name
+            running = name in state.started and name not in state.stopped
+            if running and run.stop_s is not None and run.stop_s <= now:
+                self._stop(name)
+            if name not in state.started and run.start_s <= now:
+                self._start(run)
+        events = self.scenario.events
+        while state.events_done < len(events) and events[state.events_done].at_s <= now:
+            event = events[state.events_done]
+            app = state.apps.get(event.app)
+            if app is not None:
+                if event.intensity is not None:
+                    app.intensity = event.intensity
+                    app.alone_gbps = self._alone(app)
+                if event.hot_offset is not None:
+                    app.distribution = _replace_offset(app.distribution, event.hot_offset)
+                    app.shares = app.distribution.page_shares(app.n_pages)
+                    app.rates_scale = -1.0
+            state.events_done += 1
+
+    def _start(self, run: AppRun) -> None:
+        state = self._state
+        page_size = self.scenario.page_size
+        n_pages = run.app.n_pages(page_size)
+        memory_id = state.memory.add_app([(VMA_BASE, n_pages * page_size)])
+        app = _App(
+            run=run,
+            memory_id=memory_id,
+            n_pages=n_pages,
+            distribution=run.app.distribution,
+            shares=run.app.distribution.page_shares(n_pages),
+        )
+        app.alone_gbps = self._alone(app)
+        app.throughput_gbps = app.alone_gbps
+        state.apps[run.app.name] = app
+        state.started.add(run.app.name)
+        if run.app.growth_bytes_per_s == 0:
+            self._touch(app, n_pages)
+        if self.damos.enabled:
+            (child,) = state.seed_sequence.spawn(1)
+            app.kdamond = Kdamond(
+                self.damos.context(memory_id, state.weights.tolist()),
+                state.memory,
+                seed=child,
+                migration_cost=self.migration_cost,
+            )
+
+    def _stop(self, name: str) -> None:
+        state = self._state
+        app = state.apps.pop(name)
+        state.memory.remove_app(app.memory_id)
+        state.stopped.add(name)
+
+    def _grow(self) -> None:
+        page_size = self.scenario.page_size
+        for app in self._running():
+            rate = app.run.app.growth_bytes_per_s
+            if rate and app.touched_pages < app.n_pages:
+                target = min(
+                    app.n_pages,
+                    int(
+                        (self._state.time_s - app.run.start_s + self.scenario.control_interval_s)
+                        * rate
+                        // page_size
+                    ),
+                )
+                self._touch(app, target)
+
+    def _touch(self, app: _App, up_to: int) -> None:
+        """First touch of pages [touched, up_to) under the current weights."""
+        if up_to <= app.touched_pages:
+            return
+        pages = np.arange(app.touched_pages, up_to)
+        self._state.memory.allocate(app.memory_id, pages, self._state.weights)
+        app.touched_pages = up_to
+
+    def _alone(self, app: _App) -> float:
+        spec = app.run.app
+        return float(
+            alone_throughput_gbps(
+                self.nodes, np.array([spec.mlp * app.intensity]), spec.think_ns, spec.read_fraction
+            )[0]
+        )
+
+    # -------------------------------------------------------------------------- DAMON
+    def _feed_rates(self, app: _App) -> None:
+        """Give the kdamond per-page touch rates at the app's last throughput (rebuilding its
+        sampling index only when the throughput moved noticeably)."""
+        scale = app.throughput_gbps
+        if app.rates_scale > 0 and abs(scale - app.rates_scale) <= RATE_TOLERANCE * app.rates_scale:
+            return
+        app.kdamond.set_access_rates(app.memory_id, app.run.app.touch_rates(app.shares, scale))
+        app.rates_scale = scale
+
+    # -------------------------------------------------------------------------- solve
+    def _solve(self, moved_pages: np.ndarray, interval: float) -> StepResult:
+        state = self._state
+        memory = state.memory
+        apps = self._running()
+        n_nodes = self.n_nodes
+        split = np.zeros((len(apps), n_nodes))
+        resident = np.zeros((len(apps), n_nodes), dtype=np.int64)
+        hot = np.zeros((len(apps), n_nodes), dtype=np.int64)
+        for j, app in enumerate(apps):
+            nodes = memory.node_of_page(app.memory_id)
+            on_node = nodes >= 0
+            weights = np.where(on_node, app.shares, 0.0)
+            per_node = np.bincount(nodes[on_node], weights=weights[on_node], minlength=n_nodes)
+            split[j] = per_node / per_node.sum() if per_node.sum() > 0 else 1.0 / n_nodes
+            resident[j] = memory.resident_pages(app.memory_id)
+            hot_mask = app.distribution.hot_pages(app.n_pages) & on_node
+            hot[j] = np.bincount(nodes[hot_mask], minlength=n_nodes)
+        background, background_reads = self.migration_cost.background(
+            moved_pages, self.scenario.page_size, interval
+        )
+        if apps:
+            specs = [app.run.app for app in apps]
+            solution = solve(
+                self.nodes,
+                np.array([s.mlp * a.intensity for s, a in zip(specs, apps, strict=True)]),
+                np.array([s.think_ns for s in specs]),
+                np.array([s.read_fraction for s in specs]),
+                split,
+                background_gbps=background,
+                background_read_fraction=background_reads,
+                initial_latency_ns=state.latency_ns,
+            )
+            throughput = solution.throughput_gbps
+            state.latency_ns = solution.node_latency_ns
+            node_bandwidth = solution.node_bandwidth_gbps
+            node_reads = solution.node_read_fraction
+            node_latency = solution.node_latency_ns
+            app_latency = solution.stream_latency_ns
+            converged = bool(np.all(solution.converged))
+        else:
+            throughput = np.zeros(0)
+            node_bandwidth = background
+            node_reads = background_reads
+            node_latency = self.nodes.idle_latency_ns.copy()
+            app_latency = np.zeros(0)
+            converged = True
+        for app, gbps in zip(apps, throughput, strict=True):
+            app.throughput_gbps = float(gbps)
+        alone = np.array([app.alone_gbps for app in apps])
+        success, fail = memory.pgmigrate_success, memory.pgmigrate_fail
+        last_success, last_fail = state.last_pgmigrate
+        state.last_pgmigrate = (success, fail)
+        measurements = Measurements(
+            time_s=state.time_s + interval,
+            interval_s=interval,
+            weights=state.weights.copy(),
+            node_bandwidth_gbps=np.asarray(node_bandwidth, dtype=float).copy(),
+            node_read_fraction=np.asarray(node_reads, dtype=float).copy(),
+            app_names=tuple(app.name for app in apps),
+            app_throughput_gbps=np.asarray(throughput, dtype=float).copy(),
+            resident_pages=resident,
+            migrated_bytes=moved_pages * self.scenario.page_size,
+            pgmigrate_success=success - last_success,
+            pgmigrate_fail=fail - last_fail,
+            damon_regions={app.name: _regions(app) for app in apps if app.kdamond is not None},
+            damos_stats={
+                app.name: copy.copy(app.kdamond.schemes[0].stats)
+                for app in apps
+                if app.kdamond is not None and app.kdamond.schemes
+            },
+            nr_accesses_max=self.damos.attrs.max_nr_accesses,
+        )
+        truth = GroundTruth(
+            node_latency_ns=np.asarray(node_latency, dtype=float).copy(),
+            app_latency_ns=np.asarray(app_latency, dtype=float).copy(),
+            app_access_split=split,
+            app_alone_gbps=alone,
+            weighted_speedup=float(np.sum(throughput / alone)) if len(apps) else 0.0,
+            app_hot_pages=hot,
+            background_gbps=np.asarray(background, dtype=float),
+            solver_converged=converged,
+        )
+        return StepResult(measurements, truth)
+
+
+def _regions(app: _App) -> dict[str, np.ndarray]:
+    regions = app.kdamond.aggregated_regions()
+    del regions["target"]
+    return regions
+
+
+def _replace_offset(distribution: Distribution, offset: float) -> Distribution:
+    import dataclasses
+
+    return dataclasses.replace(distribution, hot_offset=offset)

@@ -1,0 +1,1 @@
+"""Workloads: how simulated applications use memory (distributions, masim configs, damo records)."""

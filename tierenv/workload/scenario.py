@@ -1,0 +1,434 @@
+"""Scenarios: a host, applications that start, stop and change, read from TOML files.
+
+A scenario names the memory nodes (shipped profiles or profile files, with capacities), the
+applications, and timed events, and says how long to run and how often the controller acts.
+The shipped library lives in ``tierenv/workload/scenarios/``; ``tierenv scenarios`` lists it.
+Schema (sizes as "16 GiB" or bytes; times in seconds)::
+
+    name = "co-runner"
+    description = "one sentence"
+    duration_s = 180
+    control_interval_s = 1.0          # how often weights may change (default 1)
+    page_size = "2 MiB"               # default 2 MiB; 4 KiB works for small memories
+
+    [[nodes]]                         # node 0 is the local DDR the applications run next to
+    profile = "bytedance-ddr5-snc"    # a shipped profile name or a path to a profile TOML
+    capacity = "64 GiB"
+
+    [[apps]]
+    name = "stream-a"
+    working_set = "8 GiB"
+    mlp = 40                          # 64-byte misses in flight
+    think_ns = 5                      # compute time per miss and slot
+    read_fraction = 0.67
+    start_s = 0                       # default 0
+    stop_s = 180                      # default: runs to the end
+    growth = "1 GiB"                  # per second; default 0 = whole working set at start
+    latency_bound = false
+    [apps.distribution]               # see tierenv.workload.access
+    kind = "hotcold"
+    hot_fraction = 0.25
+    hot_share = 0.9
+
+    [[events]]                        # changes of a running application
+    at_s = 60
+    app = "stream-a"
+    intensity = 0.5                   # scales mlp (1 = as specified)
+    hot_offset = 0.5                  # hotcold: move the hot set
+
+Every key is checked: an unknown key, a negative rate, an application larger than the
+memory, or two applications' events at once on one application give a ``ScenarioError``
+naming the file, the line and the key.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from tierenv.hardware.profile import NodeProfile, ProfileError, load_profile
+from tierenv.workload.access import Distribution
+from tierenv.workload.application import Application
+from tierenv.workload.units import parse_size
+
+SCENARIO_SUFFIX = ".toml"
+DEFAULT_PAGE_SIZE = 2 << 20
+
+_TOP_KEYS = (
+    "name",
+    "description",
+    "duration_s",
+    "control_interval_s",
+    "page_size",
+    "nodes",
+    "apps",
+    "events",
+)
+_NODE_KEYS = ("profile", "capacity")
+_APP_KEYS = (
+    "name",
+    "working_set",
+    "mlp",
+    "think_ns",
+    "read_fraction",
+    "start_s",
+    "stop_s",
+    "growth",
+    "latency_bound",
+    "distribution",
+)
+_DISTRIBUTION_KEYS = (
+    "kind",
+    "exponent",
+    "chunk_pages",
+    "hot_fraction",
+    "hot_share",
+    "hot_offset",
+    "seed",
+)
+_EVENT_KEYS = ("at_s", "app", "intensity", "hot_offset")
+
+
+class ScenarioError(ValueError):
+    """A scenario file is unusable; the message names the file, line, key and problem."""
+
+
+@dataclass(frozen=True)
+class HostNode:
+    profile: NodeProfile
+    capacity_bytes: int
+
+
+@dataclass(frozen=True)
+class AppRun:
+    """An application and when it runs."""
+
+    app: Application
+    start_s: float = 0.0
+    stop_s: float | None = None  # None: to the end of the scenario
+
+
+@dataclass(frozen=True)
+class Event:
+    """A change to a running application at ``at_s``."""
+
+    at_s: float
+    app: str
+    intensity: float | None = None
+    hot_offset: float | None = None
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    duration_s: float
+    nodes: tuple[HostNode, ...]
+    apps: tuple[AppRun, ...]
+    events: tuple[Event, ...] = ()
+    control_interval_s: float = 1.0
+    page_size: int = DEFAULT_PAGE_SIZE
+    source: str = "<scenario>"
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def n_steps(self) -> int:
+        return round(self.duration_s / self.control_interval_s)
+
+    def app(self, name: str) -> AppRun:
+        for run in self.apps:
+            if run.app.name == name:
+                return run
+        raise KeyError(name)
+
+
+def shipped_scenario_names() -> list[str]:
+    folder = resources.files("tierenv.workload") / "scenarios"
+    return sorted(
+        entry.name[: -len(SCENARIO_SUFFIX)]
+        for entry in folder.iterdir()
+        if entry.name.endswith(SCENARIO_SUFFIX)
+    )
+
+
+def load_scenario(name_or_path: str | Path) -> Scenario:
+    """A shipped scenario by name, or a scenario file by path."""
+    path = Path(name_or_path)
+    if path.suffix != SCENARIO_SUFFIX and not path.exists():
+        candidate = resources.files("tierenv.workload") / "scenarios" / f"{name_or_path}.toml"
+        if not candidate.is_file():
+            raise ScenarioError(
+                f"{name_or_path}: no such scenario file or shipped scenario "
+                f"(shipped: {', '.join(shipped_scenario_names())})"
+            )
+        return parse_scenario(candidate.read_text(), source=f"{name_or_path}.toml")
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ScenarioError(f"{path}: cannot read: {error.strerror or error}") from error
+    return parse_scenario(text, source=str(path), base=path.parent)
+
+
+def parse_scenario(text: str, source: str = "<text>", base: Path | None = None) -> Scenario:
+    """Parse and check a scenario from TOML text."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ScenarioError(f"{source}: {error}") from error
+    reader = _Reader(text, source)
+    reader.keys(data, _TOP_KEYS, "")
+    name = reader.string(data, "name", "")
+    description = reader.string(data, "description", "", default="")
+    duration = reader.number(data, "duration_s", "", low=0.0, strict=True)
+    interval = reader.number(data, "control_interval_s", "", low=0.0, strict=True, default=1.0)
+    if interval > duration:
+        reader.fail("control_interval_s", f"{interval} s is longer than duration_s {duration} s")
+    page_size = reader.size(data, "page_size", "", default=DEFAULT_PAGE_SIZE)
+    if page_size < 4096 or page_size & (page_size - 1):
+        reader.fail("page_size", f"{page_size} bytes is not a power of two >= 4096")
+    nodes = tuple(
+        reader.node(entry, f"nodes[{i}]", base)
+        for i, entry in enumerate(reader.tables(data, "nodes"))
+    )
+    if not nodes:
+        reader.fail("nodes", "a scenario needs at least one memory node")
+    apps = tuple(
+        reader.app(entry, f"apps[{i}]", duration)
+        for i, entry in enumerate(reader.tables(data, "apps"))
+    )
+    if not apps:
+        reader.fail("apps", "a scenario needs at least one application")
+    names = [run.app.name for run in apps]
+    for i, app_name in enumerate(names):
+        if app_name in names[:i]:
+            reader.fail(f"apps[{i}].name", f"{app_name!r} is used by two applications")
+    events = tuple(
+        reader.event(entry, f"events[{i}]", apps, duration)
+        for i, entry in enumerate(reader.tables(data, "events", required=False))
+    )
+    seen: dict[tuple[str, float], int] = {}
+    for i, event in enumerate(events):
+        key = (event.app, event.at_s)
+        if key in seen:
+            reader.fail(
+                f"events[{i}].at_s",
+                f"events[{seen[key]}] already changes {event.app!r} at {event.at_s} s; "
+                "put both changes in one event",
+            )
+        seen[key] = i
+    scenario = Scenario(
+        name=name,
+        description=description,
+        duration_s=duration,
+        nodes=nodes,
+        apps=apps,
+        events=tuple(sorted(events, key=lambda e: e.at_s)),
+        control_interval_s=interval,
+        page_size=page_size,
+        source=source,
+    )
+    _check_capacity(scenario, reader)
+    return scenario
+
+
+def _check_capacity(scenario: Scenario, reader: _Reader) -> None:
+    """Applications that run at the same time must fit in the memory of all nodes."""
+    total = sum(node.capacity_bytes for node in scenario.nodes)
+    moments = sorted({run.start_s for run in scenario.apps})
+    for moment in moments:
+        running = [
+            (i, run)
+            for i, run in enumerate(scenario.apps)
+            if run.start_s <= moment and (run.stop_s is None or run.stop_s > moment)
+        ]
+        need = sum(run.app.n_pages(scenario.page_size) * scenario.page_size for _, run in running)
+        if need > total:
+            first = running[-1][0]
+            reader.fail(
+                f"apps[{first}].working_set",
+                f"at {moment} s the running applications need {need} bytes but all nodes "
+                f"together hold {total}",
+            )
+
+
+class _Reader:
+    """Typed access to the parsed TOML with errors that name file, line and key."""
+
+    def __init__(self, text: str, source: str) -> None:
+        self.lines = text.splitlines()
+        self.source = source
+
+    def fail(self, path: str, problem: str) -> None:
+        line = self._line_of(path)
+        where = f"{self.source}:{line}" if line else self.source
+        raise ScenarioError(f"{where}: {path}: {problem}")
+
+    def _line_of(self, path: str) -> int | None:
+        """Best-effort line number of a key path such as apps[1].distribution.kind."""
+        parts = re.findall(r"([A-Za-z_]+)(?:\[(\d+)\])?", path)
+        line_index = 0
+        table = ""
+        for name, index in parts:
+            if index:
+                table = f"{table}.{name}" if table else name
+                seen = -1
+                for i in range(line_index, len(self.lines)):
+                    if self.lines[i].strip() == f"[[{table}]]":
+                        seen += 1
+                        if seen == int(index):
+                            line_index = i
+                            break
+                else:
+                    return None
+                continue
+            pattern = re.compile(rf"^\s*(\[+\s*)?([A-Za-z_.]*\.)?{re.escape(name)}\s*(=|\]|\.)")
+            for i in range(line_index, len(self.lines)):
+                if pattern.match(self.lines[i]):
+                    line_index = i
+                    break
+            else:
+                return line_index + 1 if line_index else None
+            table = f"{table}.{name}" if table else name
+        return line_index + 1
+
+    def keys(self, table: dict, allowed: tuple[str, ...], path: str) -> None:
+        for key in table:
+            if key not in allowed:
+                where = f"{path}.{key}" if path else key
+                self.fail(where, f"unknown key; expected one of {', '.join(allowed)}")
+
+    def tables(self, data: dict, key: str, required: bool = True) -> list[dict]:
+        value = data.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            self.fail(key, f"expected a list of tables ([[{key}]]), got {value!r}")
+        if required and not value:
+            return []
+        return value
+
+    def _get(self, table: dict, key: str, path: str, default: Any) -> Any:
+        if key in table:
+            return table[key]
+        if default is _REQUIRED:
+            self.fail(f"{path}.{key}" if path else key, "missing (required)")
+        return default
+
+    def string(self, table: dict, key: str, path: str, default: Any = None) -> str:
+        value = self._get(table, key, path, _REQUIRED if default is None else default)
+        if not isinstance(value, str):
+            self.fail(f"{path}.{key}" if path else key, f"expected text, got {value!r}")
+        return value
+
+    def number(
+        self,
+        table: dict,
+        key: str,
+        path: str,
+        low: float | None = None,
+        high: float | None = None,
+        strict: bool = False,
+        default: Any = None,
+    ) -> float:
+        where = f"{path}.{key}" if path else key
+        value = self._get(table, key, path, _REQUIRED if default is None else default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.fail(where, f"expected a number, got {value!r}")
+        if value != value or value in (float("inf"), float("-inf")):
+            self.fail(where, f"expected a finite number, got {value!r}")
+        if low is not None and (value <= low if strict else value < low):
+            self.fail(where, f"{value!r} is too small; must be {'>' if strict else '>='} {low}")
+        if high is not None and value > high:
+            self.fail(where, f"{value!r} is too large; must be <= {high}")
+        return float(value)
+
+    def size(self, table: dict, key: str, path: str, default: Any = None) -> int:
+        where = f"{path}.{key}" if path else key
+        value = self._get(table, key, path, _REQUIRED if default is None else default)
+        try:
+            return parse_size(value, where)
+        except ValueError as error:
+            self.fail(where, str(error).split(": ", 1)[-1])
+        raise AssertionError  # unreachable: fail raises
+
+    def node(self, table: dict, path: str, base: Path | None) -> HostNode:
+        self.keys(table, _NODE_KEYS, path)
+        name = self.string(table, "profile", path)
+        candidate = (base / name) if base is not None and name.endswith(".toml") else name
+        try:
+            profile = load_profile(candidate)
+        except ProfileError as error:
+            self.fail(f"{path}.profile", str(error))
+        capacity = self.size(table, "capacity", path)
+        if capacity <= 0:
+            self.fail(f"{path}.capacity", "a memory node needs a capacity > 0")
+        return HostNode(profile, capacity)
+
+    def app(self, table: dict, path: str, duration: float) -> AppRun:
+        self.keys(table, _APP_KEYS, path)
+        name = self.string(table, "name", path)
+        distribution_table = table.get("distribution", {})
+        if not isinstance(distribution_table, dict):
+            self.fail(f"{path}.distribution", "expected a table")
+        self.keys(distribution_table, _DISTRIBUTION_KEYS, f"{path}.distribution")
+        try:
+            distribution = Distribution(**distribution_table)
+        except (TypeError, ValueError) as error:
+            field_name = str(error).split(":", 1)[0]
+            self.fail(f"{path}.distribution.{field_name}", str(error).split(": ", 1)[-1])
+        start = self.number(table, "start_s", path, low=0.0, default=0.0)
+        stop = table.get("stop_s")
+        if stop is not None:
+            stop = self.number(table, "stop_s", path, low=start, strict=True)
+            if stop > duration:
+                self.fail(f"{path}.stop_s", f"{stop} s is after the end ({duration} s)")
+        if start >= duration:
+            self.fail(f"{path}.start_s", f"{start} s is not before the end ({duration} s)")
+        fields = {
+            "working_set_bytes": self.size(table, "working_set", path),
+            "mlp": self.number(table, "mlp", path, low=0.0, strict=True),
+            "think_ns": self.number(table, "think_ns", path, low=0.0),
+            "read_fraction": self.number(table, "read_fraction", path, 0.0, 1.0, default=1.0),
+            "growth_bytes_per_s": self.size(table, "growth", path, default=0),
+        }
+        latency_bound = table.get("latency_bound", False)
+        if not isinstance(latency_bound, bool):
+            self.fail(f"{path}.latency_bound", f"expected true or false, got {latency_bound!r}")
+        try:
+            app = Application(
+                name=name, distribution=distribution, latency_bound=latency_bound, **fields
+            )
+        except ValueError as error:
+            self.fail(path, str(error))
+        return AppRun(app, start, stop)
+
+    def event(self, table: dict, path: str, apps: tuple[AppRun, ...], duration: float) -> Event:
+        self.keys(table, _EVENT_KEYS, path)
+        at = self.number(table, "at_s", path, low=0.0)
+        if at >= duration:
+            self.fail(f"{path}.at_s", f"{at} s is not before the end ({duration} s)")
+        name = self.string(table, "app", path)
+        runs = [run for run in apps if run.app.name == name]
+        if not runs:
+            self.fail(f"{path}.app", f"no application named {name!r}")
+        run = runs[0]
+        if at < run.start_s or (run.stop_s is not None and at >= run.stop_s):
+            self.fail(f"{path}.at_s", f"{name!r} is not running at {at} s")
+        intensity = table.get("intensity")
+        if intensity is not None:
+            intensity = self.number(table, "intensity", path, low=0.0, strict=True)
+        offset = table.get("hot_offset")
+        if offset is not None:
+            offset = self.number(table, "hot_offset", path, low=0.0)
+            if offset >= 1.0:
+                self.fail(f"{path}.hot_offset", f"{offset} must lie in [0, 1)")
+            if run.app.distribution.kind != "hotcold":
+                self.fail(f"{path}.hot_offset", f"{name!r} has no hot set (not hotcold)")
+        if intensity is None and offset is None:
+            self.fail(path, "an event must change intensity or hot_offset")
+        return Event(at, name, intensity, offset)
+
+
+_REQUIRED = object()
