@@ -92,6 +92,9 @@ class _App:
     throughput_gbps: float = 0.0
     alone_gbps: float = 1.0
     rates_scale: float = -1.0  # throughput the kdamond's rates were last computed for
+    segment: int = -1  # the trace's phase or snapshot in force (traced applications)
+    hot: np.ndarray | None = None  # the hot set (cached; None when shares changed)
+    read_fraction: float = 1.0
 
     @property
     def name(self) -> str:
@@ -183,6 +186,8 @@ class SimulatedHost:
         state = self._state
         interval = self.scenario.control_interval_s
         self._apply_scenario_changes()
+        for app in self._running():
+            self._follow_trace(app)
         self._grow()
         moved = np.zeros((self.n_nodes, self.n_nodes), dtype=np.int64)
         for app in self._running():
@@ -227,6 +232,7 @@ class SimulatedHost:
                 if event.hot_offset is not None:
                     app.distribution = _replace_offset(app.distribution, event.hot_offset)
                     app.shares = app.distribution.page_shares(app.n_pages)
+                    app.hot = None
                     app.rates_scale = -1.0
             state.events_done += 1
 
@@ -234,14 +240,18 @@ class SimulatedHost:
         state = self._state
         page_size = self.scenario.page_size
         n_pages = run.app.n_pages(page_size)
-        memory_id = state.memory.add_app([(VMA_BASE, n_pages * page_size)])
+        trace = run.app.trace
+        vmas = trace.vmas() if trace is not None else [(VMA_BASE, n_pages * page_size)]
+        memory_id = state.memory.add_app(vmas)
         app = _App(
             run=run,
             memory_id=memory_id,
             n_pages=n_pages,
             distribution=run.app.distribution,
             shares=run.app.distribution.page_shares(n_pages),
+            read_fraction=run.app.read_fraction,
         )
+        self._follow_trace(app)
         app.alone_gbps = self._alone(app)
         app.throughput_gbps = app.alone_gbps
         state.apps[run.app.name] = app
@@ -256,6 +266,22 @@ class SimulatedHost:
                 seed=child,
                 migration_cost=self.migration_cost,
             )
+
+    def _follow_trace(self, app: _App) -> None:
+        """Traced applications: take the shares and read share of the phase or snapshot in
+        force at the interval's start."""
+        trace = app.run.app.trace
+        if trace is None:
+            return
+        segment = trace.segment_at(self._state.time_s - app.run.start_s)
+        if segment == app.segment:
+            return
+        app.segment = segment
+        app.shares = trace.shares(segment)
+        app.hot = None
+        if trace.kind == "masim":
+            app.read_fraction = trace.read_fraction(segment)
+        app.rates_scale = -1.0
 
     def _stop(self, name: str) -> None:
         state = self._state
@@ -290,7 +316,7 @@ class SimulatedHost:
         spec = app.run.app
         return float(
             alone_throughput_gbps(
-                self.nodes, np.array([spec.mlp * app.intensity]), spec.think_ns, spec.read_fraction
+                self.nodes, np.array([spec.mlp * app.intensity]), spec.think_ns, app.read_fraction
             )[0]
         )
 
@@ -320,7 +346,7 @@ class SimulatedHost:
             per_node = np.bincount(nodes[on_node], weights=weights[on_node], minlength=n_nodes)
             split[j] = per_node / per_node.sum() if per_node.sum() > 0 else 1.0 / n_nodes
             resident[j] = memory.resident_pages(app.memory_id)
-            hot_mask = app.distribution.hot_pages(app.n_pages) & on_node
+            hot_mask = _hot_set(app) & on_node
             hot[j] = np.bincount(nodes[hot_mask], minlength=n_nodes)
         background, background_reads = self.migration_cost.background(
             moved_pages, self.scenario.page_size, interval
@@ -331,7 +357,7 @@ class SimulatedHost:
                 self.nodes,
                 np.array([s.mlp * a.intensity for s, a in zip(specs, apps, strict=True)]),
                 np.array([s.think_ns for s in specs]),
-                np.array([s.read_fraction for s in specs]),
+                np.array([a.read_fraction for a in apps]),
                 split,
                 background_gbps=background,
                 background_read_fraction=background_reads,
@@ -388,6 +414,21 @@ class SimulatedHost:
             solver_converged=converged,
         )
         return StepResult(measurements, truth)
+
+
+def _hot_set(app: _App) -> np.ndarray:
+    """The application's hot pages: its distribution's hot set, or for traced applications
+    the pages that take the top 80% of its accesses."""
+    if app.hot is None:
+        if app.run.app.trace is None:
+            app.hot = app.distribution.hot_pages(app.n_pages)
+        else:
+            order = np.argsort(-app.shares, kind="stable")
+            within = np.cumsum(app.shares[order]) <= 0.8
+            within[0] = True
+            app.hot = np.zeros(app.n_pages, dtype=bool)
+            app.hot[order[within]] = True
+    return app.hot
 
 
 def _regions(app: _App) -> dict[str, np.ndarray]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tierenv.workload.access import Distribution
+from tierenv.workload.trace import Trace
 
 LINE_BYTES = 64
 
@@ -34,6 +35,7 @@ class Application:
     read_fraction: float = 1.0
     growth_bytes_per_s: float = 0.0  # 0: the whole working set is touched at start
     latency_bound: bool = False  # descriptive: a service whose latency matters most
+    trace: Trace | None = field(default=None, compare=False)  # replaces the distribution
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -53,6 +55,8 @@ class Application:
             )
 
     def n_pages(self, page_size: int) -> int:
+        if self.trace is not None:
+            return self.trace.n_pages
         return -(-self.working_set_bytes // page_size)
 
     def touch_rates(self, shares: np.ndarray, throughput_gbps: float) -> np.ndarray:

@@ -29,6 +29,9 @@ Schema (sizes as "16 GiB" or bytes; times in seconds)::
     kind = "hotcold"
     hot_fraction = 0.25
     hot_share = 0.9
+    # or, instead of working_set and distribution, a recorded or scripted pattern
+    # (tierenv.workload.trace; paths relative to the scenario file):
+    # trace = { kind = "masim", path = "stairs.cfg" }   # or kind = "damo-record"
 
     [[events]]                        # changes of a running application
     at_s = 60
@@ -53,6 +56,7 @@ from typing import Any
 from tierenv.hardware.profile import NodeProfile, ProfileError, load_profile
 from tierenv.workload.access import Distribution
 from tierenv.workload.application import Application
+from tierenv.workload.trace import Trace, load_trace
 from tierenv.workload.units import parse_size
 
 SCENARIO_SUFFIX = ".toml"
@@ -80,7 +84,9 @@ _APP_KEYS = (
     "growth",
     "latency_bound",
     "distribution",
+    "trace",
 )
+_TRACE_KEYS = ("kind", "path")
 _DISTRIBUTION_KEYS = (
     "kind",
     "exponent",
@@ -197,7 +203,7 @@ def parse_scenario(text: str, source: str = "<text>", base: Path | None = None) 
     if not nodes:
         reader.fail("nodes", "a scenario needs at least one memory node")
     apps = tuple(
-        reader.app(entry, f"apps[{i}]", duration)
+        reader.app(entry, f"apps[{i}]", duration, page_size, base)
         for i, entry in enumerate(reader.tables(data, "apps"))
     )
     if not apps:
@@ -366,9 +372,12 @@ class _Reader:
             self.fail(f"{path}.capacity", "a memory node needs a capacity > 0")
         return HostNode(profile, capacity)
 
-    def app(self, table: dict, path: str, duration: float) -> AppRun:
+    def app(
+        self, table: dict, path: str, duration: float, page_size: int, base: Path | None
+    ) -> AppRun:
         self.keys(table, _APP_KEYS, path)
         name = self.string(table, "name", path)
+        trace = self.trace(table, path, page_size, base)
         distribution_table = table.get("distribution", {})
         if not isinstance(distribution_table, dict):
             self.fail(f"{path}.distribution", "expected a table")
@@ -386,8 +395,14 @@ class _Reader:
                 self.fail(f"{path}.stop_s", f"{stop} s is after the end ({duration} s)")
         if start >= duration:
             self.fail(f"{path}.start_s", f"{start} s is not before the end ({duration} s)")
+        if trace is not None and "working_set" in table:
+            self.fail(f"{path}.working_set", "an application with a trace takes its size from it")
         fields = {
-            "working_set_bytes": self.size(table, "working_set", path),
+            "working_set_bytes": (
+                trace.n_pages * page_size
+                if trace is not None
+                else self.size(table, "working_set", path)
+            ),
             "mlp": self.number(table, "mlp", path, low=0.0, strict=True),
             "think_ns": self.number(table, "think_ns", path, low=0.0),
             "read_fraction": self.number(table, "read_fraction", path, 0.0, 1.0, default=1.0),
@@ -398,11 +413,39 @@ class _Reader:
             self.fail(f"{path}.latency_bound", f"expected true or false, got {latency_bound!r}")
         try:
             app = Application(
-                name=name, distribution=distribution, latency_bound=latency_bound, **fields
+                name=name,
+                distribution=distribution,
+                latency_bound=latency_bound,
+                trace=trace,
+                **fields,
             )
         except ValueError as error:
             self.fail(path, str(error))
         return AppRun(app, start, stop)
+
+    def trace(self, table: dict, path: str, page_size: int, base: Path | None) -> Trace | None:
+        spec = table.get("trace")
+        if spec is None:
+            return None
+        where = f"{path}.trace"
+        if not isinstance(spec, dict):
+            self.fail(where, 'expected a table such as { kind = "masim", path = "x.cfg" }')
+        self.keys(spec, _TRACE_KEYS, where)
+        kind = self.string(spec, "kind", where)
+        if kind not in ("masim", "damo-record"):
+            self.fail(
+                f"{where}.kind", f"unknown trace kind {kind!r}; expected masim or damo-record"
+            )
+        file = Path(self.string(spec, "path", where))
+        if not file.is_absolute() and base is not None:
+            file = base / file
+        if "distribution" in table:
+            self.fail(f"{path}.distribution", "an application with a trace has no distribution")
+        try:
+            return load_trace(kind, file, page_size)
+        except (OSError, ValueError) as error:
+            self.fail(f"{where}.path", str(error))
+        raise AssertionError  # unreachable: fail raises
 
     def event(self, table: dict, path: str, apps: tuple[AppRun, ...], duration: float) -> Event:
         self.keys(table, _EVENT_KEYS, path)
