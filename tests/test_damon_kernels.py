@@ -201,3 +201,22 @@ def test_binomial_shortcut_has_the_binomial_distribution():
     draws = np.array([kernels.binomial(state, 20, 0.3) for _ in range(20000)])
     assert abs(draws.mean() - 6.0) < 0.06
     assert abs(draws.var() - 20 * 0.3 * 0.7) < 0.15
+
+
+def test_long_stretches_keep_the_binomial_mean_and_match_the_reference():
+    # (1 - p) ** n underflows for n in the thousands: drawn as sums of shorter binomials
+    for trials, p in ((1100, 0.5), (2000, 0.4), (5000, 0.2), (2000, 0.0), (2000, 1.0)):
+        state = new_state(4)
+        draws = np.array([kernels.binomial(state, trials, p) for _ in range(400)])
+        assert abs(draws.mean() - trials * p) < 4 * np.sqrt(trials * p * (1 - p) / 400) + 1e-9
+    regions = [Region(0, 64 * PAGE, 0)]
+    pages = [[(a * PAGE, 0.3) for a in range(64)]]
+    index = kernels.sampling_index([[a for a, _ in pages[0]]], [[p for _, p in pages[0]]], PAGE)
+    table = table_from(regions)
+    state = new_state(8)
+    rng = PyRandom(state)
+    kernels.sample_segment(table.n, *table.arrays()[:6], *index, PAGE, 1500, 1500, state)
+    reference.sample(regions, pages, PAGE, 1500, 1500, rng)
+    assert table.nr_accesses[0] == regions[0].nr_accesses
+    assert rng.state == int(state[0])
+    assert abs(regions[0].nr_accesses - 450) < 80

@@ -495,3 +495,62 @@ def test_migration_traffic_slows_the_application_in_the_solver():
     busy = solve(nodes, **app, background_gbps=background, background_read_fraction=read_share)
     assert busy.throughput_gbps[0] < quiet.throughput_gbps[0]
     assert busy.node_bandwidth_gbps.sum() > quiet.node_bandwidth_gbps.sum()
+
+
+# ------------------------------------------------------------- review regressions
+def test_no_time_is_lost_between_runs_even_with_tuned_long_intervals():
+    memory, app = host(n_pages=64, node=1)
+    kd = kdamond(memory, app, sample_us=3000, aggr_us=60_000)  # 1 s is not whole samples
+    kd.set_access_rates(app, np.full(64, 1.0))
+    for _ in range(30):
+        kd.run(1_000_000)
+    assert abs(kd.now_us - 30_000_000) < 3000
+    goal = IntervalsGoal(access_bp=400, aggrs=3, min_sample_us=5000, max_sample_us=10_000_000)
+    idle_memory, idle_app = host(n_pages=64, node=1)
+    idle = kdamond(idle_memory, idle_app, intervals_goal=goal)
+    idle.set_access_rates(idle_app, np.zeros(64))
+    for _ in range(400):
+        idle.run(1_000_000)
+    # intervals grew past the call length, yet the kdamond keeps up with the clock
+    assert idle.attrs.sample_us > 1_000_000
+    assert idle.target_us - idle.now_us <= idle.attrs.sample_us
+
+
+def test_charge_state_clears_after_a_single_page_resolution_region():
+    # regions A (4 pages, hot), B (1 page, cold), C (11 pages, cold); a quota of exactly A
+    memory, app = host(n_pages=16, node=1)
+    rates = np.zeros(16)
+    rates[:4] = 1e4
+    scheme = Scheme(
+        action="migrate_hot",
+        access_pattern=HOT,
+        target_nid=0,
+        quotas=Quotas(bytes=4 * PAGE, reset_interval_ms=100),
+    )
+    regions = [
+        (BASE, BASE + 4 * PAGE),
+        (BASE + 4 * PAGE, BASE + 5 * PAGE),
+        (BASE + 5 * PAGE, BASE + 16 * PAGE),
+    ]
+    kd = kdamond(memory, app, scheme, regions=regions, min_nr_regions=3, max_nr_regions=3)
+    kd.simple_pass_enabled = False
+    kd.set_access_rates(app, rates)
+    kd.run(100_000)  # first pass: A is charged, the state points past A's end
+    assert memory.resident_pages(app).tolist() == [4, 12]
+    memory.migrate_pages(app, np.arange(4), 1)  # move A back: it must be migrated again
+    kd.run(100_000)
+    # the kernel visits B (a single page: skipped, state kept) then C (state cleared) in the
+    # second pass, so the third pass starts over at A and migrates it
+    kd.run(100_000)
+    assert memory.resident_pages(app).tolist() == [4, 12]
+    assert kd.schemes[0].quota.charge_target_from in (-1, 0)
+
+
+def test_commit_reactivates_watermark_deactivated_schemes():
+    memory, app = host(n_pages=64, node=1, capacities=(4 * GiB, 4 * GiB))
+    marks = Watermarks(metric="free_mem_rate", interval_us=100_000, high=999, mid=10, low=0)
+    scheme = Scheme(action="stat", access_pattern=HOT, watermarks=marks)
+    kd = kdamond(memory, app, scheme)
+    kd.schemes[0].activated = False
+    kd.commit(kd.config)
+    assert kd.schemes[0].activated

@@ -127,7 +127,10 @@ class Kdamond:
         self.config = config
         self.memory = memory
         self.migration_cost = migration_cost or MigrationCost()
-        self._migration_ns_per_page = self.migration_cost.seconds_per_folio(memory.page_size) * 1e9
+        # whole nanoseconds, so that charged time adds up the same however passes group pages
+        self._migration_ns_per_page = round(
+            self.migration_cost.seconds_per_folio(memory.page_size) * 1e9
+        )
         self._dests_cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
         self.attrs: MonitoringAttrs = config.attrs
         self.min_region = memory.page_size
@@ -141,7 +144,8 @@ class Kdamond:
         self._snapshot_buffer = {name: np.zeros(0, dtype=np.int64) for name in AGGREGATED_FIELDS}
         self._last_nr_regions = 0
         self._max_nr_accesses_seen = 0
-        self.now_us = 0.0
+        self.now_us = 0.0  # the kdamond's clock: sample intervals and sleeps done
+        self.target_us = 0.0  # simulated time asked for by run() so far
         self.migrated_pages = np.zeros((memory.n_nodes, memory.n_nodes), dtype=np.int64)
         self._init_ctx()
         self._init_regions()
@@ -179,15 +183,20 @@ class Kdamond:
         runtime.quota.goal_values[goal] = int(value)
 
     def run(self, duration_us: float) -> None:
-        """Advance simulated time by ``duration_us`` microseconds."""
-        end_us = self.now_us + duration_us
+        """Advance simulated time by ``duration_us`` microseconds.
+
+        The kdamond keeps its own clock: a sample interval that does not fit in this call
+        runs in a later one, so time is never lost however ``run`` is called (with sample
+        intervals tuned past the call length, some calls do nothing)."""
+        self.target_us += duration_us
+        end_us = self.target_us
         while True:
             sample_us = max(self.attrs.sample_us, 1)
             if self.now_us + sample_us > end_us + 1e-6:
                 return
             wait_us = self._wait_activation()
             if wait_us:
-                self.now_us += min(wait_us, end_us - self.now_us)
+                self.now_us += wait_us  # the sleep may run past this call's end
                 continue
             budget = int((end_us - self.now_us + 1e-6) // sample_us)
             if self._fast_aggregations(budget):
@@ -340,9 +349,10 @@ class Kdamond:
         stats.nr_applied += nr_applied
         stats.sz_applied += moved_pages * self.memory.page_size
         runtime.quota.charged_sz += sz_tried
-        runtime.quota.total_charged_ns += walked * WALK_NS_PER_PAGE + int(
-            moved_pages * self._migration_ns_per_page
-        )
+        if runtime.config.action != "stat":  # stat does no page walk
+            runtime.quota.total_charged_ns += (
+                walked * WALK_NS_PER_PAGE + moved_pages * self._migration_ns_per_page
+            )
         runtime.tried_rows = []
         runtime.tried_columns = tuple(column[:tried_n].copy() for column in tried)
 
@@ -354,18 +364,27 @@ class Kdamond:
 
     def commit(self, config: ContextConfig) -> None:
         """``commit``: apply new parameters online (``damon_commit_ctx``); nothing changes if
-        the new configuration is invalid. Stats, quotas and monitoring results persist."""
+        the new configuration is invalid. Regions, stats and quota state persist; as in the
+        kernel (``damon_set_attrs``), the aggregation in progress is discarded and the
+        aggregation, update and apply countdowns restart, so committing more often than the
+        aggregation interval starves monitoring and DAMOS alike."""
         config.validate(node_has_memory=list(self.memory.node_has_memory))
         if config.operations != self.config.operations:
-            raise ValueError("operations: cannot change the operations set of a running context")
-        if [t.pid for t in config.targets] != [t.pid for t in self.config.targets]:
-            raise ValueError("targets: changing the targets of a running context is not simulated")
+            raise ValueError("operations: changing the operations set is not simulated")
+        if [(t.pid, t.regions) for t in config.targets] != [
+            (t.pid, t.regions) for t in self.config.targets
+        ]:
+            raise ValueError(
+                "targets: changing the targets or their regions of a running context is not "
+                "simulated"
+            )
         old = self.schemes
         self.schemes = []
         for i, scheme in enumerate(config.schemes):
             runtime = old[i] if i < len(old) else SchemeRuntime(scheme)
             kept_values = runtime.quota.goal_values
             runtime.config = scheme
+            runtime.activated = True  # damos_commit copies the source's fresh watermarks
             runtime.quota.goal_values = [g.current_value for g in scheme.quotas.goals]
             for k, goal in enumerate(scheme.quotas.goals):
                 if goal.target_metric != "user_input" and k < len(kept_values):
@@ -682,7 +701,7 @@ class Kdamond:
         if adaptation_bp == 10000:
             return
         sample = min(goal.max_sample_us, attrs.sample_us * adaptation_bp // 10000)
-        sample = max(goal.min_sample_us, sample)
+        sample = max(goal.min_sample_us, sample, 1)  # a 0 us interval would stop the clock
         new_attrs = _with_intervals(attrs, sample, sample * attrs.aggr_samples)
         self._set_attrs(new_attrs)
 
@@ -834,7 +853,10 @@ class Kdamond:
                 # regions before this one are skipped as charged in the last window
                 resolution = self._charge_resolution_index(quota)
                 loose[:resolution] = False
-                loose[resolution] = True
+                # the kernel clears the charge state at this region, or (when it is a single
+                # minimum region starting inside the charged range) at the next one
+                following = min(resolution + 2, table.n)
+                loose[resolution:following] = True
             interesting |= loose
         inserted = 0
         for original in np.flatnonzero(interesting):
@@ -844,9 +866,15 @@ class Kdamond:
             before = table.n
             self._apply_to_region(index, due)
             inserted += table.n - before
+        self._advance_apply_countdowns()
+
+    def _advance_apply_countdowns(self) -> None:
+        """The end of ``kdamond_apply_schemes``: every scheme whose time came, deactivated or
+        not, waits a full apply interval again."""
         sample = max(self.attrs.sample_us, 1)
-        for runtime in due:
-            runtime.next_apply_sis = self.passed + self._apply_interval(runtime) // sample
+        for runtime in self.schemes:
+            if self.passed >= runtime.next_apply_sis:
+                runtime.next_apply_sis = self.passed + self._apply_interval(runtime) // sample
 
     def _pass_is_simple(self, runtime: SchemeRuntime) -> bool:
         """One scheme, no quota (so no score cut, splits or charge skipping) and no filters:
@@ -874,9 +902,16 @@ class Kdamond:
         if scheme.action != "stat" and len(chosen):
             memory = self.memory
             if self.operations == "paddr":
-                passed = self._resident_frames_per_range(starts, ends) * memory.page_size
-                moved, result = memory.migrate_phys_ranges(starts, ends, scheme.target_nid)
-                self.migrated_pages += result.moved_matrix
+                # region by region: a region's frames are counted after the earlier regions'
+                # migrations may have filled them, as the kernel's walk sees them
+                for k in range(len(chosen)):
+                    passed[k] = self._resident_frames_in(int(starts[k]), int(ends[k]))
+                    moved_k, result = memory.migrate_phys_ranges(
+                        starts[k : k + 1], ends[k : k + 1], scheme.target_nid
+                    )
+                    moved[k] = moved_k[0]
+                    self.migrated_pages += result.moved_matrix
+                passed *= memory.page_size
             else:
                 nodes, weights = self._dest_arrays(scheme)
                 for target in np.unique(targets):
@@ -889,10 +924,11 @@ class Kdamond:
                     self.migrated_pages += result.moved_matrix
             table.age[chosen] = 0
         page_size = self.memory.page_size
-        walked = int(np.sum(ends - starts)) // page_size
-        runtime.quota.total_charged_ns += walked * WALK_NS_PER_PAGE + int(
-            int(moved.sum()) * self._migration_ns_per_page
-        )
+        if scheme.action != "stat":  # stat does no page walk (no ops filters simulated)
+            walked = int(np.sum((ends - starts) // page_size))
+            runtime.quota.total_charged_ns += (
+                walked * WALK_NS_PER_PAGE + int(moved.sum()) * self._migration_ns_per_page
+            )
         runtime.quota.charged_sz += int(np.sum(ends - starts))
         stats = runtime.stats
         stats.nr_tried += len(chosen)
@@ -902,16 +938,7 @@ class Kdamond:
         stats.sz_ops_filter_passed += int(passed.sum())
         runtime.tried_rows = []
         runtime.tried_columns = (targets, starts, ends, nr_seen, age_seen, passed)
-        sample = max(self.attrs.sample_us, 1)
-        runtime.next_apply_sis = self.passed + self._apply_interval(runtime) // sample
-
-    def _resident_frames_per_range(self, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-        first, _ = self.memory.node_phys_range(0)
-        occupied = np.concatenate(([0], np.cumsum(self.memory.frame_app >= 0)))
-        n_frames = len(occupied) - 1
-        lo = np.clip((starts - first) // self.memory.page_size, 0, n_frames)
-        hi = np.clip((ends - first) // self.memory.page_size, 0, n_frames)
-        return occupied[hi] - occupied[lo]
+        self._advance_apply_countdowns()
 
     def _charge_resolution_index(self, quota: QuotaState) -> int:
         """The region at which ``damos_skip_charged_region`` stops skipping: the first of the
@@ -1083,7 +1110,7 @@ class Kdamond:
         moved = int(result.moved_pages)
         # the action walks the page table over the whole region, then migrates what it must
         walked = (end - start) // memory.page_size
-        time_ns = walked * WALK_NS_PER_PAGE + int(moved * self._migration_ns_per_page)
+        time_ns = walked * WALK_NS_PER_PAGE + moved * self._migration_ns_per_page
         return moved * memory.page_size, filter_passed, time_ns
 
     def _dest_arrays(self, scheme: Scheme) -> tuple[np.ndarray, np.ndarray]:
@@ -1103,7 +1130,7 @@ class Kdamond:
     def _resident_frames_in(self, start: int, end: int) -> int:
         first, _ = self.memory.node_phys_range(0)
         lo = (start - first) // self.memory.page_size
-        hi = (end - first) // self.memory.page_size
+        hi = -((first - end) // self.memory.page_size)  # frames overlapping [start, end)
         return int(np.count_nonzero(self.memory.frame_app[max(lo, 0) : max(hi, 0)] >= 0))
 
 

@@ -20,6 +20,11 @@ from tierenv.damon.jit import njit
 from tierenv.damon.rng import GOLDEN, MIX1, MIX2, TO_UNIT, next_below, next_unit
 from tierenv.memory import kernels as memory_kernels
 
+# Inversion walks the pmf up from (1 - p) ** trials; with p <= 1/2 after flipping, 512 trials
+# keep that start above 1e-155, far from underflow. Longer stretches (an aggregation of more
+# than 512 samples, or a long run between events) are drawn as sums of such binomials.
+MAX_INVERSION_TRIALS = 512
+
 
 @njit(cache=True)
 def _power(base: float, exponent: int) -> float:
@@ -59,43 +64,15 @@ def _invert_binomial(u: float, trials: int, p: float) -> int:
 
 @njit(cache=True)
 def binomial(state: np.ndarray, trials: int, p: float) -> int:
-    """Binomial(trials, p) from one uniform draw (always exactly one, so streams that draw per
-    region stay aligned whatever p is)."""
-    return _invert_binomial(next_unit(state), trials, p)
-
-
-@njit(cache=True)
-def pages_below(
-    address: int,
-    run_address: np.ndarray,
-    run_page: np.ndarray,
-    run_length: np.ndarray,
-    first_run: int,
-    end_run: int,
-    page_size: int,
-) -> int:
-    """Index (into the flat page arrays) of the first page at or above ``address``.
-
-    A target's pages form a few runs of consecutive addresses (its mappings, or a node's
-    frames); run r starts at ``run_address[r]``, holds ``run_length[r]`` pages and its first
-    page has flat index ``run_page[r]``. A short search over runs and one division replace a
-    binary search over every page, which would cost more than the sampling itself.
-    """
-    lo = first_run
-    hi = end_run
-    while lo < hi:  # one past the last run starting at or below address
-        mid = (lo + hi) >> 1
-        if run_address[mid] <= address:
-            lo = mid + 1
-        else:
-            hi = mid
-    run = lo - 1
-    if run < first_run:
-        return run_page[first_run]
-    inside = (address - run_address[run] + page_size - 1) // page_size
-    if inside > run_length[run]:
-        inside = run_length[run]
-    return run_page[run] + inside
+    """Binomial(trials, p) by inversion: one uniform draw per started MAX_INVERSION_TRIALS
+    trials, whatever p is, so streams that draw per region stay aligned."""
+    accessed = _invert_binomial(next_unit(state), min(trials, MAX_INVERSION_TRIALS), p)
+    left = trials - MAX_INVERSION_TRIALS
+    while left > 0:
+        chunk = min(left, MAX_INVERSION_TRIALS)
+        accessed += _invert_binomial(next_unit(state), chunk, p)
+        left -= chunk
+    return accessed
 
 
 @njit(cache=True)
@@ -127,7 +104,9 @@ def sample_segment(
     Binomial(samples, p̄), drawn here by ``binomial``'s inversion. ``nr_accesses_bp`` follows
     damon_moving_sum's integer arithmetic.
 
-    Target t's pages are the runs ``target_runs[t]:target_runs[t+1]`` (see ``pages_below``);
+    Target t's pages are the runs ``target_runs[t]:target_runs[t+1]``: run r starts at
+    ``run_address[r]``, holds ``run_length[r]`` pages and its first page has flat index
+    ``run_page[r]`` (``sampling_index`` builds them);
     ``cumulative_p`` holds prefix sums of the pages' probabilities in flat page order with one
     leading zero per target (the sum up to flat page k of target t is ``cumulative_p[k + t]``).
 
@@ -170,7 +149,19 @@ def sample_segment(
         z = (z ^ (z >> np.uint64(27))) * np.uint64(MIX2)
         z = z ^ (z >> np.uint64(31))
         u = float(z >> np.uint64(11)) * TO_UNIT
-        if p <= 0.0 or samples <= 0:
+        if samples > MAX_INVERSION_TRIALS:  # long stretches: exact sum of short binomials
+            accessed = _invert_binomial(u, MAX_INVERSION_TRIALS, p)
+            left = samples - MAX_INVERSION_TRIALS
+            while left > 0:
+                rng += np.uint64(GOLDEN)
+                z = rng
+                z = (z ^ (z >> np.uint64(30))) * np.uint64(MIX1)
+                z = (z ^ (z >> np.uint64(27))) * np.uint64(MIX2)
+                z = z ^ (z >> np.uint64(31))
+                chunk = min(left, MAX_INVERSION_TRIALS)
+                accessed += _invert_binomial(float(z >> np.uint64(11)) * TO_UNIT, chunk, p)
+                left -= chunk
+        elif p <= 0.0 or samples <= 0:
             accessed = 0
         elif p >= 1.0:
             accessed = samples

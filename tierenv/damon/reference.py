@@ -39,9 +39,22 @@ def _power(base: float, exponent: int) -> float:
     return result
 
 
+MAX_INVERSION_TRIALS = 512
+
+
 def binomial(rng: PyRandom, trials: int, p: float) -> int:
+    """A sum of inversions of at most MAX_INVERSION_TRIALS trials, one uniform each."""
+    accessed = _invert(rng.unit(), min(trials, MAX_INVERSION_TRIALS), p)
+    left = trials - MAX_INVERSION_TRIALS
+    while left > 0:
+        chunk = min(left, MAX_INVERSION_TRIALS)
+        accessed += _invert(rng.unit(), chunk, p)
+        left -= chunk
+    return accessed
+
+
+def _invert(u: float, trials: int, p: float) -> int:
     """Inversion from one uniform, walking from the likelier end (k = trials - Bin(1-p))."""
-    u = rng.unit()
     if p <= 0.0 or trials <= 0:
         return 0
     if p >= 1.0:

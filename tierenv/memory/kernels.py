@@ -173,7 +173,11 @@ def migrate_list(app, pages, dests, mem, moved):
 
 def migrate_vaddr_range(app, start, end, shift, dest_nodes, dest_weights, mem, moved):
     """DAMOS vaddr migrate: every resident page overlapping [start, end) goes to its dest by
-    weighted interleave over the dests in array order; returns (moved, failed)."""
+    weighted interleave over the dests in array order; returns (moved, failed).
+
+    As ``damos_va_migrate`` does, the pages are first sorted into one list per dest and the
+    lists are then migrated one after another in dests order (so a frame freed by a page
+    leaving node A serves only the lists that come later)."""
     page_node, _, page_vaddr, app_base, app_npages, _ = mem[5:]
     total = 0
     for k in range(dest_weights.size):
@@ -186,19 +190,24 @@ def migrate_vaddr_range(app, start, end, shift, dest_nodes, dest_weights, mem, m
     first = _search(vaddr, start - size)  # first page whose end lies beyond start
     last = _search(vaddr, end - 1)  # first page that starts at or after end
     n_moved, n_failed = 0, 0
-    for p in range(first, last):
-        if page_node[base + p] < 0:
+    for dest in range(dest_weights.size):
+        if dest_weights[dest] == 0:
             continue
-        target = (vaddr[p] >> shift) % total
-        k = 0
-        while target >= dest_weights[k]:
-            target -= dest_weights[k]
-            k += 1
-        result = _move(app, p, dest_nodes[k], mem, moved)
-        if result > 0:
-            n_moved += 1
-        elif result < 0:
-            n_failed += 1
+        for p in range(first, last):
+            if page_node[base + p] < 0:
+                continue
+            target = (vaddr[p] >> shift) % total
+            k = 0
+            while target >= dest_weights[k]:
+                target -= dest_weights[k]
+                k += 1
+            if k != dest:
+                continue
+            result = _move(app, p, dest_nodes[k], mem, moved)
+            if result > 0:
+                n_moved += 1
+            elif result < 0:
+                n_failed += 1
     return n_moved, n_failed
 
 

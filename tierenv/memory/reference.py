@@ -122,8 +122,14 @@ def migrate_vaddr_range(app, start, end, shift, dest_nodes, dest_weights, mem, m
     base = int(app_base[app])
     vaddr = page_vaddr[base : base + app_npages[app]]
     pages = np.flatnonzero((vaddr < end) & (vaddr + (1 << shift) > start))
-    dests = interleave_targets(vaddr[pages] >> shift, dest_nodes, dest_weights)
-    return _migrate(app, pages, dests, mem, moved)
+    if len(pages) == 0 or int(np.sum(dest_weights)) == 0:
+        return 0, 0
+    # which dest (array position) each page's interleave index picks
+    bounds = np.cumsum(dest_weights)
+    position = np.searchsorted(bounds, (vaddr[pages] >> shift) % bounds[-1], side="right")
+    order = np.argsort(position, kind="stable")  # one list per dest, in dests order
+    pages = pages[order]
+    return _migrate(app, pages, np.asarray(dest_nodes)[position[order]], mem, moved)
 
 
 def migrate_frames(first, last, dst, mem, moved):
