@@ -236,3 +236,20 @@ def test_cli_lists_and_simulates(tmp_path, capsys):
     assert "mean weighted speedup" in out and plot.stat().st_size > 10_000
     assert main(["simulate", "steady-single", "--weights", "3:1:1"]) == 2
     assert "has 2 nodes" in capsys.readouterr().err
+
+
+def test_a_growing_application_touches_pages_over_time_under_the_weights_then():
+    text = GOOD.replace('working_set = "1 GiB"', 'working_set = "1 GiB"\ngrowth = "128 MiB"')
+    text = text.replace(
+        '[[nodes]]\nprofile = "bytedance-ddr5-snc"\ncapacity = "4 GiB"',
+        '[[nodes]]\nprofile = "bytedance-ddr5-snc"\ncapacity = "4 GiB"\n'
+        '[[nodes]]\nprofile = "bytedance-cxl-asic"\ncapacity = "4 GiB"',
+    )
+    host = SimulatedHost(parse_scenario(text, source="grow.toml"), weights=[1, 1], seed=0)
+    resident = [host.step().measurements.resident_pages[0].sum() for _ in range(3)]
+    assert resident == [64, 128, 192]  # 128 MiB a second in 2 MiB pages
+    host.set_weights([3, 1])
+    for _ in range(4):
+        last = host.step().measurements.resident_pages[0]
+    # pages touched after the change follow 3:1 (DAMOS also moves the older ones)
+    assert last.sum() == 448 and last[0] > last[1]
