@@ -100,13 +100,13 @@ CASES = (
 
 
 NOTES = """\
-Where the time goes. Monitoring costs about 40 ns per region per aggregation (sampling with
-one exact binomial draw per region, merge, split), run in one compiled call between DAMOS
-passes. A DAMOS pass walks every page of the regions it applies to, as the kernel's page-table
-walk does: a scheme applied every aggregation without a quota walks most of the program's
-memory ten times a second, and a 200 MiB/s quota over 4 KiB pages walks 51,200 pages a second
-(and quota-limited passes still step through their regions in Python). New access rates
-rebuild the sampling index (one exp per page).
+Where the time goes. Monitoring (per region and aggregation: one exact binomial draw, the
+merge, the split) runs in one compiled call between DAMOS passes. A DAMOS pass walks every page
+of the regions it applies to, as the kernel's page-table walk does: a scheme applied every
+aggregation without a quota walks most of the program's memory ten times a second, and a 200
+MiB/s quota over 4 KiB pages walks 51,200 pages a second (and quota-limited passes still step
+through their regions in Python). New access rates rebuild the sampling index (one exp per
+page).
 """
 
 

@@ -26,6 +26,7 @@ Simulator conventions (stated once here):
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -702,7 +703,9 @@ class Kdamond:
             return
         sample = min(goal.max_sample_us, attrs.sample_us * adaptation_bp // 10000)
         sample = max(goal.min_sample_us, sample, 1)  # a 0 us interval would stop the clock
-        new_attrs = _with_intervals(attrs, sample, sample * attrs.aggr_samples)
+        new_attrs = dataclasses.replace(
+            attrs, sample_us=sample, aggr_us=sample * attrs.aggr_samples
+        )
         self._set_attrs(new_attrs)
 
     def _set_attrs(self, new: MonitoringAttrs) -> None:
@@ -952,7 +955,6 @@ class Kdamond:
 
     def _apply_to_region(self, index: int, due: list[SchemeRuntime]) -> None:
         """``damon_do_apply_schemes`` for one region (``index`` may move to a split-off part)."""
-        table = self.regions
         for runtime in due:
             quota = runtime.quota
             if quota.exhausted:
@@ -963,7 +965,6 @@ class Kdamond:
             if not self._valid_target(index, runtime):
                 continue
             self._apply_scheme(index, runtime)
-        del table
 
     def _skip_charged_region(self, index: int, runtime: SchemeRuntime) -> tuple[bool, int]:
         quota = runtime.quota
@@ -1132,12 +1133,6 @@ class Kdamond:
         lo = (start - first) // self.memory.page_size
         hi = -((first - end) // self.memory.page_size)  # frames overlapping [start, end)
         return int(np.count_nonzero(self.memory.frame_app[max(lo, 0) : max(hi, 0)] >= 0))
-
-
-def _with_intervals(attrs: MonitoringAttrs, sample_us: int, aggr_us: int) -> MonitoringAttrs:
-    import dataclasses
-
-    return dataclasses.replace(attrs, sample_us=sample_us, aggr_us=aggr_us)
 
 
 def _set_regions(

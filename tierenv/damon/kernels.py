@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 from tierenv.damon.jit import njit
-from tierenv.damon.rng import GOLDEN, MIX1, MIX2, TO_UNIT, next_below, next_unit
+from tierenv.damon.rng import GOLDEN, TO_UNIT, mix64, next_below, next_unit
 from tierenv.memory import kernels as memory_kernels
 
 # Inversion walks the pmf up from (1 - p) ** trials; with p <= 1/2 after flipping, 512 trials
@@ -142,24 +142,16 @@ def sample_segment(
         p = 0.0
         if slots > 0 and beyond > first:
             p = (cumulative_p[beyond + t] - cumulative_p[first + t]) / slots
-        # one SplitMix64 draw (see rng.next_u64), then inversion (see binomial)
+        # one SplitMix64 draw (as rng.next_unit), then inversion (as binomial)
         rng += np.uint64(GOLDEN)
-        z = rng
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(MIX1)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(MIX2)
-        z = z ^ (z >> np.uint64(31))
-        u = float(z >> np.uint64(11)) * TO_UNIT
+        u = float(mix64(rng) >> np.uint64(11)) * TO_UNIT
         if samples > MAX_INVERSION_TRIALS:  # long stretches: exact sum of short binomials
             accessed = _invert_binomial(u, MAX_INVERSION_TRIALS, p)
             left = samples - MAX_INVERSION_TRIALS
             while left > 0:
                 rng += np.uint64(GOLDEN)
-                z = rng
-                z = (z ^ (z >> np.uint64(30))) * np.uint64(MIX1)
-                z = (z ^ (z >> np.uint64(27))) * np.uint64(MIX2)
-                z = z ^ (z >> np.uint64(31))
                 chunk = min(left, MAX_INVERSION_TRIALS)
-                accessed += _invert_binomial(float(z >> np.uint64(11)) * TO_UNIT, chunk, p)
+                accessed += _invert_binomial(float(mix64(rng) >> np.uint64(11)) * TO_UNIT, chunk, p)
                 left -= chunk
         elif p <= 0.0 or samples <= 0:
             accessed = 0

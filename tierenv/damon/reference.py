@@ -82,19 +82,21 @@ def sample(
 ) -> int:
     """``samples`` rounds of ``damon_update_region_access_rate``; ``pages[t]`` = sorted
     (address, P(accessed in one sample interval)) of target t. Returns the largest count."""
+    addresses = [[a for a, _ in target] for target in pages]
+    cumulative = []  # summed in page order, as the compiled prefix sums are
+    for target in pages:
+        sums = [0.0]
+        for _, p in target:
+            sums.append(sums[-1] + p)
+        cumulative.append(sums)
     largest = 0
     for r in regions:
-        addresses = [a for a, _ in pages[r.target]]
-        first = bisect.bisect_left(addresses, r.start)
-        beyond = bisect.bisect_left(addresses, r.end)
+        first = bisect.bisect_left(addresses[r.target], r.start)
+        beyond = bisect.bisect_left(addresses[r.target], r.end)
         slots = r.size // page_size
         total = 0.0
-        # the same summation order as the compiled prefix sums: cumulative from the first page
-        cumulative = [0.0]
-        for _, p in pages[r.target]:
-            cumulative.append(cumulative[-1] + p)
         if slots > 0 and beyond > first:
-            total = (cumulative[beyond] - cumulative[first]) / slots
+            total = (cumulative[r.target][beyond] - cumulative[r.target][first]) / slots
         accessed = binomial(rng, samples, total)
         r.nr_accesses_bp += -samples * ((r.last_nr_accesses * 10000) // len_window)
         r.nr_accesses_bp += accessed * 10000

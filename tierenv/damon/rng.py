@@ -27,12 +27,18 @@ def new_state(seed: int | np.random.SeedSequence) -> np.ndarray:
 
 
 @njit(cache=True)
-def next_u64(state: np.ndarray) -> np.uint64:
-    state[0] += np.uint64(GOLDEN)
-    z = state[0]
+def mix64(z: np.uint64) -> np.uint64:
+    """SplitMix64's output for the state value ``z`` (scalar in, scalar out, so compiled
+    loops can keep the state in a local and call this without array overhead)."""
     z = (z ^ (z >> np.uint64(30))) * np.uint64(MIX1)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(MIX2)
     return z ^ (z >> np.uint64(31))
+
+
+@njit(cache=True)
+def next_u64(state: np.ndarray) -> np.uint64:
+    state[0] += np.uint64(GOLDEN)
+    return mix64(state[0])
 
 
 @njit(cache=True)

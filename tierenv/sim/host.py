@@ -19,6 +19,7 @@ One control interval, in order:
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -230,7 +231,9 @@ class SimulatedHost:
                     app.intensity = event.intensity
                     app.alone_gbps = self._alone(app)
                 if event.hot_offset is not None:
-                    app.distribution = _replace_offset(app.distribution, event.hot_offset)
+                    app.distribution = dataclasses.replace(
+                        app.distribution, hot_offset=event.hot_offset
+                    )
                     app.shares = app.distribution.page_shares(app.n_pages)
                     app.hot = None
                     app.rates_scale = -1.0
@@ -435,9 +438,3 @@ def _regions(app: _App) -> dict[str, np.ndarray]:
     regions = app.kdamond.aggregated_regions()
     del regions["target"]
     return regions
-
-
-def _replace_offset(distribution: Distribution, offset: float) -> Distribution:
-    import dataclasses
-
-    return dataclasses.replace(distribution, hot_offset=offset)

@@ -214,7 +214,7 @@ def parse_scenario(text: str, source: str = "<text>", base: Path | None = None) 
             reader.fail(f"apps[{i}].name", f"{app_name!r} is used by two applications")
     events = tuple(
         reader.event(entry, f"events[{i}]", apps, duration)
-        for i, entry in enumerate(reader.tables(data, "events", required=False))
+        for i, entry in enumerate(reader.tables(data, "events"))
     )
     seen: dict[tuple[str, float], int] = {}
     for i, event in enumerate(events):
@@ -307,12 +307,11 @@ class _Reader:
                 where = f"{path}.{key}" if path else key
                 self.fail(where, f"unknown key; expected one of {', '.join(allowed)}")
 
-    def tables(self, data: dict, key: str, required: bool = True) -> list[dict]:
+    def tables(self, data: dict, key: str) -> list[dict]:
+        """The ``[[key]]`` tables (none if absent; callers say whether some are required)."""
         value = data.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
             self.fail(key, f"expected a list of tables ([[{key}]]), got {value!r}")
-        if required and not value:
-            return []
         return value
 
     def _get(self, table: dict, key: str, path: str, default: Any) -> Any:
