@@ -257,6 +257,21 @@ class MemoryState:
     def resident_bytes(self, app: int) -> np.ndarray:
         return self.resident_pages(app) * self._page_size
 
+    def resident_pages_in_ranges(
+        self, app: int, starts: np.ndarray, ends: np.ndarray
+    ) -> np.ndarray:
+        """(ranges, nodes) resident pages of ``app`` whose address lies in [start, end): what
+        a host learns by asking move_pages(2) where the pages of each DAMON region are."""
+        vaddr = self.app_page_vaddr(app)
+        nodes = self.node_of_page(app)
+        first = np.searchsorted(vaddr, np.asarray(starts, dtype=np.int64))
+        last = np.searchsorted(vaddr, np.asarray(ends, dtype=np.int64))
+        counts = np.empty((first.size, self.n_nodes), dtype=np.int64)
+        for node in range(self.n_nodes):
+            running = np.concatenate(([0], np.cumsum(nodes == node)))
+            counts[:, node] = running[last] - running[first]
+        return counts
+
     # ---- allocation -----------------------------------------------------------------------
 
     def allocate(

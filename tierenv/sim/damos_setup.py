@@ -16,6 +16,7 @@ that behaviour; a quota of whole pages avoids it).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from tierenv.damon.config import (
@@ -42,6 +43,12 @@ class DamosSetup:
 
     def context(self, app_id: int, weights: list[int]) -> ContextConfig:
         """The kdamond context for one application with dests following ``weights``."""
+        return self._context(app_id, tuple(int(w) for w in weights))
+
+    @functools.lru_cache(maxsize=4096)  # noqa: B019 - frozen, hashable, few instances
+    def _context(self, app_id: int, weights: tuple[int, ...]) -> ContextConfig:
+        # Cached: a controller revisits the same weights, and building a checked config
+        # costs about 0.1 ms.
         pattern = AccessPattern.from_user(
             self.attrs, access_rate_percent=(self.min_access_percent, 100)
         )

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tierenv.damon.kdamond import Kdamond, SchemeStats
+from tierenv.contracts.measurements import GroundTruth, Measurements, NodeInfo, StepResult
+from tierenv.damon.kdamond import Kdamond
 from tierenv.hardware.solver import NodeSet, alone_throughput_gbps, solve
 from tierenv.memory.interleave import check_weights
 from tierenv.memory.migration_cost import MigrationCost
@@ -33,51 +34,10 @@ from tierenv.sim.damos_setup import DamosSetup
 from tierenv.workload.access import Distribution
 from tierenv.workload.scenario import AppRun, Scenario
 
+__all__ = ["GroundTruth", "Measurements", "NodeInfo", "SimulatedHost", "StepResult"]
+
 VMA_BASE = 0x7F00_0000_0000
 RATE_TOLERANCE = 0.005  # rebuild DAMON's sampling index only when a rate moved more than this
-
-
-@dataclass(frozen=True)
-class Measurements:
-    """What a real host could measure over one control interval.
-
-    Per-application arrays follow ``app_names`` (the applications running in the interval).
-    """
-
-    time_s: float  # end of the interval
-    interval_s: float
-    weights: np.ndarray  # (nodes,) interleave weights in force during the interval
-    node_bandwidth_gbps: np.ndarray  # (nodes,) all traffic, migrations included (uncore)
-    node_read_fraction: np.ndarray  # (nodes,)
-    app_names: tuple[str, ...]
-    app_throughput_gbps: np.ndarray  # (apps,) the applications' own metric
-    resident_pages: np.ndarray  # (apps, nodes) as /proc/PID/numa_maps shows
-    migrated_bytes: np.ndarray  # (nodes, nodes) moved from row to column this interval
-    pgmigrate_success: int  # pages this interval (/proc/vmstat deltas)
-    pgmigrate_fail: int
-    damon_regions: dict[str, dict[str, np.ndarray]]  # per app: start, end, nr_accesses, age
-    damos_stats: dict[str, SchemeStats]  # per app, cumulative (stats/ files)
-    nr_accesses_max: int  # samples per aggregation (for normalising nr_accesses)
-
-
-@dataclass(frozen=True)
-class GroundTruth:
-    """What only the simulator knows (for analysis and privileged features)."""
-
-    node_latency_ns: np.ndarray  # (nodes,)
-    app_latency_ns: np.ndarray  # (apps,) mean memory latency each application sees
-    app_access_split: np.ndarray  # (apps, nodes) share of each app's accesses per node
-    app_alone_gbps: np.ndarray  # (apps,) throughput alone on idle local memory
-    weighted_speedup: float  # sum of throughput / alone over running apps
-    app_hot_pages: np.ndarray  # (apps, nodes) pages of each app's hot set per node
-    background_gbps: np.ndarray  # (nodes,) migration copy traffic
-    solver_converged: bool
-
-
-@dataclass(frozen=True)
-class StepResult:
-    measurements: Measurements
-    truth: GroundTruth
 
 
 @dataclass
@@ -142,6 +102,15 @@ class SimulatedHost:
         memory = MemoryState(
             [node.capacity_bytes for node in scenario.nodes], page_size=scenario.page_size
         )
+        self._node_info = NodeInfo(
+            names=tuple(node.profile.name for node in scenario.nodes),
+            peak_gbps=np.array(
+                [float(node.profile.saturation_gbps(1.0)) for node in scenario.nodes]
+            ),
+            idle_latency_ns=self.nodes.idle_latency_ns.copy(),
+            capacity_bytes=np.array([node.capacity_bytes for node in scenario.nodes], dtype=float),
+            page_size=scenario.page_size,
+        )
         self._state = _State(
             time_s=0.0,
             memory=memory,
@@ -153,6 +122,14 @@ class SimulatedHost:
     @property
     def n_nodes(self) -> int:
         return len(self.scenario.nodes)
+
+    @property
+    def node_info(self) -> NodeInfo:
+        return self._node_info
+
+    @property
+    def control_interval_s(self) -> float:
+        return self.scenario.control_interval_s
 
     @property
     def time_s(self) -> float:
@@ -181,6 +158,25 @@ class SimulatedHost:
         for app in state.apps.values():
             if app.kdamond is not None:
                 app.kdamond.commit(self.damos.context(app.memory_id, checked.tolist()))
+
+    def set_damos_quota(self, bytes_per_s: int) -> None:
+        """A new ``migrate_hot`` quota (bytes per second; 0 means unlimited), committed to
+        every kdamond."""
+        if bytes_per_s < 0:
+            raise ValueError(f"DAMOS quota must be >= 0 bytes/s, got {bytes_per_s}")
+        # Whole pages: the kernel charges whole minimum regions, so a quota that is not a
+        # multiple of one is never reached exactly (see damos_setup).
+        page = self.scenario.page_size
+        per_window = int(bytes_per_s * self.damos.quota_reset_interval_ms / 1000) // page * page
+        if bytes_per_s > 0:
+            per_window = max(per_window, page)
+        if per_window == self.damos.quota_bytes:
+            return
+        self.damos = dataclasses.replace(self.damos, quota_bytes=per_window)
+        weights = self._state.weights.tolist()
+        for app in self._state.apps.values():
+            if app.kdamond is not None:
+                app.kdamond.commit(self.damos.context(app.memory_id, weights))
 
     def step(self) -> StepResult:
         """Advance one control interval."""
@@ -383,6 +379,7 @@ class SimulatedHost:
         for app, gbps in zip(apps, throughput, strict=True):
             app.throughput_gbps = float(gbps)
         alone = np.array([app.alone_gbps for app in apps])
+        regions = {app.name: _regions(app) for app in apps if app.kdamond is not None}
         success, fail = memory.pgmigrate_success, memory.pgmigrate_fail
         last_success, last_fail = state.last_pgmigrate
         state.last_pgmigrate = (success, fail)
@@ -392,22 +389,32 @@ class SimulatedHost:
             weights=state.weights.copy(),
             node_bandwidth_gbps=np.asarray(node_bandwidth, dtype=float).copy(),
             node_read_fraction=np.asarray(node_reads, dtype=float).copy(),
+            node_latency_ns=np.asarray(node_latency, dtype=float).copy(),
+            node_free_bytes=(memory.free_pages * memory.page_size).astype(float),
             app_names=tuple(app.name for app in apps),
             app_throughput_gbps=np.asarray(throughput, dtype=float).copy(),
             resident_pages=resident,
             migrated_bytes=moved_pages * self.scenario.page_size,
             pgmigrate_success=success - last_success,
             pgmigrate_fail=fail - last_fail,
-            damon_regions={app.name: _regions(app) for app in apps if app.kdamond is not None},
+            damon_regions=regions,
+            damon_region_pages={
+                name: memory.resident_pages_in_ranges(
+                    state.apps[name].memory_id, columns["start"], columns["end"]
+                )
+                for name, columns in regions.items()
+            },
             damos_stats={
                 app.name: copy.copy(app.kdamond.schemes[0].stats)
                 for app in apps
                 if app.kdamond is not None and app.kdamond.schemes
             },
+            damos_quota_bytes_per_s=self.damos.quota_bytes
+            * 1000
+            / self.damos.quota_reset_interval_ms,
             nr_accesses_max=self.damos.attrs.max_nr_accesses,
         )
         truth = GroundTruth(
-            node_latency_ns=np.asarray(node_latency, dtype=float).copy(),
             app_latency_ns=np.asarray(app_latency, dtype=float).copy(),
             app_access_split=split,
             app_alone_gbps=alone,

@@ -91,7 +91,7 @@ def table(trace: Trace, every: int = 10) -> str:
         m, truth = step.measurements, step.truth
         row = [f"{m.time_s:.0f}"]
         row += [f"{b:.1f}" for b in m.node_bandwidth_gbps]
-        row += [f"{lat:.0f}" for lat in truth.node_latency_ns]
+        row += [f"{lat:.0f}" for lat in m.node_latency_ns]
         row += ["-" if np.isnan(throughput[n][t]) else f"{throughput[n][t]:.1f}" for n in names]
         row += ["-" if np.isnan(local[n][t]) else f"{local[n][t]:.0%}" for n in names]
         row += [f"{m.migrated_bytes.sum() / 1e6:.0f}", f"{truth.weighted_speedup:.3f}"]
@@ -114,7 +114,7 @@ def plot(trace: Trace, path: Path) -> Path:
     names = [node.profile.name for node in trace.scenario.nodes]
     fig, axes = plt.subplots(4, 1, figsize=(9, 11), sharex=True)
     bandwidth = np.array([s.measurements.node_bandwidth_gbps for s in trace.steps])
-    latency = np.array([s.truth.node_latency_ns for s in trace.steps])
+    latency = np.array([s.measurements.node_latency_ns for s in trace.steps])
     for i, name in enumerate(names):
         axes[0].plot(times, bandwidth[:, i], label=f"node{i} {name}")
         axes[1].plot(times, latency[:, i], label=f"node{i}")

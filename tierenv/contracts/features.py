@@ -1,0 +1,372 @@
+"""The observation contract: named features with units and fixed physical normalisation.
+
+One list serves the env, the baselines and the daemon, so a policy sees the same numbers in
+simulation and on a host. Every feature says where a real host reads it; features only a
+simulator knows are flagged ``host_observable=False`` and are left out unless asked for, so a
+policy trained on them cannot be exported to a host by mistake.
+
+Per-node features are named ``group[nodeK]``, DAMON hotness ``hotness[nodeK,bin]``. Values
+are clipped to each feature's documented range (the observation space's bounds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from tierenv.contracts.measurements import GroundTruth, Measurements, NodeInfo
+
+GiB = 1 << 30
+# DAMON hotness bins by nr_accesses / max_nr_accesses: lower edges. "warm" starts where the
+# migrate_hot scheme's 5 % threshold does.
+HOTNESS_BINS = (("idle", 0.0), ("warm", 0.05), ("hot", 0.25), ("hottest", 0.5))
+
+
+class FeatureError(ValueError):
+    """An unknown feature group or feature set."""
+
+
+Compute = Callable[[Measurements, GroundTruth | None, NodeInfo], np.ndarray]
+
+
+@dataclass(frozen=True)
+class FeatureGroup:
+    """A group of features: one value, one per node or one per node and hotness bin."""
+
+    name: str
+    per: str  # "host", "node" or "node,bin"
+    unit: str
+    description: str
+    host_source: str  # where a real host reads it ("" when it cannot)
+    low: float
+    high: float
+    compute: Compute
+
+    @property
+    def host_observable(self) -> bool:
+        return bool(self.host_source)
+
+    def names(self, n_nodes: int) -> list[str]:
+        if self.per == "host":
+            return [self.name]
+        if self.per == "node":
+            return [f"{self.name}[node{k}]" for k in range(n_nodes)]
+        return [f"{self.name}[node{k},{b}]" for k in range(n_nodes) for b, _ in HOTNESS_BINS]
+
+
+# ------------------------------------------------------------------------------- computing
+def _bandwidth(m: Measurements, _t: GroundTruth | None, nodes: NodeInfo) -> np.ndarray:
+    return m.node_bandwidth_gbps / nodes.peak_gbps
+
+
+def _latency(m: Measurements, _t: GroundTruth | None, nodes: NodeInfo) -> np.ndarray:
+    return m.node_latency_ns / nodes.idle_latency_ns
+
+
+def _read_fraction(m: Measurements, _t: GroundTruth | None, _n: NodeInfo) -> np.ndarray:
+    return m.node_read_fraction
+
+
+def _resident(m: Measurements, _t: GroundTruth | None, nodes: NodeInfo) -> np.ndarray:
+    per_node = m.resident_pages.sum(axis=0) if m.resident_pages.size else np.zeros(nodes.n_nodes)
+    return _shares(per_node)
+
+
+def _free(m: Measurements, _t: GroundTruth | None, nodes: NodeInfo) -> np.ndarray:
+    return m.node_free_bytes / np.maximum(nodes.capacity_bytes, 1.0)
+
+
+def _damon_bytes(m: Measurements, n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(nodes, bins) monitored pages per hotness bin and (nodes,) access-weighted pages."""
+    pages = np.zeros((n_nodes, len(HOTNESS_BINS)))
+    accesses = np.zeros(n_nodes)
+    edges = np.array([edge for _, edge in HOTNESS_BINS[1:]])
+    for app, regions in m.damon_regions.items():
+        on_nodes = m.damon_region_pages[app]  # (regions, nodes)
+        rate = regions["nr_accesses"] / max(m.nr_accesses_max, 1)
+        bins = np.searchsorted(edges, rate, side="right")
+        for node in range(n_nodes):
+            pages[node] += np.bincount(bins, weights=on_nodes[:, node], minlength=pages.shape[1])
+        accesses += rate @ on_nodes
+    return pages, accesses
+
+
+def _hotness(m: Measurements, _t: GroundTruth | None, nodes: NodeInfo) -> np.ndarray:
+    pages, _ = _damon_bytes(m, nodes.n_nodes)
+    return _shares(pages).ravel()
+
+
+def _access_share(m: Measurements, _t: GroundTruth | None, nodes: NodeInfo) -> np.ndarray:
+    _, accesses = _damon_bytes(m, nodes.n_nodes)
+    return _shares(accesses)
+
+
+def _weights(m: Measurements, _t: GroundTruth | None, _n: NodeInfo) -> np.ndarray:
+    return _shares(m.weights.astype(float))
+
+
+def _migrated(m: Measurements, _t: GroundTruth | None, _n: NodeInfo) -> np.ndarray:
+    return m.migrated_bytes.sum(axis=0) / GiB / m.interval_s
+
+
+def _throughput(m: Measurements, _t: GroundTruth | None, nodes: NodeInfo) -> np.ndarray:
+    return np.array([m.app_throughput_gbps.sum() / nodes.peak_gbps.sum()])
+
+
+def _apps(m: Measurements, _t: GroundTruth | None, _n: NodeInfo) -> np.ndarray:
+    return np.array([float(len(m.app_names))])
+
+
+def _true_access_share(m: Measurements, t: GroundTruth | None, nodes: NodeInfo) -> np.ndarray:
+    truth = _required(t)
+    if not m.app_names:
+        return np.zeros(nodes.n_nodes)
+    return _shares(m.app_throughput_gbps @ truth.app_access_split)
+
+
+def _true_hot_share(_m: Measurements, t: GroundTruth | None, nodes: NodeInfo) -> np.ndarray:
+    truth = _required(t)
+    hot = truth.app_hot_pages.sum(axis=0) if truth.app_hot_pages.size else np.zeros(nodes.n_nodes)
+    return _shares(hot)
+
+
+def _true_speedup(m: Measurements, t: GroundTruth | None, _n: NodeInfo) -> np.ndarray:
+    truth = _required(t)
+    return np.array([truth.weighted_speedup / max(len(m.app_names), 1)])
+
+
+def _shares(values: np.ndarray) -> np.ndarray:
+    total = values.sum()
+    return values / total if total > 0 else np.zeros_like(values, dtype=float)
+
+
+def _required(truth: GroundTruth | None) -> GroundTruth:
+    if truth is None:
+        raise FeatureError("a privileged feature needs the simulator's ground truth")
+    return truth
+
+
+FEATURE_GROUPS: tuple[FeatureGroup, ...] = (
+    FeatureGroup(
+        "bandwidth",
+        "node",
+        "fraction of peak",
+        "all traffic on the node over its peak (100 % read) bandwidth",
+        "uncore IMC / CXL port counters",
+        0.0,
+        2.0,
+        _bandwidth,
+    ),
+    FeatureGroup(
+        "latency",
+        "node",
+        "ratio to idle",
+        "loaded latency over idle latency",
+        "CHA TOR occupancy / inserts (Colloid's method)",
+        0.0,
+        20.0,
+        _latency,
+    ),
+    FeatureGroup(
+        "read_fraction",
+        "node",
+        "fraction",
+        "share of the node's bytes that are reads",
+        "uncore CAS read / write counters",
+        0.0,
+        1.0,
+        _read_fraction,
+    ),
+    FeatureGroup(
+        "resident",
+        "node",
+        "fraction",
+        "share of the managed applications' resident pages on the node",
+        "/proc/PID/numa_maps N<node>= counts",
+        0.0,
+        1.0,
+        _resident,
+    ),
+    FeatureGroup(
+        "free",
+        "node",
+        "fraction",
+        "free memory over capacity",
+        "/sys/devices/system/node/nodeN/meminfo MemFree",
+        0.0,
+        1.0,
+        _free,
+    ),
+    FeatureGroup(
+        "hotness",
+        "node,bin",
+        "fraction",
+        "share of DAMON-monitored memory on the node "
+        "whose access rate (nr_accesses over its maximum) falls in the bin: idle < 5 %, "
+        "warm < 25 %, hot < 50 %, hottest",
+        "DAMON regions + move_pages(2) node query",
+        0.0,
+        1.0,
+        _hotness,
+    ),
+    FeatureGroup(
+        "access_share",
+        "node",
+        "fraction",
+        "DAMON's estimate of the share of accesses going to the node (region size x access rate)",
+        "DAMON regions + move_pages(2) node query",
+        0.0,
+        1.0,
+        _access_share,
+    ),
+    FeatureGroup(
+        "weights",
+        "node",
+        "fraction",
+        "the node's share of the interleave weights in force",
+        "/sys/kernel/mm/mempolicy/weighted_interleave/nodeN",
+        0.0,
+        1.0,
+        _weights,
+    ),
+    FeatureGroup(
+        "migrated",
+        "node",
+        "GiB/s",
+        "pages migrated into the node in the last interval",
+        "DAMOS stats sz_applied / pgmigrate_success per destination",
+        0.0,
+        16.0,
+        _migrated,
+    ),
+    FeatureGroup(
+        "throughput",
+        "host",
+        "fraction of total peak",
+        "the applications' summed memory throughput over all nodes' summed peak bandwidth",
+        "resctrl MBM per application group",
+        0.0,
+        2.0,
+        _throughput,
+    ),
+    FeatureGroup(
+        "apps",
+        "host",
+        "count",
+        "managed applications running",
+        "the daemon's process list",
+        0.0,
+        64.0,
+        _apps,
+    ),
+    FeatureGroup(
+        "true_access_share",
+        "node",
+        "fraction",
+        "true share of the applications' accesses served by the node (simulator only)",
+        "",
+        0.0,
+        1.0,
+        _true_access_share,
+    ),
+    FeatureGroup(
+        "true_hot_share",
+        "node",
+        "fraction",
+        "share of the applications' true hot sets resident on the node (simulator only)",
+        "",
+        0.0,
+        1.0,
+        _true_hot_share,
+    ),
+    FeatureGroup(
+        "true_speedup",
+        "host",
+        "ratio",
+        "weighted speedup over running applications (simulator only)",
+        "",
+        0.0,
+        2.0,
+        _true_speedup,
+    ),
+)
+GROUPS_BY_NAME = {group.name: group for group in FEATURE_GROUPS}
+DEFAULT_GROUPS = tuple(group.name for group in FEATURE_GROUPS if group.host_observable)
+FEATURE_SETS = {
+    "default": DEFAULT_GROUPS,
+    "privileged": tuple(group.name for group in FEATURE_GROUPS),
+}
+
+
+class ObservationSpec:
+    """The features an env observes, in order, with their names and bounds.
+
+    ``features`` is a feature set (``"default"``: everything a host can read;
+    ``"privileged"``: that plus the simulator-only groups) or a list of group names.
+    """
+
+    def __init__(self, n_nodes: int, features: str | Sequence[str] = "default") -> None:
+        self.n_nodes = n_nodes
+        self.groups = tuple(GROUPS_BY_NAME[name] for name in resolve_feature_groups(features))
+        self.names = tuple(name for group in self.groups for name in group.names(n_nodes))
+        self.low = np.concatenate(
+            [np.full(len(g.names(n_nodes)), g.low) for g in self.groups]
+        ).astype(np.float32)
+        self.high = np.concatenate(
+            [np.full(len(g.names(n_nodes)), g.high) for g in self.groups]
+        ).astype(np.float32)
+
+    @property
+    def host_observable(self) -> bool:
+        """True when every feature can be read on a real host (a policy may be exported)."""
+        return all(group.host_observable for group in self.groups)
+
+    @property
+    def group_names(self) -> tuple[str, ...]:
+        return tuple(group.name for group in self.groups)
+
+    def build(
+        self, measurements: Measurements, truth: GroundTruth | None, nodes: NodeInfo
+    ) -> np.ndarray:
+        """The observation (float32, clipped to the bounds) for one interval's reports."""
+        values = np.concatenate(
+            [group.compute(measurements, truth, nodes) for group in self.groups]
+        )
+        return np.clip(values, self.low, self.high).astype(np.float32)
+
+
+def resolve_feature_groups(features: str | Sequence[str]) -> tuple[str, ...]:
+    """Group names for a feature set name or a list of group names (checked)."""
+    if isinstance(features, str):
+        if features not in FEATURE_SETS:
+            raise FeatureError(
+                f"unknown feature set {features!r}; sets: {', '.join(FEATURE_SETS)} "
+                f"(or a list of groups: {', '.join(GROUPS_BY_NAME)})"
+            )
+        return FEATURE_SETS[features]
+    names = tuple(features)
+    unknown = [name for name in names if name not in GROUPS_BY_NAME]
+    if unknown or not names:
+        raise FeatureError(
+            f"unknown feature group(s) {unknown or names!r}; groups: {', '.join(GROUPS_BY_NAME)}"
+        )
+    if len(set(names)) != len(names):
+        raise FeatureError(f"feature groups listed twice in {list(names)!r}")
+    return names
+
+
+def feature_table(n_nodes: int = 2) -> str:
+    """A Markdown table of every feature group (for the README and ``tierenv features``)."""
+    lines = [
+        "| feature | per | unit | range | host source | meaning |",
+        "|---|---|---|---|---|---|",
+    ]
+    for group in FEATURE_GROUPS:
+        source = group.host_source or "simulator only (privileged)"
+        lines.append(
+            f"| `{group.names(n_nodes)[0]}` | {group.per} | {group.unit} | "
+            f"{group.low:g}..{group.high:g} | {source} | {group.description} |"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,52 @@
+"""The reward: weighted speedup minus a migration cost, reported term by term."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tierenv.contracts.measurements import GroundTruth, Measurements
+
+GiB = 1 << 30
+
+
+class RewardError(ValueError):
+    """A reward that cannot be computed from what the host reported."""
+
+
+@dataclass(frozen=True)
+class Reward:
+    """``throughput - migration``: the terms, so users can reweigh them."""
+
+    throughput: float  # weighted speedup: sum over running apps of throughput / reference
+    migration: float  # migration_cost_per_gib x GiB migrated in the interval
+
+    @property
+    def total(self) -> float:
+        return self.throughput - self.migration
+
+
+def weighted_speedup(measurements: Measurements, reference_gbps: np.ndarray) -> float:
+    """Sum over running applications of throughput over its reference throughput (alone on
+    idle local memory in the simulator): the systems literature's weighted speedup."""
+    if measurements.app_throughput_gbps.size == 0:
+        return 0.0
+    return float(np.sum(measurements.app_throughput_gbps / reference_gbps))
+
+
+def compute_reward(
+    measurements: Measurements, truth: GroundTruth | None, migration_cost_per_gib: float
+) -> Reward:
+    """The step's reward terms. The simulator's references are each application's throughput
+    alone on idle local memory (``GroundTruth.app_alone_gbps``)."""
+    if truth is None:
+        raise RewardError(
+            "the weighted-speedup reward needs each application's reference throughput, which "
+            "a real host does not report; give the host backend references"
+        )
+    migrated_gib = float(measurements.migrated_bytes.sum()) / GiB
+    return Reward(
+        throughput=weighted_speedup(measurements, truth.app_alone_gbps),
+        migration=migration_cost_per_gib * migrated_gib,
+    )

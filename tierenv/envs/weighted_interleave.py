@@ -1,0 +1,209 @@
+"""``tierenv/WeightedInterleave-v0``: choose weighted-interleave weights every control interval.
+
+The env drives a ``Host`` (the simulated host by default) and never knows which one it is.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from tierenv.contracts.actions import (
+    ACTION_HIGH,
+    ACTION_LOW,
+    ActionError,
+    action_to_quota,
+    action_to_weights,
+    check_action,
+)
+from tierenv.contracts.features import ObservationSpec
+from tierenv.contracts.host import Host
+from tierenv.contracts.measurements import StepResult
+from tierenv.envs.render import History, ansi_line, render_rgb
+from tierenv.envs.reward import compute_reward
+from tierenv.memory.interleave import auto_weights, check_weights
+from tierenv.sim.damos_setup import DamosSetup
+from tierenv.sim.host import SimulatedHost
+from tierenv.workload.scenario import Scenario, load_scenario
+
+DEFAULT_SCENARIO = "co-runner"
+DEFAULT_MIGRATION_COST_PER_GIB = 0.1
+HostFactory = Callable[[int, np.ndarray | None], Host]
+
+
+class WeightedInterleaveEnv(gym.Env):
+    """Set the kernel's weighted-interleave weights (and so the DAMOS ``migrate_hot`` dests)
+    for the applications of a scenario, one control interval (1 s by default) per step.
+
+    ## Action space
+    ``Box(-1, 1, (nodes,), float32)``: one value per memory node, mapped to integer weights
+    1..255 by ``tierenv.contracts.action_to_weights`` (a softmax over nodes spanning 255:1,
+    then the smallest weights within 2 % of those shares). Finite values outside [-1, 1] are
+    clipped; NaN, infinity or a wrong shape raise ``ActionError``. With
+    ``quota_action=True`` one more value sets the DAMOS quota (``action_to_quota``:
+    16 MiB/s .. 2 GiB/s, log-spaced).
+
+    ## Observation space
+    ``Box(float32)`` of named features with fixed physical normalisation
+    (``env.observation_names``; table in ``tierenv.contracts.features`` and the README):
+    per-node bandwidth over peak, latency over idle, read fraction, resident and free shares,
+    a DAMON hotness histogram per node, DAMON's access share per node, the weights in force,
+    migrated GiB/s, total throughput and the number of running applications. ``features=
+    "privileged"`` adds simulator-only truth (flagged; such policies are not exportable).
+
+    ## Reward
+    Weighted speedup (sum over running applications of throughput over its throughput alone
+    on idle local memory) minus ``migration_cost_per_gib`` x GiB migrated in the interval.
+    ``info["reward_throughput"]`` and ``info["reward_migration"]`` carry the terms.
+
+    ## Episode end
+    Never terminates (a continuing control task); truncates when the scenario ends, or after
+    ``max_episode_steps`` if given to ``gymnasium.make``. ``reset`` runs the first control
+    interval under the initial weights and returns what it measured.
+
+    ## Info
+    ``weights``, ``shares``, ``node_bandwidth_gbps``, ``node_latency_ns``, ``app_names``,
+    ``app_throughput_gbps``, ``migrated_bytes``, ``damos_quota_bytes_per_s``, ``time_s``,
+    ``weighted_speedup``, ``reward_throughput``, ``reward_migration``.
+
+    ## Arguments
+    - ``scenario``: a shipped scenario name, a scenario file path or a ``Scenario``.
+    - ``features``: ``"default"`` (host-observable), ``"privileged"`` or a list of groups.
+    - ``initial_weights``: ``"auto"`` (the kernel's auto weights from node bandwidth),
+      ``"uniform"`` (1 per node) or a list of integers.
+    - ``migration_cost_per_gib``: the reward's migration coefficient.
+    - ``quota_action``: add the DAMOS quota as an action dimension.
+    - ``damos``: a ``DamosSetup`` (the DAMON/DAMOS configuration the host runs).
+    - ``host_factory``: ``f(seed, initial_weights) -> Host`` to drive another host (the
+      scenario then only names the default).
+    - ``render_mode``: ``"ansi"`` (one line per step) or ``"rgb_array"`` (a plot).
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
+
+    def __init__(
+        self,
+        scenario: str | Path | Scenario = DEFAULT_SCENARIO,
+        features: str | Sequence[str] = "default",
+        initial_weights: str | Sequence[int] = "auto",
+        migration_cost_per_gib: float = DEFAULT_MIGRATION_COST_PER_GIB,
+        quota_action: bool = False,
+        damos: DamosSetup | None = None,
+        host_factory: HostFactory | None = None,
+        render_mode: str | None = None,
+        **unknown: Any,
+    ) -> None:
+        if unknown:
+            valid = [name for name in inspect.signature(type(self)).parameters if name != "unknown"]
+            raise TypeError(
+                f"{type(self).__name__}: unknown argument(s) {', '.join(sorted(unknown))}; "
+                f"valid: {', '.join(valid)}"
+            )
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(
+                f"render_mode {render_mode!r}: valid modes are "
+                f"{', '.join(self.metadata['render_modes'])} or None"
+            )
+        if not np.isfinite(migration_cost_per_gib) or migration_cost_per_gib < 0:
+            raise ValueError(
+                f"migration_cost_per_gib must be finite and >= 0, got {migration_cost_per_gib!r}"
+            )
+        self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+        self.damos = damos or DamosSetup()
+        self._host_factory = host_factory or self._simulated_host
+        self.render_mode = render_mode
+        self.migration_cost_per_gib = float(migration_cost_per_gib)
+        self.quota_action = bool(quota_action)
+        self.host: Host = self._host_factory(0, None)
+        self.node_info = self.host.node_info
+        self.n_nodes = self.node_info.n_nodes
+        self._initial_weights = self._checked_initial_weights(initial_weights)
+        self.observation_spec = ObservationSpec(self.n_nodes, features)
+        self.observation_names = self.observation_spec.names
+        self.observation_space = spaces.Box(
+            self.observation_spec.low, self.observation_spec.high, dtype=np.float32
+        )
+        n_actions = self.n_nodes + (1 if self.quota_action else 0)
+        self.action_space = spaces.Box(ACTION_LOW, ACTION_HIGH, (n_actions,), dtype=np.float32)
+        self._history = History()
+        self._last: StepResult | None = None
+
+    # ------------------------------------------------------------------------- gym API
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        host_seed = int(self.np_random.integers(2**63 - 1))
+        self.host = self._host_factory(host_seed, self._initial_weights)
+        self.host.set_weights(self._initial_weights)
+        self._history = History()
+        result = self.host.step()
+        observation, _, info = self._report(result)
+        return observation, info
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if self._last is None:
+            raise gym.error.ResetNeeded("call reset() before step()")
+        values = check_action(action, self.action_space.shape[0])
+        if values.shape != self.action_space.shape:
+            raise ActionError(
+                f"action must have shape {self.action_space.shape}, got {values.shape}"
+            )
+        weights = action_to_weights(values[: self.n_nodes], self.n_nodes)
+        if self.quota_action:
+            self.host.set_damos_quota(action_to_quota(values[self.n_nodes]))
+        self.host.set_weights(weights)
+        observation, reward, info = self._report(self.host.step())
+        return observation, reward, False, self.host.done, info
+
+    def render(self) -> str | np.ndarray | None:
+        if self.render_mode == "ansi":
+            return ansi_line(self._last, self.node_info) if self._last is not None else ""
+        if self.render_mode == "rgb_array":
+            return render_rgb(self._history, self.node_info, self.scenario.name)
+        return None
+
+    # ---------------------------------------------------------------------- internals
+    def _simulated_host(self, seed: int, weights: np.ndarray | None) -> SimulatedHost:
+        return SimulatedHost(self.scenario, weights=weights, seed=seed, damos=self.damos)
+
+    def _checked_initial_weights(self, initial: str | Sequence[int]) -> np.ndarray:
+        if isinstance(initial, str):
+            if initial == "auto":
+                return auto_weights(self.node_info.peak_gbps)
+            if initial == "uniform":
+                return np.ones(self.n_nodes, dtype=np.int64)
+            raise ValueError(
+                f"initial_weights {initial!r}: use 'auto', 'uniform' or a list of "
+                f"{self.n_nodes} integers 1..255"
+            )
+        return check_weights(list(initial), self.n_nodes)
+
+    def _report(self, result: StepResult) -> tuple[np.ndarray, float, dict[str, Any]]:
+        self._last = result
+        m = result.measurements
+        observation = self.observation_spec.build(m, result.truth, self.node_info)
+        reward = compute_reward(m, result.truth, self.migration_cost_per_gib)
+        info = {
+            "time_s": m.time_s,
+            "weights": m.weights,
+            "shares": m.weights / m.weights.sum(),
+            "node_bandwidth_gbps": m.node_bandwidth_gbps,
+            "node_latency_ns": m.node_latency_ns,
+            "app_names": m.app_names,
+            "app_throughput_gbps": m.app_throughput_gbps,
+            "migrated_bytes": int(m.migrated_bytes.sum()),
+            "damos_quota_bytes_per_s": m.damos_quota_bytes_per_s,
+            "weighted_speedup": reward.throughput,
+            "reward_throughput": reward.throughput,
+            "reward_migration": reward.migration,
+        }
+        if self.render_mode == "rgb_array":
+            self._history.add(m)
+        return observation, reward.total, info
