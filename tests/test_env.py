@@ -281,3 +281,22 @@ def test_fuzzed_configurations_make_valid_envs(features, initial, migration_cost
     assert len(env.observation_names) == obs.size
     obs, reward, *_ = env.step(env.action_space.sample())
     assert env.observation_space.contains(obs) and np.isfinite(reward)
+
+
+def test_discrete_variant_applies_exactly_the_grid_weights():
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    from tierenv.envs.discrete import weight_grid
+
+    env = gym.make("tierenv/WeightedInterleave-Discrete-v0")
+    sb3_check_env(env)
+    choices, _ = weight_grid(2)
+    assert env.action_space.n == len(choices) == 33
+    shares = choices[:, 0] / choices.sum(axis=1)
+    assert np.all(np.diff(shares) < 0)  # ordered from most to least on node 0
+    env.reset(seed=0)
+    for index in (0, 12, 32):
+        _, _, _, _, info = env.step(index)
+        assert np.array_equal(info["weights"], choices[index])
+    with pytest.raises(ValueError, match="not in 0..32"):
+        env.step(33)

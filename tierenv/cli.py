@@ -202,6 +202,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="PNG to write (default results/simulate/SCENARIO-WEIGHTS.png)",
     )
     p.set_defaults(handler=_simulate)
+
+    p = sub.add_parser(
+        "bench",
+        help="measure environment speed and write results/bench_env.md",
+        description=(
+            "Measure env steps per second (one env at full DAMON fidelity under a constant and "
+            "a random policy), simulated seconds per wall second and where each step's time "
+            "goes, for every shipped scenario (or those named). Prints the table and writes "
+            "it, stamped with the machine, to --out."
+        ),
+    )
+    p.add_argument("scenarios", nargs="*", help="scenario names (default: all shipped)")
+    p.add_argument("--repeats", type=int, default=3, help="timed episodes per row (median)")
+    p.add_argument(
+        "--out", type=Path, default=Path("results/bench_env.md"), help="Markdown file to write"
+    )
+    p.set_defaults(handler=_bench)
     return parser
 
 
@@ -435,6 +452,23 @@ def _simulate(args: argparse.Namespace) -> int:
     path = args.plot or Path("results") / "simulate" / f"{scenario.name}-{label}.png"
     plot(trace, path)
     print(f"plot written to {path}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from tierenv.envs.bench import run_benchmark
+    from tierenv.files import write_text_atomically
+    from tierenv.provenance import stamp
+
+    if args.repeats < 1:
+        raise ValueError(f"--repeats must be at least 1, got {args.repeats}")
+    tables = run_benchmark(args.scenarios or None, args.repeats)
+    print(tables)
+    command = " ".join(["tierenv bench", *args.scenarios])
+    write_text_atomically(
+        args.out, "# Environment speed (`tierenv bench`)\n\n" + stamp(command) + "\n" + tables
+    )
+    print(f"written to {args.out}")
     return 0
 
 

@@ -48,6 +48,13 @@ class FeatureGroup:
     def host_observable(self) -> bool:
         return bool(self.host_source)
 
+    @property
+    def pattern(self) -> str:
+        """How the group's names look: ``bandwidth[nodeK]``, ``hotness[nodeK,BIN]``."""
+        return {"host": self.name, "node": f"{self.name}[nodeK]"}.get(
+            self.per, f"{self.name}[nodeK,BIN]"
+        )
+
     def names(self, n_nodes: int) -> list[str]:
         if self.per == "host":
             return [self.name]
@@ -78,8 +85,17 @@ def _free(m: Measurements, _t: GroundTruth | None, nodes: NodeInfo) -> np.ndarra
     return m.node_free_bytes / np.maximum(nodes.capacity_bytes, 1.0)
 
 
+# (measurements, result) of the last call: the hotness and access-share groups share it. One
+# tuple, swapped whole, so concurrent envs never pair one report with another's result.
+_last_damon: tuple = (None, None)
+
+
 def _damon_bytes(m: Measurements, n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
     """(nodes, bins) monitored pages per hotness bin and (nodes,) access-weighted pages."""
+    global _last_damon
+    cached_for, cached = _last_damon
+    if cached_for is m:
+        return cached
     pages = np.zeros((n_nodes, len(HOTNESS_BINS)))
     accesses = np.zeros(n_nodes)
     edges = np.array([edge for _, edge in HOTNESS_BINS[1:]])
@@ -90,6 +106,7 @@ def _damon_bytes(m: Measurements, n_nodes: int) -> tuple[np.ndarray, np.ndarray]
         for node in range(n_nodes):
             pages[node] += np.bincount(bins, weights=on_nodes[:, node], minlength=pages.shape[1])
         accesses += rate @ on_nodes
+    _last_damon = (m, (pages, accesses))
     return pages, accesses
 
 
@@ -357,8 +374,9 @@ def resolve_feature_groups(features: str | Sequence[str]) -> tuple[str, ...]:
     return names
 
 
-def feature_table(n_nodes: int = 2) -> str:
-    """A Markdown table of every feature group (for the README and ``tierenv features``)."""
+def feature_table() -> str:
+    """A Markdown table of every feature group (the README carries it; a test keeps them
+    equal)."""
     lines = [
         "| feature | per | unit | range | host source | meaning |",
         "|---|---|---|---|---|---|",
@@ -366,7 +384,7 @@ def feature_table(n_nodes: int = 2) -> str:
     for group in FEATURE_GROUPS:
         source = group.host_source or "simulator only (privileged)"
         lines.append(
-            f"| `{group.names(n_nodes)[0]}` | {group.per} | {group.unit} | "
+            f"| `{group.pattern}` | {group.per} | {group.unit} | "
             f"{group.low:g}..{group.high:g} | {source} | {group.description} |"
         )
     return "\n".join(lines)

@@ -57,6 +57,7 @@ import operator
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -143,6 +144,20 @@ class DamonConfigError(ValueError):
     def __reduce__(self) -> tuple[Any, ...]:
         # Keeps the error picklable (vectorised environments send errors between processes).
         return (DamonConfigError, (self.path, self.problem, self.source))
+
+
+# A nested object was checked when it was built (the dataclasses are frozen), so building a
+# parent checks only its own fields and its children's types; ``validate`` checks all again.
+_RECHECK_CHILDREN: ContextVar[bool] = ContextVar("recheck_children", default=False)
+
+
+@contextmanager
+def _rechecking_children() -> Iterator[None]:
+    token = _RECHECK_CHILDREN.set(True)
+    try:
+        yield
+    finally:
+        _RECHECK_CHILDREN.reset(token)
 
 
 @contextmanager
@@ -240,8 +255,9 @@ def _tuple_field(obj: Any, name: str, item_type: type) -> tuple[Any, ...]:
             raise DamonConfigError(
                 f"{name}[{index}]", f"expected {_a(item_type.__name__)}, got {_describe(item)}"
             )
-        with _located(f"{name}[{index}]"):
-            item._check()
+        if _RECHECK_CHILDREN.get():
+            with _located(f"{name}[{index}]"):
+                item._check()
     object.__setattr__(obj, name, items)
     return items
 
@@ -251,8 +267,9 @@ def _child(obj: Any, name: str, item_type: type, path: str | None = None) -> Non
     path = name if path is None else path
     if not isinstance(value, item_type):
         raise DamonConfigError(path, f"expected {_a(item_type.__name__)}, got {_describe(value)}")
-    with _located(path):
-        value._check()
+    if _RECHECK_CHILDREN.get():
+        with _located(path):
+            value._check()
 
 
 # --- Monitoring attributes --------------------------------------------------------------------
@@ -785,13 +802,19 @@ class ContextConfig:
         # 6.18 rejects 0 (-EINVAL) in its final form; an early revision took it. Never 0.
         _int_field(self, "addr_unit", "addr_unit", 1, ULONG_MAX, "unsigned long")
 
-    def validate(self, node_has_memory: Sequence[bool] | None = None) -> None:
+    def validate(
+        self, node_has_memory: Sequence[bool] | None = None, recheck_fields: bool = True
+    ) -> None:
         """Run every check; with ``node_has_memory`` (index = node id) also check node ids.
 
         The kernel ignores migration to a node that does not exist or has no memory (and, before
-        a stable fix, could oops); a careful tool refuses such a config instead.
+        a stable fix, could oops); a careful tool refuses such a config instead. Every object's
+        own fields were checked when it was built; ``recheck_fields=False`` skips checking them
+        again and runs only the checks across objects (the per-commit fast path).
         """
-        self._check()
+        if recheck_fields:
+            with _rechecking_children():
+                self._check()
         self._check_context()
         if node_has_memory is not None:
             self._check_nodes(list(node_has_memory))

@@ -369,7 +369,9 @@ class Kdamond:
         kernel (``damon_set_attrs``), the aggregation in progress is discarded and the
         aggregation, update and apply countdowns restart, so committing more often than the
         aggregation interval starves monitoring and DAMOS alike."""
-        config.validate(node_has_memory=list(self.memory.node_has_memory))
+        # Frozen configs were checked field by field when built; what is left to check here
+        # spans objects (targets vs operations, node ids vs the host).
+        config.validate(node_has_memory=list(self.memory.node_has_memory), recheck_fields=False)
         if config.operations != self.config.operations:
             raise ValueError("operations: changing the operations set is not simulated")
         if [(t.pid, t.regions) for t in config.targets] != [

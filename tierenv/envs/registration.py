@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 
-ENV_IDS = ("tierenv/WeightedInterleave-v0",)
+ENV_IDS = ("tierenv/WeightedInterleave-v0", "tierenv/WeightedInterleave-Discrete-v0")
 
 
 def register_envs() -> None:
@@ -16,4 +16,8 @@ def register_envs() -> None:
     gym.register(
         id="tierenv/WeightedInterleave-v0",
         entry_point="tierenv.envs.weighted_interleave:WeightedInterleaveEnv",
+    )
+    gym.register(
+        id="tierenv/WeightedInterleave-Discrete-v0",
+        entry_point="tierenv.envs.discrete:make_discrete_env",
     )

@@ -38,6 +38,8 @@ Units: bandwidth GB/s (= bytes/ns), latency and think time ns.
 
 from __future__ import annotations
 
+import math
+import sys
 import warnings
 from dataclasses import dataclass
 
@@ -57,6 +59,9 @@ MIX_TOLERANCE = 1e-5
 REMIX_TOLERANCE = 1e-4
 MIN_MIX_RELAXATION = 1.0 / 64
 MAX_MIX_EXTRAPOLATION = 20.0
+# Range ends that make ``low <= x <= high`` the checks "x > 0" and "x finite".
+_SMALLEST = 5e-324
+_LARGEST = sys.float_info.max
 
 
 @dataclass(frozen=True)
@@ -107,37 +112,33 @@ def solve(
         raise ValueError(f"split must have shape (..., streams, {n_nodes}), got {split.shape}")
     batch_shape = split.shape[:-2]
     n_streams = split.shape[-2]
-    mlp = _stream_array("mlp", mlp, batch_shape, n_streams)
-    think = _stream_array("think_ns", think_ns, batch_shape, n_streams)
-    reads = _stream_array("read_fraction", read_fraction, batch_shape, n_streams)
-    _check_inputs(mlp, think, reads, split)
-    split = split / split.sum(axis=-1, keepdims=True)
-
-    k = int(np.prod(batch_shape, dtype=int))
-    n = mlp.reshape(k, n_streams)
-    z = think.reshape(k, n_streams)
-    rr = reads.reshape(k, n_streams)
-    f = split.reshape(k, n_streams, n_nodes)
-    idle = np.broadcast_to(nodes.idle_latency_ns, (k, n_nodes))
+    k = math.prod(batch_shape)
+    # Problems are solved as rows of (k, ...) C-contiguous arrays, as the compiled code takes.
+    n = _stream_rows("mlp", mlp, batch_shape, n_streams)
+    z = _stream_rows("think_ns", think_ns, batch_shape, n_streams)
+    rr = _stream_rows("read_fraction", read_fraction, batch_shape, n_streams)
+    f = np.ascontiguousarray(split.reshape(k, n_streams, n_nodes))
+    sums = _check_inputs(n, z, rr, f)
+    f = f / sums[..., None]  # a new array: f may be a view of the caller's split
+    idle = np.asarray(nodes.idle_latency_ns, dtype=float)
 
     background_read = _background_reads(background_read_fraction, batch_shape, n_nodes)
     if background_gbps is None:
         background = np.zeros((k, n_nodes))
     else:
-        background = np.broadcast_to(np.asarray(background_gbps, float), (*batch_shape, n_nodes))
+        background = _broadcast(np.asarray(background_gbps, float), (*batch_shape, n_nodes))
         background = background.reshape(k, n_nodes)
-        if not np.all(np.isfinite(background)) or np.any(background < 0):
+        if not _all_within(background, 0.0, _LARGEST):
             raise ValueError("background_gbps must be finite and non-negative")
         background = np.minimum(background, BACKGROUND_CAP * nodes.min_servable_gbps)
 
     if initial_latency_ns is None:
-        latency = idle.copy()
+        latency = np.repeat(idle[None], k, axis=0)
     else:
-        latency = np.broadcast_to(np.asarray(initial_latency_ns, float), (*batch_shape, n_nodes))
+        latency = _broadcast(np.asarray(initial_latency_ns, float), (*batch_shape, n_nodes))
         latency = np.maximum(latency.reshape(k, n_nodes), idle)
         latency = np.where(np.isfinite(latency), latency, idle)
 
-    problem = (n, z, rr, f, background, background_read)
     if engine not in ("auto", "numpy", "numba"):
         raise ValueError(f"engine must be 'auto', 'numpy' or 'numba', got {engine!r}")
     compiled = nodes.vectorised is not None and engine != "numpy" and _jit_available()
@@ -146,27 +147,33 @@ def solve(
     if compiled:
         from tierenv.hardware import solver_jit
 
-        reads = _evaluate(nodes, latency, *problem).fresh_reads.copy()
-        latency = np.ascontiguousarray(latency, dtype=float).copy()
-        iterations, converged = solver_jit.iterate(
-            n,
-            z,
-            rr,
-            f,
-            background,
-            background_read,
-            nodes.idle_latency_ns,
-            latency,
-            reads,
-            nodes.vectorised,
-            tolerance,
-            max_iterations,
+        # One compiled call: starting mixes, iteration and the reported quantities. Inputs
+        # are C-contiguous (the kernel is compiled for that layout); latency is solved in place.
+        latency = np.ascontiguousarray(latency)
+        iterations, converged, throughput, stream_latency, node_bw, node_reads, capacity = (
+            solver_jit.solve(
+                n,
+                z,
+                rr,
+                f,
+                np.ascontiguousarray(background),
+                background_read,
+                idle,
+                latency,
+                nodes.vectorised,
+                tolerance,
+                max_iterations,
+            )
         )
-        state = _evaluate(nodes, latency, *problem, node_reads=reads)
     else:
+        problem = (n, z, rr, f, background, background_read)
         latency, state, iterations, converged = _iterate(
-            nodes, latency, idle, problem, tolerance, max_iterations
+            nodes, latency, np.broadcast_to(idle, (k, n_nodes)), problem, tolerance, max_iterations
         )
+        throughput = LINE_BYTES * state.rate
+        node_bw = np.minimum(state.demand, state.capacity)
+        stream_latency = state.stream_delay - z
+        node_reads, capacity = state.node_reads, state.capacity
 
     if not np.all(converged):
         warnings.warn(
@@ -175,9 +182,6 @@ def solve(
             RuntimeWarning,
             stacklevel=2,
         )
-    throughput = LINE_BYTES * state.rate
-    node_bw = np.minimum(state.demand, state.capacity)
-    stream_latency = state.stream_delay - z
 
     def shaped(values: np.ndarray, last: int) -> np.ndarray:
         return values.reshape(*batch_shape, last)
@@ -187,8 +191,8 @@ def solve(
         stream_latency_ns=shaped(stream_latency, n_streams),
         node_bandwidth_gbps=shaped(node_bw, n_nodes),
         node_latency_ns=shaped(latency, n_nodes),
-        node_read_fraction=shaped(state.node_reads, n_nodes),
-        node_saturation_gbps=shaped(state.capacity, n_nodes),
+        node_read_fraction=shaped(node_reads, n_nodes),
+        node_saturation_gbps=shaped(capacity, n_nodes),
         background_served_gbps=shaped(background, n_nodes),
         iterations=iterations,
         converged=converged.reshape(batch_shape),
@@ -401,27 +405,43 @@ def _select(mask: np.ndarray, new: _State, old: _State) -> _State:
     )
 
 
-def _stream_array(name: str, values, batch_shape: tuple[int, ...], n_streams: int) -> np.ndarray:
+def _broadcast(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``np.broadcast_to``, skipped where the shape already fits (its cost matters here)."""
+    return array if array.shape == shape else np.broadcast_to(array, shape)
+
+
+def _all_within(values: np.ndarray, low: float, high: float) -> bool:
+    """Every value in [low, high] (NaN never is): compiled where numba is, as it is cheaper."""
+    from tierenv.hardware import solver_jit
+
+    return solver_jit.all_within(values, low, high)
+
+
+def _stream_rows(name: str, values, batch_shape: tuple[int, ...], n_streams: int) -> np.ndarray:
+    """A per-stream input broadcast to the batch, as (problems, streams) C-contiguous rows."""
     array = np.asarray(values, dtype=float)
     try:
-        return np.broadcast_to(array, (*batch_shape, n_streams))
+        array = _broadcast(array, (*batch_shape, n_streams))
     except ValueError:
         raise ValueError(
             f"{name} must broadcast to shape {(*batch_shape, n_streams)}, got {array.shape}"
         ) from None
+    return np.ascontiguousarray(array.reshape(-1, n_streams))
 
 
 def _background_reads(fraction, batch_shape: tuple[int, ...], n_nodes: int) -> np.ndarray:
     """The background's read fraction per problem and node, shape (k, nodes)."""
     array = np.asarray(fraction, dtype=float)
-    bad = ~np.isfinite(array) | (array < 0) | (array > 1)
-    if bad.any():
+    if not _all_within(array, 0.0, 1.0):
+        bad = ~np.isfinite(array) | (array < 0) | (array > 1)
         index = tuple(int(i) for i in np.unravel_index(np.argmax(bad), array.shape))
         where = f" at index {index}" if array.ndim else ""
         value = float(array.flat[np.argmax(bad)])
         raise ValueError(f"background_read_fraction must lie in [0, 1], got {value!r}{where}")
+    if array.ndim == 0:  # the common case, one number: no broadcasting needed
+        return np.full((math.prod(batch_shape), n_nodes), float(array))
     try:
-        shaped = np.broadcast_to(array, (*batch_shape, n_nodes))
+        shaped = _broadcast(array, (*batch_shape, n_nodes))
     except ValueError:
         raise ValueError(
             f"background_read_fraction must be a number or broadcast to shape "
@@ -430,22 +450,24 @@ def _background_reads(fraction, batch_shape: tuple[int, ...], n_nodes: int) -> n
     return np.ascontiguousarray(shaped.reshape(-1, n_nodes))
 
 
-def _check_inputs(mlp, think, reads, split) -> None:
-    if not np.all(np.isfinite(mlp)) or np.any(mlp <= 0):
+def _check_inputs(mlp, think, reads, split) -> np.ndarray:
+    """Refuse invalid streams with the field named; returns each stream's split sum."""
+    if not _all_within(mlp, _SMALLEST, _LARGEST):
         raise ValueError(
             "mlp (misses in flight) must be positive and finite for every stream: a stream "
             "with zero or negative demand has no throughput to solve for; leave it out"
         )
-    if not np.all(np.isfinite(think)) or np.any(think < 0):
+    if not _all_within(think, 0.0, _LARGEST):
         raise ValueError("think_ns must be finite and non-negative for every stream")
-    if not np.all(np.isfinite(reads)) or np.any((reads < 0) | (reads > 1)):
+    if not _all_within(reads, 0.0, 1.0):
         raise ValueError("read_fraction must lie in [0, 1] for every stream")
-    if not np.all(np.isfinite(split)) or np.any(split < 0):
+    if not _all_within(split, 0.0, _LARGEST):
         raise ValueError("split must be finite and non-negative")
     sums = split.sum(axis=-1)
-    if np.any(np.abs(sums - 1.0) > 1e-6):
+    if not _all_within(np.abs(sums - 1.0), 0.0, 1e-6):
         worst = float(sums.flat[np.argmax(np.abs(sums - 1.0))])
         raise ValueError(f"every stream's split over nodes must sum to 1, one sums to {worst:g}")
+    return sums
 
 
 def alone_throughput_gbps(

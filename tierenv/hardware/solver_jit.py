@@ -2,9 +2,10 @@
 
 It runs the same algorithm as ``tierenv.hardware.solver.solve`` (the reference, which tests
 compare it with) one problem at a time with scalar loops, where numpy's per-call overhead
-dominates for problems of a few streams and nodes. It returns only the node latencies and
-mixes it settled on; ``solve`` computes every reported quantity from them with the reference
-code, so both paths report through one function.
+dominates for problems of a few streams and nodes. The whole solve runs here: the starting
+mixes, the iteration and the reported quantities at the solution, so that a small problem
+(a simulated host's 2 nodes and a few streams, solved every control interval) costs one
+compiled call rather than dozens of numpy calls.
 """
 
 from __future__ import annotations
@@ -128,11 +129,18 @@ def _buffers(n_streams, n_nodes):
 
 
 def _solve_one(n, z, rr, f, bg, bg_read, idle, lat, reads, nodes, tolerance, max_iterations):
-    """Iterate one problem in place (lat, reads); returns (iterations, converged)."""
+    """Iterate one problem in place (lat, reads); returns (iterations, converged).
+
+    ``reads`` is overwritten first: the mixes start where the rates at ``lat`` put them.
+    """
     n_streams, n_nodes = f.shape
     out = _buffers(n_streams, n_nodes)
     trial_out = _buffers(n_streams, n_nodes)
     delay, rate, demand, fresh, capacity, supply, slope = out
+    # The fresh mixes do not depend on the pinned ones (any valid values do here).
+    reads[:] = 1.0
+    _evaluate(lat, reads, n, z, rr, f, bg, bg_read, idle, nodes, out)
+    reads[:] = fresh
     potential = _evaluate(lat, reads, n, z, rr, f, bg, bg_read, idle, nodes, out)
     gradient = np.empty(n_nodes)
     gap = np.empty(n_nodes)
@@ -251,9 +259,21 @@ def _solve_one(n, z, rr, f, bg, bg_read, idle, lat, reads, nodes, tolerance, max
     return iterations, converged
 
 
-def _solve_batch(n, z, rr, f, bg, bg_read, idle, lat, reads, nodes, tolerance, max_iterations):
-    k = n.shape[0]
+def _solve_batch(n, z, rr, f, bg, bg_read, idle, lat, nodes, tolerance, max_iterations):
+    """Solve every problem; ``lat`` (warm start) is solved in place.
+
+    Returns (iterations, converged, throughput, stream latency, node bandwidth, node mixes,
+    node capacity), the quantities ``solver.solve`` reports, evaluated as the reference does.
+    """
+    k, n_streams, n_nodes = f.shape
     converged = np.zeros(k, dtype=np.bool_)
+    throughput = np.empty((k, n_streams))
+    stream_latency = np.empty((k, n_streams))
+    node_bw = np.empty((k, n_nodes))
+    reads = np.empty((k, n_nodes))
+    capacity = np.empty((k, n_nodes))
+    out = _buffers(n_streams, n_nodes)
+    delay, rate, demand, _, cap, _, _ = out
     most = 0
     for b in range(k):
         iterations, ok = _solve_one(
@@ -272,7 +292,22 @@ def _solve_batch(n, z, rr, f, bg, bg_read, idle, lat, reads, nodes, tolerance, m
         )
         converged[b] = ok
         most = max(most, iterations)
-    return most, converged
+        _evaluate(lat[b], reads[b], n[b], z[b], rr[b], f[b], bg[b], bg_read[b], idle, nodes, out)
+        for j in range(n_streams):
+            throughput[b, j] = LINE_BYTES * rate[j]
+            stream_latency[b, j] = delay[j] - z[b, j]
+        for i in range(n_nodes):
+            node_bw[b, i] = min(demand[i], cap[i])
+            capacity[b, i] = cap[i]
+    return most, converged, throughput, stream_latency, node_bw, reads, capacity
+
+
+def _all_within(values, low, high):
+    """Whether low <= v <= high for every value (NaN is never within)."""
+    for v in values:  # noqa: SIM110 - numba compiles this loop, not all() over a generator
+        if not (low <= v <= high):
+            return False
+    return True
 
 
 if AVAILABLE:
@@ -284,23 +319,27 @@ if AVAILABLE:
     _buffers = njit(cache=True)(_buffers)
     _solve_one = njit(cache=True)(_solve_one)
     _solve_batch = njit(cache=True)(_solve_batch)
+    _all_within = njit(cache=True)(_all_within)
 
 
-def iterate(
-    n,
-    z,
-    rr,
-    f,
-    background,
-    background_read,
-    idle,
-    latency,
-    reads,
+def solve(
+    n: np.ndarray,
+    z: np.ndarray,
+    rr: np.ndarray,
+    f: np.ndarray,
+    background: np.ndarray,
+    background_read: np.ndarray,
+    idle: np.ndarray,
+    latency: np.ndarray,
     fast_nodes,
-    tolerance,
-    max_iterations,
-):
-    """Run the compiled iteration in place on (latency, reads); returns (iterations, converged)."""
+    tolerance: float,
+    max_iterations: int,
+) -> tuple:
+    """Solve a batch of problems (C-contiguous float arrays, batch axis first) compiled.
+
+    ``latency`` is the warm start, solved in place. Returns (iterations, converged,
+    throughput, stream latency, node bandwidth, node mixes, node capacity).
+    """
     nodes = (
         fast_nodes.media,
         fast_nodes.penalty,
@@ -313,16 +352,26 @@ def iterate(
         fast_nodes.headroom,
     )
     return _solve_batch(
-        np.ascontiguousarray(n),
-        np.ascontiguousarray(z),
-        np.ascontiguousarray(rr),
-        np.ascontiguousarray(f),
-        np.ascontiguousarray(background),
-        np.ascontiguousarray(background_read, dtype=float),
-        np.ascontiguousarray(idle, dtype=float),
+        n,
+        z,
+        rr,
+        f,
+        background,
+        background_read,
+        idle,
         latency,
-        reads,
         nodes,
         float(tolerance),
         int(max_iterations),
     )
+
+
+def all_within(values: np.ndarray, low: float, high: float) -> bool:
+    """Whether every value (float array) lies in [low, high]; NaN never does.
+
+    Compiled, because numpy's fixed cost per check dominates for the few numbers of a small
+    problem.
+    """
+    if not AVAILABLE:
+        return bool(np.all((values >= low) & (values <= high)))
+    return bool(_all_within(values.ravel(), float(low), float(high)))

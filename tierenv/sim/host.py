@@ -56,6 +56,9 @@ class _App:
     segment: int = -1  # the trace's phase or snapshot in force (traced applications)
     hot: np.ndarray | None = None  # the hot set (cached; None when shares changed)
     read_fraction: float = 1.0
+    placement: tuple[np.ndarray, np.ndarray] | None = None  # access split, hot pages per node
+    placement_key: tuple[int, int] | None = None  # what ``placement`` was computed for
+    shares_version: int = 0  # counts changes of ``shares``
 
     @property
     def name(self) -> str:
@@ -232,6 +235,7 @@ class SimulatedHost:
                     )
                     app.shares = app.distribution.page_shares(app.n_pages)
                     app.hot = None
+                    app.shares_version += 1
                     app.rates_scale = -1.0
             state.events_done += 1
 
@@ -278,6 +282,7 @@ class SimulatedHost:
         app.segment = segment
         app.shares = trace.shares(segment)
         app.hot = None
+        app.shares_version += 1
         if trace.kind == "masim":
             app.read_fraction = trace.read_fraction(segment)
         app.rates_scale = -1.0
@@ -339,14 +344,8 @@ class SimulatedHost:
         resident = np.zeros((len(apps), n_nodes), dtype=np.int64)
         hot = np.zeros((len(apps), n_nodes), dtype=np.int64)
         for j, app in enumerate(apps):
-            nodes = memory.node_of_page(app.memory_id)
-            on_node = nodes >= 0
-            weights = np.where(on_node, app.shares, 0.0)
-            per_node = np.bincount(nodes[on_node], weights=weights[on_node], minlength=n_nodes)
-            split[j] = per_node / per_node.sum() if per_node.sum() > 0 else 1.0 / n_nodes
+            split[j], hot[j] = _placement(app, memory)
             resident[j] = memory.resident_pages(app.memory_id)
-            hot_mask = _hot_set(app) & on_node
-            hot[j] = np.bincount(nodes[hot_mask], minlength=n_nodes)
         background, background_reads = self.migration_cost.background(
             moved_pages, self.scenario.page_size, interval
         )
@@ -424,6 +423,23 @@ class SimulatedHost:
             solver_converged=converged,
         )
         return StepResult(measurements, truth)
+
+
+def _placement(app: _App, memory: MemoryState) -> tuple[np.ndarray, np.ndarray]:
+    """The app's access split over nodes and its hot pages per node, recomputed only when a
+    page moved or the app's access shares changed since the last interval."""
+    key = (memory.placement_generation, app.shares_version)
+    if app.placement_key != key:
+        n_nodes = memory.n_nodes
+        nodes = memory.node_of_page(app.memory_id)
+        on_node = nodes >= 0
+        weights = np.where(on_node, app.shares, 0.0)
+        per_node = np.bincount(nodes[on_node], weights=weights[on_node], minlength=n_nodes)
+        split = per_node / per_node.sum() if per_node.sum() > 0 else np.full(n_nodes, 1 / n_nodes)
+        hot_mask = _hot_set(app) & on_node
+        app.placement = (split, np.bincount(nodes[hot_mask], minlength=n_nodes))
+        app.placement_key = (memory.placement_generation, app.shares_version)
+    return app.placement
 
 
 def _hot_set(app: _App) -> np.ndarray:

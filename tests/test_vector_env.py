@@ -1,0 +1,231 @@
+"""The batched env on the fluid model: Gymnasium vector API, autoreset, reward, the SB3
+adapter, registration through ``vector_entry_point`` and bad actions."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.vector import AutoresetMode
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from tierenv.contracts import ActionError, FeatureError, action_to_weights
+from tierenv.contracts.actions import action_to_quota
+from tierenv.envs import WeightedInterleaveEnv
+from tierenv.envs.reward import compute_reward
+from tierenv.envs.vector import (
+    Sb3FluidVecEnv,
+    WeightedInterleaveVectorEnv,
+    make_fluid_vec_env,
+    quota_from_actions,
+)
+from tierenv.workload.scenario import load_scenario
+
+FUZZ_SETTINGS = settings(
+    max_examples=int(os.environ.get("TIERENV_HYPOTHESIS_EXAMPLES", "20")),
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+
+
+@pytest.fixture(scope="module")
+def short_scenario():
+    """co-runner cut to 12 s: whole episodes in a few steps."""
+    return dataclasses.replace(load_scenario("co-runner"), duration_s=12.0)
+
+
+@pytest.fixture(scope="module")
+def envs(short_scenario):
+    return WeightedInterleaveVectorEnv(3, scenario=short_scenario)
+
+
+def test_spaces_and_names_are_the_single_envs():
+    single = WeightedInterleaveEnv()
+    batched = WeightedInterleaveVectorEnv(5)
+    assert batched.single_observation_space == single.observation_space
+    assert batched.single_action_space == single.action_space
+    assert batched.observation_names == single.observation_names
+    assert batched.observation_space.shape == (5, *single.observation_space.shape)
+    assert batched.action_space.shape == (5, *single.action_space.shape)
+    assert batched.metadata["autoreset_mode"] is AutoresetMode.NEXT_STEP
+    quota = WeightedInterleaveVectorEnv(2, quota_action=True)
+    assert quota.single_action_space == WeightedInterleaveEnv(quota_action=True).action_space
+
+
+def test_reset_and_step_shapes_dtypes_and_bounds(envs):
+    observations, info = envs.reset(seed=7)
+    assert observations.shape == envs.observation_space.shape
+    assert observations.dtype == np.float32
+    assert envs.observation_space.contains(observations)
+    assert all(np.shape(value)[0] == 3 for value in info.values())
+    assert envs.env_seeds == [7, 8, 9]
+    envs.action_space.seed(0)
+    for _ in range(4):
+        observations, rewards, terminated, truncated, info = envs.step(envs.action_space.sample())
+        assert observations.dtype == np.float32 and envs.observation_space.contains(observations)
+        assert rewards.shape == (3,) and rewards.dtype == np.float64
+        assert terminated.dtype == bool and truncated.dtype == bool and not terminated.any()
+        assert all(np.shape(value)[0] == 3 for value in info.values())
+        assert info["app_throughput_gbps"].shape == (3, len(envs.app_names))
+
+
+def test_reset_observation_is_close_to_the_full_simulators(short_scenario):
+    """The fluid model's first interval against the page-level host's (auto weights)."""
+    fluid, _ = WeightedInterleaveVectorEnv(1, scenario=short_scenario).reset(seed=0)
+    full, _ = WeightedInterleaveEnv(short_scenario).reset(seed=0)
+    np.testing.assert_allclose(fluid[0], full, atol=0.01)
+
+
+def test_next_step_autoreset_at_the_scenario_end(envs, short_scenario):
+    first, _ = envs.reset(seed=0)
+    actions = np.zeros(envs.action_space.shape, dtype=np.float32)
+    # reset ran the first interval; the episode has n_steps - 1 steps
+    for step in range(short_scenario.n_steps - 1):
+        observations, rewards, _, truncated, info = envs.step(actions)
+        assert truncated.all() == (step == short_scenario.n_steps - 2)
+    assert info["time_s"][0] == short_scenario.duration_s
+    observations, rewards, terminated, truncated, info = envs.step(actions + 0.7)
+    np.testing.assert_array_equal(observations, first)  # the action was ignored
+    assert not rewards.any() and not terminated.any() and not truncated.any()
+    assert np.all(info["time_s"] == short_scenario.control_interval_s)
+    observations, _, _, truncated, _ = envs.step(actions)
+    assert not truncated.any() and np.all(envs.state.step == 2)
+
+
+def test_max_episode_steps_truncates_and_seeds_do_not_change_the_dynamics(short_scenario):
+    envs = WeightedInterleaveVectorEnv(2, scenario=short_scenario, max_episode_steps=3)
+    runs = []
+    for seed in (1, 2):
+        envs.reset(seed=seed)
+        flags, observations = [], []
+        for _ in range(5):
+            obs, _, _, truncated, _ = envs.step(np.full((2, 2), 0.3, dtype=np.float32))
+            flags.append(truncated.copy())
+            observations.append(obs)
+        runs.append(np.array(observations))
+        assert [bool(f.all()) for f in flags] == [False, False, True, False, False]
+    np.testing.assert_array_equal(runs[0], runs[1])  # the fluid model is deterministic
+
+
+def test_reward_is_the_single_envs_definition(short_scenario):
+    envs = WeightedInterleaveVectorEnv(
+        4, scenario=short_scenario, migration_cost_per_gib=2.0, initial_weights=[1, 1]
+    )
+    envs.reset(seed=0)
+    actions = np.array([[1, -1], [-1, 1], [0.2, 0], [0, 0]], dtype=np.float32)
+    _, rewards, _, _, info = envs.step(actions)
+    outputs = envs.last_outputs
+    assert info["migrated_bytes"][:3].min() > 0  # the weight change moved pages
+    for b in range(4):
+        result = outputs.step_result(b, envs.model.params)
+        reward = compute_reward(result.measurements, result.truth, 2.0)
+        assert rewards[b] == pytest.approx(reward.total, rel=1e-12)
+        assert info["reward_migration"][b] == pytest.approx(reward.migration, rel=1e-12)
+    np.testing.assert_array_equal(info["weights"], action_to_weights(actions, 2))
+
+
+def test_gymnasium_make_vec_builds_it_through_a_vector_entry_point(short_scenario):
+    env_id = "tierenv-test/WeightedInterleaveFluid-v0"
+    gym.register(
+        id=env_id,
+        entry_point="tierenv.envs.weighted_interleave:WeightedInterleaveEnv",
+        vector_entry_point="tierenv.envs.vector:WeightedInterleaveVectorEnv",
+    )
+    try:
+        envs = gym.make_vec(
+            env_id, num_envs=3, vectorization_mode="vector_entry_point", scenario=short_scenario
+        )
+        assert isinstance(envs, WeightedInterleaveVectorEnv) and envs.num_envs == 3
+        observations, _ = envs.reset(seed=0)
+        assert envs.observation_space.contains(observations)
+        envs.step(envs.action_space.sample())
+        assert envs.spec.id == env_id
+    finally:
+        del gym.registry[env_id]
+    assert make_fluid_vec_env(2, scenario=short_scenario).num_envs == 2
+
+
+def test_sb3_adapter_autoresets_in_the_same_step(short_scenario):
+    venv = Sb3FluidVecEnv(num_envs=2, scenario=short_scenario)
+    venv.seed(0)
+    first = venv.reset()
+    ends = []
+    for _ in range(short_scenario.n_steps + 2):
+        observations, rewards, dones, infos = venv.step(np.zeros((2, 2), dtype=np.float32))
+        assert rewards.dtype == np.float32 and observations.shape == (2, first.shape[1])
+        if dones.any():
+            ends.append(infos)
+            np.testing.assert_array_equal(observations, first)  # already reset
+    assert len(ends) == 1
+    for info in ends[0]:
+        assert info["TimeLimit.truncated"] is True
+        assert info["terminal_observation"].shape == first.shape[1:]
+        assert not np.array_equal(info["terminal_observation"], first[0])
+    assert venv.get_attr("n_nodes") == [2, 2]
+    assert venv.env_is_wrapped(gym.Wrapper) == [False, False]
+
+
+def test_ppo_trains_on_the_sb3_adapter(short_scenario, tmp_path):
+    from stable_baselines3 import PPO
+
+    venv = Sb3FluidVecEnv(num_envs=8, scenario=short_scenario)
+    model = PPO("MlpPolicy", venv, n_steps=32, batch_size=64, n_epochs=2, seed=0, device="cpu")
+    model.learn(total_timesteps=512)
+    assert model.num_timesteps >= 512
+    model.save(tmp_path / "ppo")
+    action, _ = PPO.load(tmp_path / "ppo", device="cpu").predict(venv.reset())
+    assert action.shape == (8, 2)
+
+
+@FUZZ_SETTINGS
+@given(hnp.arrays(np.float64, (3, 2), elements=st.floats(allow_nan=True, allow_infinity=True)))
+def test_any_action_batch_is_used_or_refused_with_an_action_error(envs, actions):
+    envs.reset(seed=0)
+    if np.all(np.isfinite(actions)):
+        observations, *_ = envs.step(actions)
+        assert envs.observation_space.contains(observations)
+    else:
+        with pytest.raises(ActionError, match="non-finite"):
+            envs.step(actions)
+
+
+@pytest.mark.parametrize("shape", [(3,), (2, 2), (3, 3), (3, 2, 1)])
+def test_wrongly_shaped_actions_raise_action_errors(envs, shape):
+    envs.reset(seed=0)
+    with pytest.raises(ActionError, match="shape"):
+        envs.step(np.zeros(shape, dtype=np.float32))
+
+
+def test_quota_action_maps_like_the_single_env(short_scenario):
+    values = np.linspace(-1.5, 1.5, 31)
+    assert quota_from_actions(values).tolist() == [action_to_quota(v) for v in values]
+    envs = WeightedInterleaveVectorEnv(2, scenario=short_scenario, quota_action=True)
+    envs.reset(seed=0)
+    _, _, _, _, info = envs.step(np.array([[0.5, 0, -1], [0.5, 0, 1]], dtype=np.float32))
+    expected = [action_to_quota(-1.0), action_to_quota(1.0)]
+    page = short_scenario.page_size
+    np.testing.assert_allclose(info["damos_quota_bytes_per_s"], np.array(expected) // page * page)
+
+
+def test_bad_arguments_are_refused(short_scenario):
+    with pytest.raises(TypeError, match="unknown argument"):
+        WeightedInterleaveVectorEnv(2, scenario=short_scenario, colour="red")
+    with pytest.raises(ValueError, match="num_envs"):
+        WeightedInterleaveVectorEnv(0, scenario=short_scenario)
+    with pytest.raises(FeatureError):
+        WeightedInterleaveVectorEnv(2, scenario=short_scenario, features=["nope"])
+    with pytest.raises(ValueError, match="initial_weights"):
+        WeightedInterleaveVectorEnv(2, scenario=short_scenario, initial_weights="best")
+    envs = WeightedInterleaveVectorEnv(2, scenario=short_scenario, features="privileged")
+    with pytest.raises(RuntimeError, match="reset"):
+        envs.step(np.zeros((2, 2)))
+    observations, _ = envs.reset(seed=0)
+    assert observations.shape == (2, len(envs.observation_names))
+    with pytest.raises(ValueError, match="seed list"):
+        envs.reset(seed=[1])

@@ -1,0 +1,132 @@
+"""``tierenv bench``: how fast the environment steps, measured on this machine.
+
+For every shipped scenario, one env at full DAMON fidelity runs whole episodes under two
+policies: a constant action (weights settle, DAMOS finishes its migrations) and uniformly
+random actions (new weights every step, the worst case for DAMOS and the solver). Each row
+reports env steps per second, simulated seconds per wall second, and where a step's time
+goes: the simulated host (DAMON, DAMOS, solver) against the env's own work (action mapping,
+features, reward, info). Medians over repeats after an untimed warm-up episode; one core.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from tierenv.envs.weighted_interleave import WeightedInterleaveEnv
+from tierenv.workload.scenario import load_scenario, shipped_scenario_names
+
+CONSTANT_ACTION = np.array([0.3, -0.3], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class SingleEnvRow:
+    scenario: str
+    policy: str
+    steps: int
+    wall_s: float
+    host_s: float  # time inside Host.step
+    interval_s: float
+
+    @property
+    def steps_per_s(self) -> float:
+        return self.steps / self.wall_s
+
+    @property
+    def simulated_per_wall(self) -> float:
+        return self.steps * self.interval_s / self.wall_s
+
+
+class _TimedHost:
+    """Wraps a host's ``step`` to add up the time spent inside it."""
+
+    def __init__(self, host) -> None:
+        self._host = host
+        self.elapsed = 0.0
+
+    def __getattr__(self, name: str):
+        return getattr(self._host, name)
+
+    def step(self):
+        start = time.perf_counter()
+        result = self._host.step()
+        self.elapsed += time.perf_counter() - start
+        return result
+
+
+def _episode(env: WeightedInterleaveEnv, policy: Callable[[int], np.ndarray], seed: int):
+    env.reset(seed=seed)
+    timed = _TimedHost(env.host)
+    env.host = timed
+    steps = 0
+    start = time.perf_counter()
+    truncated = False
+    while not truncated:
+        _, _, _, truncated, _ = env.step(policy(steps))
+        steps += 1
+    return steps, time.perf_counter() - start, timed.elapsed
+
+
+def bench_single(scenario_name: str, repeats: int = 3) -> list[SingleEnvRow]:
+    scenario = load_scenario(scenario_name)
+    env = WeightedInterleaveEnv(scenario)
+    n_nodes = env.n_nodes
+    rng = np.random.default_rng(0)
+    random_actions = rng.uniform(-1, 1, (scenario.n_steps + 1, n_nodes)).astype(np.float32)
+    constant = np.resize(CONSTANT_ACTION, n_nodes)
+    policies = {
+        "constant": lambda step: constant,
+        "random": lambda step: random_actions[step],
+    }
+    rows = []
+    for name, policy in policies.items():
+        _episode(env, policy, seed=0)  # compiled kernels loaded, caches warm
+        runs = [_episode(env, policy, seed=repeat) for repeat in range(max(repeats, 1))]
+        steps, wall, host = (float(np.median([run[i] for run in runs])) for i in range(3))
+        rows.append(
+            SingleEnvRow(scenario_name, name, int(steps), wall, host, scenario.control_interval_s)
+        )
+    return rows
+
+
+def single_table(rows: list[SingleEnvRow]) -> str:
+    lines = [
+        "| scenario | policy | steps/s | simulated s per wall s | ms per step | "
+        "host ms per step | env ms per step |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        per_step = 1e3 * row.wall_s / row.steps
+        host = 1e3 * row.host_s / row.steps
+        lines.append(
+            f"| {row.scenario} | {row.policy} | {row.steps_per_s:,.0f} | "
+            f"{row.simulated_per_wall:,.0f}x | {per_step:.3f} | {host:.3f} | "
+            f"{per_step - host:.3f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def run_benchmark(
+    scenarios: list[str] | None = None,
+    repeats: int = 3,
+    progress: Callable[[str], None] = print,
+) -> str:
+    """The benchmark's Markdown tables (without the provenance stamp)."""
+    rows: list[SingleEnvRow] = []
+    for name in scenarios or shipped_scenario_names():
+        scenario_rows = bench_single(name, repeats)
+        for row in scenario_rows:
+            progress(f"{name} ({row.policy} policy): {row.steps_per_s:,.0f} steps/s")
+        rows += scenario_rows
+    return (
+        "## One environment, full DAMON fidelity\n\n"
+        "Whole episodes of `WeightedInterleaveEnv` (1 s control intervals, one kdamond per "
+        "application with damo's weighted-interleave migrate_hot scheme, the solver every "
+        f"interval); constant action {CONSTANT_ACTION.tolist()} or uniformly random actions; "
+        f"median of {repeats} episodes after an untimed one; one core. Host = time in "
+        "`SimulatedHost.step`; env = the rest (action mapping, features, reward, info).\n\n"
+        + single_table(rows)
+    )

@@ -1,0 +1,404 @@
+"""Batched environments over the fluid model: a Gymnasium ``VectorEnv`` and an SB3 adapter.
+
+``WeightedInterleaveVectorEnv`` steps many copies of ``tierenv/WeightedInterleave-v0`` at
+once in numpy/numba. It has the single env's observation and action spaces, its action
+mapping (``action_to_weights``, batched), its observation features (same names, order,
+bounds and clipping) and its reward, but runs the reduced-fidelity **fluid model**
+(``tierenv.sim.fluid``) instead of the page-level simulator with one DAMON kdamond per
+application: use it for throughput (sweeps, large seed counts, training) and check what
+matters on the full simulator (``WeightedInterleaveEnv``).
+
+``Sb3FluidVecEnv`` wraps it for stable-baselines3, which has its own ``VecEnv`` API
+(same-step autoreset, ``info["terminal_observation"]``, ``info["TimeLimit.truncated"]``)::
+
+    from stable_baselines3 import PPO
+    model = PPO("MlpPolicy", Sb3FluidVecEnv(num_envs=64, scenario="co-runner"))
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices
+
+from tierenv.contracts.actions import (
+    ACTION_HIGH,
+    ACTION_LOW,
+    QUOTA_MAX_BYTES_PER_S,
+    QUOTA_MIN_BYTES_PER_S,
+    ActionError,
+    action_to_weights,
+    check_action,
+)
+from tierenv.contracts.features import ObservationSpec
+from tierenv.envs.reward import GiB
+from tierenv.envs.weighted_interleave import DEFAULT_MIGRATION_COST_PER_GIB, DEFAULT_SCENARIO
+from tierenv.memory.interleave import auto_weights, check_weights
+from tierenv.sim.damos_setup import DamosSetup
+from tierenv.sim.fluid import (
+    DEFAULT_CHUNKS,
+    FluidModel,
+    FluidOutputs,
+    FluidState,
+    check_features,
+    observe,
+)
+from tierenv.workload.scenario import Scenario, load_scenario
+
+
+class WeightedInterleaveVectorEnv(VectorEnv):
+    """``num_envs`` copies of ``tierenv/WeightedInterleave-v0`` on the fluid model, stepped
+    together.
+
+    ## Spaces
+    ``single_action_space`` and ``single_observation_space`` are the single env's (a Box of
+    one value per node in [-1, 1], plus the DAMOS quota with ``quota_action=True``; named
+    features, ``observation_names``); ``action_space`` and ``observation_space`` batch them.
+    Actions go through ``action_to_weights`` for the whole batch; finite values outside
+    [-1, 1] are clipped, NaN, infinity or a wrong shape raise ``ActionError``.
+
+    ## Reward
+    As ``tierenv.envs.reward``: weighted speedup (sum over running applications of
+    throughput over its throughput alone on idle local memory) minus
+    ``migration_cost_per_gib`` x GiB migrated in the interval, per env.
+
+    ## Episodes
+    Never terminate; truncate at the scenario's end (or after ``max_episode_steps`` steps).
+    ``reset`` runs each env's first control interval under the initial weights, as the
+    single env does. Autoreset mode NEXT_STEP (``metadata["autoreset_mode"]``): the step after
+    an env's episode ended resets it, ignoring its action, and returns its reset observation
+    with reward 0 and ``terminated = truncated = False``.
+
+    ## Seeds
+    The fluid model is deterministic (it replaces DAMON's random sampling by expectations),
+    so a seed does not change any env's trajectory: ``reset(seed=s)`` records per-env seeds
+    ``s + i`` (or a list, one per env) in ``env_seeds`` and seeds ``np_random``, nothing else.
+
+    ## Info
+    A dict of arrays with the number of envs as first dimension (all keys present for every
+    env, so there are no ``_key`` masks): ``time_s``, ``weights``, ``shares``,
+    ``node_bandwidth_gbps``, ``node_latency_ns``, ``app_throughput_gbps`` and
+    ``app_running`` (one column per application of the scenario, ``app_names``),
+    ``migrated_bytes``, ``damos_quota_bytes_per_s``, ``weighted_speedup``,
+    ``reward_throughput``, ``reward_migration``, ``solver_converged``.
+
+    ## Arguments
+    ``num_envs`` and the single env's ``scenario``, ``features``, ``initial_weights``,
+    ``migration_cost_per_gib``, ``quota_action``, ``damos``; ``n_chunks`` (the fluid model's
+    chunks per application) and ``max_episode_steps``.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {
+        "autoreset_mode": AutoresetMode.NEXT_STEP,
+        "render_modes": [],
+    }
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        scenario: str | Path | Scenario = DEFAULT_SCENARIO,
+        features: str | Sequence[str] = "default",
+        initial_weights: str | Sequence[int] = "auto",
+        migration_cost_per_gib: float = DEFAULT_MIGRATION_COST_PER_GIB,
+        quota_action: bool = False,
+        damos: DamosSetup | None = None,
+        n_chunks: int = DEFAULT_CHUNKS,
+        max_episode_steps: int | None = None,
+        render_mode: str | None = None,
+        **unknown: Any,
+    ) -> None:
+        if unknown:
+            valid = [name for name in inspect.signature(type(self)).parameters if name != "unknown"]
+            raise TypeError(
+                f"{type(self).__name__}: unknown argument(s) {', '.join(sorted(unknown))}; "
+                f"valid: {', '.join(valid)}"
+            )
+        if not isinstance(num_envs, int | np.integer) or num_envs < 1:
+            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        if render_mode is not None:
+            raise ValueError(f"render_mode {render_mode!r}: the batched env does not render")
+        if not np.isfinite(migration_cost_per_gib) or migration_cost_per_gib < 0:
+            raise ValueError(
+                f"migration_cost_per_gib must be finite and >= 0, got {migration_cost_per_gib!r}"
+            )
+        if max_episode_steps is not None and (
+            not isinstance(max_episode_steps, int | np.integer) or max_episode_steps < 1
+        ):
+            raise ValueError(
+                f"max_episode_steps must be a positive integer or None, got {max_episode_steps!r}"
+            )
+        self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+        self.model = FluidModel(self.scenario, n_chunks=n_chunks, damos=damos)
+        self.node_info = self.model.node_info
+        self.n_nodes = self.node_info.n_nodes
+        self.app_names = self.model.params.app_names
+        self.num_envs = int(num_envs)
+        self.render_mode = None
+        self.migration_cost_per_gib = float(migration_cost_per_gib)
+        self.quota_action = bool(quota_action)
+        self.max_episode_steps = max_episode_steps
+        self.observation_spec = ObservationSpec(self.n_nodes, features)
+        check_features(self.observation_spec)
+        self.observation_names = self.observation_spec.names
+        self.single_observation_space = spaces.Box(
+            self.observation_spec.low, self.observation_spec.high, dtype=np.float32
+        )
+        n_actions = self.n_nodes + (1 if self.quota_action else 0)
+        self.single_action_space = spaces.Box(
+            ACTION_LOW, ACTION_HIGH, (n_actions,), dtype=np.float32
+        )
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self.initial_weights = self._checked_initial_weights(initial_weights)
+        self.env_seeds: list[int | None] = [None] * self.num_envs
+        # Every reset is the same deterministic first interval: computed once, copied after.
+        self._fresh = self.model.initial_state(1, self.initial_weights)
+        self._reset_state = self._fresh.copy()
+        reset_outputs = self.model.step(self._reset_state, self.initial_weights[None])
+        self._reset_observation = self._observe(reset_outputs)
+        self._reset_info = self._info(reset_outputs, np.zeros(1), np.zeros(1))
+        self.state: FluidState | None = None
+        self.last_outputs: FluidOutputs | None = None  # the fluid model's report of the last step
+        self._episode_steps = np.zeros(self.num_envs, dtype=np.int64)
+        self._autoreset = np.zeros(self.num_envs, dtype=bool)
+
+    # ------------------------------------------------------------------------- gym API
+    def reset(
+        self,
+        *,
+        seed: int | Sequence[int | None] | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Reset every env (each runs its first control interval under the initial weights)."""
+        if options:
+            raise ValueError(
+                f"unknown reset option(s) {', '.join(sorted(options))}: the batched env takes none"
+            )
+        if seed is None or isinstance(seed, int | np.integer):
+            super().reset(seed=None if seed is None else int(seed))
+            self.env_seeds = [None if seed is None else int(seed) + i for i in range(self.num_envs)]
+        else:
+            seeds = list(seed)
+            if len(seeds) != self.num_envs:
+                raise ValueError(f"seed list has {len(seeds)} entries for {self.num_envs} envs")
+            super().reset(seed=seeds[0])
+            self.env_seeds = seeds
+        self.state = self._reset_state.take(np.zeros(self.num_envs, dtype=np.int64))
+        self._episode_steps[:] = 0
+        self._autoreset[:] = False
+        observations = np.repeat(self._reset_observation, self.num_envs, axis=0)
+        info = {
+            key: np.repeat(value, self.num_envs, axis=0) for key, value in self._reset_info.items()
+        }
+        return observations, info
+
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        if self.state is None:
+            raise RuntimeError("call reset() before step()")
+        expected = self.action_space.shape
+        values = np.asarray(actions, dtype=np.float64)
+        if values.shape != expected:
+            raise ActionError(f"actions must have shape {expected}, got {values.shape}")
+        values = check_action(values, expected[1])
+        weights = action_to_weights(values[:, : self.n_nodes], self.n_nodes)
+        quota = quota_from_actions(values[:, self.n_nodes]) if self.quota_action else None
+        resetting = self._autoreset.copy()
+        if resetting.any():
+            # a reset is the first interval from nothing under the initial weights: the same
+            # step as every other env's, from the fresh state
+            self.state.put(resetting, self._fresh)
+            weights[resetting] = self.initial_weights
+            if quota is not None:
+                quota[resetting] = self._fresh_quota_bytes()
+            self._episode_steps[resetting] = 0
+        outputs = self.model.step(self.state, weights, quota)
+        self.last_outputs = outputs
+        throughput, migration = self._reward_terms(outputs)
+        throughput[resetting] = 0.0
+        migration[resetting] = 0.0
+        rewards = throughput - migration
+        self._episode_steps[~resetting] += 1
+        truncated = self.model.done(self.state)
+        if self.max_episode_steps is not None:
+            truncated |= self._episode_steps >= self.max_episode_steps
+        truncated &= ~resetting
+        terminated = np.zeros(self.num_envs, dtype=bool)
+        self._autoreset = terminated | truncated
+        return (
+            self._observe(outputs),
+            rewards,
+            terminated,
+            truncated,
+            self._info(outputs, throughput, migration),
+        )
+
+    def reset_envs(self, envs: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+        """Reset only ``envs`` (indices or a boolean mask) now, outside the autoreset cycle
+        (what the SB3 adapter's same-step autoreset does); returns their reset observations
+        and info rows."""
+        if self.state is None:
+            raise RuntimeError("call reset() before reset_envs()")
+        rows = np.arange(self.num_envs)[envs]
+        self.state.put(rows, self._reset_state)
+        self._episode_steps[rows] = 0
+        self._autoreset[rows] = False
+        info = {key: np.repeat(value, rows.size, axis=0) for key, value in self._reset_info.items()}
+        return np.repeat(self._reset_observation, rows.size, axis=0), info
+
+    def render(self) -> None:
+        return None
+
+    # ---------------------------------------------------------------------- internals
+    def _checked_initial_weights(self, initial: str | Sequence[int]) -> np.ndarray:
+        if isinstance(initial, str):
+            if initial == "auto":
+                return auto_weights(self.node_info.peak_gbps)
+            if initial == "uniform":
+                return np.ones(self.n_nodes, dtype=np.int64)
+            raise ValueError(
+                f"initial_weights {initial!r}: use 'auto', 'uniform' or a list of "
+                f"{self.n_nodes} integers 1..255"
+            )
+        return check_weights(list(initial), self.n_nodes)
+
+    def _fresh_quota_bytes(self) -> float:
+        rate = self._fresh.quota_pages[0] * self.model.params.page_size
+        return float(rate / self.model.params.interval_s) if np.isfinite(rate) else 0.0
+
+    def _observe(self, outputs: FluidOutputs) -> np.ndarray:
+        return observe(outputs, self.model.params, self.observation_spec)
+
+    def _reward_terms(self, outputs: FluidOutputs) -> tuple[np.ndarray, np.ndarray]:
+        """(weighted speedup, migration cost) per env, as ``tierenv.envs.reward``."""
+        migrated_gib = outputs.migrated_bytes.sum(axis=(1, 2)) / GiB
+        return outputs.weighted_speedup.copy(), self.migration_cost_per_gib * migrated_gib
+
+    def _info(
+        self, outputs: FluidOutputs, throughput: np.ndarray, migration: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        weights = outputs.weights
+        return {
+            "time_s": outputs.time_s,
+            "weights": weights,
+            "shares": weights / weights.sum(axis=1, keepdims=True),
+            "node_bandwidth_gbps": outputs.node_bandwidth_gbps,
+            "node_latency_ns": outputs.node_latency_ns,
+            "app_throughput_gbps": outputs.app_throughput_gbps,
+            "app_running": outputs.app_running,
+            "migrated_bytes": outputs.migrated_bytes.sum(axis=(1, 2)),
+            "damos_quota_bytes_per_s": outputs.damos_quota_bytes_per_s,
+            "weighted_speedup": outputs.weighted_speedup,
+            "reward_throughput": throughput,
+            "reward_migration": migration,
+            "solver_converged": outputs.solver_converged,
+        }
+
+
+def quota_from_actions(values: np.ndarray) -> np.ndarray:
+    """``action_to_quota`` for a batch of quota action values (bytes/s, log-spaced between
+    16 MiB/s and 2 GiB/s; finite values outside [-1, 1] are clipped)."""
+    checked = check_action(np.asarray(values, dtype=np.float64)[:, None], 1)[:, 0]
+    fraction = (checked - ACTION_LOW) / (ACTION_HIGH - ACTION_LOW)
+    low, high = np.log(QUOTA_MIN_BYTES_PER_S), np.log(QUOTA_MAX_BYTES_PER_S)
+    return np.rint(np.exp(low + fraction * (high - low)))
+
+
+def make_fluid_vec_env(
+    num_envs: int, scenario: str | Path | Scenario = DEFAULT_SCENARIO, **kwargs: Any
+) -> WeightedInterleaveVectorEnv:
+    """A batched ``tierenv/WeightedInterleave-v0`` on the fluid model (what
+    ``gymnasium.make_vec(..., vectorization_mode="vector_entry_point")`` builds)."""
+    return WeightedInterleaveVectorEnv(num_envs, scenario=scenario, **kwargs)
+
+
+class Sb3FluidVecEnv(VecEnv):
+    """The batched fluid env as a stable-baselines3 ``VecEnv``.
+
+    SB3 semantics: an env whose episode ends is reset in the same step; the observation
+    returned for it is the reset one, its last observation is in
+    ``infos[i]["terminal_observation"]`` and ``infos[i]["TimeLimit.truncated"]`` says the
+    episode was cut by time (always, as episodes only truncate), so PPO bootstraps from it.
+    Per-env ``infos`` carry only those keys (building thousands of dicts per step would cost
+    more than the step); the batched info of the last step is ``last_info``.
+
+    There are no sub-envs: ``get_attr``/``env_method`` reach the one batched env and repeat
+    its answer for every index.
+    """
+
+    def __init__(
+        self,
+        vector_env: WeightedInterleaveVectorEnv | None = None,
+        num_envs: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if vector_env is not None and (num_envs is not None or kwargs):
+            raise TypeError("give either vector_env or num_envs and env arguments, not both")
+        self.vector_env = vector_env or WeightedInterleaveVectorEnv(num_envs or 1, **kwargs)
+        env = self.vector_env
+        super().__init__(env.num_envs, env.single_observation_space, env.single_action_space)
+        self._actions: np.ndarray | None = None
+        self.last_info: dict[str, np.ndarray] = {}
+
+    def reset(self) -> np.ndarray:
+        seeds = None if all(s is None for s in self._seeds) else self._seeds
+        observations, info = self.vector_env.reset(seed=seeds)
+        self.last_info = info
+        self.reset_infos = [{} for _ in range(self.num_envs)]
+        self._reset_seeds()
+        self._reset_options()
+        return observations
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = np.asarray(actions)
+
+    def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
+        if self._actions is None:
+            raise RuntimeError("step_async() must come before step_wait()")
+        actions, self._actions = self._actions, None
+        observations, rewards, terminated, truncated, info = self.vector_env.step(actions)
+        dones = terminated | truncated
+        infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        if dones.any():
+            rows = np.flatnonzero(dones)
+            reset_observations, _ = self.vector_env.reset_envs(rows)
+            for row in rows:
+                infos[row]["terminal_observation"] = observations[row].copy()
+                infos[row]["TimeLimit.truncated"] = bool(truncated[row] and not terminated[row])
+            observations = observations.copy()
+            observations[rows] = reset_observations
+        self.last_info = info
+        return observations, rewards.astype(np.float32), dones, infos
+
+    def close(self) -> None:
+        self.vector_env.close()
+
+    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
+        value = getattr(self.vector_env, attr_name)
+        return [value for _ in self._get_indices(indices)]
+
+    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
+        if len(list(self._get_indices(indices))) != self.num_envs:
+            raise ValueError("the batched env has one set of attributes: set them for all envs")
+        setattr(self.vector_env, attr_name, value)
+
+    def env_method(
+        self,
+        method_name: str,
+        *method_args: Any,
+        indices: VecEnvIndices = None,
+        **method_kwargs: Any,
+    ) -> list[Any]:
+        result = getattr(self.vector_env, method_name)(*method_args, **method_kwargs)
+        return [result for _ in self._get_indices(indices)]
+
+    def env_is_wrapped(self, wrapper_class: type, indices: VecEnvIndices = None) -> list[bool]:
+        return [False for _ in self._get_indices(indices)]

@@ -1,0 +1,1355 @@
+"""A reduced-fidelity "fluid" model of the simulated host that steps many envs at once.
+
+``SimulatedHost`` tracks every page and runs one DAMON kdamond per application: faithful, but
+about half a millisecond per control interval. The fluid model keeps the same scenario, the
+same node profiles, the same throughput solver and the same DAMOS recipe (damo's
+weighted-interleave ``migrate_hot``: regions accessed in >= 5 % of samples, weighted dests
+equal to the interleave weights, a 200 MiB/s quota, applied every second), but replaces pages
+and DAMON regions by expectations over *chunks*, so a batch of B envs is a handful of arrays
+with a leading env axis stepped by one compiled loop and one batched ``solve`` call.
+
+What it simplifies, relative to the full simulator:
+
+- **Pages → chunks.** Each application's address space is cut into ``n_chunks`` contiguous
+  chunks (boundaries placed where the access distribution changes, e.g. at a hot set's
+  edges, when that needs few enough chunks; otherwise evenly, snapped to such edges). Within
+  a chunk, pages are interchangeable: the state is, per chunk, how many of its pages sit on
+  each node *and* which node the current weights' interleave pattern assigns them to (a
+  nodes x nodes table). The second index is what makes migration counts right: weighted
+  interleave gives page i the node of ``i mod sum(weights)``, so after 3:1 becomes 2:1 a
+  walk over the pages moves 5/12 of them (the two patterns disagree there), not the 1/12 a
+  pure share difference would suggest. When the weights change, each (node, old target)
+  class is redistributed over the new targets by the exact joint frequency of the two
+  periodic patterns (``pattern_transition``); this treats pages of a class as a random sample
+  of its interleave indices, exact for one change from a freshly placed state.
+- **DAMON → expected access counts.** A chunk's per-sample access probability p is
+  ``(touched/size) * (1 - exp(-rate * sample_interval))`` at the page rate the application's
+  last throughput implies (the host feeds DAMON the same rates). DAMOS matches a region by
+  its ``nr_accesses_bp`` moving sum, whose integer part is close to the rounded-down mean,
+  so a chunk is eligible when ``p * max_nr_accesses`` reaches the scheme's minimum (1 of 20
+  samples: the "5 % of samples" rule). The reported hotness histogram uses each aggregation's
+  count, taken as Binomial(max_nr_accesses, p) (the full simulator's merged regions scatter
+  somewhat less: on hot-set-shift its cold pages are 53 % idle, the fluid model's 44 %); the
+  access share uses p. No region splitting/merging, no sampling noise, no detection lag
+  after a hot set moves.
+- **DAMOS → a fluid walk.** With the recipe's quota priority weights all zero, every matching
+  region has the same score, so the kernel walks them in address order (not hottest first),
+  resuming where the last quota window stopped (``charge_addr_from``) and restarting at the
+  lowest address when a pass reaches the end. The fluid walk does the same over chunks,
+  charging eligible chunks' pages against the quota and moving the walked pages whose target
+  differs from their node; the part of the cursor's chunk already walked in this pass is
+  kept apart (``walked_pages``) so that a pass never walks a page twice. Migration into a
+  full node fails (counted as pgmigrate_fail), allowing frames freed by the same pass.
+- **Timing.** The quota is one budget per control interval (the recipe's apply interval and
+  quota window both equal 1 s); migrations happen before the interval's solve, as in the
+  host; kdamond start-up (first aggregations) is not modelled.
+
+Everything else follows the host step for step: scenario changes at the interval's start
+(starts, stops, events changing intensity or moving a hot set, traces' phases), growth
+touching new pages under the current weights with the kernel's fallback to the next node
+with free memory, migration copy traffic as open-loop background (``MigrationCost``
+semantics), the solver warm-started from the last latencies and solving only running
+applications, and each application's reference throughput alone on idle local memory.
+
+Checked against the full simulator (``tests/test_fluid.py``, 32 chunks): under static weights
+1:1, 3:1 and 255:1 on co-runner and steady-single, per-application throughput, DDR resident
+share and pages migrated agree to 1e-4; after a 3:1 -> 2:1 switch throughput agrees within
+0.2 % on average, the DDR share within 1e-4 and migrated pages exactly; with new random
+weights every 5 s (co-runner) throughput within 1.5 %, DDR share within 5e-4, migrations
+within 1.3 % (every second: 1.8 %, 1e-3, 5 %). The co-runner optimum over static weights
+is the full simulator's (spill while two instances run, all-local while one does); a batch's
+env b equals that env run alone, bit for bit. Largest gaps seen: hot-set-shift after a
+weight change (2-4 % throughput), where the full simulator's walk sometimes also charges cold
+regions.
+
+State layout: ``FluidState`` arrays have a leading env axis B; ``step(state, weights)``
+advances every env one control interval, updating ``state`` in place (``state.copy()``
+branches a run), and returns ``FluidOutputs``. ``observe(outputs, spec)`` builds the
+observation features of ``tierenv.contracts.features`` for the whole batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from tierenv.contracts.features import HOTNESS_BINS, FeatureError, ObservationSpec
+from tierenv.contracts.measurements import GroundTruth, Measurements, NodeInfo, StepResult
+from tierenv.damon.jit import njit
+from tierenv.hardware.solver import NodeSet, alone_throughput_gbps, solve
+from tierenv.memory.interleave import MAX_WEIGHT, MIN_WEIGHT
+from tierenv.memory.migration_cost import MigrationCost
+from tierenv.sim.damos_setup import DamosSetup
+from tierenv.workload.application import LINE_BYTES
+from tierenv.workload.scenario import Scenario
+
+GiB = 1 << 30
+DEFAULT_CHUNKS = 32
+MAX_CHUNKS = 1024
+TIME_EPSILON = 1e-9  # the host's tolerance when comparing times with scenario moments
+SCALE_ROUNDS = 4  # fixed-point rounds for migrations into nearly full nodes
+
+
+class FluidModelError(ValueError):
+    """A scenario, DAMOS setup, input or state the fluid model cannot handle."""
+
+
+# ------------------------------------------------------------------------- static parameters
+@dataclass(frozen=True, eq=False)
+class FluidParams:
+    """Everything about a scenario the fluid model needs, built once (``build_params``).
+
+    Shapes: T control intervals, A applications, K chunks, P phases per application (padded),
+    N nodes. A *phase* is one combination of access distribution, intensity and read share;
+    ``phase[k, a]`` says which is in force in interval k.
+    """
+
+    scenario: Scenario
+    node_info: NodeInfo
+    nodes: NodeSet
+    page_size: int
+    interval_s: float
+    app_names: tuple[str, ...]
+    step_start_s: np.ndarray  # (T,) time at each interval's start, accumulated as the host does
+    capacity_pages: np.ndarray  # (N,)
+    chunk_first_page: np.ndarray  # (A, K) int64
+    chunk_pages: np.ndarray  # (A, K) pages per chunk (0: padding)
+    running: np.ndarray  # (T, A) bool: the app runs during interval k
+    starting: np.ndarray  # (T, A) bool: started at interval k's start
+    stopping: np.ndarray  # (T, A) bool: stopped at interval k's start (its pages freed)
+    phase: np.ndarray  # (T, A) int64
+    new_pages: np.ndarray  # (T, A, K) pages first touched in interval k
+    touched_pages: np.ndarray  # (T, A, K) pages touched by the end of interval k's first touches
+    phase_share: np.ndarray  # (A, P, K) share of the app's accesses per chunk
+    phase_hot: np.ndarray  # (A, P, K) share of the chunk's pages in the app's hot set
+    phase_mlp: np.ndarray  # (A, P) misses in flight (intensity applied)
+    phase_read_fraction: np.ndarray  # (A, P)
+    phase_alone_gbps: np.ndarray  # (A, P) throughput alone on idle local memory
+    think_ns: np.ndarray  # (A,)
+    running_set: np.ndarray  # (T,) int64: index into running_apps
+    running_apps: tuple[np.ndarray, ...]  # the distinct sets of running apps
+    running_apps_count: np.ndarray  # (sets,) applications in each set
+    damos_enabled: bool
+    sample_s: float
+    max_nr_accesses: int
+    min_nr_accesses: int
+    hotness_thresholds: np.ndarray  # (bins - 1,) int64: least nr_accesses of each upper bin
+    quota_pages: float  # default DAMOS charge budget per interval and app (inf: unlimited)
+    quota_reset_interval_ms: int
+    migration_cost: MigrationCost
+
+    @property
+    def n_steps(self) -> int:
+        return int(self.step_start_s.size)
+
+    @property
+    def n_nodes(self) -> int:
+        return int(self.capacity_pages.size)
+
+    @property
+    def n_apps(self) -> int:
+        return len(self.app_names)
+
+    @property
+    def n_chunks(self) -> int:
+        return int(self.chunk_pages.shape[1])
+
+    def quota_pages_for(self, bytes_per_s: np.ndarray) -> np.ndarray:
+        """Charge budget per interval (pages) for DAMOS quotas in bytes/s, as
+        ``SimulatedHost.set_damos_quota`` rounds them (whole pages per window, at least one;
+        0 means unlimited)."""
+        rate = np.asarray(bytes_per_s, dtype=np.float64)
+        if not np.all(np.isfinite(rate)) or np.any(rate < 0):
+            bad = rate[~np.isfinite(rate) | (rate < 0)][0]
+            raise FluidModelError(f"DAMOS quota must be finite and >= 0 bytes/s, got {bad!r}")
+        page = self.page_size
+        per_window = np.floor(rate * self.quota_reset_interval_ms / 1000) // page * page
+        per_window = np.where(rate > 0, np.maximum(per_window, page), 0.0)
+        windows = self.interval_s * 1000 / self.quota_reset_interval_ms
+        return np.where(per_window > 0, per_window / page * windows, np.inf)
+
+
+def build_params(
+    scenario: Scenario,
+    n_chunks: int = DEFAULT_CHUNKS,
+    damos: DamosSetup | None = None,
+    migration_cost: MigrationCost | None = None,
+) -> FluidParams:
+    """The fluid model's static parameters for ``scenario`` (see the module docstring)."""
+    if not isinstance(n_chunks, int | np.integer) or not 1 <= n_chunks <= MAX_CHUNKS:
+        raise FluidModelError(f"n_chunks must be an integer in 1..{MAX_CHUNKS}, got {n_chunks!r}")
+    damos = damos or DamosSetup()
+    migration_cost = migration_cost or MigrationCost()
+    _check_damos(damos, scenario.control_interval_s, scenario.page_size)
+    nodes = NodeSet([node.profile for node in scenario.nodes])
+    page_size = scenario.page_size
+    node_info = NodeInfo(
+        names=tuple(node.profile.name for node in scenario.nodes),
+        peak_gbps=np.array([float(node.profile.saturation_gbps(1.0)) for node in scenario.nodes]),
+        idle_latency_ns=nodes.idle_latency_ns.copy(),
+        capacity_bytes=np.array([node.capacity_bytes for node in scenario.nodes], dtype=float),
+        page_size=page_size,
+    )
+    timeline = _Timeline(scenario)
+    n_steps, n_apps = timeline.running.shape
+    chunk_first = np.zeros((n_apps, n_chunks), dtype=np.int64)
+    chunk_pages = np.zeros((n_apps, n_chunks))
+    n_phases = max(len(keys) for keys in timeline.phase_keys)
+    phase_share = np.zeros((n_apps, n_phases, n_chunks))
+    phase_hot = np.zeros((n_apps, n_phases, n_chunks))
+    phase_mlp = np.ones((n_apps, n_phases))
+    phase_reads = np.ones((n_apps, n_phases))
+    phase_alone = np.ones((n_apps, n_phases))
+    new_pages = np.zeros((n_steps, n_apps, n_chunks))
+    for a, run in enumerate(scenario.apps):
+        app = run.app
+        shares = [timeline.page_shares(a, key) for key in timeline.phase_keys[a]]
+        hots = [timeline.hot_mask(a, key) for key in timeline.phase_keys[a]]
+        bounds = chunk_bounds(shares, hots, timeline.n_pages[a], n_chunks)
+        count = bounds.size - 1
+        chunk_first[a, :count] = bounds[:-1]
+        chunk_first[a, count:] = bounds[-1]
+        chunk_pages[a, :count] = np.diff(bounds)
+        for p, key in enumerate(timeline.phase_keys[a]):
+            phase_share[a, p, :count] = np.add.reduceat(shares[p], bounds[:-1])
+            phase_hot[a, p, :count] = np.add.reduceat(hots[p].astype(float), bounds[:-1])
+            phase_hot[a, p, :count] /= np.diff(bounds)
+            _, intensity, read_fraction, alone_reads = key
+            phase_mlp[a, p] = app.mlp * intensity
+            phase_reads[a, p] = read_fraction
+            phase_alone[a, p] = float(
+                alone_throughput_gbps(
+                    nodes, np.array([app.mlp * intensity]), app.think_ns, alone_reads
+                )[0]
+            )
+        # Pages touched in [before, after) fill chunks in address order.
+        before = np.concatenate([[0], timeline.touched[:-1, a]])
+        after = timeline.touched[:, a]
+        firsts, lasts = bounds[:-1], bounds[1:]
+        filled = np.clip(after[:, None], firsts, lasts) - np.clip(before[:, None], firsts, lasts)
+        new_pages[:, a, :count] = np.maximum(filled, 0)
+    running_sets, running_set = np.unique(timeline.running, axis=0, return_inverse=True)
+    attrs = damos.attrs
+    pattern = damos.context(0, [1] * len(scenario.nodes)).schemes[0].access_pattern
+    max_nr = attrs.max_nr_accesses
+    edges = [edge for _, edge in HOTNESS_BINS[1:]]
+    # the least nr_accesses whose rate nr / max lands in each upper bin (as searchsorted does)
+    thresholds = np.array(
+        [next(nr for nr in range(max_nr + 2) if nr > max_nr or nr / max_nr >= e) for e in edges],
+        dtype=np.int64,
+    )
+    quota_window_pages = damos.quota_bytes // page_size
+    windows = scenario.control_interval_s * 1000 / damos.quota_reset_interval_ms
+    return FluidParams(
+        scenario=scenario,
+        node_info=node_info,
+        nodes=nodes,
+        page_size=page_size,
+        interval_s=scenario.control_interval_s,
+        app_names=tuple(run.app.name for run in scenario.apps),
+        step_start_s=timeline.start_s,
+        capacity_pages=np.array([n.capacity_bytes // page_size for n in scenario.nodes], float),
+        chunk_first_page=chunk_first,
+        chunk_pages=chunk_pages,
+        running=timeline.running,
+        starting=timeline.starting,
+        stopping=timeline.stopping,
+        phase=timeline.phase,
+        new_pages=new_pages,
+        touched_pages=np.cumsum(new_pages, axis=0) * timeline.running[:, :, None],
+        phase_share=phase_share,
+        phase_hot=phase_hot,
+        phase_mlp=phase_mlp,
+        phase_read_fraction=phase_reads,
+        phase_alone_gbps=phase_alone,
+        think_ns=np.array([run.app.think_ns for run in scenario.apps], dtype=float),
+        running_set=running_set.reshape(-1).astype(np.int64),
+        running_apps=tuple(np.flatnonzero(row) for row in running_sets),
+        running_apps_count=running_sets.sum(axis=1),
+        damos_enabled=damos.enabled,
+        sample_s=attrs.sample_us * 1e-6,
+        max_nr_accesses=int(max_nr),
+        min_nr_accesses=int(min(pattern.nr_accesses.min, max_nr + 1)),
+        hotness_thresholds=thresholds,
+        quota_pages=quota_window_pages * windows if damos.quota_bytes else math.inf,
+        quota_reset_interval_ms=damos.quota_reset_interval_ms,
+        migration_cost=migration_cost,
+    )
+
+
+def _check_damos(damos: DamosSetup, interval_s: float, page_size: int) -> None:
+    """Refuse DAMOS setups the fluid walk does not model, naming the field."""
+    interval_us = round(interval_s * 1e6)
+    if damos.quota_bytes % page_size:
+        # the kernel then never records where a window stopped and every window starts over
+        # at the lowest address (see damos_setup); the fluid walk always resumes
+        raise FluidModelError(
+            f"damos.quota_bytes {damos.quota_bytes} is not a whole number of {page_size}-byte "
+            "pages; the fluid model needs a quota the kernel can reach exactly"
+        )
+    if damos.attrs.intervals_goal.aggrs:
+        raise FluidModelError(
+            "damos.attrs.intervals_goal: interval auto-tuning is not modelled by the fluid model"
+        )
+    if damos.apply_interval_us != damos.quota_reset_interval_ms * 1000:
+        raise FluidModelError(
+            f"damos.apply_interval_us {damos.apply_interval_us} must equal the quota reset "
+            f"interval ({damos.quota_reset_interval_ms} ms): the fluid model charges one quota "
+            "window per DAMOS pass"
+        )
+    if interval_us % damos.apply_interval_us:
+        raise FluidModelError(
+            f"damos.apply_interval_us {damos.apply_interval_us} must divide the control "
+            f"interval ({interval_us} us) for the fluid model"
+        )
+
+
+class _Timeline:
+    """The host's scenario bookkeeping replayed once, interval by interval: which apps run,
+    which phase each is in, how many pages each has touched (``SimulatedHost.step`` order:
+    stops and starts, events, traces' phases, growth)."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        interval = scenario.control_interval_s
+        starts: list[float] = []
+        now = 0.0
+        # the host's own float accumulation, so boundary moments compare the same way
+        while now < scenario.duration_s - TIME_EPSILON:
+            starts.append(now)
+            now += interval
+        self.start_s = np.array(starts)
+        n_steps, n_apps = len(starts), len(scenario.apps)
+        page_size = scenario.page_size
+        self.n_pages = [run.app.n_pages(page_size) for run in scenario.apps]
+        self.running = np.zeros((n_steps, n_apps), dtype=bool)
+        self.starting = np.zeros((n_steps, n_apps), dtype=bool)
+        self.stopping = np.zeros((n_steps, n_apps), dtype=bool)
+        self.phase = np.zeros((n_steps, n_apps), dtype=np.int64)
+        self.touched = np.zeros((n_steps, n_apps), dtype=np.int64)
+        # phase key: (hot_offset or trace segment, intensity, read fraction, alone's reads)
+        self.phase_keys: list[list[tuple]] = [[] for _ in scenario.apps]
+        status = ["waiting"] * n_apps
+        intensity = [1.0] * n_apps
+        where = [run.app.distribution.hot_offset for run in scenario.apps]  # or segment
+        reads = [run.app.read_fraction for run in scenario.apps]
+        alone_reads = list(reads)
+        touched = [0] * n_apps
+        events_done = 0
+        events = scenario.events
+        for k, start in enumerate(starts):
+            moment = start + TIME_EPSILON
+            for a, run in enumerate(scenario.apps):
+                if status[a] == "running" and run.stop_s is not None and run.stop_s <= moment:
+                    status[a] = "stopped"
+                    self.stopping[k, a] = True
+                if status[a] == "waiting" and run.start_s <= moment:
+                    status[a] = "running"
+                    self.starting[k, a] = True
+                    where[a] = self._follow_trace(a, start, where[a], reads)
+                    alone_reads[a] = reads[a]
+                    if run.app.growth_bytes_per_s == 0:
+                        touched[a] = self.n_pages[a]
+            while events_done < len(events) and events[events_done].at_s <= moment:
+                event = events[events_done]
+                a = next(i for i, run in enumerate(scenario.apps) if run.app.name == event.app)
+                if status[a] == "running":
+                    if event.intensity is not None:
+                        intensity[a] = event.intensity
+                        alone_reads[a] = reads[a]  # the host recomputes alone here only
+                    if event.hot_offset is not None:
+                        where[a] = event.hot_offset
+                events_done += 1
+            for a, run in enumerate(scenario.apps):
+                if status[a] != "running":
+                    continue
+                where[a] = self._follow_trace(a, start, where[a], reads)
+                rate = run.app.growth_bytes_per_s
+                if rate and touched[a] < self.n_pages[a]:
+                    target = int((start - run.start_s + interval) * rate // page_size)
+                    touched[a] = max(touched[a], min(self.n_pages[a], target))
+                key = (where[a], intensity[a], reads[a], alone_reads[a])
+                if key not in self.phase_keys[a]:
+                    self.phase_keys[a].append(key)
+                self.phase[k, a] = self.phase_keys[a].index(key)
+                self.running[k, a] = True
+                self.touched[k, a] = touched[a]
+        for a, run in enumerate(scenario.apps):
+            if not self.phase_keys[a]:  # never runs within the scenario: one dummy phase
+                d = run.app.distribution
+                self.phase_keys[a].append((d.hot_offset, 1.0, reads[a], reads[a]))
+
+    def _follow_trace(self, a: int, start: float, where: float, reads: list[float]) -> float:
+        run = self.scenario.apps[a]
+        trace = run.app.trace
+        if trace is None:
+            return where
+        segment = trace.segment_at(start - run.start_s)
+        if trace.kind == "masim":
+            reads[a] = trace.read_fraction(segment)
+        return segment
+
+    def page_shares(self, a: int, key: tuple) -> np.ndarray:
+        app = self.scenario.apps[a].app
+        if app.trace is not None:
+            return np.asarray(app.trace.shares(int(key[0])), dtype=float)
+        distribution = app.distribution
+        if distribution.kind == "hotcold":
+            distribution = dataclasses.replace(distribution, hot_offset=key[0])
+        return distribution.page_shares(self.n_pages[a])
+
+    def hot_mask(self, a: int, key: tuple) -> np.ndarray:
+        """The host's hot set: the distribution's, or the pages taking the top 80 % of a
+        trace's accesses."""
+        app = self.scenario.apps[a].app
+        if app.trace is None:
+            distribution = app.distribution
+            if distribution.kind == "hotcold":
+                distribution = dataclasses.replace(distribution, hot_offset=key[0])
+            return distribution.hot_pages(self.n_pages[a])
+        shares = self.page_shares(a, key)
+        order = np.argsort(-shares, kind="stable")
+        within = np.cumsum(shares[order]) <= 0.8
+        within[0] = True
+        mask = np.zeros(shares.size, dtype=bool)
+        mask[order[within]] = True
+        return mask
+
+
+def chunk_bounds(
+    shares: Sequence[np.ndarray], hot_masks: Sequence[np.ndarray], n_pages: int, n_chunks: int
+) -> np.ndarray:
+    """Chunk boundaries (page indices, ascending, from 0 to ``n_pages``, at most ``n_chunks``
+    chunks). Where the access shares or the hot set change between neighbouring pages (in any
+    phase) is a boundary when there are few enough such places; the longest chunks are then
+    halved until there are ``n_chunks``. With too many such places the chunks are even,
+    each boundary snapped to the nearest such place."""
+    if n_pages <= 0:
+        return np.array([0, 0], dtype=np.int64)
+    changes = [np.zeros(0, dtype=np.int64)]
+    for values in shares:
+        differs = ~np.isclose(values[1:], values[:-1], rtol=1e-9, atol=0.0)
+        changes.append(np.flatnonzero(differs) + 1)
+    changes.extend(np.flatnonzero(mask[1:] != mask[:-1]) + 1 for mask in hot_masks)
+    breaks = np.unique(np.concatenate(changes))
+    if breaks.size + 1 <= n_chunks:
+        bounds = sorted({0, n_pages, *breaks.tolist()})
+        while len(bounds) - 1 < n_chunks:
+            sizes = np.diff(bounds)
+            longest = int(np.argmax(sizes))
+            if sizes[longest] < 2:
+                break
+            bounds.insert(longest + 1, bounds[longest] + int(sizes[longest]) // 2)
+        return np.array(bounds, dtype=np.int64)
+    targets = np.linspace(0, n_pages, n_chunks + 1)[1:-1]
+    after = np.clip(np.searchsorted(breaks, targets), 0, breaks.size - 1)
+    before = np.clip(after - 1, 0, breaks.size - 1)
+    nearer = np.where(
+        np.abs(breaks[before] - targets) <= np.abs(breaks[after] - targets),
+        breaks[before],
+        breaks[after],
+    )
+    return np.unique(np.concatenate([[0], nearer, [n_pages]])).astype(np.int64)
+
+
+# ---------------------------------------------------------------------------- dynamic state
+@dataclass(eq=False)
+class FluidState:
+    """Per env (leading axis B): everything that changes while the model runs."""
+
+    step: np.ndarray  # (B,) int64 control intervals done
+    weights: np.ndarray  # (B, N) int64 interleave weights in force
+    pages: np.ndarray  # (B, A, K, N, N) resident pages by (node, node the weights assign)
+    throughput_gbps: np.ndarray  # (B, A) last interval's throughput (DAMON's access rates)
+    latency_ns: np.ndarray  # (B, N) last solved node latencies (the solver's warm start)
+    cursor: np.ndarray  # (B, A) DAMOS walk position in chunks (where the last window stopped)
+    walked_pages: np.ndarray  # (B, A, N, N) pages of the cursor's chunk walked in this pass
+    used_pages: np.ndarray  # (B, N) pages of all applications per node
+    quota_pages: np.ndarray  # (B,) DAMOS charge budget per interval and application
+    pgmigrate_success: np.ndarray  # (B,) cumulative pages migrated
+    pgmigrate_fail: np.ndarray  # (B,) cumulative pages that found their target node full
+    # the last solve's inputs and results per env: an env whose inputs repeat exactly (static
+    # weights once migrations settle) reuses them instead of solving again
+    solved_set: np.ndarray  # (B,) int64 running set (-1: never solved)
+    solved_phase: np.ndarray  # (B, A) int64
+    solved_split: np.ndarray  # (B, A, N)
+    solved_background: np.ndarray  # (B, N)
+    solved_background_reads: np.ndarray  # (B, N)
+    solved_throughput: np.ndarray  # (B, A)
+    solved_app_latency: np.ndarray  # (B, A)
+    solved_bandwidth: np.ndarray  # (B, N)
+    solved_reads: np.ndarray  # (B, N)
+    solved_latency: np.ndarray  # (B, N) reported node latency
+    solved_converged: np.ndarray  # (B,) bool
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.step.size)
+
+    def copy(self) -> FluidState:
+        return FluidState(
+            **{f.name: getattr(self, f.name).copy() for f in dataclasses.fields(self)}
+        )
+
+    def take(self, envs: np.ndarray | slice) -> FluidState:
+        """The state of some envs (a copy), e.g. ``state.take([3])``."""
+        return FluidState(
+            **{f.name: getattr(self, f.name)[envs].copy() for f in dataclasses.fields(self)}
+        )
+
+    def put(self, envs: np.ndarray, source: FluidState) -> None:
+        """Overwrite the envs ``envs`` (an index array or mask) with ``source``'s rows
+        (broadcast when ``source`` has one env)."""
+        for f in dataclasses.fields(self):
+            getattr(self, f.name)[envs] = getattr(source, f.name)
+
+
+@dataclass(frozen=True, eq=False)
+class FluidOutputs:
+    """What one interval produced, per env (leading axis B); app arrays cover every app of
+    the scenario, with ``app_running`` saying which ran (the rest are 0)."""
+
+    time_s: np.ndarray  # (B,) end of the interval
+    interval_s: float
+    weights: np.ndarray  # (B, N) int64 weights in force during the interval
+    node_bandwidth_gbps: np.ndarray  # (B, N) all traffic, migrations included
+    node_read_fraction: np.ndarray  # (B, N)
+    node_latency_ns: np.ndarray  # (B, N)
+    node_free_bytes: np.ndarray  # (B, N)
+    app_running: np.ndarray  # (B, A) bool
+    app_throughput_gbps: np.ndarray  # (B, A)
+    app_alone_gbps: np.ndarray  # (B, A) reference: alone on idle local memory
+    app_latency_ns: np.ndarray  # (B, A) mean memory latency each app sees
+    app_access_split: np.ndarray  # (B, A, N)
+    app_hot_pages: np.ndarray  # (B, A, N) pages of each app's hot set per node
+    resident_pages: np.ndarray  # (B, A, N)
+    migrated_pages: np.ndarray  # (B, N, N) moved from row to column node this interval
+    failed_pages: np.ndarray  # (B,) migrations refused by a full node this interval
+    damon_hotness_pages: np.ndarray  # (B, N, bins) expected monitored pages per hotness bin
+    damon_access_pages: np.ndarray  # (B, N) expected pages x nr_accesses / max
+    background_gbps: np.ndarray  # (B, N) migration copy traffic
+    weighted_speedup: np.ndarray  # (B,)
+    solver_converged: np.ndarray  # (B,) bool
+    damos_quota_bytes_per_s: np.ndarray  # (B,) quota in force (0: unlimited)
+    page_size: int
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.time_s.size)
+
+    @property
+    def migrated_bytes(self) -> np.ndarray:
+        return self.migrated_pages * self.page_size
+
+    def step_result(self, env: int, params: FluidParams) -> StepResult:
+        """One env's interval as the host contract reports it (``Measurements`` and
+        ``GroundTruth``) for tools written against a host. Page counts are fluid (float) ones,
+        pgmigrate counters rounded.
+        DAMON regions are not reported (the fluid model has chunks, not regions): features
+        built from them come from ``observe``."""
+        running = np.flatnonzero(self.app_running[env])
+        names = tuple(params.app_names[a] for a in running)
+        measurements = Measurements(
+            time_s=float(self.time_s[env]),
+            interval_s=self.interval_s,
+            weights=self.weights[env].copy(),
+            node_bandwidth_gbps=self.node_bandwidth_gbps[env].copy(),
+            node_read_fraction=self.node_read_fraction[env].copy(),
+            node_latency_ns=self.node_latency_ns[env].copy(),
+            node_free_bytes=self.node_free_bytes[env].copy(),
+            app_names=names,
+            app_throughput_gbps=self.app_throughput_gbps[env, running].copy(),
+            resident_pages=self.resident_pages[env, running].copy(),
+            migrated_bytes=self.migrated_bytes[env].copy(),
+            pgmigrate_success=round(float(self.migrated_pages[env].sum())),
+            pgmigrate_fail=round(float(self.failed_pages[env])),
+            damon_regions={},
+            damon_region_pages={},
+            damos_stats={},
+            damos_quota_bytes_per_s=float(self.damos_quota_bytes_per_s[env]),
+            nr_accesses_max=params.max_nr_accesses,
+        )
+        truth = GroundTruth(
+            app_latency_ns=self.app_latency_ns[env, running].copy(),
+            app_access_split=self.app_access_split[env, running].copy(),
+            app_alone_gbps=self.app_alone_gbps[env, running].copy(),
+            weighted_speedup=float(self.weighted_speedup[env]),
+            app_hot_pages=self.app_hot_pages[env, running].copy(),
+            background_gbps=self.background_gbps[env].copy(),
+            solver_converged=bool(self.solver_converged[env]),
+        )
+        return StepResult(measurements, truth)
+
+
+# ------------------------------------------------------------------------------------ model
+class FluidModel:
+    """The fluid model of one scenario: ``initial_state`` and ``step`` for a batch of envs.
+
+    >>> model = FluidModel(load_scenario("co-runner"))
+    >>> state = model.initial_state(1024, weights=[3, 1])
+    >>> outputs = model.step(state, np.tile([3, 1], (1024, 1)))
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        n_chunks: int = DEFAULT_CHUNKS,
+        damos: DamosSetup | None = None,
+        migration_cost: MigrationCost | None = None,
+    ) -> None:
+        self.params = build_params(scenario, n_chunks, damos, migration_cost)
+        # cumulative wall seconds per part of ``step`` (for profiling the batched path)
+        self.timings: dict[str, float] = {"advance": 0.0, "solve": 0.0, "outputs": 0.0}
+
+    @property
+    def n_nodes(self) -> int:
+        return self.params.n_nodes
+
+    @property
+    def node_info(self) -> NodeInfo:
+        return self.params.node_info
+
+    def initial_state(
+        self, batch_size: int, weights: Sequence[int] | np.ndarray | None = None
+    ) -> FluidState:
+        """B envs at time 0 with nothing allocated and ``weights`` (one row for all, or (B, N);
+        default 1 per node) in force."""
+        if not isinstance(batch_size, int | np.integer) or batch_size < 1:
+            raise FluidModelError(f"batch_size must be a positive integer, got {batch_size!r}")
+        p = self.params
+        initial = np.ones(p.n_nodes, dtype=np.int64) if weights is None else weights
+        rows = self._checked_weights(np.broadcast_to(initial, (batch_size, p.n_nodes)))
+        shape = (batch_size, p.n_apps, p.n_chunks, p.n_nodes, p.n_nodes)
+        return FluidState(
+            step=np.zeros(batch_size, dtype=np.int64),
+            weights=rows.copy(),
+            pages=np.zeros(shape),
+            throughput_gbps=np.zeros((batch_size, p.n_apps)),
+            latency_ns=np.tile(p.node_info.idle_latency_ns, (batch_size, 1)),
+            cursor=np.zeros((batch_size, p.n_apps)),
+            walked_pages=np.zeros((batch_size, p.n_apps, p.n_nodes, p.n_nodes)),
+            used_pages=np.zeros((batch_size, p.n_nodes)),
+            quota_pages=np.full(batch_size, p.quota_pages),
+            pgmigrate_success=np.zeros(batch_size),
+            pgmigrate_fail=np.zeros(batch_size),
+            solved_set=np.full(batch_size, -1, dtype=np.int64),
+            solved_phase=np.zeros((batch_size, p.n_apps), dtype=np.int64),
+            solved_split=np.zeros((batch_size, p.n_apps, p.n_nodes)),
+            solved_background=np.zeros((batch_size, p.n_nodes)),
+            solved_background_reads=np.zeros((batch_size, p.n_nodes)),
+            solved_throughput=np.zeros((batch_size, p.n_apps)),
+            solved_app_latency=np.zeros((batch_size, p.n_apps)),
+            solved_bandwidth=np.zeros((batch_size, p.n_nodes)),
+            solved_reads=np.ones((batch_size, p.n_nodes)),
+            solved_latency=np.tile(p.node_info.idle_latency_ns, (batch_size, 1)),
+            solved_converged=np.ones(batch_size, dtype=bool),
+        )
+
+    def done(self, state: FluidState) -> np.ndarray:
+        """(B,) bool: the env has reached the scenario's end."""
+        return state.step >= self.params.n_steps
+
+    def step(
+        self,
+        state: FluidState,
+        weights: np.ndarray,
+        quota_bytes_per_s: np.ndarray | None = None,
+    ) -> FluidOutputs:
+        """Advance every env one control interval under ``weights`` ((B, N) integers 1..255,
+        in force from the interval's start) and, if given, DAMOS quotas ((B,) bytes/s, 0 =
+        unlimited). ``state`` is updated in place."""
+        p = self.params
+        batch = state.batch_size
+        started = time.perf_counter()
+        weights = self._checked_weights(weights, batch)
+        past = np.flatnonzero(state.step >= p.n_steps)
+        if past.size:
+            raise FluidModelError(
+                f"env(s) {past[:8].tolist()} reached the scenario's end ({p.n_steps} intervals);"
+                " reset them before stepping"
+            )
+        if quota_bytes_per_s is not None:
+            quota = np.broadcast_to(np.asarray(quota_bytes_per_s, dtype=float), (batch,))
+            state.quota_pages[:] = p.quota_pages_for(quota)
+        n_nodes, n_apps = p.n_nodes, p.n_apps
+        moved = np.zeros((batch, n_nodes, n_nodes))
+        failed = np.zeros(batch)
+        split = np.zeros((batch, n_apps, n_nodes))
+        resident = np.zeros((batch, n_apps, n_nodes))
+        hot_pages = np.zeros((batch, n_apps, n_nodes))
+        hotness = np.zeros((batch, n_nodes, len(HOTNESS_BINS)))
+        access = np.zeros((batch, n_nodes))
+        free = np.zeros((batch, n_nodes))
+        _advance(
+            state.step,
+            state.weights,
+            weights,
+            state.pages,
+            state.walked_pages,
+            state.used_pages,
+            state.throughput_gbps,
+            state.cursor,
+            state.quota_pages,
+            p.running,
+            p.starting,
+            p.stopping,
+            p.phase,
+            p.new_pages,
+            p.touched_pages,
+            p.chunk_pages,
+            p.phase_share,
+            p.phase_hot,
+            p.phase_alone_gbps,
+            p.capacity_pages,
+            p.damos_enabled,
+            p.sample_s * 1e9 / LINE_BYTES,
+            p.max_nr_accesses,
+            p.min_nr_accesses,
+            p.hotness_thresholds,
+            moved,
+            failed,
+            split,
+            resident,
+            hot_pages,
+            hotness,
+            access,
+            free,
+        )
+        solved = time.perf_counter()
+        self.timings["advance"] += solved - started
+        background, background_reads = p.migration_cost.background(moved, p.page_size, p.interval_s)
+        steps = state.step.copy()
+        phase = p.phase[steps]  # (B, A)
+        alone = p.phase_alone_gbps[np.arange(n_apps), phase]
+        throughput, app_latency, bandwidth, reads, latency, converged = self._solve(
+            state, steps, split, background, background_reads
+        )
+        finished = time.perf_counter()
+        self.timings["solve"] += finished - solved
+        running_mask = p.running[steps]
+        # DAMON's rates for the next interval follow this interval's throughput (as the host)
+        state.throughput_gbps[:] = np.where(running_mask, throughput, state.throughput_gbps)
+        state.pgmigrate_success += moved.sum(axis=(1, 2))
+        state.pgmigrate_fail += failed
+        state.weights[:] = weights
+        state.step += 1
+        with np.errstate(divide="ignore", invalid="ignore"):
+            speedup = np.where(running_mask, throughput / alone, 0.0).sum(axis=1)
+        limited = np.isfinite(state.quota_pages)
+        quota_bytes = np.where(limited, state.quota_pages, 0.0) * p.page_size / p.interval_s
+        outputs = FluidOutputs(
+            time_s=p.step_start_s[steps] + p.interval_s,
+            interval_s=p.interval_s,
+            weights=weights.copy(),
+            node_bandwidth_gbps=bandwidth,
+            node_read_fraction=reads,
+            node_latency_ns=latency,
+            node_free_bytes=np.maximum(free, 0.0) * p.page_size,
+            app_running=running_mask,
+            app_throughput_gbps=throughput,
+            app_alone_gbps=np.where(running_mask, alone, 0.0),
+            app_latency_ns=app_latency,
+            app_access_split=split,
+            app_hot_pages=hot_pages,
+            resident_pages=resident,
+            migrated_pages=moved,
+            failed_pages=failed,
+            damon_hotness_pages=hotness,
+            damon_access_pages=access,
+            background_gbps=background,
+            weighted_speedup=speedup,
+            solver_converged=converged,
+            damos_quota_bytes_per_s=quota_bytes,
+            page_size=p.page_size,
+        )
+        self.timings["outputs"] += time.perf_counter() - finished
+        return outputs
+
+    def _solve(
+        self,
+        state: FluidState,
+        steps: np.ndarray,
+        split: np.ndarray,
+        background: np.ndarray,
+        background_reads: np.ndarray,
+    ) -> tuple[np.ndarray, ...]:
+        """The batched throughput solve: one ``solve`` call per set of running applications
+        (only running streams are solved), skipping envs whose inputs are exactly those of
+        their last solve (static weights once migrations settle). Returns (throughput,
+        app_latency, node bandwidth, node read fraction, node latency, converged)."""
+        p = self.params
+        sets = p.running_set[steps]
+        phase = p.phase[steps]
+        stale = ~(
+            (state.solved_set == sets)
+            & np.all(state.solved_phase == phase, axis=1)
+            & np.all(state.solved_split == split, axis=(1, 2))
+            & np.all(state.solved_background == background, axis=1)
+            & np.all(state.solved_background_reads == background_reads, axis=1)
+        )
+        if stale.any():
+            first = int(sets[0])
+            if stale.all() and np.all(sets == first):
+                groups: list[tuple[int, slice | np.ndarray]] = [(first, slice(None))]
+            else:
+                groups = [
+                    (int(s), np.flatnonzero(stale & (sets == s))) for s in np.unique(sets[stale])
+                ]
+            for set_index, rows in groups:
+                running = p.running_apps[set_index]
+                self._solve_group(state, running, rows, phase, split, background, background_reads)
+            state.solved_set[stale] = sets[stale]
+            state.solved_phase[stale] = phase[stale]
+            state.solved_split[stale] = split[stale]
+            state.solved_background[stale] = background[stale]
+            state.solved_background_reads[stale] = background_reads[stale]
+            # no application running: only the migration traffic, at idle latency (as the host)
+            idle = stale & (p.running_apps_count[sets] == 0)
+            state.solved_bandwidth[idle] = background[idle]
+            state.solved_reads[idle] = background_reads[idle]
+        return (
+            state.solved_throughput.copy(),
+            state.solved_app_latency.copy(),
+            state.solved_bandwidth.copy(),
+            state.solved_reads.copy(),
+            state.solved_latency.copy(),
+            state.solved_converged.copy(),
+        )
+
+    def _solve_group(
+        self,
+        state: FluidState,
+        running: np.ndarray,
+        rows: slice | np.ndarray,
+        phase: np.ndarray,
+        split: np.ndarray,
+        background: np.ndarray,
+        background_reads: np.ndarray,
+    ) -> None:
+        """Solve the envs ``rows``, which all run the applications ``running``, into the
+        ``solved_*`` fields of ``state``."""
+        p = self.params
+        n_apps = p.n_apps
+        if running.size == 0:
+            state.solved_throughput[rows] = 0.0
+            state.solved_app_latency[rows] = 0.0
+            state.solved_latency[rows] = p.node_info.idle_latency_ns
+            state.solved_converged[rows] = True
+            return
+        every = running.size == n_apps
+        rows_phase = phase[rows] if every else phase[rows][:, running]
+        solution = solve(
+            p.nodes,
+            p.phase_mlp[running, rows_phase],
+            p.think_ns[running],
+            p.phase_read_fraction[running, rows_phase],
+            split[rows] if every else split[rows][:, running],
+            background_gbps=background[rows],
+            background_read_fraction=background_reads[rows],
+            initial_latency_ns=state.latency_ns[rows],
+        )
+        if every:
+            state.solved_throughput[rows] = solution.throughput_gbps
+            state.solved_app_latency[rows] = solution.stream_latency_ns
+        else:
+            index = np.ix_(np.arange(state.batch_size)[rows], running)
+            state.solved_throughput[rows] = 0.0
+            state.solved_app_latency[rows] = 0.0
+            state.solved_throughput[index] = solution.throughput_gbps
+            state.solved_app_latency[index] = solution.stream_latency_ns
+        state.solved_bandwidth[rows] = solution.node_bandwidth_gbps
+        state.solved_reads[rows] = solution.node_read_fraction
+        state.solved_latency[rows] = solution.node_latency_ns
+        state.solved_converged[rows] = solution.converged
+        state.latency_ns[rows] = solution.node_latency_ns
+
+    def _checked_weights(self, weights: np.ndarray, batch: int | None = None) -> np.ndarray:
+        """``weights`` as C-contiguous int64 (B, N), refusing non-integers and values outside
+        1..255 with the offending entry named."""
+        values = np.asarray(weights)
+        n_nodes = self.params.n_nodes
+        rows = values.shape[0] if batch is None and values.ndim == 2 else batch
+        if values.ndim != 2 or values.shape != (rows, n_nodes):
+            raise FluidModelError(f"weights must have shape {(rows, n_nodes)}, got {values.shape}")
+        if values.dtype.kind == "f":
+            whole = np.isfinite(values) & (values == np.round(values))
+            if not whole.all():
+                env, node = np.argwhere(~whole)[0]
+                raise FluidModelError(
+                    f"weights[{env}, {node}] is {values[env, node]!r}; weights are integers"
+                )
+        elif values.dtype.kind not in "iu":
+            raise FluidModelError(f"weights must be integers, got dtype {values.dtype}")
+        values = values.astype(np.int64)
+        outside = (values < MIN_WEIGHT) | (values > MAX_WEIGHT)
+        if outside.any():
+            env, node = np.argwhere(outside)[0]
+            raise FluidModelError(
+                f"weights[{env}, {node}] is {values[env, node]}; the kernel accepts integers "
+                f"{MIN_WEIGHT}..{MAX_WEIGHT}"
+            )
+        return np.ascontiguousarray(values)
+
+
+# ------------------------------------------------------------------------------- features
+def _batch_shares(values: np.ndarray) -> np.ndarray:
+    """``values / sum`` along the last axis, 0 where the sum is 0 (features.py's ``_shares``)."""
+    total = values.sum(axis=-1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(total > 0, values / np.where(total > 0, total, 1.0), 0.0)
+
+
+FluidFeature = Callable[[FluidOutputs, FluidParams], np.ndarray]
+
+# One function per feature group of tierenv.contracts.features, computing the same quantity
+# for the whole batch: (B, width) in the group's own order.
+FLUID_FEATURES: dict[str, FluidFeature] = {
+    "bandwidth": lambda o, p: o.node_bandwidth_gbps / p.node_info.peak_gbps,
+    "latency": lambda o, p: o.node_latency_ns / p.node_info.idle_latency_ns,
+    "read_fraction": lambda o, p: o.node_read_fraction,
+    "resident": lambda o, p: _batch_shares(o.resident_pages.sum(axis=1)),
+    "free": lambda o, p: o.node_free_bytes / np.maximum(p.node_info.capacity_bytes, 1.0),
+    "hotness": lambda o, p: _batch_shares(
+        o.damon_hotness_pages.reshape(o.batch_size, -1)
+    ),  # node-major, bins inner: the order of FeatureGroup.names
+    "access_share": lambda o, p: _batch_shares(o.damon_access_pages),
+    "weights": lambda o, p: _batch_shares(o.weights.astype(float)),
+    "migrated": lambda o, p: o.migrated_bytes.sum(axis=1) / GiB / o.interval_s,
+    "throughput": lambda o, p: (
+        o.app_throughput_gbps.sum(axis=1, keepdims=True) / p.node_info.peak_gbps.sum()
+    ),
+    "apps": lambda o, p: o.app_running.sum(axis=1, keepdims=True).astype(float),
+    "true_access_share": lambda o, p: _batch_shares(
+        np.einsum("ba,ban->bn", o.app_throughput_gbps, o.app_access_split)
+    ),
+    "true_hot_share": lambda o, p: _batch_shares(o.app_hot_pages.sum(axis=1)),
+    "true_speedup": lambda o, p: (o.weighted_speedup / np.maximum(o.app_running.sum(axis=1), 1))[
+        :, None
+    ],
+}
+
+
+def check_features(spec: ObservationSpec) -> None:
+    """Raise ``FeatureError`` naming any group of ``spec`` the fluid model cannot produce."""
+    missing = [name for name in spec.group_names if name not in FLUID_FEATURES]
+    if missing:
+        raise FeatureError(
+            f"feature group(s) {', '.join(missing)} cannot be produced by the fluid model "
+            f"(it produces: {', '.join(FLUID_FEATURES)})"
+        )
+
+
+def observe(outputs: FluidOutputs, params: FluidParams, spec: ObservationSpec) -> np.ndarray:
+    """(B, features) float32 observations: ``spec``'s features in its order, clipped to its
+    bounds, as ``ObservationSpec.build`` computes them for one host report."""
+    check_features(spec)
+    columns = [FLUID_FEATURES[name](outputs, params) for name in spec.group_names]
+    values = np.concatenate(columns, axis=1)
+    return np.clip(values, spec.low, spec.high).astype(np.float32)
+
+
+# ------------------------------------------------------------------------- compiled kernels
+@njit(cache=True)
+def _cyclic_overlap(first_a: int, length_a: int, first_b: int, length_b: int, size: int) -> int:
+    """Points shared by [first_a, +length_a) and [first_b, +length_b) on a circle of ``size``
+    (each length < size)."""
+    offset = (first_b - first_a) % size
+    direct = max(0, min(length_a, offset + length_b) - offset)
+    wrapped = max(0, min(length_a, offset + length_b - size))
+    return direct + wrapped
+
+
+@njit(cache=True)
+def pattern_transition(old: np.ndarray, new: np.ndarray, out: np.ndarray) -> None:
+    """``out[t, u]``: of the interleave indices weights ``old`` give node t, the share that
+    weights ``new`` give node u (both patterns periodic; exact over a common period).
+
+    Index i goes to the node whose cumulative-weight interval holds ``i mod sum(weights)``.
+    Over a common period the pair (i mod P, i mod Q) takes every value with equal residues
+    mod g = gcd(P, Q) once, so the count for (t, u) is a sum over residues r mod g of the
+    counts of r in each node's interval; each count is ``length // g`` plus one for residues
+    in a cyclic stretch of ``length % g``, which makes the sum closed-form.
+    """
+    n_nodes = old.size
+    period_old = 0
+    period_new = 0
+    for node in range(n_nodes):
+        period_old += old[node]
+        period_new += new[node]
+    a, b = period_old, period_new
+    while b:
+        a, b = b, a % b
+    common = a
+    low_old = 0
+    for t in range(n_nodes):
+        length_old = old[t]
+        whole_old, rest_old = length_old // common, length_old % common
+        low_new = 0
+        for u in range(n_nodes):
+            length_new = new[u]
+            whole_new, rest_new = length_new // common, length_new % common
+            pairs = (
+                common * whole_old * whole_new
+                + whole_old * rest_new
+                + whole_new * rest_old
+                + _cyclic_overlap(low_old % common, rest_old, low_new % common, rest_new, common)
+            )
+            # pairs / (P Q / g) is the joint frequency; divided by old[t] / P, the conditional
+            out[t, u] = pairs * common / (period_new * length_old)
+            low_new += length_new
+        low_old += length_old
+
+
+@njit(cache=True)
+def _hotness_bins(trials: int, p: float, thresholds: np.ndarray, out: np.ndarray) -> None:
+    """out[j]: probability that Binomial(trials, p) falls in hotness bin j, whose lower edge
+    is ``thresholds[j - 1]`` (bin 0 starts at 0): a region's nr_accesses in one aggregation."""
+    n_bins = out.size
+    out[:] = 0.0
+    if p <= 0.0 or p >= 1.0:
+        count = 0 if p <= 0.0 else trials
+        bin_of = 0
+        for j in range(n_bins - 1):
+            if count >= thresholds[j]:
+                bin_of = j + 1
+        out[bin_of] = 1.0
+        return
+    pmf = math.exp(trials * math.log1p(-p))  # P(X = 0)
+    ratio = p / (1.0 - p)
+    below = 0.0  # P(X < count)
+    count = 0
+    for j in range(n_bins - 1):
+        while count < thresholds[j] and count <= trials:
+            below += pmf
+            pmf *= (trials - count) / (count + 1) * ratio
+            count += 1
+        out[j] = below
+    out[n_bins - 1] = 1.0
+    for j in range(n_bins - 1, 0, -1):
+        out[j] = max(out[j] - out[j - 1], 0.0)
+
+
+@njit(cache=True)
+def _allocate(
+    chunk: np.ndarray, count: float, weights: np.ndarray, weight_sum: float, free: np.ndarray
+) -> None:
+    """First touch of ``count`` pages of one chunk (``chunk``: (N, N) pages by node and
+    target): each target gets its weight share; a full node falls back to the next node with
+    free frames, cyclically (the kernel's fallback)."""
+    n_nodes = free.size
+    for target in range(n_nodes):
+        wanted = count * weights[target] / weight_sum
+        for step in range(n_nodes):
+            if wanted <= 0.0:
+                break
+            node = (target + step) % n_nodes
+            placed = min(wanted, max(free[node], 0.0))
+            chunk[node, target] += placed
+            free[node] -= placed
+            wanted -= placed
+
+
+@njit(cache=True)
+def _walk(
+    eligible: np.ndarray,
+    chunk_pages: np.ndarray,
+    budget: float,
+    position: float,
+    walked: np.ndarray,
+) -> tuple[float, bool]:
+    """The DAMOS pass of one kdamond: chunks in address order from ``position`` (in chunks),
+    charging eligible pages until ``budget`` runs out. ``walked[c]`` becomes the share of
+    chunk c's not-yet-walked pages (in this pass) that get the action. Returns the new
+    position and whether the quota ran out (else the pass reached the end: restart at 0)."""
+    n_chunks = chunk_pages.size
+    walked[:] = 0.0
+    c = int(position)
+    start_fraction = position - c
+    while c < n_chunks:
+        per_unit = eligible[c] * chunk_pages[c]
+        remaining = 1.0 - start_fraction
+        if per_unit * remaining <= budget:
+            budget -= per_unit * remaining
+            walked[c] = eligible[c]
+        else:
+            advance = budget / per_unit
+            walked[c] = eligible[c] * advance / remaining
+            return c + start_fraction + advance, True
+        c += 1
+        start_fraction = 0.0
+    return 0.0, False
+
+
+@njit(cache=True)
+def _advance(
+    step,
+    old_weights,
+    new_weights,
+    pages,
+    walked_pages,
+    used,
+    throughput,
+    cursor,
+    quota_pages,
+    running,
+    starting,
+    stopping,
+    phase,
+    new_pages,
+    touched,
+    chunk_pages,
+    share,
+    hot,
+    alone,
+    capacity,
+    damos_enabled,
+    misses_per_gbps_sample,
+    max_nr,
+    min_nr,
+    hotness_thresholds,
+    moved,
+    failed,
+    split,
+    resident,
+    hot_pages,
+    hotness,
+    access,
+    free_out,
+):
+    """Everything of one interval before the solve, env by env: weight change, scenario
+    changes, first touches, the DAMOS walk and migrations, and the per-env reports."""
+    n_env, n_apps, n_chunks, n_nodes, _ = pages.shape
+    transition = np.empty((n_nodes, n_nodes))
+    mixed = np.empty(n_nodes)
+    free = np.empty(n_nodes)
+    prob = np.zeros(n_chunks)
+    eligible = np.zeros(n_chunks)
+    walked = np.zeros(n_chunks)
+    unwalked = np.empty((n_nodes, n_nodes))
+    flows = np.empty((n_nodes, n_nodes))
+    inflow = np.empty(n_nodes)
+    outflow = np.empty(n_nodes)
+    scale = np.empty(n_nodes)
+    for b in range(n_env):
+        k = step[b]
+        weight_sum = 0.0
+        changed = False
+        for n in range(n_nodes):
+            weight_sum += new_weights[b, n]
+            if new_weights[b, n] != old_weights[b, n]:
+                changed = True
+        if changed:
+            pattern_transition(old_weights[b], new_weights[b], transition)
+            for a in range(n_apps):
+                if not running[k, a]:
+                    continue  # nothing resident (or freed below)
+                _retarget(walked_pages[b, a], transition, mixed)
+                for c in range(n_chunks):
+                    _retarget(pages[b, a, c], transition, mixed)
+        for a in range(n_apps):
+            if stopping[k, a]:
+                for c in range(n_chunks):
+                    for n in range(n_nodes):
+                        for t in range(n_nodes):
+                            used[b, n] -= pages[b, a, c, n, t]
+                pages[b, a] = 0.0
+            if stopping[k, a] or starting[k, a]:
+                walked_pages[b, a] = 0.0
+                cursor[b, a] = 0.0
+            if starting[k, a]:
+                throughput[b, a] = alone[a, phase[k, a]]
+        for n in range(n_nodes):
+            free[n] = capacity[n] - used[b, n]
+        for a in range(n_apps):
+            if not running[k, a]:
+                continue
+            for c in range(n_chunks):
+                if new_pages[k, a, c] > 0.0:
+                    _allocate(pages[b, a, c], new_pages[k, a, c], new_weights[b], weight_sum, free)
+        for a in range(n_apps):
+            if not running[k, a]:
+                continue
+            ph = phase[k, a]
+            samples_per_share = throughput[b, a] * misses_per_gbps_sample
+            for c in range(n_chunks):
+                size = chunk_pages[a, c]
+                if size <= 0.0:
+                    prob[c] = 0.0
+                    eligible[c] = 0.0
+                    continue
+                # DAMON checks one random page of the region per sample; untouched pages
+                # are never accessed
+                per_page = share[a, ph, c] / size * samples_per_share
+                accessed = 1.0 if per_page > 40.0 else -math.expm1(-per_page)
+                prob[c] = touched[k, a, c] / size * accessed
+                # merged regions report the size-weighted mean count, rounded down: the
+                # expected count against the scheme's integer minimum
+                eligible[c] = 1.0 if prob[c] * max_nr >= min_nr else 0.0
+            if damos_enabled:
+                first = int(cursor[b, a])
+                cursor[b, a], exhausted = _walk(
+                    eligible, chunk_pages[a], quota_pages[b], cursor[b, a], walked
+                )
+                last = int(cursor[b, a]) if exhausted else n_chunks
+                # walked pages by (node, target): a share of each chunk's pages not yet
+                # walked in this pass (the cursor's chunk keeps those apart)
+                flows[:] = 0.0
+                for c in range(first, min(last + 1, n_chunks)):
+                    if walked[c] > 0.0:
+                        for n in range(n_nodes):
+                            for t in range(n_nodes):
+                                if t != n:
+                                    rest = pages[b, a, c, n, t]
+                                    if c == first:
+                                        rest -= walked_pages[b, a, n, t]
+                                    flows[n, t] += walked[c] * rest
+                # into a full node only as far as frames are free or freed by the same pass
+                for t in range(n_nodes):
+                    scale[t] = 1.0
+                    inflow[t] = 0.0
+                    for n in range(n_nodes):
+                        inflow[t] += flows[n, t]
+                for _ in range(SCALE_ROUNDS):
+                    for n in range(n_nodes):
+                        outflow[n] = 0.0
+                        for t in range(n_nodes):
+                            outflow[n] += flows[n, t] * scale[t]
+                    for t in range(n_nodes):
+                        if inflow[t] > 0.0:
+                            room = max(free[t], 0.0) + outflow[t]
+                            scale[t] = min(scale[t], room / inflow[t])
+                for t in range(n_nodes):
+                    failed[b] += (1.0 - scale[t]) * inflow[t]
+                for c in range(first, min(last + 1, n_chunks)):
+                    if walked[c] <= 0.0:
+                        continue
+                    for n in range(n_nodes):
+                        for t in range(n_nodes):
+                            rest = pages[b, a, c, n, t]
+                            if c == first:
+                                rest -= walked_pages[b, a, n, t]
+                            unwalked[n, t] = walked[c] * rest
+                    for n in range(n_nodes):
+                        for t in range(n_nodes):
+                            if t != n:
+                                amount = scale[t] * unwalked[n, t]
+                                pages[b, a, c, n, t] -= amount
+                                pages[b, a, c, t, t] += amount
+                                unwalked[n, t] -= amount
+                                unwalked[t, t] += amount
+                                moved[b, n, t] += amount
+                                free[t] -= amount
+                                free[n] += amount
+                    # the part of the chunk where this pass stopped, for the next window
+                    if exhausted and c == last:
+                        if c != first:
+                            walked_pages[b, a] = 0.0
+                        for n in range(n_nodes):
+                            for t in range(n_nodes):
+                                walked_pages[b, a, n, t] += unwalked[n, t]
+                if not exhausted or (last != first and walked[last] <= 0.0):
+                    walked_pages[b, a] = 0.0
+            _report(
+                b,
+                a,
+                ph,
+                pages,
+                chunk_pages,
+                share,
+                hot,
+                prob,
+                max_nr,
+                hotness_thresholds,
+                damos_enabled,
+                split,
+                resident,
+                hot_pages,
+                hotness,
+                access,
+            )
+        for n in range(n_nodes):
+            free_out[b, n] = free[n]
+            used[b, n] = capacity[n] - free[n]
+
+
+@njit(cache=True)
+def _retarget(table: np.ndarray, transition: np.ndarray, mixed: np.ndarray) -> None:
+    """Pages by (node, target) after the weights changed: each old target's pages spread over
+    the new targets by the patterns' joint frequency (``mixed``: scratch of N values)."""
+    n_nodes = table.shape[0]
+    for n in range(n_nodes):
+        for u in range(n_nodes):
+            total = 0.0
+            for t in range(n_nodes):
+                total += table[n, t] * transition[t, u]
+            mixed[u] = total
+        for u in range(n_nodes):
+            table[n, u] = mixed[u]
+
+
+@njit(cache=True)
+def _report(
+    b,
+    a,
+    ph,
+    pages,
+    chunk_pages,
+    share,
+    hot,
+    prob,
+    max_nr,
+    hotness_thresholds,
+    damos_enabled,
+    split,
+    resident,
+    hot_pages,
+    hotness,
+    access,
+):
+    """One app's placement, access split, hot pages per node and DAMON's view of it."""
+    n_chunks, n_nodes = pages.shape[2], pages.shape[3]
+    n_bins = hotness.shape[2]
+    bin_probability = np.empty(n_bins)
+    total_split = 0.0
+    for c in range(n_chunks):
+        size = chunk_pages[a, c]
+        if size <= 0.0:
+            continue
+        per_page_share = share[a, ph, c] / size
+        certain = -1  # the one bin when the count is certain (p = 0 or 1: the usual case)
+        if damos_enabled:
+            if prob[c] <= 0.0:
+                certain = 0
+            elif prob[c] >= 1.0:
+                certain = 0
+                for j in range(n_bins - 1):
+                    if max_nr >= hotness_thresholds[j]:
+                        certain = j + 1
+            else:
+                # the regions' reported counts scatter around the mean as binomial samples
+                _hotness_bins(max_nr, prob[c], hotness_thresholds, bin_probability)
+        for n in range(n_nodes):
+            on_node = 0.0
+            for t in range(n_nodes):
+                on_node += pages[b, a, c, n, t]
+            resident[b, a, n] += on_node
+            split[b, a, n] += per_page_share * on_node
+            total_split += per_page_share * on_node
+            hot_pages[b, a, n] += hot[a, ph, c] * on_node
+            if damos_enabled:
+                if certain >= 0:
+                    hotness[b, n, certain] += on_node
+                else:
+                    for j in range(n_bins):
+                        hotness[b, n, j] += on_node * bin_probability[j]
+                access[b, n] += prob[c] * on_node
+    for n in range(n_nodes):
+        if total_split > 0.0:
+            split[b, a, n] /= total_split
+        else:
+            split[b, a, n] = 1.0 / n_nodes
