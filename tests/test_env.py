@@ -298,5 +298,5 @@ def test_discrete_variant_applies_exactly_the_grid_weights():
     for index in (0, 12, 32):
         _, _, _, _, info = env.step(index)
         assert np.array_equal(info["weights"], choices[index])
-    with pytest.raises(ValueError, match="not in 0..32"):
+    with pytest.raises(ValueError, match=r"not in 0\.\.32"):
         env.step(33)
