@@ -40,7 +40,7 @@ from tierenv.contracts.actions import (
 from tierenv.contracts.features import ObservationSpec
 from tierenv.envs.reward import GiB
 from tierenv.envs.weighted_interleave import DEFAULT_MIGRATION_COST_PER_GIB, DEFAULT_SCENARIO
-from tierenv.memory.interleave import auto_weights, check_weights
+from tierenv.memory.interleave import initial_weights as initial_weights_for
 from tierenv.sim.damos_setup import DamosSetup
 from tierenv.sim.fluid import (
     DEFAULT_CHUNKS,
@@ -156,7 +156,7 @@ class WeightedInterleaveVectorEnv(VectorEnv):
         )
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
-        self.initial_weights = self._checked_initial_weights(initial_weights)
+        self.initial_weights = initial_weights_for(initial_weights, self.node_info.peak_gbps)
         self.env_seeds: list[int | None] = [None] * self.num_envs
         # Every reset is the same deterministic first interval: computed once, copied after.
         self._fresh = self.model.initial_state(1, self.initial_weights)
@@ -258,18 +258,6 @@ class WeightedInterleaveVectorEnv(VectorEnv):
         return None
 
     # ---------------------------------------------------------------------- internals
-    def _checked_initial_weights(self, initial: str | Sequence[int]) -> np.ndarray:
-        if isinstance(initial, str):
-            if initial == "auto":
-                return auto_weights(self.node_info.peak_gbps)
-            if initial == "uniform":
-                return np.ones(self.n_nodes, dtype=np.int64)
-            raise ValueError(
-                f"initial_weights {initial!r}: use 'auto', 'uniform' or a list of "
-                f"{self.n_nodes} integers 1..255"
-            )
-        return check_weights(list(initial), self.n_nodes)
-
     def _fresh_quota_bytes(self) -> float:
         rate = self._fresh.quota_pages[0] * self.model.params.page_size
         return float(rate / self.model.params.interval_s) if np.isfinite(rate) else 0.0

@@ -27,7 +27,7 @@ from tierenv.contracts.host import Host
 from tierenv.contracts.measurements import StepResult
 from tierenv.envs.render import History, ansi_line, render_rgb
 from tierenv.envs.reward import compute_reward
-from tierenv.memory.interleave import auto_weights, check_weights
+from tierenv.memory.interleave import initial_weights as initial_weights_for
 from tierenv.sim.damos_setup import DamosSetup
 from tierenv.sim.host import SimulatedHost
 from tierenv.workload.scenario import Scenario, load_scenario
@@ -123,7 +123,7 @@ class WeightedInterleaveEnv(gym.Env):
         self.host: Host = self._host_factory(0, None)
         self.node_info = self.host.node_info
         self.n_nodes = self.node_info.n_nodes
-        self._initial_weights = self._checked_initial_weights(initial_weights)
+        self._initial_weights = initial_weights_for(initial_weights, self.node_info.peak_gbps)
         self.observation_spec = ObservationSpec(self.n_nodes, features)
         self.observation_names = self.observation_spec.names
         self.observation_space = spaces.Box(
@@ -172,18 +172,6 @@ class WeightedInterleaveEnv(gym.Env):
     # ---------------------------------------------------------------------- internals
     def _simulated_host(self, seed: int, weights: np.ndarray | None) -> SimulatedHost:
         return SimulatedHost(self.scenario, weights=weights, seed=seed, damos=self.damos)
-
-    def _checked_initial_weights(self, initial: str | Sequence[int]) -> np.ndarray:
-        if isinstance(initial, str):
-            if initial == "auto":
-                return auto_weights(self.node_info.peak_gbps)
-            if initial == "uniform":
-                return np.ones(self.n_nodes, dtype=np.int64)
-            raise ValueError(
-                f"initial_weights {initial!r}: use 'auto', 'uniform' or a list of "
-                f"{self.n_nodes} integers 1..255"
-            )
-        return check_weights(list(initial), self.n_nodes)
 
     def _report(self, result: StepResult) -> tuple[np.ndarray, float, dict[str, Any]]:
         self._last = result

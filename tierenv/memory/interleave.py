@@ -153,3 +153,21 @@ def _checked_weight(node: int, weight: object) -> int:
             f"{MIN_WEIGHT}..{MAX_WEIGHT}"
         )
     return int(weight)
+
+
+def initial_weights(
+    spec: str | Sequence[int], bandwidth_gbps: Sequence[float] | np.ndarray
+) -> np.ndarray:
+    """Weights named by ``spec``: ``"auto"`` (the kernel's auto weights from node bandwidth),
+    ``"uniform"`` (1 per node) or a list of integers 1..255, checked."""
+    n_nodes = len(bandwidth_gbps)
+    if isinstance(spec, str):
+        if spec == "auto":
+            return auto_weights(bandwidth_gbps)
+        if spec == "uniform":
+            return np.ones(n_nodes, dtype=np.int64)
+        raise WeightError(
+            f"initial_weights {spec!r}: use 'auto', 'uniform' or a list of {n_nodes} integers "
+            "1..255"
+        )
+    return check_weights(list(spec), n_nodes)
