@@ -1,4 +1,3 @@
-"""Training (stable-baselines3), baseline controllers, oracles and policy export.
-
-Not built yet: the memory model in tierenv.hardware comes first (see the README's status).
-"""
+"""Policies that choose interleave weights: baseline controllers (``agents.controllers``) and
+privileged oracles with the per-interval upper bound (``agents.oracle``); training and policy
+export come next."""

@@ -213,3 +213,28 @@ def test_interleave_bad_input(capsys, option: str, value: str, problem: str) -> 
     assert err.startswith("tierenv interleave: error: ")
     assert problem in err
     assert "nan" not in err.lower()  # a clear message, not a NaN that leaked through
+
+
+# --- bench ---------------------------------------------------------------------------------
+
+
+def test_bench_writes_both_tables_with_the_machine(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "bench.md"
+    code, printed, _ = run(
+        capsys, "bench", "steady-single", "--repeats", "1", "--batch-sizes", "2", "--out", str(out)
+    )
+    assert code == 0
+    text = out.read_text()
+    assert "## One environment, full DAMON fidelity" in text
+    assert re.search(r"^\| steady-single \| constant \| [\d,]+ \|", text, re.MULTILINE)
+    assert re.search(r"^\| steady-single \| random \| [\d,]+ \|", text, re.MULTILINE)
+    assert re.search(r"^\| co-runner \| 2 \| 180 \| [\d,]+ \|", text, re.MULTILINE)
+    assert "machine:" in text and "command: `tierenv bench steady-single`" in text
+    assert "written to" in printed
+
+
+def test_bench_rejects_a_bad_batch_size(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "bench.md"
+    code, _, err = run(capsys, "bench", "--batch-sizes", "64,lots", "--out", str(out))
+    assert code != 0 and "'lots'" in err
+    assert not out.exists()

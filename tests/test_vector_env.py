@@ -130,24 +130,19 @@ def test_reward_is_the_single_envs_definition(short_scenario):
     np.testing.assert_array_equal(info["weights"], action_to_weights(actions, 2))
 
 
-def test_gymnasium_make_vec_builds_it_through_a_vector_entry_point(short_scenario):
-    env_id = "tierenv-test/WeightedInterleaveFluid-v0"
-    gym.register(
-        id=env_id,
-        entry_point="tierenv.envs.weighted_interleave:WeightedInterleaveEnv",
-        vector_entry_point="tierenv.envs.vector:WeightedInterleaveVectorEnv",
-    )
-    try:
-        envs = gym.make_vec(
-            env_id, num_envs=3, vectorization_mode="vector_entry_point", scenario=short_scenario
-        )
-        assert isinstance(envs, WeightedInterleaveVectorEnv) and envs.num_envs == 3
-        observations, _ = envs.reset(seed=0)
-        assert envs.observation_space.contains(observations)
-        envs.step(envs.action_space.sample())
-        assert envs.spec.id == env_id
-    finally:
-        del gym.registry[env_id]
+def test_the_fluid_id_builds_it_through_its_vector_entry_point(short_scenario):
+    env_id = "tierenv/WeightedInterleaveFluid-v0"
+    envs = gym.make_vec(env_id, num_envs=3, scenario=short_scenario)
+    assert isinstance(envs, WeightedInterleaveVectorEnv) and envs.num_envs == 3
+    observations, _ = envs.reset(seed=0)
+    assert envs.observation_space.contains(observations)
+    envs.step(envs.action_space.sample())
+    assert envs.spec.id == env_id
+    # No single fluid env: make() says what to use instead.
+    with pytest.raises(gym.error.Error, match="batched only"):
+        gym.make(env_id)
+    # The main id's default vectorisation stays full fidelity.
+    assert gym.spec("tierenv/WeightedInterleave-v0").vector_entry_point is None
     assert make_fluid_vec_env(2, scenario=short_scenario).num_envs == 2
 
 

@@ -209,16 +209,54 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Measure env steps per second (one env at full DAMON fidelity under a constant and "
             "a random policy), simulated seconds per wall second and where each step's time "
-            "goes, for every shipped scenario (or those named). Prints the table and writes "
-            "it, stamped with the machine, to --out."
+            "goes, for every shipped scenario (or those named); then aggregate env-steps per "
+            "second of the batched fluid env at --batch-sizes. Prints the tables and writes "
+            "them, stamped with the machine, to --out."
         ),
     )
     p.add_argument("scenarios", nargs="*", help="scenario names (default: all shipped)")
     p.add_argument("--repeats", type=int, default=3, help="timed episodes per row (median)")
     p.add_argument(
+        "--batch-sizes",
+        default="1,64,1024,4096",
+        help="comma-separated numbers of batched fluid envs to time ('' or 0: none)",
+    )
+    p.add_argument("--batched-scenario", default="co-runner", help="scenario of the batched rows")
+    p.add_argument(
         "--out", type=Path, default=Path("results/bench_env.md"), help="Markdown file to write"
     )
     p.set_defaults(handler=_bench)
+
+    p = sub.add_parser(
+        "compare",
+        help="evaluate policies on scenarios over seeds; tables and plots to results/",
+        description=(
+            "Run every policy of an experiment config (YAML: scenarios, seeds, policies; see "
+            "experiments/baselines.yaml) on every scenario and seed, then write raw episodes "
+            "(CSV), tables with interquartile means and 95%% bootstrap confidence intervals, "
+            "probability of improvement over the reference policy, plots (PNG) and "
+            "TensorBoard scalars. Trials run in local processes, or on Ray with --ray."
+        ),
+    )
+    p.add_argument("config", type=Path, help="experiment config (YAML)")
+    p.add_argument(
+        "--out", type=Path, default=None, help="results folder (default results/compare/NAME)"
+    )
+    p.add_argument("--workers", type=int, default=None, help="parallel trials (default: all CPUs)")
+    p.add_argument("--seeds", type=int, default=None, help="use seeds 0..N-1 instead")
+    p.add_argument("--ray", action="store_true", help="run trials on a local Ray instance")
+    p.add_argument(
+        "--ray-address", default=None, help="run trials on this Ray cluster (e.g. ray://h:10001)"
+    )
+    p.add_argument(
+        "--tensorboard",
+        type=Path,
+        default=None,
+        help="TensorBoard log folder (default runs/compare/NAME)",
+    )
+    p.add_argument("--no-tensorboard", action="store_true", help="write no TensorBoard logs")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_compare)
     return parser
 
 
@@ -462,7 +500,8 @@ def _bench(args: argparse.Namespace) -> int:
 
     if args.repeats < 1:
         raise ValueError(f"--repeats must be at least 1, got {args.repeats}")
-    tables = run_benchmark(args.scenarios or None, args.repeats)
+    batch_sizes = _batch_sizes(args.batch_sizes)
+    tables = run_benchmark(args.scenarios or None, args.repeats, batch_sizes, args.batched_scenario)
     print(tables)
     command = " ".join(["tierenv bench", *args.scenarios])
     write_text_atomically(
@@ -470,6 +509,62 @@ def _bench(args: argparse.Namespace) -> int:
     )
     print(f"written to {args.out}")
     return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from experiments.compare.config import load_config
+    from experiments.compare.report import write_results
+    from experiments.compare.runner import run_compare
+
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {args.workers}")
+    config = load_config(args.config)
+    if args.seeds is not None:
+        if args.seeds < 1:
+            raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
+        seeds = tuple(range(args.seeds))
+        config = dataclasses.replace(
+            config,
+            seeds=seeds,
+            timeseries_seed=config.timeseries_seed if config.timeseries_seed in seeds else 0,
+        )
+    out = args.out or Path("results") / "compare" / config.name
+    tensorboard = (
+        None
+        if args.no_tensorboard
+        else (args.tensorboard or Path("runs") / "compare" / config.name)
+    )
+    command = f"tierenv compare {args.config}"  # what reproduces the numbers
+    if args.seeds is not None:
+        command += f" --seeds {args.seeds}"
+    if args.out is not None:
+        command += f" --out {args.out}"
+    results = run_compare(
+        config,
+        workers=args.workers,
+        use_ray=args.ray,
+        ray_address=args.ray_address,
+        show_progress=not args.quiet,
+    )
+    summary = write_results(results, out, command=command, tensorboard_dir=tensorboard)
+    print(summary.table)
+    print(f"results: {out}/ (summary.md, episodes.csv, steps.csv.gz, *.png)")
+    if tensorboard is not None:
+        print(f"TensorBoard: tensorboard --logdir {tensorboard.parent}")
+    return 0
+
+
+def _batch_sizes(text: str) -> list[int]:
+    """``--batch-sizes``: positive integers separated by commas; empty or 0 means none."""
+    sizes = []
+    for part in filter(None, (piece.strip() for piece in text.split(","))):
+        if not part.isdigit():
+            raise ValueError(f"--batch-sizes: {part!r} is not a whole number of envs")
+        if int(part) > 0:
+            sizes.append(int(part))
+    return sizes
 
 
 if __name__ == "__main__":

@@ -6,17 +6,20 @@ random actions (new weights every step, the worst case for DAMOS and the solver)
 reports env steps per second, simulated seconds per wall second, and where a step's time
 goes: the simulated host (DAMON, DAMOS, solver) against the env's own work (action mapping,
 features, reward, info). Medians over repeats after an untimed warm-up episode; one core.
+Then the batched fluid env (``bench_batched``) at several batch sizes: aggregate env-steps
+per second and where a vector step's time goes.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from tierenv.envs.weighted_interleave import WeightedInterleaveEnv
+from tierenv.envs.bench_batched import DEFAULT_BATCH_SIZES, batched_table, bench_batched
+from tierenv.envs.weighted_interleave import DEFAULT_SCENARIO, WeightedInterleaveEnv
 from tierenv.workload.scenario import load_scenario, shipped_scenario_names
 
 CONSTANT_ACTION = np.array([0.3, -0.3], dtype=np.float32)
@@ -112,16 +115,20 @@ def single_table(rows: list[SingleEnvRow]) -> str:
 def run_benchmark(
     scenarios: list[str] | None = None,
     repeats: int = 3,
+    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+    batched_scenario: str = DEFAULT_SCENARIO,
     progress: Callable[[str], None] = print,
 ) -> str:
-    """The benchmark's Markdown tables (without the provenance stamp)."""
+    """The benchmark's Markdown tables (without the provenance stamp): one env at full
+    fidelity for each scenario, then the batched fluid env at each of ``batch_sizes`` (none
+    when empty) on ``batched_scenario``."""
     rows: list[SingleEnvRow] = []
     for name in scenarios or shipped_scenario_names():
         scenario_rows = bench_single(name, repeats)
         for row in scenario_rows:
             progress(f"{name} ({row.policy} policy): {row.steps_per_s:,.0f} steps/s")
         rows += scenario_rows
-    return (
+    text = (
         "## One environment, full DAMON fidelity\n\n"
         "Whole episodes of `WeightedInterleaveEnv` (1 s control intervals, one kdamond per "
         "application with damo's weighted-interleave migrate_hot scheme, the solver every "
@@ -129,4 +136,22 @@ def run_benchmark(
         f"median of {repeats} episodes after an untimed one; one core. Host = time in "
         "`SimulatedHost.step`; env = the rest (action mapping, features, reward, info).\n\n"
         + single_table(rows)
+    )
+    if not batch_sizes:
+        return text
+    batched = []
+    for num_envs in batch_sizes:
+        (row,) = bench_batched(batched_scenario, [num_envs])
+        progress(f"{batched_scenario} batched x{num_envs:,}: {row.env_steps_per_s:,.0f} steps/s")
+        batched.append(row)
+    return (
+        text + "\n## Batched fluid model (`tierenv/WeightedInterleaveFluid-v0`)\n\n"
+        "`WeightedInterleaveVectorEnv` on the fluid model (DAMON's sampling replaced by its "
+        "expectation; chunked pages): one whole episode of uniformly random actions per row "
+        "(new weights for every env every step, the worst case), autoresetting, after 3 "
+        "untimed steps; one process, one core. The percentages split a vector step's time "
+        "between the fluid model's compiled pass, the batched solver, assembling the model's "
+        "outputs, and the rest (action mapping, features, reward, info).\n\n"
+        + batched_table(batched)
+        + "\n"
     )

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import gymnasium as gym
 
-ENV_IDS = ("tierenv/WeightedInterleave-v0", "tierenv/WeightedInterleave-Discrete-v0")
+ENV_IDS = (
+    "tierenv/WeightedInterleave-v0",
+    "tierenv/WeightedInterleave-Discrete-v0",
+    "tierenv/WeightedInterleaveFluid-v0",
+)
 
 
 def register_envs() -> None:
@@ -20,4 +24,20 @@ def register_envs() -> None:
     gym.register(
         id="tierenv/WeightedInterleave-Discrete-v0",
         entry_point="tierenv.envs.discrete:make_discrete_env",
+    )
+    # The batched fluid model has its own id: putting it behind the main id's
+    # vector_entry_point would make gymnasium.make_vec's default silently lower-fidelity.
+    gym.register(
+        id="tierenv/WeightedInterleaveFluid-v0",
+        entry_point="tierenv.envs.registration:fluid_is_batched_only",
+        vector_entry_point="tierenv.envs.vector:make_fluid_vec_env",
+    )
+
+
+def fluid_is_batched_only(**kwargs: object) -> None:
+    """``gymnasium.make`` on the fluid id: there is no single fluid env, say what to use."""
+    raise gym.error.Error(
+        "tierenv/WeightedInterleaveFluid-v0 is batched only: use gymnasium.make_vec("
+        "'tierenv/WeightedInterleaveFluid-v0', num_envs=N, ...) for the fluid model, or "
+        "gymnasium.make('tierenv/WeightedInterleave-v0', ...) for one env at full fidelity"
     )

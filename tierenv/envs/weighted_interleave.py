@@ -162,6 +162,25 @@ class WeightedInterleaveEnv(gym.Env):
         observation, reward, info = self._report(self.host.step())
         return observation, reward, False, self.host.done, info
 
+    def step_weights(
+        self, weights: Sequence[int] | np.ndarray
+    ) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Step with integer weights (1..255 per node) chosen directly, as baseline
+        controllers and oracles do: the same transition, reward and info as ``step`` without
+        the action mapping (whose smallest-weights rounding would otherwise move such weights
+        by up to 2 %). Bad weights raise ``ValueError`` before anything changes."""
+        if self._last is None:
+            raise gym.error.ResetNeeded("call reset() before step_weights()")
+        self.host.set_weights(weights)
+        observation, reward, info = self._report(self.host.step())
+        return observation, reward, False, self.host.done, info
+
+    @property
+    def last_result(self) -> StepResult | None:
+        """What the host reported for the last interval (``None`` before ``reset``): the
+        measurements controllers decide from."""
+        return self._last
+
     def render(self) -> str | np.ndarray | None:
         if self.render_mode == "ansi":
             return ansi_line(self._last, self.node_info) if self._last is not None else ""

@@ -34,7 +34,7 @@ from tierenv.sim.damos_setup import DamosSetup
 from tierenv.workload.access import Distribution
 from tierenv.workload.scenario import AppRun, Scenario
 
-__all__ = ["GroundTruth", "Measurements", "NodeInfo", "SimulatedHost", "StepResult"]
+__all__ = ["AppLoad", "GroundTruth", "Measurements", "NodeInfo", "SimulatedHost", "StepResult"]
 
 VMA_BASE = 0x7F00_0000_0000
 RATE_TOLERANCE = 0.005  # rebuild DAMON's sampling index only when a rate moved more than this
@@ -63,6 +63,21 @@ class _App:
     @property
     def name(self) -> str:
         return self.run.app.name
+
+
+@dataclass(frozen=True)
+class AppLoad:
+    """One running application's demand in the interval (what the solver and DAMON are fed),
+    independent of where its pages are: for oracles, which need the load without a policy."""
+
+    name: str
+    mlp: float  # misses in flight: the spec's mlp x the current intensity
+    think_ns: float
+    read_fraction: float
+    alone_gbps: float  # the reward's reference throughput
+    page_shares: np.ndarray  # (n_pages,) share of accesses per page (read-only view)
+    touched_pages: int  # pages [0, touched_pages) are resident (first-touched in page order)
+    hot_pages: int  # pages in the hot set (GroundTruth.app_hot_pages counts these per node)
 
 
 @dataclass
@@ -149,6 +164,29 @@ class SimulatedHost:
     @property
     def memory(self) -> MemoryState:
         return self._state.memory
+
+    def current_load(self) -> tuple[AppLoad, ...]:
+        """The running applications' demand as it stands now: after ``step()`` it is the load
+        that step's solve used (scenario changes for the next interval apply at its start).
+        Read-only: it changes nothing a run depends on (it may fill the hot-set cache)."""
+        loads = []
+        for app in self._running():
+            spec = app.run.app
+            shares = app.shares.view()
+            shares.flags.writeable = False
+            loads.append(
+                AppLoad(
+                    name=app.name,
+                    mlp=float(spec.mlp * app.intensity),
+                    think_ns=float(spec.think_ns),
+                    read_fraction=float(app.read_fraction),
+                    alone_gbps=float(app.alone_gbps),
+                    page_shares=shares,
+                    touched_pages=int(app.touched_pages),
+                    hot_pages=int(np.count_nonzero(_hot_set(app)[: app.touched_pages])),
+                )
+            )
+        return tuple(loads)
 
     def set_weights(self, weights: list[int] | np.ndarray) -> None:
         """New interleave weights (integers 1..255 per node): they place pages allocated from

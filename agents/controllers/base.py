@@ -1,0 +1,75 @@
+"""The interface every controller implements: measurements in, interleave weights out.
+
+A controller runs in the simulator (through the env's ``step_weights``), in the experiment
+harness and, when it is not privileged, in the daemon on a real host: it only ever sees the
+``Measurements`` a host reports and the ``NodeInfo`` it knows before it starts.
+
+Timing: ``reset`` comes after the host measured its first interval under the initial weights;
+then each ``decide(m)`` receives the interval that just ended (``m.time_s`` is its end) and
+returns the weights for the next one.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from tierenv.contracts.measurements import Measurements, NodeInfo
+from tierenv.sim.damos_setup import DamosSetup
+from tierenv.workload.scenario import Scenario
+
+
+class ControllerError(ValueError):
+    """A controller that cannot be built or run as configured."""
+
+
+@dataclass(frozen=True)
+class ControlContext:
+    """What a controller may know before the first decision."""
+
+    nodes: NodeInfo
+    interval_s: float
+    initial_weights: np.ndarray  # (nodes,) int64, the weights in force at reset
+    # The reward's migration coefficient (controllers that trade throughput against
+    # migration use it; None: not known).
+    migration_cost_per_gib: float | None = None
+    # The simulator's scenario, seed and DAMOS setup: only privileged controllers (oracles)
+    # may use them; None on a real host.
+    scenario: Scenario | None = None
+    seed: int | None = None
+    damos: DamosSetup | None = None
+
+
+class Controller(ABC):
+    """Chooses weighted-interleave weights (integers 1..255 per node) every control interval.
+
+    Subclasses take their parameters as keyword arguments of ``__init__`` (checked there, with
+    errors naming the parameter), keep their state in attributes set by ``reset``, and never
+    read anything but the context and the measurements unless they are ``privileged``.
+    """
+
+    #: The name experiment configs use for this controller.
+    kind: ClassVar[str]
+    #: True when the controller needs the simulator's knowledge (scenario, ground truth): it
+    #: can be evaluated in the simulator but never deployed on a real host.
+    privileged: ClassVar[bool] = False
+
+    def reset(self, context: ControlContext) -> None:
+        """Start a new episode (called once before the first ``decide``)."""
+        if self.privileged and context.scenario is None:
+            raise ControllerError(
+                f"controller {self.kind!r} is privileged (it needs the simulator's scenario) "
+                "and cannot run on a real host"
+            )
+        self.context = context
+
+    @abstractmethod
+    def decide(self, measurements: Measurements) -> np.ndarray:
+        """The weights (int64, (nodes,), each 1..255) for the next control interval."""
+
+    def describe(self) -> str:
+        """A short label for tables and plots (the kind and any distinguishing parameters)."""
+        return self.kind

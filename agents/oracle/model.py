@@ -1,0 +1,105 @@
+"""The modelled reward term the oracles optimise: weighted speedup from the project's solver.
+
+Every oracle evaluates candidate access splits with ``tierenv.hardware.solver.solve``, the
+function the simulated host calls, with the interval's load (``AppLoad``) and no migration
+copy traffic; weighted speedup is Σ throughput / alone, the reward's throughput term.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from tierenv.hardware.solver import NodeSet, solve
+from tierenv.sim.host import AppLoad
+
+#: Slack when asking whether k pages give a share p (rounding in cumulative sums).
+SHARE_SLACK = 1e-9
+
+
+def modelled_speedup(
+    nodes: NodeSet,
+    apps: tuple[AppLoad, ...],
+    split: np.ndarray,
+    background_gbps: np.ndarray | None = None,
+    background_read_fraction: np.ndarray | float = 1.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted speedup (B,) and throughput (B, apps) for a batch of access splits
+    ``split`` (B, apps, nodes), solved in one call; optional migration copy traffic
+    ``background_gbps`` (B, nodes) with its read fraction (as the host passes it)."""
+    split = np.asarray(split, dtype=float)
+    batch = split.shape[0]
+    if not apps or batch == 0:
+        return np.zeros(batch), np.zeros((batch, len(apps)))
+    mlp = np.array([a.mlp for a in apps])
+    think = np.array([a.think_ns for a in apps])
+    reads = np.array([a.read_fraction for a in apps])
+    alone = np.array([a.alone_gbps for a in apps])
+    split = np.clip(split, 0.0, None)
+    split = split / split.sum(axis=-1, keepdims=True)
+    with warnings.catch_warnings():
+        # Hundreds of candidates, some deep in saturation: a rare unconverged one is still a
+        # close estimate and must not flood the output.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        solution = solve(
+            nodes,
+            np.broadcast_to(mlp, (batch, len(apps))),
+            np.broadcast_to(think, (batch, len(apps))),
+            np.broadcast_to(reads, (batch, len(apps))),
+            split,
+            background_gbps=background_gbps,
+            background_read_fraction=background_read_fraction,
+        )
+    throughput = solution.throughput_gbps
+    return np.sum(throughput / alone, axis=-1), throughput
+
+
+def cumulative_shares(app: AppLoad) -> np.ndarray:
+    """``c[k]`` = the largest access share any k resident pages of ``app`` take (its k
+    hottest), k = 0..touched; the shares are those of resident pages, renormalised as the
+    host's access split is."""
+    shares = np.asarray(app.page_shares[: app.touched_pages], dtype=float)
+    total = shares.sum()
+    ordered = np.sort(shares)[::-1] / (total if total > 0 else 1.0)
+    return np.concatenate(([0.0], np.cumsum(ordered)))
+
+
+def pages_needed(cumulative: np.ndarray, share: np.ndarray) -> np.ndarray:
+    """The fewest pages that can carry access share ``share`` (hottest first): the inverse
+    of ``cumulative_shares``; a share above 1 needs more pages than exist."""
+    return np.searchsorted(cumulative, np.asarray(share) - SHARE_SLACK, side="left")
+
+
+def capacity_limits(apps: tuple[AppLoad, ...], capacity_pages: np.ndarray) -> np.ndarray:
+    """(apps, nodes) the highest access share each app can have on each node if the node's
+    capacity is split between the apps in proportion to their resident pages (all of it to
+    each when their pages fit): the oracles' model of capacity for shared weights."""
+    touched = np.array([a.touched_pages for a in apps], dtype=float)
+    total = max(touched.sum(), 1.0)
+    limits = np.ones((len(apps), len(capacity_pages)))
+    for i, capacity in enumerate(capacity_pages):
+        room = touched if total <= capacity else np.floor(capacity * touched / total).astype(float)
+        for a, app in enumerate(apps):
+            cumulative = cumulative_shares(app)
+            limits[a, i] = cumulative[int(min(room[a], app.touched_pages))]
+    return limits
+
+
+def clip_to_capacity(shares: np.ndarray, limits: np.ndarray) -> np.ndarray:
+    """Access splits (B, apps, nodes) for node shares ``shares`` (B, nodes): each app's split
+    is the shares with every node capped at its capacity limit and the excess moved to the
+    nodes with room, in proportion to their shares (two nodes: exact)."""
+    shares = np.asarray(shares, dtype=float)
+    split = np.broadcast_to(shares[:, None, :], (shares.shape[0], *limits.shape)).copy()
+    for _ in range(limits.shape[1]):
+        over = np.clip(split - limits, 0.0, None)
+        excess = over.sum(axis=-1, keepdims=True)
+        if not np.any(excess > 0):
+            break
+        split = split - over
+        room = np.clip(limits - split, 0.0, None)
+        headroom = np.where(room > 0, split + 1e-12, 0.0)
+        weight = headroom / np.maximum(headroom.sum(axis=-1, keepdims=True), 1e-300)
+        split = split + np.minimum(excess * weight, room)
+    return split / split.sum(axis=-1, keepdims=True)

@@ -1,0 +1,252 @@
+"""Experiment configs for ``tierenv compare``: which policies, on which scenarios, over which
+seeds. A YAML file, checked on load; every error names the file, the field and the problem.
+
+```yaml
+name: baselines                 # results go to results/compare/<name>/ unless --out says
+description: every baseline controller on every shipped scenario
+scenarios: all                  # or a list of shipped names / scenario file paths
+seeds: 5                        # seeds 0..4, or an explicit list [0, 1, 2]
+env:                            # arguments of WeightedInterleaveEnv (optional)
+  migration_cost_per_gib: 0.1
+  initial_weights: auto
+policies:                       # each: a unique name, a kind, the kind's parameters
+  - {name: static-best, kind: static-best, levels: 17}
+  - {name: kernel-auto, kind: kernel-auto}
+  - {name: colloid, kind: colloid}
+reference: static-best          # probability of improvement is measured against it
+upper_bound: true               # compute the per-interval upper bound (simulator only)
+timeseries_seed: 0              # the seed whose weights-over-time are plotted
+```
+
+``kind: static-best`` is the best static weights in hindsight: every weight vector of the
+discrete grid (``levels`` per node, as ``tierenv/WeightedInterleave-Discrete-v0``) runs on
+every seed of the scenario, and the one with the highest mean return is reported.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tierenv.workload.scenario import load_scenario, shipped_scenario_names
+
+STATIC_BEST = "static-best"
+ENV_KEYS = ("migration_cost_per_gib", "initial_weights")
+TOP_LEVEL_KEYS = (
+    "name",
+    "description",
+    "scenarios",
+    "seeds",
+    "env",
+    "policies",
+    "reference",
+    "upper_bound",
+    "timeseries_seed",
+)
+
+
+class ConfigError(ValueError):
+    """An experiment config that cannot run; the message names the file and field."""
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """One policy of an experiment: a unique ``name`` (its label in tables and plots), a
+    ``kind`` (a controller kind, ``static-best``, or later a learned-policy kind) and the
+    kind's parameters."""
+
+    name: str
+    kind: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    name: str
+    scenarios: tuple[str, ...]  # as given: shipped names or scenario file paths
+    seeds: tuple[int, ...]
+    policies: tuple[PolicySpec, ...]
+    env: dict[str, Any] = field(default_factory=dict)
+    reference: str | None = None
+    upper_bound: bool = True
+    timeseries_seed: int = 0
+    description: str = ""
+    source: str = "<config>"  # the file it came from (for messages and provenance)
+    text: str = ""  # the file's text, copied into the results
+
+    @property
+    def scenario_names(self) -> tuple[str, ...]:
+        """Each scenario's own name (what results files and tables show)."""
+        return tuple(load_scenario(ref).name for ref in self.scenarios)
+
+    @property
+    def policy_names(self) -> tuple[str, ...]:
+        return tuple(policy.name for policy in self.policies)
+
+    def yaml_text(self) -> str:
+        """The config as YAML: the file's own text when it came from one, else the fields."""
+        if self.text:
+            return self.text
+        data = {
+            "name": self.name,
+            "description": self.description,
+            "scenarios": list(self.scenarios),
+            "seeds": list(self.seeds),
+            "env": self.env,
+            "policies": [{"name": p.name, "kind": p.kind, **p.params} for p in self.policies],
+            "reference": self.reference,
+            "upper_bound": self.upper_bound,
+            "timeseries_seed": self.timeseries_seed,
+        }
+        return yaml.safe_dump(data, sort_keys=False)
+
+
+def load_config(path: str | Path) -> CompareConfig:
+    """Read and check an experiment config file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the experiment config ({err.strerror})") from err
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    return config_from_dict(data, source=str(path), text=text)
+
+
+def config_from_dict(data: Any, source: str = "<config>", text: str = "") -> CompareConfig:
+    """Check a parsed config (a mapping as in the module docstring)."""
+
+    def fail(field_name: str, problem: str) -> ConfigError:
+        return ConfigError(f"{source}: {field_name}: {problem}")
+
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of fields, got {type(data).__name__}")
+    unknown = sorted(set(data) - set(TOP_LEVEL_KEYS))
+    if unknown:
+        raise fail(unknown[0], f"unknown field; valid fields are {', '.join(TOP_LEVEL_KEYS)}")
+    for required in ("name", "scenarios", "seeds", "policies"):
+        if required not in data:
+            raise fail(required, "missing (required)")
+
+    name = data["name"]
+    if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+        raise fail("name", f"must be a plain non-empty name (it names a folder), got {name!r}")
+
+    scenarios = _scenarios(data["scenarios"], fail)
+    seeds = _seeds(data["seeds"], fail)
+    env = _env(data.get("env") or {}, fail)
+    policies = _policies(data["policies"], fail)
+    names = [policy.name for policy in policies]
+
+    reference = data.get("reference")
+    if reference is None and any(policy.kind == STATIC_BEST for policy in policies):
+        reference = next(policy.name for policy in policies if policy.kind == STATIC_BEST)
+    if reference is not None and reference not in names:
+        raise fail("reference", f"{reference!r} is not a policy; policies are {', '.join(names)}")
+
+    upper_bound = data.get("upper_bound", True)
+    if not isinstance(upper_bound, bool):
+        raise fail("upper_bound", f"must be true or false, got {upper_bound!r}")
+    timeseries_seed = data.get("timeseries_seed", seeds[0])
+    if timeseries_seed not in seeds:
+        raise fail("timeseries_seed", f"{timeseries_seed!r} is not one of the seeds {seeds}")
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise fail("description", "must be text")
+    return CompareConfig(
+        name=name,
+        scenarios=scenarios,
+        seeds=seeds,
+        policies=policies,
+        env=env,
+        reference=reference,
+        upper_bound=upper_bound,
+        timeseries_seed=int(timeseries_seed),
+        description=description.strip(),
+        source=source,
+        text=text,
+    )
+
+
+def _scenarios(value: Any, fail) -> tuple[str, ...]:
+    if value == "all":
+        return tuple(shipped_scenario_names())
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise fail("scenarios", "must be 'all' or a non-empty list of scenario names or files")
+    for item in value:
+        if not isinstance(item, str):
+            raise fail("scenarios", f"{item!r} is not a scenario name or file")
+        try:
+            load_scenario(item)
+        except (ValueError, OSError) as err:
+            raise fail("scenarios", str(err)) from err
+    names = [load_scenario(item).name for item in value]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise fail("scenarios", f"two scenarios are named {twice[0]!r}")
+    return tuple(value)
+
+
+def _seeds(value: Any, fail) -> tuple[int, ...]:
+    if isinstance(value, bool):
+        raise fail("seeds", f"must be a count or a list of integers, got {value!r}")
+    if isinstance(value, int):
+        if value < 1:
+            raise fail("seeds", f"a count must be at least 1, got {value}")
+        return tuple(range(value))
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value)
+    ):
+        raise fail("seeds", f"must be a count or a list of integers >= 0, got {value!r}")
+    if len(set(value)) != len(value):
+        raise fail("seeds", "lists a seed twice")
+    return tuple(value)
+
+
+def _env(value: Any, fail) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise fail("env", "must be a mapping of WeightedInterleaveEnv arguments")
+    unknown = sorted(set(value) - set(ENV_KEYS))
+    if unknown:
+        raise fail(f"env.{unknown[0]}", f"unknown; valid are {', '.join(ENV_KEYS)}")
+    cost = value.get("migration_cost_per_gib")
+    if cost is not None and (
+        isinstance(cost, bool)
+        or not isinstance(cost, int | float)
+        or not math.isfinite(cost)
+        or cost < 0
+    ):
+        raise fail("env.migration_cost_per_gib", f"must be a number >= 0, got {cost!r}")
+    return dict(value)
+
+
+def _policies(value: Any, fail) -> tuple[PolicySpec, ...]:
+    if not isinstance(value, list) or not value:
+        raise fail("policies", "must be a non-empty list of {name, kind, ...parameters}")
+    policies = []
+    for index, item in enumerate(value):
+        where = f"policies[{index}]"
+        if not isinstance(item, dict):
+            raise fail(where, f"must be a mapping with name and kind, got {item!r}")
+        params = dict(item)
+        name, kind = params.pop("name", None), params.pop("kind", None)
+        if not isinstance(name, str) or not name:
+            raise fail(f"{where}.name", "missing or empty")
+        if not isinstance(kind, str) or not kind:
+            raise fail(f"{where}.kind", f"missing or empty (policy {name!r})")
+        policies.append(PolicySpec(name, kind, params))
+    names = [policy.name for policy in policies]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise fail("policies", f"policy name {duplicates[0]!r} is used twice")
+    return tuple(policies)

@@ -1,0 +1,305 @@
+"""Write a comparison's results: raw episodes and steps (CSV), the summary tables (Markdown:
+IQM with 95 % bootstrap CIs, scores relative to the reference, probability of improvement,
+gap to the upper bound), plots (PNG) and TensorBoard scalars. Every file is written
+atomically; ``summary.md`` records the command, commit, machine and the config itself.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from experiments.compare import plots, stats
+from experiments.compare.runner import CompareResults
+from experiments.compare.tensorboard import write_tensorboard
+from tierenv.files import atomic_path, write_text_atomically
+from tierenv.provenance import stamp
+
+CONFIDENCE = 0.95
+RESAMPLES = 2000
+# Episodes whose returns differ by less than this share of the reference's count as ties in
+# the probability of improvement: the simulator is deterministic for most seeds, and a
+# difference in the fifth digit is not an improvement anyone could measure on a host.
+TIE_TOLERANCE = 1e-3
+
+
+@dataclass(frozen=True)
+class Summary:
+    table: str  # the return table, as printed by the CLI
+    markdown: str  # all of summary.md
+
+
+def write_results(
+    results: CompareResults,
+    out: str | Path,
+    command: str,
+    tensorboard_dir: str | Path | None = None,
+) -> Summary:
+    """Write every results file under ``out``; returns the summary."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    config = results.config
+    _write_csv(results.episodes, out / "episodes.csv")
+    _write_csv(results.steps, out / "steps.csv.gz")
+    if not results.sweep.empty:
+        _write_csv(results.sweep, out / "static_sweep.csv")
+    write_text_atomically(out / "config.yaml", config.yaml_text())
+
+    figures = _plots(results, out)
+    summary = summarise_results(results, command, figures)
+    write_text_atomically(out / "summary.md", summary.markdown)
+    if tensorboard_dir is not None:
+        write_tensorboard(results.steps, tensorboard_dir)
+    return summary
+
+
+def summarise_results(
+    results: CompareResults, command: str, figures: list[Path] | None = None
+) -> Summary:
+    config = results.config
+    episodes = results.episodes
+    policies = list(config.policy_names)
+    scenarios = list(config.scenario_names)
+    returns = stats.summarise(
+        episodes, "return", confidence=CONFIDENCE, resamples=RESAMPLES, seed=0
+    )
+    table = _pivot(returns, policies, scenarios, digits=2)
+    sections = [
+        f"# Comparison `{config.name}`\n",
+        stamp(command),
+        "",
+        config.description,
+        "",
+        f"{len(scenarios)} scenarios x {len(policies)} policies x {len(config.seeds)} seeds "
+        f"(seeds {', '.join(map(str, config.seeds))}); {len(results.sweep)} static grid "
+        f"episodes; {results.wall_s:.0f} s wall time on {results.workers} "
+        f"{'worker' if results.workers == 1 else 'workers'} ({results.executor}).",
+        "",
+        "## Return per episode",
+        "",
+        "Sum of rewards over the episode (weighted speedup per interval minus the migration "
+        f"cost): interquartile mean over seeds [{CONFIDENCE:.0%} percentile-bootstrap CI]. "
+        "A seed changes DAMON's sampling and region splits, nothing in the workload: where "
+        "DAMON sees every region at its maximum access count, a policy's episodes are the "
+        "same for every seed and its interval has zero width.",
+        "",
+        table + _bound_row(episodes, scenarios),
+    ]
+    if config.reference is not None:
+        sections += _relative_sections(results, policies, scenarios)
+    if "bound_return" in episodes:
+        sections += _bound_section(episodes, policies, scenarios)
+    sections += _behaviour_section(episodes, policies, scenarios)
+    if results.best_static:
+        sections += [
+            "## Best static weights in hindsight",
+            "",
+            "The grid point with the highest mean return over the seeds, per scenario:",
+            "",
+            "| scenario | weights |",
+            "|---|---|",
+            *(f"| {s} | {label} |" for s, label in results.best_static.items()),
+            "",
+        ]
+    if figures:
+        sections += ["## Plots", "", *(f"![{f.stem}]({f.name})" for f in figures), ""]
+    sections += [
+        "## Config",
+        "",
+        f"`{config.source}`:",
+        "",
+        "```yaml",
+        config.yaml_text().rstrip(),
+        "```",
+        "",
+    ]
+    return Summary(table=table, markdown="\n".join(sections) + "\n")
+
+
+def _relative_sections(
+    results: CompareResults, policies: list[str], scenarios: list[str]
+) -> list[str]:
+    config = results.config
+    reference = config.reference
+    episodes = results.episodes
+    scores = stats.normalised_scores(episodes, reference, "return")
+    score_summary = stats.summarise(
+        scores, "score", confidence=CONFIDENCE, resamples=RESAMPLES, seed=0
+    )
+    pooled = stats.aggregate_summary(
+        scores, "score", confidence=CONFIDENCE, resamples=RESAMPLES, seed=0
+    ).set_index("policy")
+    aggregate = [
+        (policy, *pooled.loc[policy, ["iqm", "ci_low", "ci_high"]].to_numpy(dtype=float))
+        for policy in policies
+        if policy in pooled.index
+    ]
+    lines = [
+        f"## Relative to `{reference}`",
+        "",
+        f"Return over `{reference}`'s mean return on the same scenario (1.00 = as good): IQM "
+        f"[{CONFIDENCE:.0%} CI]; the last column pools all scenarios (stratified bootstrap).",
+        "",
+        _pivot(score_summary, policies, scenarios, digits=3, aggregate=aggregate),
+    ]
+    improvement = stats.improvement_table(
+        episodes,
+        reference,
+        "return",
+        confidence=CONFIDENCE,
+        resamples=RESAMPLES,
+        seed=0,
+        tie_tolerance=TIE_TOLERANCE,
+    )
+    lines += [
+        f"Probability of improvement over `{reference}`: the chance that a random episode of "
+        f"the policy has a higher return than a random episode of `{reference}` on the same "
+        f"scenario (0.5 = no difference; returns within {TIE_TOLERANCE:.1%} of the "
+        "reference's count as ties) [CI]; the last column averages the scenarios.",
+        "",
+        _improvement_pivot(improvement, policies, scenarios),
+    ]
+    return lines
+
+
+def _bound_row(episodes: pd.DataFrame, scenarios: list[str]) -> str:
+    """The per-interval upper bound's return, under the table it bounds."""
+    if "bound_return" not in episodes:
+        return ""
+    bounds = episodes.groupby("scenario")["bound_return"].first()
+    cells = [f"{bounds[s]:.2f}" if s in bounds.index else "-" for s in scenarios]
+    return "| *upper bound* | " + " | ".join(cells) + " |\n"
+
+
+def _bound_section(episodes: pd.DataFrame, policies: list[str], scenarios: list[str]) -> list:
+    gap = episodes.assign(gap=1.0 - episodes["return"] / episodes["bound_return"])
+    means = gap.groupby(["policy", "scenario"])["gap"].mean()
+    header = "| policy | " + " | ".join(scenarios) + " |"
+    rows = [header, "|---" * (len(scenarios) + 1) + "|"]
+    for policy in policies:
+        cells = [f"{100 * means.get((policy, s), math.nan):.1f} %" for s in scenarios]
+        rows.append(f"| {policy} | " + " | ".join(cells) + " |")
+    return [
+        "## Gap to the per-interval upper bound",
+        "",
+        "1 - return / bound, mean over seeds. The bound (`agents.oracle.upper_bound`) gives "
+        "every interval its best per-application placement for free: no policy can reach "
+        "it, so it measures how much is left, not a target.",
+        "",
+        "\n".join(rows),
+        "",
+    ]
+
+
+def _behaviour_section(episodes: pd.DataFrame, policies: list[str], scenarios: list[str]):
+    means = episodes.groupby(["policy", "scenario"])[
+        ["mean_weighted_speedup", "migrated_gib"]
+    ].mean()
+    header = "| policy | " + " | ".join(scenarios) + " |"
+    rows = [header, "|---" * (len(scenarios) + 1) + "|"]
+    for policy in policies:
+        cells = []
+        for s in scenarios:
+            if (policy, s) in means.index:
+                speedup, gib = means.loc[(policy, s)]
+                cells.append(f"{speedup:.3f} / {gib:,.0f}")
+            else:
+                cells.append("-")
+        rows.append(f"| {policy} | " + " | ".join(cells) + " |")
+    return [
+        "## Weighted speedup and migration",
+        "",
+        "Mean weighted speedup per interval / GiB migrated per episode (means over seeds).",
+        "",
+        "\n".join(rows),
+        "",
+    ]
+
+
+def _pivot(
+    summary: pd.DataFrame,
+    policies: list[str],
+    scenarios: list[str],
+    digits: int,
+    aggregate: list[tuple[str, float, float, float]] | None = None,
+) -> str:
+    indexed = summary.set_index(["policy", "scenario"])
+    header = "| policy | " + " | ".join(scenarios) + (" | all scenarios |" if aggregate else " |")
+    columns = len(scenarios) + 1 + (1 if aggregate else 0)
+    rows = [header, "|---" * columns + "|"]
+    extra = {policy: (value, low, high) for policy, value, low, high in aggregate or []}
+    for policy in policies:
+        cells = []
+        for scenario in scenarios:
+            if (policy, scenario) not in indexed.index:
+                cells.append("-")
+                continue
+            row = indexed.loc[(policy, scenario)]
+            cells.append(_cell(row["iqm"], row["ci_low"], row["ci_high"], digits))
+        if aggregate:
+            cells.append(_cell(*extra[policy], digits) if policy in extra else "-")
+        rows.append(f"| {policy} | " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n"
+
+
+def _improvement_pivot(table: pd.DataFrame, policies: list[str], scenarios: list[str]) -> str:
+    indexed = table.set_index(["policy", "scenario"])
+    columns = [*scenarios, stats.ACROSS_SCENARIOS]
+    rows = ["| policy | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for policy in policies:
+        cells = []
+        for scenario in columns:
+            key = (policy, scenario)
+            if key not in indexed.index:
+                cells.append("-")
+                continue
+            row = indexed.loc[key]
+            cells.append(_cell(row["probability"], row["ci_low"], row["ci_high"], 2))
+        rows.append(f"| {policy} | " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n"
+
+
+def _cell(value: float, low: float, high: float, digits: int) -> str:
+    return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def _plots(results: CompareResults, out: Path) -> list[Path]:
+    config = results.config
+    figures = []
+    summary = stats.summarise(results.episodes, "return", resamples=RESAMPLES, seed=0)
+    figures.append(
+        plots.plot_scenario_bars(
+            summary,
+            out / "return_by_scenario.png",
+            metric_label="episode return (IQM, 95% CI)",
+            reference=config.reference,
+        )
+    )
+    for scenario in config.scenario_names:
+        figures.append(
+            plots.plot_weight_timeseries(
+                results.steps,
+                scenario,
+                config.timeseries_seed,
+                out / f"weights_{scenario}.png",
+            )
+        )
+    return [Path(f) for f in figures]
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> None:
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False, float_format="%.6g")
+    data = buffer.getvalue().encode()
+    with atomic_path(path) as tmp:
+        if path.suffix == ".gz":
+            # mtime=0: the same results give the same bytes.
+            with gzip.GzipFile(tmp, "wb", mtime=0) as handle:
+                handle.write(data)
+        else:
+            tmp.write_bytes(data)

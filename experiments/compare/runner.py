@@ -1,0 +1,290 @@
+"""Plan and run a comparison: every policy on every scenario over every seed.
+
+Trials (and the per-interval upper bounds) are independent tasks. They run inline with one
+worker, in local processes by default, or as Ray tasks (``use_ray`` / ``ray_address``: Ray
+core's scheduler, a local Ray instance or an existing cluster). Results are assembled in
+plan order, so the numbers do not depend on where or in which order tasks ran.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from agents.controllers import make_controller
+from experiments.compare.config import STATIC_BEST, CompareConfig, ConfigError, PolicySpec
+from experiments.compare.episode import Trial, TrialResult, run_trial
+from tierenv.envs.discrete import DEFAULT_LEVELS, weight_grid
+from tierenv.workload.scenario import load_scenario
+
+
+@dataclass(frozen=True)
+class BoundTask:
+    """The per-interval upper bound of the reward's throughput term on a scenario (the load,
+    and so the bound, does not depend on the seed)."""
+
+    scenario: str
+
+
+@dataclass
+class CompareResults:
+    config: CompareConfig
+    episodes: pd.DataFrame  # one row per (scenario, policy, seed); static-best resolved
+    steps: pd.DataFrame  # one row per step of those episodes
+    sweep: pd.DataFrame  # every static grid point's episodes (empty without static-best)
+    wall_s: float
+    workers: int
+    executor: str  # "inline", "processes" or "ray"
+    best_static: dict[str, str] = field(default_factory=dict)  # scenario -> label
+
+
+def plan(config: CompareConfig) -> list[Trial | BoundTask]:
+    """Every task the config asks for, in a fixed order; policies are checked first so a bad
+    parameter fails before anything runs."""
+    tasks: list[Trial | BoundTask] = []
+    node_counts = {name: len(load_scenario(name).nodes) for name in config.scenarios}
+    for index, policy in enumerate(config.policies):
+        where = f"{config.source}: policies[{index}] ({policy.name})"
+        if policy.kind == STATIC_BEST:
+            levels = _static_best_levels(policy, where)
+            for scenario in config.scenarios:
+                for weights in weight_grid(node_counts[scenario], levels)[0]:
+                    grid_point = PolicySpec(
+                        f"{policy.name}[{':'.join(map(str, weights))}]",
+                        "static",
+                        {"weights": weights.tolist()},
+                    )
+                    tasks += [
+                        Trial(scenario, grid_point, seed, config.env, sweep=policy.name)
+                        for seed in config.seeds
+                    ]
+            continue
+        try:
+            make_controller(policy.kind, **policy.params)
+        except (ValueError, TypeError) as err:  # ControllerError is a ValueError
+            raise ConfigError(f"{where}: {err}") from err
+        tasks += [
+            Trial(scenario, policy, seed, config.env)
+            for scenario in config.scenarios
+            for seed in config.seeds
+        ]
+    if config.upper_bound:
+        tasks += [BoundTask(scenario) for scenario in config.scenarios]
+    return tasks
+
+
+def _static_best_levels(policy: PolicySpec, where: str) -> int:
+    unknown = sorted(set(policy.params) - {"levels"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown parameter {unknown[0]!r}; valid: levels")
+    levels = policy.params.get("levels", DEFAULT_LEVELS)
+    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
+        raise ConfigError(f"{where}: levels must be an integer >= 2, got {levels!r}")
+    return levels
+
+
+def run_task(task: Trial | BoundTask) -> TrialResult | np.ndarray:
+    """One task, wherever it runs."""
+    if isinstance(task, BoundTask):
+        from agents.oracle import upper_bound
+
+        # The bound of every interval after reset's first one: what step k of an episode
+        # (interval k + 1) can earn at most.
+        return upper_bound(load_scenario(task.scenario)).values[1:]
+    return run_trial(task)
+
+
+def execute(
+    tasks: Sequence[Trial | BoundTask],
+    workers: int | None = None,
+    use_ray: bool = False,
+    ray_address: str | None = None,
+    show_progress: bool = True,
+) -> tuple[list[Any], str, int]:
+    """Run ``tasks``; returns their results in task order, the executor used and the number
+    of workers."""
+    workers = workers or os.cpu_count() or 1
+    bar = tqdm(total=len(tasks), desc="trials", unit="trial", disable=not show_progress)
+    try:
+        if use_ray or ray_address:
+            return _execute_ray(tasks, workers, ray_address, bar.update), "ray", workers
+        if workers == 1:
+            results = []
+            for task in tasks:
+                results.append(run_task(task))
+                bar.update()
+            return results, "inline", 1
+        return _execute_processes(tasks, workers, bar.update), "processes", workers
+    finally:
+        bar.close()
+
+
+def _execute_processes(
+    tasks: Sequence[Trial | BoundTask], workers: int, advance: Callable[[], Any]
+) -> list[Any]:
+    results: list[Any] = [None] * len(tasks)
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(run_task, task): i for i, task in enumerate(tasks)}
+        for future in as_completed(futures):
+            results[futures[future]] = future.result()
+            advance()
+    return results
+
+
+def _execute_ray(
+    tasks: Sequence[Trial | BoundTask],
+    workers: int,
+    address: str | None,
+    advance: Callable[[], Any],
+) -> list[Any]:
+    try:
+        import ray
+    except ImportError as err:
+        raise RuntimeError(
+            "--ray needs Ray: pip install 'ray>=2.9' (or the project's [ray] extra)"
+        ) from err
+    started_here = not ray.is_initialized()
+    if started_here:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:  # a local Ray instance sized like the process pool
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    try:
+        remote = ray.remote(num_cpus=1)(run_task)
+        refs = [remote.remote(task) for task in tasks]
+        index = {ref: i for i, ref in enumerate(refs)}
+        results: list[Any] = [None] * len(tasks)
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            for ref in done:
+                results[index[ref]] = ray.get(ref)
+                advance()
+        return results
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def run_compare(
+    config: CompareConfig,
+    workers: int | None = None,
+    use_ray: bool = False,
+    ray_address: str | None = None,
+    show_progress: bool = True,
+) -> CompareResults:
+    """Plan, run and assemble a comparison."""
+    start = time.perf_counter()
+    tasks = plan(config)
+    if show_progress:
+        print(
+            f"{config.name}: {len(tasks)} tasks ({len(config.policies)} policies x "
+            f"{len(config.scenarios)} scenarios x {len(config.seeds)} seeds"
+            + (", static grids and bounds)" if config.upper_bound else ", static grids)"),
+            file=sys.stderr,
+        )
+    outputs, executor, workers = execute(tasks, workers, use_ray, ray_address, show_progress)
+    trials = [out for task, out in zip(tasks, outputs, strict=True) if isinstance(task, Trial)]
+    bounds = {
+        task.scenario: out
+        for task, out in zip(tasks, outputs, strict=True)
+        if isinstance(task, BoundTask)
+    }
+    sweep_rows = [result.episode_row() for result in trials if result.trial.sweep]
+    sweep = pd.DataFrame(sweep_rows)
+    chosen, best_static = _resolve_static_best(config, trials, sweep)
+    episodes = pd.DataFrame([result.episode_row() for result in chosen])
+    steps = _steps_frame(chosen, bounds)
+    if bounds:
+        bound_returns = {key: float(np.sum(values)) for key, values in bounds.items()}
+        episodes["bound_return"] = episodes["scenario"].map(bound_returns)
+    # Tables and files name scenarios by their own names, not by the paths given.
+    names = dict(zip(config.scenarios, config.scenario_names, strict=True))
+    for frame in (episodes, steps, sweep):
+        if "scenario" in frame:
+            frame["scenario"] = frame["scenario"].map(names)
+    best_static = {names[ref]: label for ref, label in best_static.items()}
+    return CompareResults(
+        config=config,
+        episodes=episodes,
+        steps=steps,
+        sweep=sweep,
+        wall_s=time.perf_counter() - start,
+        workers=workers,
+        executor=executor,
+        best_static=best_static,
+    )
+
+
+def _resolve_static_best(
+    config: CompareConfig, trials: list[TrialResult], sweep: pd.DataFrame
+) -> tuple[list[TrialResult], dict[str, str]]:
+    """Keep every ordinary trial, and for each static-best policy and scenario the grid
+    point with the highest mean return over the seeds (renamed to the policy)."""
+    chosen: dict[tuple[str, str], list[TrialResult]] = {}
+    best_static: dict[str, str] = {}
+    for policy in config.policies:
+        if policy.kind != STATIC_BEST:
+            continue
+        for scenario in config.scenarios:
+            rows = sweep[
+                (sweep["scenario"] == scenario) & sweep["policy"].str.startswith(policy.name + "[")
+            ]
+            means = rows.groupby("policy", sort=False)["return"].mean()
+            winner = means.idxmax()
+            picked = [
+                r for r in trials if r.trial.scenario == scenario and r.trial.policy.name == winner
+            ]
+            chosen[(policy.name, scenario)] = [_renamed(r, policy.name) for r in picked]
+            if scenario not in best_static or policy.name == config.reference:
+                best_static[scenario] = picked[0].label
+    ordered: list[TrialResult] = []
+    for policy in config.policies:
+        for scenario in config.scenarios:
+            if policy.kind == STATIC_BEST:
+                ordered += chosen[(policy.name, scenario)]
+            else:
+                ordered += [
+                    r
+                    for r in trials
+                    if not r.trial.sweep
+                    and r.trial.policy.name == policy.name
+                    and r.trial.scenario == scenario
+                ]
+    return ordered, best_static
+
+
+def _renamed(result: TrialResult, name: str) -> TrialResult:
+    trial = result.trial
+    policy = PolicySpec(name, trial.policy.kind, trial.policy.params)
+    renamed = Trial(trial.scenario, policy, trial.seed, trial.env, sweep=trial.sweep)
+    return TrialResult(renamed, f"{result.label} (best static)", result.wall_s, result.steps)
+
+
+def _steps_frame(results: Iterable[TrialResult], bounds: dict[str, np.ndarray]) -> pd.DataFrame:
+    frames = []
+    for result in results:
+        trial = result.trial
+        frame = pd.DataFrame(result.steps)
+        frame.insert(0, "seed", trial.seed)
+        frame.insert(0, "policy", trial.policy.name)
+        frame.insert(0, "scenario", trial.scenario)
+        bound = bounds.get(trial.scenario)
+        if bound is not None:
+            if len(bound) != len(frame):
+                raise RuntimeError(
+                    f"{trial.scenario}: the bound covers {len(bound)} intervals but the "
+                    f"episode has {len(frame)} steps"
+                )
+            frame["bound"] = np.asarray(bound, dtype=float)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

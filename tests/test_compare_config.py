@@ -1,0 +1,108 @@
+"""Experiment configs of ``tierenv compare``: what a good config gives, and clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from experiments.compare.config import ConfigError, config_from_dict, load_config
+from tierenv.workload.scenario import shipped_scenario_names
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def minimal(**changes) -> dict:
+    data = {
+        "name": "tiny",
+        "scenarios": ["steady-single"],
+        "seeds": 2,
+        "policies": [{"name": "ddr", "kind": "static", "weights": [255, 1]}],
+    }
+    data.update(changes)
+    return data
+
+
+def test_a_minimal_config_gets_the_documented_defaults() -> None:
+    config = config_from_dict(minimal())
+    assert config.seeds == (0, 1)
+    assert config.scenarios == ("steady-single",)
+    assert config.policies[0].params == {"weights": [255, 1]}
+    assert config.reference is None and config.upper_bound and config.timeseries_seed == 0
+
+
+def test_static_best_becomes_the_default_reference() -> None:
+    policies = [
+        {"name": "ddr", "kind": "static", "weights": [255, 1]},
+        {"name": "best", "kind": "static-best"},
+    ]
+    assert config_from_dict(minimal(policies=policies)).reference == "best"
+
+
+def test_all_scenarios_and_explicit_seeds() -> None:
+    config = config_from_dict(minimal(scenarios="all", seeds=[3, 7]))
+    assert config.scenarios == tuple(shipped_scenario_names())
+    assert config.seeds == (3, 7)
+
+
+def test_the_shipped_baselines_config_loads() -> None:
+    config = load_config(REPO / "experiments" / "baselines.yaml")
+    assert config.name == "baselines"
+    assert len(config.seeds) >= 5
+    assert config.scenarios == tuple(shipped_scenario_names())
+    assert config.reference == "static-best"
+    assert "static-best" in config.text
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "problem"),
+    [
+        ({"colour": "red"}, "colour", "unknown field"),
+        ({"name": "a/b"}, "name", "plain non-empty name"),
+        ({"scenarios": ["no-such-scenario"]}, "scenarios", "no-such-scenario"),
+        ({"scenarios": []}, "scenarios", "non-empty"),
+        ({"scenarios": ["co-runner", "co-runner"]}, "scenarios", "two scenarios are named"),
+        ({"seeds": 0}, "seeds", "at least 1"),
+        ({"seeds": [1, 1]}, "seeds", "twice"),
+        ({"seeds": [-1]}, "seeds", "integers >= 0"),
+        ({"env": {"migration_cost": 1}}, "env.migration_cost", "valid are"),
+        ({"env": {"migration_cost_per_gib": -1}}, "env.migration_cost_per_gib", ">= 0"),
+        ({"policies": []}, "policies", "non-empty"),
+        ({"policies": [{"kind": "static"}]}, "policies[0].name", "missing"),
+        ({"policies": [{"name": "x"}]}, "policies[0].kind", "missing"),
+        (
+            {"policies": [{"name": "x", "kind": "static"}, {"name": "x", "kind": "static"}]},
+            "policies",
+            "used twice",
+        ),
+        ({"reference": "nobody"}, "reference", "'nobody' is not a policy"),
+        ({"upper_bound": "yes"}, "upper_bound", "true or false"),
+        ({"timeseries_seed": 9}, "timeseries_seed", "not one of the seeds"),
+    ],
+)
+def test_bad_fields_are_named(changes: dict, field: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(minimal(**changes), source="exp.yaml")
+    message = str(info.value)
+    assert message.startswith(f"exp.yaml: {field}:"), message
+    assert problem in message
+
+
+def test_missing_required_field() -> None:
+    data = minimal()
+    del data["policies"]
+    with pytest.raises(ConfigError, match="policies: missing"):
+        config_from_dict(data)
+
+
+def test_unreadable_and_invalid_files_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nothing\.yaml: cannot read"):
+        load_config(tmp_path / "nothing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML"):
+        load_config(bad)
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match=r"list\.yaml: expected a mapping"):
+        load_config(listed)
