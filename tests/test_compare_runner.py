@@ -138,6 +138,10 @@ def test_written_results(inline_results, tmp_path: Path) -> None:
     assert "| ddr |" in summary.table and "| auto |" in summary.table
     # no temporary files left behind
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    # the same results give the same bytes (no file name or time in the gzip header)
+    again = tmp_path / "again"
+    write_results(inline_results, again, command="tierenv compare small.yaml")
+    assert (again / "steps.csv.gz").read_bytes() == (out / "steps.csv.gz").read_bytes()
 
 
 def test_the_command_line_runs_a_config(short_scenario, tmp_path: Path, capsys) -> None:

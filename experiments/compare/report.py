@@ -298,8 +298,8 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> None:
     data = buffer.getvalue().encode()
     with atomic_path(path) as tmp:
         if path.suffix == ".gz":
-            # mtime=0: the same results give the same bytes.
-            with gzip.GzipFile(tmp, "wb", mtime=0) as handle:
+            # No name or time in the header: the same results give the same bytes.
+            with open(tmp, "wb") as raw, gzip.GzipFile("", "wb", fileobj=raw, mtime=0) as handle:
                 handle.write(data)
         else:
             tmp.write_bytes(data)
