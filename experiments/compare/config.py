@@ -13,6 +13,7 @@ policies:                       # each: a unique name, a kind, the kind's parame
   - {name: static-best, kind: static-best, levels: 17}
   - {name: kernel-auto, kind: kernel-auto}
   - {name: colloid, kind: colloid}
+  - {name: ppo, kind: sb3, path: "runs/train/ppo-default/seed{index}"}  # {seed}, {index}
 reference: static-best          # probability of improvement is measured against it
 upper_bound: true               # compute the per-interval upper bound (simulator only)
 timeseries_seed: 0              # the seed whose weights-over-time are plotted

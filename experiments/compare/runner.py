@@ -68,18 +68,35 @@ def plan(config: CompareConfig) -> list[Trial | BoundTask]:
                         for seed in config.seeds
                     ]
             continue
-        try:
-            make_controller(policy.kind, **policy.params)
-        except (ValueError, TypeError) as err:  # ControllerError is a ValueError
-            raise ConfigError(f"{where}: {err}") from err
+        per_seed = {
+            seed: PolicySpec(policy.name, policy.kind, _for_seed(policy.params, seed, index))
+            for index, seed in enumerate(config.seeds)
+        }
+        for spec in per_seed.values():
+            try:
+                make_controller(spec.kind, **spec.params)
+            except (ValueError, TypeError) as err:  # ControllerError is a ValueError
+                raise ConfigError(f"{where}: {err}") from err
         tasks += [
-            Trial(scenario, policy, seed, config.env)
+            Trial(scenario, per_seed[seed], seed, config.env)
             for scenario in config.scenarios
             for seed in config.seeds
         ]
     if config.upper_bound:
         tasks += [BoundTask(scenario) for scenario in config.scenarios]
     return tasks
+
+
+def _for_seed(params: dict[str, Any], seed: int, index: int) -> dict[str, Any]:
+    """Parameters for one seed's trials: text values may name ``{seed}`` (the trial's seed)
+    or ``{index}`` (its position in the seed list), so that e.g. the policy trained with
+    seed k is evaluated on the k-th evaluation seed (``path: runs/train/ppo/seed{index}``)."""
+    return {
+        key: value.format(seed=seed, index=index)
+        if isinstance(value, str) and ("{seed}" in value or "{index}" in value)
+        else value
+        for key, value in params.items()
+    }
 
 
 def _static_best_levels(policy: PolicySpec, where: str) -> int:
