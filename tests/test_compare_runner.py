@@ -212,9 +212,9 @@ def test_no_policy_beats_the_upper_bound_in_any_step(short_scenario) -> None:
 def test_text_parameters_can_name_the_seed(short_scenario) -> None:
     policies = [{"name": "p", "kind": "static", "weights": [1, 1]}]
     config = small_config(short_scenario, policies=policies, seeds=[5, 7])
-    from experiments.compare.runner import _for_seed
+    from experiments.compare.runner import for_seed
 
     params = {"path": "runs/x/seed{index}-{seed}", "levels": 3, "other": "plain"}
-    assert _for_seed(params, 7, 1) == {"path": "runs/x/seed1-7", "levels": 3, "other": "plain"}
+    assert for_seed(params, 7, 1) == {"path": "runs/x/seed1-7", "levels": 3, "other": "plain"}
     trials = plan(config)
     assert [t.seed for t in trials] == [5, 7]

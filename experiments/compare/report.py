@@ -15,7 +15,8 @@ from pathlib import Path
 import pandas as pd
 
 from experiments.compare import plots, stats
-from experiments.compare.runner import CompareResults
+from experiments.compare.config import CompareConfig
+from experiments.compare.runner import CompareResults, for_seed
 from experiments.compare.tensorboard import write_tensorboard
 from tierenv.files import atomic_path, write_text_atomically
 from tierenv.provenance import stamp
@@ -280,6 +281,15 @@ def _plots(results: CompareResults, out: Path) -> list[Path]:
             reference=config.reference,
         )
     )
+    curves = learning_curves(config)
+    if not curves.empty:
+        figures.append(
+            plots.plot_learning_curves(
+                curves,
+                out / "learning_curves.png",
+                ylabel="evaluation return (mean over evaluation scenarios)",
+            )
+        )
     for scenario in config.scenario_names:
         figures.append(
             plots.plot_weight_timeseries(
@@ -290,6 +300,32 @@ def _plots(results: CompareResults, out: Path) -> list[Path]:
             )
         )
     return [Path(f) for f in figures]
+
+
+def learning_curves(config: CompareConfig) -> pd.DataFrame:
+    """The training runs' evaluation curves of the config's learned (``sb3``) policies: each
+    run's ``eval.csv`` (timesteps, scenario, episode_return), averaged over its evaluation
+    scenarios; columns policy, seed, timesteps, eval_return. Empty without learned policies
+    or curves."""
+    frames = []
+    for policy in config.policies:
+        if policy.kind != "sb3":
+            continue
+        for index, seed in enumerate(config.seeds):
+            run = Path(for_seed(policy.params, seed, index)["path"])
+            run = run.parent if run.suffix == ".zip" else run
+            if not (run / "eval.csv").is_file():
+                continue
+            evaluations = pd.read_csv(run / "eval.csv")
+            mean = evaluations.groupby("timesteps", as_index=False)["episode_return"].mean()
+            frames.append(
+                mean.rename(columns={"episode_return": "eval_return"}).assign(
+                    policy=policy.name, seed=seed
+                )
+            )
+    if not frames:
+        return pd.DataFrame()
+    return pd.concat(frames, ignore_index=True)[["policy", "seed", "timesteps", "eval_return"]]
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:

@@ -69,7 +69,7 @@ def plan(config: CompareConfig) -> list[Trial | BoundTask]:
                     ]
             continue
         per_seed = {
-            seed: PolicySpec(policy.name, policy.kind, _for_seed(policy.params, seed, index))
+            seed: PolicySpec(policy.name, policy.kind, for_seed(policy.params, seed, index))
             for index, seed in enumerate(config.seeds)
         }
         for spec in per_seed.values():
@@ -87,7 +87,7 @@ def plan(config: CompareConfig) -> list[Trial | BoundTask]:
     return tasks
 
 
-def _for_seed(params: dict[str, Any], seed: int, index: int) -> dict[str, Any]:
+def for_seed(params: dict[str, Any], seed: int, index: int) -> dict[str, Any]:
     """Parameters for one seed's trials: text values may name ``{seed}`` (the trial's seed)
     or ``{index}`` (its position in the seed list), so that e.g. the policy trained with
     seed k is evaluated on the k-th evaluation seed (``path: runs/train/ppo/seed{index}``)."""
