@@ -33,8 +33,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.controllers.base import ControlContext, Controller, ControllerError
+from agents.controllers.base import ControlContext, Controller
 from agents.controllers.shares import (
+    check_epoch,
     check_param,
     fast_node,
     group_shares,
@@ -67,17 +68,9 @@ class BwapController(Controller):
         self.rearm_threshold = check_param(
             name, "rearm_threshold", rearm_threshold, low=0, low_open=True
         )
-        self.epoch_intervals = check_param(
-            name, "epoch_intervals", epoch_intervals, low=1, integer=True
+        self.epoch_intervals, self.settle_intervals = check_epoch(
+            name, epoch_intervals, settle_intervals
         )
-        self.settle_intervals = check_param(
-            name, "settle_intervals", settle_intervals, low=0, integer=True
-        )
-        if self.settle_intervals >= self.epoch_intervals:
-            raise ControllerError(
-                f"bwap: parameter settle_intervals={settle_intervals!r} must be below "
-                f"epoch_intervals={epoch_intervals!r}"
-            )
 
     def reset(self, context: ControlContext) -> None:
         super().reset(context)

@@ -43,6 +43,7 @@ import numpy as np
 
 from agents.controllers.base import ControlContext, Controller, ControllerError
 from agents.controllers.shares import (
+    check_epoch,
     check_param,
     fast_node,
     group_shares,
@@ -84,17 +85,9 @@ class CaptionController(Controller):
             raise ControllerError(
                 f"caption: parameter max_slow_share={max_slow_share!r} must be below 1"
             )
-        self.epoch_intervals = check_param(
-            name, "epoch_intervals", epoch_intervals, low=1, integer=True
+        self.epoch_intervals, self.settle_intervals = check_epoch(
+            name, epoch_intervals, settle_intervals
         )
-        self.settle_intervals = check_param(
-            name, "settle_intervals", settle_intervals, low=0, integer=True
-        )
-        if self.settle_intervals >= self.epoch_intervals:
-            raise ControllerError(
-                f"caption: parameter settle_intervals={settle_intervals!r} must be below "
-                f"epoch_intervals={epoch_intervals!r}"
-            )
 
     def reset(self, context: ControlContext) -> None:
         super().reset(context)

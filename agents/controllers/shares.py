@@ -89,3 +89,16 @@ def weight_shares(weights: np.ndarray) -> np.ndarray:
 def total_throughput(measurements: Measurements) -> float:
     """The score the hill climbers maximise: the applications' summed own throughput."""
     return float(np.sum(measurements.app_throughput_gbps))
+
+
+def check_epoch(controller: str, epoch_intervals: object, settle_intervals: object) -> tuple:
+    """A hill climber's epoch: ``epoch_intervals`` control intervals per score, the first
+    ``settle_intervals`` of which (migrations still landing) are left out of its mean."""
+    epoch = check_param(controller, "epoch_intervals", epoch_intervals, low=1, integer=True)
+    settle = check_param(controller, "settle_intervals", settle_intervals, low=0, integer=True)
+    if settle >= epoch:
+        raise ControllerError(
+            f"{controller}: parameter settle_intervals={settle_intervals!r} must be below "
+            f"epoch_intervals={epoch_intervals!r}"
+        )
+    return epoch, settle
