@@ -4,7 +4,8 @@ weights out), found by the ``kind`` names experiment configs use.
 - ``static``: fixed weights; ``kernel-auto``: the kernel's bandwidth-proportional auto weights;
 - ``caption``, ``bwap``: hill-climbing on measured throughput (Caption, BWAP);
 - ``colloid``: balancing the nodes' loaded latencies (Colloid);
-- ``oracle-greedy``, ``oracle-dp`` (privileged, simulator only): ``agents.oracle``.
+- ``oracle-greedy``, ``oracle-dp`` (privileged, simulator only): ``agents.oracle``;
+- ``sb3``: a trained stable-baselines3 policy (``agents.policies.learned``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ _MODULES = (
     "agents.controllers.bwap",
     "agents.controllers.colloid",
     "agents.oracle",
+    "agents.policies.learned",
 )
 
 

@@ -1,0 +1,326 @@
+"""Train SB3 agents on the weighted-interleave env from a training config.
+
+Run directory (one seed; ``train`` uses ``<out_root>/<name>/seed_<seed>``)::
+
+    RUN/config.yaml        the config as run (this seed only)
+    RUN/model.zip          the final model (``model.save``)
+    RUN/vecnormalize.pkl   VecNormalize statistics (when observations or rewards are normalised)
+    RUN/run.json           algorithm, seed, timesteps, n_nodes, features, feature_groups,
+                           normalize_observation, migration_cost_per_gib, quota_action,
+                           env_backend, tierenv_version, git_commit
+    RUN/eval.csv           timesteps, scenario, episode_return (raw env returns)
+    RUN/tb/                TensorBoard: SB3's scalars and eval/<scenario>/return
+    RUN/checkpoints/step_<N>/   exact-resume checkpoints (``agents.training.checkpoint``)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.logger import TensorBoardOutputFormat
+from stable_baselines3.common.vec_env import VecNormalize
+
+import tierenv
+from agents.training.callbacks import Periodic, ProgressBar
+from agents.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from agents.training.config import (
+    ConfigError,
+    TrainConfig,
+    algorithm_class,
+    build_hyperparameters,
+    parse_config,
+)
+from agents.training.envs import make_train_venv, observation_names
+from agents.training.evaluate import Evaluator
+from tierenv.provenance import git_commit
+
+EVAL_COLUMNS = ("timesteps", "scenario", "episode_return")
+TB_NAME = "sb3"
+EvalHook = Callable[[int, dict[str, list[float]]], None]
+
+
+class RunExistsError(ValueError):
+    """A run directory that already holds a run (and ``resume`` was not asked for)."""
+
+
+def run_dir_for(config: TrainConfig, seed: int, out_root: Path) -> Path:
+    """Where ``train`` puts a seed's run."""
+    return Path(out_root) / config.name / f"seed_{seed}"
+
+
+def train(
+    config: TrainConfig,
+    seeds: Sequence[int] | None = None,
+    out_root: Path = Path("runs/train"),
+    workers: int = 1,
+    resume: bool = False,
+    progress: bool = True,
+) -> list[Path]:
+    """Train one agent per seed (default: the config's seeds) into
+    ``<out_root>/<name>/seed_<seed>/`` and return the run directories.
+
+    ``workers`` > 1 trains seeds in parallel processes, each with one torch thread.
+    ``resume`` continues interrupted runs from their latest checkpoint and skips finished
+    ones. Raises ``ConfigError`` for a bad config or seed, ``RunExistsError`` when a run
+    directory is taken and ``resume`` is off.
+    """
+    seeds = tuple(config.seeds if seeds is None else seeds)
+    for seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+            raise ConfigError(f"{config.source}: seeds: seed {seed!r} is not an integer >= 0")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"workers must be a positive integer, got {workers!r}")
+    dirs = [run_dir_for(config, int(seed), out_root) for seed in seeds]
+    if not resume:
+        for run_dir in dirs:
+            _check_fresh(run_dir)
+    if workers == 1 or len(seeds) == 1:
+        return [
+            train_run(config, int(seed), run_dir, resume=resume, progress=progress)
+            for seed, run_dir in zip(seeds, dirs, strict=True)
+        ]
+    context = get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_one_thread) as pool:
+        futures = [
+            pool.submit(_train_worker, config, int(seed), run_dir, resume, progress, k % workers)
+            for k, (seed, run_dir) in enumerate(zip(seeds, dirs, strict=True))
+        ]
+        return [future.result() for future in futures]
+
+
+def train_run(
+    config: TrainConfig,
+    seed: int,
+    out_dir: Path,
+    resume: bool = False,
+    progress: bool = True,
+    *,
+    position: int = 0,
+    on_eval: EvalHook | None = None,
+) -> Path:
+    """Train one seed of ``config`` into the run directory ``out_dir`` and return it.
+
+    ``resume`` continues from the latest checkpoint in ``out_dir/checkpoints`` exactly as if
+    never interrupted (the config must match the one the run started with, except for
+    ``timesteps``); a finished run is returned as is, a run without checkpoints starts over.
+    ``progress`` shows a tqdm bar. ``on_eval(step, returns_by_scenario)`` is called after
+    every evaluation (hyperparameter search prunes from it). Torch runs on one CPU thread:
+    small networks gain nothing from more, and one thread keeps runs bitwise reproducible.
+    """
+    out_dir = Path(out_dir)
+    single = config.replace(seeds=(int(seed),))
+    checkpoint = None
+    if resume and out_dir.exists():
+        _check_same_config(single, out_dir)
+        if _finished(out_dir, config.timesteps):
+            return out_dir
+        checkpoint = latest_checkpoint(out_dir)
+    if checkpoint is None:
+        _check_fresh(out_dir)
+        _clear_run(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.yaml").write_text(single.to_yaml())
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = _learn(single, int(seed), out_dir, checkpoint, progress, position, on_eval)
+    finally:
+        torch.set_num_threads(threads)
+    _save_final(model, single, int(seed), out_dir)
+    return out_dir
+
+
+# ------------------------------------------------------------------------------ internals
+def _learn(
+    config: TrainConfig,
+    seed: int,
+    out_dir: Path,
+    checkpoint: Path | None,
+    progress: bool,
+    position: int,
+    on_eval: EvalHook | None,
+) -> BaseAlgorithm:
+    cls = algorithm_class(config.algorithm)
+    tb = str(out_dir / "tb")
+    if checkpoint is None:
+        model = cls(
+            config.policy,
+            make_train_venv(config),
+            seed=seed,
+            device="cpu",
+            verbose=0,
+            tensorboard_log=tb,
+            **build_hyperparameters(config),
+        )
+        _write_eval_header(out_dir / "eval.csv")
+    else:
+        model = load_checkpoint(cls, checkpoint, tensorboard_log=tb)
+        _truncate_eval(out_dir / "eval.csv", model.num_timesteps)
+    evaluator = Evaluator(config)
+
+    def evaluate(step: int) -> None:
+        returns = evaluator(model, _normalizer(model))
+        _record_eval(model, out_dir / "eval.csv", step, returns)
+        if on_eval is not None:
+            on_eval(step, returns)
+
+    callbacks: list[BaseCallback] = [
+        Periodic(config.eval.every_steps, evaluate),
+        Periodic(config.checkpoint_every, lambda _step: save_checkpoint(model, out_dir)),
+    ]
+    if progress:
+        label = f"{config.name} seed {seed}"
+        callbacks.insert(0, ProgressBar(config.timesteps, label, position))
+    remaining = config.timesteps - model.num_timesteps
+    if remaining > 0:
+        model.learn(
+            remaining,
+            callback=CallbackList(callbacks),
+            tb_log_name=TB_NAME,
+            reset_num_timesteps=checkpoint is None,
+        )
+    if _last_eval_step(out_dir / "eval.csv") != model.num_timesteps:
+        evaluate(model.num_timesteps)
+    return model
+
+
+def _normalizer(model: BaseAlgorithm) -> VecNormalize | None:
+    env = model.get_env()
+    return env if isinstance(env, VecNormalize) else None
+
+
+def _save_final(model: BaseAlgorithm, config: TrainConfig, seed: int, out_dir: Path) -> None:
+    model.save(out_dir / "model.zip")
+    normalizer = _normalizer(model)
+    if normalizer is not None:
+        normalizer.save(str(out_dir / "vecnormalize.pkl"))
+    info: dict[str, Any] = {
+        "algorithm": config.algorithm,
+        "seed": seed,
+        "timesteps": int(model.num_timesteps),
+        "n_nodes": config.n_nodes,
+        "features": list(observation_names(config)),
+        "feature_groups": config.env.features
+        if isinstance(config.env.features, str)
+        else list(config.env.features),
+        "normalize_observation": config.env.normalize_observation,
+        "migration_cost_per_gib": config.env.migration_cost_per_gib,
+        "quota_action": False,
+        "env_backend": config.env.backend,
+        "tierenv_version": tierenv.__version__,
+        "git_commit": git_commit(),
+    }
+    (out_dir / "run.json").write_text(json.dumps(info, indent=2) + "\n")
+
+
+def _record_eval(
+    model: BaseAlgorithm, path: Path, step: int, returns: dict[str, list[float]]
+) -> None:
+    with path.open("a", newline="") as handle:
+        writer = csv.writer(handle)
+        for scenario, values in returns.items():
+            for value in values:
+                writer.writerow([step, scenario, f"{value:.6f}"])
+    writer = _tb_writer(model)
+    if writer is not None:
+        for scenario, values in returns.items():
+            writer.add_scalar(f"eval/{scenario}/return", float(np.mean(values)), step)
+        mean = float(np.mean([np.mean(v) for v in returns.values()]))
+        writer.add_scalar("eval/mean_return", mean, step)
+        writer.flush()
+
+
+def _tb_writer(model: BaseAlgorithm) -> Any:
+    """SB3's own TensorBoard writer, so eval scalars sit in the same event file."""
+    logger = getattr(model, "_logger", None)
+    for fmt in getattr(logger, "output_formats", []):
+        if isinstance(fmt, TensorBoardOutputFormat):
+            return fmt.writer
+    return None
+
+
+def _write_eval_header(path: Path) -> None:
+    with path.open("w", newline="") as handle:
+        csv.writer(handle).writerow(EVAL_COLUMNS)
+
+
+def _eval_rows(path: Path) -> list[list[str]]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as handle:
+        return list(csv.reader(handle))[1:]
+
+
+def _truncate_eval(path: Path, step: int) -> None:
+    """Drop rows an interrupted run wrote after the checkpoint it resumes from."""
+    rows = [row for row in _eval_rows(path) if int(row[0]) <= step]
+    _write_eval_header(path)
+    with path.open("a", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+
+
+def _last_eval_step(path: Path) -> int | None:
+    rows = _eval_rows(path)
+    return int(rows[-1][0]) if rows else None
+
+
+def _finished(out_dir: Path, timesteps: int) -> bool:
+    try:
+        info = json.loads((out_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return (out_dir / "model.zip").is_file() and int(info.get("timesteps", 0)) >= timesteps
+
+
+def _check_fresh(out_dir: Path) -> None:
+    if (out_dir / "model.zip").exists() or (out_dir / "checkpoints").exists():
+        raise RunExistsError(
+            f"{out_dir}: already holds a training run; resume it (resume=True) or remove it"
+        )
+
+
+def _clear_run(out_dir: Path) -> None:
+    """A resumed run without a checkpoint starts over: drop its partial outputs."""
+    for name in ("eval.csv", "run.json", "vecnormalize.pkl"):
+        (out_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(out_dir / "tb", ignore_errors=True)
+
+
+def _check_same_config(config: TrainConfig, out_dir: Path) -> None:
+    path = out_dir / "config.yaml"
+    if not path.is_file():
+        return
+    before = parse_config(yaml.safe_load(path.read_text()), source=str(path))
+    old, new = before.to_dict(), config.to_dict()
+    old.pop("timesteps"), new.pop("timesteps")
+    old.pop("description"), new.pop("description")
+    changed = [key for key in new if old.get(key) != new[key]]
+    if changed:
+        raise ConfigError(
+            f"{path}: cannot resume: the config differs in {', '.join(changed)} from the run's "
+            "(only timesteps may change)"
+        )
+
+
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def _train_worker(
+    config: TrainConfig, seed: int, run_dir: Path, resume: bool, progress: bool, position: int
+) -> Path:
+    return train_run(config, seed, run_dir, resume=resume, progress=progress, position=position)
