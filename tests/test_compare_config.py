@@ -45,6 +45,14 @@ def test_all_scenarios_and_explicit_seeds() -> None:
     assert config.seeds == (3, 7)
 
 
+@pytest.mark.parametrize("name", ["demo.yaml", "learned.yaml"])
+def test_the_shipped_learned_policy_configs_load(name: str) -> None:
+    config = load_config(REPO / "experiments" / name)
+    assert config.reference == "static-best"
+    learned = [p for p in config.policies if p.kind == "sb3"]
+    assert learned and all("{index}" in p.params["path"] for p in learned)
+
+
 def test_the_shipped_baselines_config_loads() -> None:
     config = load_config(REPO / "experiments" / "baselines.yaml")
     assert config.name == "baselines"
