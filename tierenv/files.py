@@ -37,3 +37,19 @@ def write_text_atomically(path: str | Path, text: str) -> None:
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def read_yaml(path: str | Path, what: str, error: type[Exception] = ValueError) -> tuple:
+    """``(data, text)`` of a YAML file; an unreadable or malformed file raises ``error`` with
+    a message naming the file and ``what`` it should have been (e.g. "training config")."""
+    import yaml  # only the configs need it
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise error(f"{path}: cannot read the {what} ({err.strerror})") from err
+    try:
+        return yaml.safe_load(text), text
+    except yaml.YAMLError as err:
+        raise error(f"{path}: not valid YAML: {err}") from err

@@ -43,6 +43,7 @@ from typing import Any
 import yaml
 
 from tierenv.contracts.features import FeatureError, resolve_feature_groups
+from tierenv.files import read_yaml
 from tierenv.sim.fluid import FLUID_FEATURES
 from tierenv.workload.scenario import load_scenario, shipped_scenario_names
 
@@ -174,14 +175,7 @@ def load_config(path: str | Path) -> TrainConfig:
     """Read and check a training config file (relative scenario paths are taken relative to
     the file's folder when a file of that name is there)."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read the training config: {error}") from error
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from error
+    data, _ = read_yaml(path, "training config", ConfigError)
     return parse_config(data, source=str(path), base=path.parent)
 
 

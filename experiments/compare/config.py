@@ -33,6 +33,7 @@ from typing import Any
 
 import yaml
 
+from tierenv.files import read_yaml
 from tierenv.workload.scenario import load_scenario, shipped_scenario_names
 
 STATIC_BEST = "static-best"
@@ -108,15 +109,7 @@ class CompareConfig:
 
 def load_config(path: str | Path) -> CompareConfig:
     """Read and check an experiment config file."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read the experiment config ({err.strerror})") from err
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    data, text = read_yaml(path, "experiment config", ConfigError)
     return config_from_dict(data, source=str(path), text=text)
 
 
