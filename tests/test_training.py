@@ -300,3 +300,21 @@ def test_train_seeds_in_parallel_workers(tmp_path):
     again = algorithm_class("PPO").load(serial / "model.zip").policy.state_dict()
     assert all(torch.equal(params[1][k], again[k]) for k in again)
     assert not all(torch.equal(params[0][k], params[1][k]) for k in again)
+
+
+def test_a_fluid_training_venv_round_trips_through_a_checkpoint_snapshot() -> None:
+    """Checkpoints pickle the training envs; the fluid backend's SB3 wrappers cache
+    unpicklable class members, which the snapshot drops and rebuilds."""
+    from agents.training import load_config
+    from agents.training.envs import dumps_state, loads_state, make_train_venv, venv_state
+
+    config = load_config(Path(__file__).resolve().parents[1] / "experiments/train/ppo-fluid.yaml")
+    venv = make_train_venv(config)
+    venv.seed(0)
+    venv.reset()
+    actions = np.random.default_rng(0).uniform(-1, 1, (venv.num_envs, 2)).astype(np.float32)
+    venv.step(actions)
+    copy = loads_state(dumps_state(venv_state(venv)))["inner"]
+    inner = venv.venv
+    for original, restored in zip(inner.step(actions)[:3], copy.step(actions)[:3], strict=True):
+        np.testing.assert_array_equal(original, restored)

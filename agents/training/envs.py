@@ -18,6 +18,7 @@ Both are wrapped in ``VecNormalize`` when the config normalises observations or 
 from __future__ import annotations
 
 import importlib
+import inspect
 import io
 import pickle
 import types
@@ -32,6 +33,7 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import (
     DummyVecEnv,
     VecEnv,
+    VecEnvWrapper,
     VecMonitor,
     VecNormalize,
 )
@@ -229,7 +231,19 @@ class _StatePickler(pickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, types.ModuleType):
             return importlib.import_module, (obj.__name__,)
+        if isinstance(obj, VecEnvWrapper) and "class_attributes" in vars(obj):
+            # SB3 wrappers (VecMonitor, ...) cache their class's members, descriptors and a
+            # mappingproxy among them, which do not pickle; they are rebuilt on load.
+            state = {k: v for k, v in vars(obj).items() if k != "class_attributes"}
+            return _rebuild_wrapper, (type(obj), state)
         return NotImplemented
+
+
+def _rebuild_wrapper(cls: type, state: dict[str, Any]) -> VecEnvWrapper:
+    wrapper = cls.__new__(cls)
+    wrapper.__dict__.update(state)
+    wrapper.class_attributes = dict(inspect.getmembers(cls))
+    return wrapper
 
 
 def dumps_state(obj: Any) -> bytes:
