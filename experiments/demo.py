@@ -1,6 +1,6 @@
 """``tierenv demo``: the whole loop on a fresh machine in a few minutes.
 
-1. train PPO with ``experiments/train/demo.yaml`` (3 seeds, in parallel processes);
+1. train PPO with ``experiments/train/demo.yaml`` (5 seeds, two at a time);
 2. evaluate those policies with the experiment harness against static, heuristic and
    oracle policies on held-out seeds (``experiments/demo.yaml``);
 3. print the return table and where the tables, plots and TensorBoard logs are.
