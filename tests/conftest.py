@@ -14,3 +14,13 @@ try:
     _providers._get_local_constants = lambda: _empty_constants
 except (ImportError, AttributeError):  # older or reorganised Hypothesis: nothing to switch off
     pass
+
+
+# Real-host backend safety: no test may reach the real /sys, whatever the caller's environment
+# says (tierenv.host.sysfs refuses /sys and /proc unless TIERENV_ALLOW_REAL_SYSFS=1).
+import pytest as _pytest
+
+
+@_pytest.fixture(autouse=True)
+def _no_real_sysfs(monkeypatch: _pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TIERENV_ALLOW_REAL_SYSFS", raising=False)

@@ -308,6 +308,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=_demo)
+
+    p = sub.add_parser(
+        "export",
+        help="export a trained policy to ONNX for the daemon",
+        description=(
+            "Export the deterministic policy of a training run (a run folder or its "
+            "model.zip) to an ONNX file that maps raw observations to actions, observation "
+            "normalisation included, with a JSON sidecar (features, units, versions, the "
+            "action-to-weights mapping, checksum). The export is checked against the SB3 "
+            "policy on several hundred observations and refused beyond 1e-5. The exported "
+            "policy runs with numpy and onnxruntime only (kind onnx in tierenv compare)."
+        ),
+    )
+    p.add_argument("run", type=Path, help="training run folder (runs/train/NAME/seed_N)")
+    p.add_argument(
+        "--out", type=Path, default=None, help="ONNX file to write (default RUN/policy.onnx)"
+    )
+    p.set_defaults(handler=_export)
     return parser
 
 
@@ -654,6 +672,17 @@ def _demo(args: argparse.Namespace) -> int:
     from experiments.demo import run_demo
 
     run_demo(out=args.out, runs=args.runs, workers=args.workers, progress=not args.quiet)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from agents.export import export_policy
+
+    run = args.run.parent if args.run.suffix == ".zip" else args.run
+    exported = export_policy(args.run, args.out or run / "policy.onnx")
+    print(f"policy:  {exported.onnx}")
+    print(f"sidecar: {exported.sidecar}")
+    print(f"largest action difference from the SB3 policy: {exported.max_action_difference:.1e}")
     return 0
 
 

@@ -5,7 +5,8 @@ weights out), found by the ``kind`` names experiment configs use.
 - ``caption``, ``bwap``: hill-climbing on measured throughput (Caption, BWAP);
 - ``colloid``: balancing the nodes' loaded latencies (Colloid);
 - ``oracle-greedy``, ``oracle-dp`` (privileged, simulator only): ``agents.oracle``;
-- ``sb3``: a trained stable-baselines3 policy (``agents.policies.learned``).
+- ``sb3``: a trained stable-baselines3 policy (``agents.policies.learned``);
+- ``onnx``: an exported policy, run with onnxruntime only (``agents.policies.onnx_policy``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ _MODULES = (
     "agents.controllers.colloid",
     "agents.oracle",
     "agents.policies.learned",
+    "agents.policies.onnx_policy",
 )
 
 

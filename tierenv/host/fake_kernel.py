@@ -1,0 +1,525 @@
+"""A fake kernel sysfs tree on disk that validates writes like the kernel, for tests and dry runs.
+
+``FakeKernel(tmp_path)`` builds ``tmp_path/sys`` with the layout of the chosen kernel
+(damon-kernel-semantics.md §3.1, §4.1; real-kernel-vm.md §2) and is itself a
+:class:`tierenv.host.sysfs.Files`: reads come from the files, writes are validated first, then
+stored, then their side effects applied. ``fake.root`` is a ``SysfsRoot`` using it.
+
+Emulated:
+
+* ``weighted_interleave/nodeN`` (default 1; 1..255 else EINVAL; before 6.16 writing 0 resets
+  to 1), the auto switch (``auto`` or 6.18's ``__auto_type``; a node write turns it off;
+  ``true`` recomputes from ``auto_weights`` or fails with ENODEV when none are given);
+  node files of absent nodes are ENOENT (they do not exist).
+* The DAMON admin tree: ``nr_*`` writes destroy and recreate all children with the kernel's
+  defaults (``nr_kdamonds`` is EBUSY while any kdamond runs); integer, keyword and boolean
+  files are parsed (EINVAL); read-only files are EACCES; ``state`` commands: ``on`` (EBUSY
+  when running or ``busy=True``, EINVAL for an invalid configuration), ``off`` (EINVAL when
+  off), ``commit`` and the ``update_*`` commands (EINVAL when off). ``on``/``commit`` check:
+  one context, available operations, §1.1 attribute rules, vaddr pids (``pids``), one paddr
+  target, region order, addr filter bounds.
+* Faults: :meth:`fail_write` makes the Nth next write (optionally only to a given file) fail
+  with an errno. ``writes`` records every accepted write as ``(relative path, value)``.
+
+Not emulated: monitoring, migration, stats (they stay 0), ``tried_regions`` contents,
+``damon_sysfs_lock`` contention, file modes/ownership, ``refresh_ms`` refreshing,
+filter-type/directory compatibility, quota-goal metric availability by version, hotplug.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import shutil
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from tierenv.damon.config import GOAL_METRICS, KERNEL_ACTIONS, KERNEL_FILTER_TYPES
+from tierenv.host.sysfs import RealFiles, SysfsRoot
+
+ULONG_MAX = 2**64 - 1
+UINT_MAX = 2**32 - 1
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+WI = ("kernel", "mm", "mempolicy", "weighted_interleave")
+DAMON = ("kernel", "mm", "damon", "admin")
+_NO_MIGRATE = tuple(a for a in KERNEL_ACTIONS if not a.startswith("migrate_"))
+
+
+@dataclass(frozen=True)
+class KernelProfile:
+    """Which files and keywords a kernel version has (damo's feature table, §0)."""
+
+    version: str
+    weighted_interleave: bool = True  # 6.9
+    auto_name: str | None = None  # 6.16 ("auto"; "__auto_type" where auto is a macro)
+    zero_weight_resets: bool = False  # before 6.16, writing 0 meant "default" (1)
+    damon_sysfs: bool = True
+    actions: tuple[str, ...] = KERNEL_ACTIONS  # migrate_* 6.11
+    intervals_goal: bool = True  # 6.15
+    split_filters: bool = True  # core_filters/ops_filters 6.15
+    goal_nid: bool = True  # 6.16
+    dests: bool = True  # 6.17
+    refresh_ms: bool = True  # 6.17
+    addr_unit: bool = True  # 6.18
+
+
+_6_12 = KernelProfile(
+    "6.12", zero_weight_resets=True, intervals_goal=False, split_filters=False,
+    goal_nid=False, dests=False, refresh_ms=False, addr_unit=False,
+)  # fmt: skip
+PROFILES: dict[str, KernelProfile] = {
+    "6.8": replace(_6_12, version="6.8", weighted_interleave=False, actions=_NO_MIGRATE),
+    "6.12": _6_12,
+    "6.16": KernelProfile("6.16", auto_name="auto", dests=False, refresh_ms=False, addr_unit=False),
+    "6.17": KernelProfile("6.17", auto_name="auto", addr_unit=False),
+    "6.18": KernelProfile("6.18", auto_name="__auto_type"),
+    "7.3": KernelProfile("7.3", auto_name="auto"),
+}
+
+# File-name -> (low, high) for integer files (kstrtoul/kstrtouint/kstrtoint, base 0).
+_ULONG = (0, ULONG_MAX)
+INT_FILES: dict[str, tuple[int, int]] = {
+    **dict.fromkeys(
+        [
+            "sample_us",
+            "aggr_us",
+            "update_us",
+            "min",
+            "max",
+            "start",
+            "end",
+            "ms",
+            "bytes",
+            "reset_interval_ms",
+            "apply_interval_us",
+            "interval_us",
+            "high",
+            "mid",
+            "low",
+            "access_bp",
+            "aggrs",
+            "min_sample_us",
+            "max_sample_us",
+            "addr_unit",
+            "refresh_ms",
+            "addr_start",
+            "addr_end",
+            "target_value",
+            "current_value",
+        ],
+        _ULONG,
+    ),
+    **dict.fromkeys(
+        ["sz_permil", "nr_accesses_permil", "age_permil", "id", "weight"], (0, UINT_MAX)
+    ),
+    **dict.fromkeys(["target_nid", "pid_target", "nid", "damon_target_idx"], (INT_MIN, INT_MAX)),
+}
+KEYWORDS: dict[str, tuple[str, ...]] = {
+    "operations": ("vaddr", "fvaddr", "paddr"),
+    "metric": ("none", "free_mem_rate"),
+    "target_metric": GOAL_METRICS,
+    "type": KERNEL_FILTER_TYPES,
+}
+BOOL_FILES = ("matching", "allow")
+READ_ONLY = ("pid", "avail_operations", "effective_bytes", "total_bytes")
+STATE_COMMANDS = (
+    "on",
+    "off",
+    "commit",
+    "commit_schemes_quota_goals",
+    "update_schemes_stats",
+    "update_schemes_tried_regions",
+    "update_schemes_tried_bytes",
+    "clear_schemes_tried_regions",
+    "update_schemes_effective_quotas",
+    "update_tuned_intervals",
+)
+_NUMBER = re.compile(r"[+-]?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)")
+
+
+def kstrto(text: str) -> int | None:
+    """The kernel's ``kstrto*(base 0)`` grammar (``0x`` hex, leading 0 octal), else None."""
+    text = text.removesuffix("\n")
+    if not _NUMBER.fullmatch(text):
+        return None
+    sign = -1 if text.startswith("-") else 1
+    digits = text.lstrip("+-")
+    if digits.lower().startswith("0x"):
+        return sign * int(digits, 16)
+    return sign * int(digits, 8 if len(digits) > 1 and digits[0] == "0" else 10)
+
+
+def _fail(code: int, path: Path) -> OSError:
+    return OSError(code, os.strerror(code), str(path))
+
+
+@dataclass
+class _Fault:
+    nth: int
+    code: int
+    path: str | None
+
+
+@dataclass
+class FakeKernel:
+    """A fake ``/sys`` under ``tmp_path/sys``; see the module docstring for what it emulates.
+
+    ``pids``: processes that exist for vaddr targets (None: any pid > 0). ``auto_weights``:
+    bandwidth-derived weights auto mode uses (None: no bandwidth data, so writing ``true`` to
+    the auto switch fails with ENODEV, as on a host without HMAT).
+    """
+
+    tmp_path: Path
+    n_nodes: int = 2
+    kernel: str = "6.18"
+    busy: bool = False
+    pids: set[int] | None = None
+    avail_operations: Sequence[str] = ("vaddr", "fvaddr", "paddr")
+    auto_weights: Sequence[int] | None = None
+    writes: list[tuple[str, str]] = field(default_factory=list)
+    last_error: str | None = None
+
+    def __post_init__(self) -> None:
+        self.profile = PROFILES[self.kernel]
+        self.path = Path(self.tmp_path) / "sys"
+        self._disk = RealFiles()
+        self._faults: list[_Fault] = []
+        self._next_pid = 1000
+        self._build()
+
+    @property
+    def root(self) -> SysfsRoot:
+        return SysfsRoot(self.path, files=self)
+
+    # -- tree building (no recorded writes) ----------------------------------------------------
+
+    def _put(self, rel: str | Path, value: object) -> None:
+        path = self.path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{value}\n")
+
+    def _build(self) -> None:
+        nodes = f"0-{self.n_nodes - 1}" if self.n_nodes > 1 else "0"
+        for name in ("possible", "online", "has_memory"):
+            self._put(f"devices/system/node/{name}", nodes)
+        for node in range(self.n_nodes):
+            (self.path / f"devices/system/node/node{node}").mkdir(parents=True, exist_ok=True)
+        if self.profile.weighted_interleave:
+            wi = Path(*WI)
+            for node in range(self.n_nodes):
+                self._put(wi / f"node{node}", 1)
+            if self.profile.auto_name:
+                self._put(wi / self.profile.auto_name, "true")  # NULL wi_state reads as auto
+        if self.profile.damon_sysfs:
+            self._put(Path(*DAMON, "kdamonds", "nr_kdamonds"), 0)
+
+    def _kdamond(self, d: Path) -> None:
+        self._put(d / "state", "off")
+        self._put(d / "pid", -1)
+        if self.profile.refresh_ms:
+            self._put(d / "refresh_ms", 0)
+        self._put(d / "contexts/nr_contexts", 0)
+
+    def _context(self, d: Path) -> None:
+        self._put(d / "avail_operations", "\n".join(self.avail_operations))
+        self._put(d / "operations", "vaddr")
+        if self.profile.addr_unit:
+            self._put(d / "addr_unit", 1)
+        iv = d / "monitoring_attrs/intervals"
+        for name, value in (("sample_us", 5000), ("aggr_us", 100000), ("update_us", 60000000)):
+            self._put(iv / name, value)
+        if self.profile.intervals_goal:
+            for name in ("access_bp", "aggrs", "min_sample_us", "max_sample_us"):
+                self._put(iv / "intervals_goal" / name, 0)
+        self._put(d / "monitoring_attrs/nr_regions/min", 10)
+        self._put(d / "monitoring_attrs/nr_regions/max", 1000)
+        self._put(d / "targets/nr_targets", 0)
+        self._put(d / "schemes/nr_schemes", 0)
+
+    def _target(self, d: Path) -> None:
+        self._put(d / "pid_target", 0)
+        self._put(d / "regions/nr_regions", 0)
+
+    def _region(self, d: Path) -> None:
+        self._put(d / "start", 0)
+        self._put(d / "end", 0)
+
+    def _scheme(self, d: Path) -> None:
+        p = self.profile
+        self._put(d / "action", "stat")
+        if "migrate_hot" in p.actions:
+            self._put(d / "target_nid", -1)
+        self._put(d / "apply_interval_us", 0)
+        for name in ("sz", "nr_accesses", "age"):
+            self._put(d / "access_pattern" / name / "min", 0)
+            self._put(d / "access_pattern" / name / "max", 0)
+        for name in ("ms", "bytes", "reset_interval_ms", "effective_bytes"):
+            self._put(d / "quotas" / name, 0)
+        for name in ("sz_permil", "nr_accesses_permil", "age_permil"):
+            self._put(d / "quotas/weights" / name, 0)
+        self._put(d / "quotas/goals/nr_goals", 0)
+        self._put(d / "watermarks/metric", "none")
+        for name in ("interval_us", "high", "mid", "low"):
+            self._put(d / "watermarks" / name, 0)
+        dirs = ("filters", "core_filters", "ops_filters") if p.split_filters else ("filters",)
+        for name in dirs:
+            self._put(d / name / "nr_filters", 0)
+        if p.dests:
+            self._put(d / "dests/nr_dests", 0)
+        for name in ("nr_tried", "sz_tried", "nr_applied", "sz_applied", "qt_exceeds"):
+            self._put(d / "stats" / name, 0)
+        self._put(d / "tried_regions/total_bytes", 0)
+
+    def _dest(self, d: Path) -> None:
+        self._put(d / "id", 0)
+        self._put(d / "weight", 0)
+
+    def _filter(self, d: Path) -> None:
+        for name, value in (("type", "anon"), ("matching", "N"), ("allow", "N")):
+            self._put(d / name, value)
+        self._put(d / "memcg_path", "")
+        for name in ("addr_start", "addr_end", "min", "max", "damon_target_idx"):
+            self._put(d / name, 0)
+
+    def _goal(self, d: Path) -> None:
+        self._put(d / "target_metric", "user_input")
+        self._put(d / "target_value", 0)
+        self._put(d / "current_value", 0)
+        if self.profile.goal_nid:
+            self._put(d / "nid", 0)
+
+    def _builders(self) -> dict[str, Callable[[Path], None]]:
+        return {
+            "nr_kdamonds": self._kdamond,
+            "nr_contexts": self._context,
+            "nr_targets": self._target,
+            "nr_regions": self._region,
+            "nr_schemes": self._scheme,
+            "nr_dests": self._dest,
+            "nr_filters": self._filter,
+            "nr_goals": self._goal,
+        }
+
+    def _recreate(self, nr_file: Path, count: int) -> None:
+        """What the kernel does on any nr_* write: remove every child, build 0..count-1."""
+        parent = nr_file.parent
+        for child in parent.iterdir():
+            if child.is_dir() and child.name.isdigit():
+                shutil.rmtree(child)
+        build = self._builders()[nr_file.name]
+        for index in range(count):
+            build(parent / str(index))
+        self._put(nr_file.relative_to(self.path), count)
+
+    def add_foreign_kdamond(self, running: bool = True, configured: bool = True) -> int:
+        """Another DAMON user's kdamond (like this host's paddr pageout kdamond 0)."""
+        kds = self.path.joinpath(*DAMON, "kdamonds")
+        index = int((kds / "nr_kdamonds").read_text())
+        d = kds / str(index)
+        self._kdamond(d)
+        if configured:
+            self._recreate(d / "contexts/nr_contexts", 1)
+            c = d / "contexts/0"
+            self._put(c.relative_to(self.path) / "operations", "paddr")
+            self._recreate(c / "schemes/nr_schemes", 1)
+            self._put(c.relative_to(self.path) / "schemes/0/action", "pageout")
+        if running:
+            self._put(d.relative_to(self.path) / "state", "on")
+            self._put(d.relative_to(self.path) / "pid", 77)
+        self._put(kds.relative_to(self.path) / "nr_kdamonds", index + 1)
+        return index
+
+    def snapshot(self, rel: str = "") -> dict[str, str]:
+        """Every file under ``rel`` with its content, to check that nothing changed."""
+        base = self.path / rel
+        return {
+            str(p.relative_to(self.path)): p.read_text()
+            for p in sorted(base.rglob("*"))
+            if p.is_file()
+        }
+
+    # -- faults --------------------------------------------------------------------------------
+
+    def fail_write(self, nth: int = 1, code: int = errno.EINVAL, path: str | None = None) -> None:
+        """Make the ``nth`` next write (counting only writes to ``path``, relative to the sysfs
+        root, if given) fail with ``code`` before it takes effect."""
+        self._faults.append(_Fault(nth, code, path))
+
+    def _take_fault(self, rel: str) -> int | None:
+        fired = None
+        for fault in list(self._faults):  # every matching fault counts this write
+            if fault.path is None or fault.path == rel:
+                fault.nth -= 1
+                if fault.nth == 0:
+                    self._faults.remove(fault)
+                    fired = fault.code if fired is None else fired
+        return fired
+
+    # -- Files protocol ------------------------------------------------------------------------
+
+    def read_text(self, path: Path) -> str:
+        return self._disk.read_text(path)
+
+    def listdir(self, path: Path) -> list[str]:
+        return self._disk.listdir(path)
+
+    def write_text(self, path: Path, value: str) -> None:
+        path = Path(path)
+        rel = path.relative_to(self.path)
+        code = self._take_fault(rel.as_posix())
+        if code is not None:
+            raise _fail(code, path)
+        if not path.is_file():
+            raise _fail(errno.EISDIR if path.is_dir() else errno.ENOENT, path)
+        text = value.removesuffix("\n")
+        if rel.parts[: len(WI)] == WI:
+            self._write_wi(path, text)
+        elif rel.parts[: len(DAMON)] == DAMON:
+            self._write_damon(path, text)
+        else:
+            raise _fail(errno.EACCES, path)
+        self.writes.append((rel.as_posix(), text))
+
+    def _write_wi(self, path: Path, text: str) -> None:
+        wi = path.parent
+        if path.name == self.profile.auto_name:
+            word = text.strip().lower()
+            if word not in ("true", "false", "y", "n", "1", "0", "yes", "no", "on", "off"):
+                raise _fail(errno.EINVAL, path)
+            if word in ("true", "y", "1", "yes", "on"):
+                if self.auto_weights is None:
+                    raise _fail(errno.ENODEV, path)
+                for node, weight in enumerate(self.auto_weights):
+                    (wi / f"node{node}").write_text(f"{weight}\n")
+                path.write_text("true\n")
+            else:
+                path.write_text("false\n")
+            return
+        weight = kstrto(text)
+        if weight == 0 and self.profile.zero_weight_resets:
+            weight = 1
+        if weight is None or not 1 <= weight <= 255:
+            raise _fail(errno.EINVAL, path)
+        path.write_text(f"{weight}\n")
+        if self.profile.auto_name:
+            (wi / self.profile.auto_name).write_text("false\n")  # a node write means manual
+
+    def _write_damon(self, path: Path, text: str) -> None:
+        name = path.name
+        if name in READ_ONLY or {"stats", "tried_regions"} & set(path.parts):
+            raise _fail(errno.EACCES, path)
+        if name == "state":
+            self._state(path, text.strip())
+            return
+        if name in self._builders():
+            count = kstrto(text)
+            if count is None or not 0 <= count <= INT_MAX:
+                raise _fail(errno.EINVAL, path)
+            if name == "nr_kdamonds" and any(self._running()):
+                raise _fail(errno.EBUSY, path)
+            self._recreate(path, count)
+            return
+        if name in INT_FILES:
+            low, high = INT_FILES[name]
+            number = kstrto(text)
+            if number is None or not low <= number <= high:
+                raise _fail(errno.EINVAL, path)
+        elif name == "action":
+            if text.strip() not in self.profile.actions:
+                raise _fail(errno.EINVAL, path)
+        elif name in KEYWORDS:
+            if text.strip() not in KEYWORDS[name]:
+                raise _fail(errno.EINVAL, path)
+        elif name in BOOL_FILES and text.strip().upper() not in ("Y", "N", "1", "0"):
+            raise _fail(errno.EINVAL, path)
+        path.write_text(f"{text}\n")
+
+    # -- state and validation ------------------------------------------------------------------
+
+    def _kdamond_dirs(self) -> Iterable[Path]:
+        kds = self.path.joinpath(*DAMON, "kdamonds")
+        count = int((kds / "nr_kdamonds").read_text())
+        return (kds / str(i) for i in range(count))
+
+    def _running(self) -> list[Path]:
+        return [d for d in self._kdamond_dirs() if (d / "state").read_text().strip() == "on"]
+
+    def _state(self, path: Path, command: str) -> None:
+        kd = path.parent
+        running = path.read_text().strip() == "on"
+        if command not in STATE_COMMANDS:
+            raise _fail(errno.EINVAL, path)
+        if command == "on":
+            if running or self.busy:
+                raise _fail(errno.EBUSY, path)
+            self._validate(kd, path)
+            self._next_pid += 1
+            (kd / "pid").write_text(f"{self._next_pid}\n")
+            path.write_text("on\n")
+        elif not running:
+            raise _fail(errno.EINVAL, path)  # off/commit/update_* need a running kdamond
+        elif command == "off":
+            (kd / "pid").write_text("-1\n")
+            path.write_text("off\n")
+        elif command == "commit":
+            self._validate(kd, path)
+
+    def _validate(self, kd: Path, state: Path) -> None:
+        problem = self._problem(kd)
+        self.last_error = problem
+        if problem:
+            raise _fail(errno.EINVAL, state)
+
+    def _problem(self, kd: Path) -> str | None:
+        """Why ``on``/``commit`` would fail with EINVAL (None if it would not)."""
+
+        def num(p: Path) -> int:
+            return kstrto(p.read_text().strip()) or 0
+
+        if num(kd / "contexts/nr_contexts") != 1:
+            return "nr_contexts must be 1"
+        c = kd / "contexts/0"
+        ops = (c / "operations").read_text().strip()
+        if ops not in self.avail_operations:
+            return f"operations {ops} not available"
+        iv, nr = c / "monitoring_attrs/intervals", c / "monitoring_attrs/nr_regions"
+        if num(nr / "min") < 3 or num(nr / "min") > num(nr / "max"):
+            return "nr_regions: need 3 <= min <= max"
+        if num(iv / "sample_us") > num(iv / "aggr_us"):
+            return "sample_us > aggr_us"
+        goal = iv / "intervals_goal"
+        if goal.exists() and num(goal / "aggrs"):
+            lo, hi, sample = (
+                num(goal / "min_sample_us"),
+                num(goal / "max_sample_us"),
+                num(iv / "sample_us"),
+            )
+            if not lo <= sample <= hi:
+                return "intervals_goal: need min_sample_us <= sample_us <= max_sample_us"
+        n_targets = num(c / "targets/nr_targets")
+        if ops == "paddr" and n_targets > 1:
+            return "paddr takes one target"
+        for t in range(n_targets):
+            td = c / "targets" / str(t)
+            pid = num(td / "pid_target")
+            if ops != "paddr" and (pid <= 0 or (self.pids is not None and pid not in self.pids)):
+                return f"target {t}: no process {pid}"
+            end = 0
+            for r in range(num(td / "regions/nr_regions")):
+                start, stop = num(td / f"regions/{r}/start"), num(td / f"regions/{r}/end")
+                if start > stop or start < end:
+                    return f"target {t} region {r}: inverted or overlapping"
+                end = stop
+        for s in range(num(c / "schemes/nr_schemes")):
+            sd = c / "schemes" / str(s)
+            for fdir in ("filters", "core_filters", "ops_filters"):
+                if not (sd / fdir).exists():
+                    continue
+                for f in range(num(sd / fdir / "nr_filters")):
+                    fd = sd / fdir / str(f)
+                    addr = (fd / "type").read_text().strip() == "addr"
+                    if addr and num(fd / "addr_end") < num(fd / "addr_start"):
+                        return f"scheme {s} {fdir} {f}: addr_end < addr_start"
+        return None
