@@ -1,0 +1,119 @@
+"""``tierenv daemon``: apply a controller's interleave weights on a real host, safely.
+
+The safety core lives here (journal, control loop, rate limit, JSON log); the metric sources
+are injected (``sources``), so the loop can be tested against ``FakeKernel`` trees.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from tierenv.contracts.measurements import Measurements, NodeInfo
+from tierenv.daemon.journal import DEFAULT_JOURNAL, Journal, read_journal, recover
+from tierenv.daemon.log import JsonLog
+from tierenv.daemon.loop import Daemon, DaemonError
+from tierenv.daemon.ratelimit import limit_shares
+from tierenv.host.sysfs import SysfsRoot
+
+__all__ = [
+    "DEFAULT_JOURNAL",
+    "Daemon",
+    "DaemonError",
+    "Journal",
+    "JsonLog",
+    "Sources",
+    "build_parser",
+    "limit_shares",
+    "main",
+    "read_journal",
+    "recover",
+]
+
+#: Given the sysfs root and the parsed arguments, the host's node info and a function that
+#: measures the interval that just ended (tierenv.host.metrics will provide one).
+Sources = Callable[[SysfsRoot, argparse.Namespace], tuple[NodeInfo, Callable[[], Measurements]]]
+
+HELP = """Run a controller on this host: every interval, measure, decide and apply the
+interleave weights (and our kdamond's migrate_hot dests). Before changing anything the original
+weights, the auto switch and our kdamond are journaled; a journal left by a crash is restored
+first. On SIGTERM/SIGINT, an error or --max-intervals, everything is put back. The real /sys
+is used only with TIERENV_ALLOW_REAL_SYSFS=1."""
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """The daemon's options (pass a subparser to add them to a CLI)."""
+    p = parser or argparse.ArgumentParser(prog="tierenv daemon", description=HELP)
+    p.add_argument("--sysfs-root", required=True, help="the sysfs tree, /sys on a real host")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--policy", type=Path, help="an exported policy (.onnx with .json)")
+    which.add_argument("--controller", help="a controller kind, e.g. static (see --param)")
+    p.add_argument(
+        "--param", action="append", default=[], metavar="NAME=JSON",
+        help="a controller parameter, e.g. weights=[3,1] (repeatable)",
+    )  # fmt: skip
+    p.add_argument("--pid", type=int, action="append", default=[], help="process to migrate for")
+    p.add_argument("--interval", type=float, default=1.0, help="control interval, seconds")
+    p.add_argument("--journal", type=Path, default=DEFAULT_JOURNAL, help="crash journal path")
+    p.add_argument("--log", type=Path, help="JSON-lines decision log (default: stdout)")
+    p.add_argument("--status", type=Path, help="status file, rewritten atomically each interval")
+    p.add_argument(
+        "--dry-run", action="store_true", help="log what would be written, write nothing"
+    )
+    p.add_argument(
+        "--max-change", type=float, metavar="SHARE",
+        help="largest change of any node's weight share per interval (e.g. 0.1)",
+    )  # fmt: skip
+    p.add_argument("--max-intervals", type=int, help="stop after this many decisions")
+    p.add_argument("--reuse-kdamond", type=int, metavar="INDEX", help="use this idle kdamond")
+    p.add_argument("--no-damos", action="store_true", help="set weights only, no kdamond")
+    return p
+
+
+def _controller(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    import json
+
+    from agents.controllers import make_controller
+
+    if args.policy is not None:
+        return make_controller("onnx", path=args.policy)
+    params = {}
+    for item in args.param:
+        name, _, value = item.partition("=")
+        params[name] = json.loads(value)
+    return make_controller(args.controller, **params)
+
+
+def main(argv: Sequence[str] | None = None, sources: Sources | None = None) -> int:
+    """Parse ``argv`` (see :func:`build_parser`), build the daemon and run it; returns the
+    exit code (0 clean stop, 1 error or incomplete restore, 2 usage/setup error)."""
+    args = build_parser().parse_args(argv)
+    return run_daemon(args, sources)
+
+
+def run_daemon(args: argparse.Namespace, sources: Sources | None = None) -> int:
+    """Run the daemon for already-parsed ``args`` (for a CLI that adds :func:`build_parser`'s
+    options to its own subparser)."""
+    if sources is None:
+        print("tierenv daemon: no measurement source is wired yet (sources=None)", file=sys.stderr)
+        return 2
+    try:
+        root = SysfsRoot(args.sysfs_root)
+        controller = _controller(args)
+        nodes, measure = sources(root, args)
+    except Exception as error:  # reported as a usage/setup error
+        print(f"tierenv daemon: {error}", file=sys.stderr)
+        return 2
+    log = JsonLog(args.log)
+    try:
+        daemon = Daemon(
+            root, controller, measure, nodes, args.interval, args.journal, args.pid,
+            dry_run=args.dry_run, max_change_per_interval=args.max_change, log=log,
+            status_path=args.status, use_damos=not args.no_damos,
+            reuse_kdamond=args.reuse_kdamond,
+        )  # fmt: skip
+        return daemon.run(max_intervals=args.max_intervals)
+    finally:
+        log.close()
