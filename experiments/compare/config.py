@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -80,9 +81,9 @@ class CompareConfig:
     source: str = "<config>"  # the file it came from (for messages and provenance)
     text: str = ""  # the file's text, copied into the results
 
-    @property
+    @cached_property
     def scenario_names(self) -> tuple[str, ...]:
-        """Each scenario's own name (what results files and tables show)."""
+        """Each scenario's own name (what results files and tables show); read once."""
         return tuple(load_scenario(ref).name for ref in self.scenarios)
 
     @property
@@ -175,14 +176,14 @@ def _scenarios(value: Any, fail) -> tuple[str, ...]:
         value = [value]
     if not isinstance(value, list) or not value:
         raise fail("scenarios", "must be 'all' or a non-empty list of scenario names or files")
+    names = []
     for item in value:
         if not isinstance(item, str):
             raise fail("scenarios", f"{item!r} is not a scenario name or file")
         try:
-            load_scenario(item)
+            names.append(load_scenario(item).name)
         except (ValueError, OSError) as err:
             raise fail("scenarios", str(err)) from err
-    names = [load_scenario(item).name for item in value]
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
         raise fail("scenarios", f"two scenarios are named {twice[0]!r}")

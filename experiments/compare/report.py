@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import io
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,8 +52,11 @@ def write_results(
         _write_csv(results.sweep, out / "static_sweep.csv")
     write_text_atomically(out / "config.yaml", config.yaml_text())
 
-    figures = _plots(results, out)
-    summary = summarise_results(results, command, figures)
+    returns = stats.summarise(
+        results.episodes, "return", confidence=CONFIDENCE, resamples=RESAMPLES, seed=0
+    )
+    figures = _plots(results, out, returns)
+    summary = summarise_results(results, command, figures, returns)
     write_text_atomically(out / "summary.md", summary.markdown)
     if tensorboard_dir is not None:
         write_tensorboard(results.steps, tensorboard_dir)
@@ -60,15 +64,21 @@ def write_results(
 
 
 def summarise_results(
-    results: CompareResults, command: str, figures: list[Path] | None = None
+    results: CompareResults,
+    command: str,
+    figures: list[Path] | None = None,
+    returns: pd.DataFrame | None = None,
 ) -> Summary:
+    """summary.md's text; ``returns`` is ``stats.summarise`` of the returns when already
+    computed."""
     config = results.config
     episodes = results.episodes
     policies = list(config.policy_names)
     scenarios = list(config.scenario_names)
-    returns = stats.summarise(
-        episodes, "return", confidence=CONFIDENCE, resamples=RESAMPLES, seed=0
-    )
+    if returns is None:
+        returns = stats.summarise(
+            episodes, "return", confidence=CONFIDENCE, resamples=RESAMPLES, seed=0
+        )
     table = _pivot(returns, policies, scenarios, digits=2)
     sections = [
         f"# Comparison `{config.name}`\n",
@@ -180,11 +190,11 @@ def _bound_row(episodes: pd.DataFrame, scenarios: list[str]) -> str:
 def _bound_section(episodes: pd.DataFrame, policies: list[str], scenarios: list[str]) -> list:
     gap = episodes.assign(gap=1.0 - episodes["return"] / episodes["bound_return"])
     means = gap.groupby(["policy", "scenario"])["gap"].mean()
-    header = "| policy | " + " | ".join(scenarios) + " |"
-    rows = [header, "|---" * (len(scenarios) + 1) + "|"]
-    for policy in policies:
-        cells = [f"{100 * means.get((policy, s), math.nan):.1f} %" for s in scenarios]
-        rows.append(f"| {policy} | " + " | ".join(cells) + " |")
+    table = _table(
+        policies,
+        scenarios,
+        lambda policy, s: f"{100 * means.get((policy, s), math.nan):.1f} %",
+    )
     return [
         "## Gap to the per-interval upper bound",
         "",
@@ -192,7 +202,7 @@ def _bound_section(episodes: pd.DataFrame, policies: list[str], scenarios: list[
         "every interval its best per-application placement for free: no policy can reach "
         "it, so it measures how much is left, not a target.",
         "",
-        "\n".join(rows),
+        table.rstrip("\n"),
         "",
     ]
 
@@ -201,23 +211,19 @@ def _behaviour_section(episodes: pd.DataFrame, policies: list[str], scenarios: l
     means = episodes.groupby(["policy", "scenario"])[
         ["mean_weighted_speedup", "migrated_gib"]
     ].mean()
-    header = "| policy | " + " | ".join(scenarios) + " |"
-    rows = [header, "|---" * (len(scenarios) + 1) + "|"]
-    for policy in policies:
-        cells = []
-        for s in scenarios:
-            if (policy, s) in means.index:
-                speedup, gib = means.loc[(policy, s)]
-                cells.append(f"{speedup:.3f} / {gib:,.0f}")
-            else:
-                cells.append("-")
-        rows.append(f"| {policy} | " + " | ".join(cells) + " |")
+
+    def cell(policy: str, scenario: str) -> str | None:
+        if (policy, scenario) not in means.index:
+            return None
+        speedup, gib = means.loc[(policy, scenario)]
+        return f"{speedup:.3f} / {gib:,.0f}"
+
     return [
         "## Weighted speedup and migration",
         "",
         "Mean weighted speedup per interval / GiB migrated per episode (means over seeds).",
         "",
-        "\n".join(rows),
+        _table(policies, scenarios, cell).rstrip("\n"),
         "",
     ]
 
@@ -230,38 +236,39 @@ def _pivot(
     aggregate: list[tuple[str, float, float, float]] | None = None,
 ) -> str:
     indexed = summary.set_index(["policy", "scenario"])
-    header = "| policy | " + " | ".join(scenarios) + (" | all scenarios |" if aggregate else " |")
-    columns = len(scenarios) + 1 + (1 if aggregate else 0)
-    rows = [header, "|---" * columns + "|"]
     extra = {policy: (value, low, high) for policy, value, low, high in aggregate or []}
-    for policy in policies:
-        cells = []
-        for scenario in scenarios:
-            if (policy, scenario) not in indexed.index:
-                cells.append("-")
-                continue
-            row = indexed.loc[(policy, scenario)]
-            cells.append(_cell(row["iqm"], row["ci_low"], row["ci_high"], digits))
-        if aggregate:
-            cells.append(_cell(*extra[policy], digits) if policy in extra else "-")
-        rows.append(f"| {policy} | " + " | ".join(cells) + " |")
-    return "\n".join(rows) + "\n"
+
+    def cell(policy: str, column: str) -> str | None:
+        if column == stats.ACROSS_SCENARIOS:
+            return _cell(*extra[policy], digits) if policy in extra else None
+        if (policy, column) not in indexed.index:
+            return None
+        row = indexed.loc[(policy, column)]
+        return _cell(row["iqm"], row["ci_low"], row["ci_high"], digits)
+
+    columns = [*scenarios, stats.ACROSS_SCENARIOS] if aggregate else scenarios
+    return _table(policies, columns, cell)
 
 
 def _improvement_pivot(table: pd.DataFrame, policies: list[str], scenarios: list[str]) -> str:
     indexed = table.set_index(["policy", "scenario"])
-    columns = [*scenarios, stats.ACROSS_SCENARIOS]
+
+    def cell(policy: str, column: str) -> str | None:
+        if (policy, column) not in indexed.index:
+            return None
+        row = indexed.loc[(policy, column)]
+        return _cell(row["probability"], row["ci_low"], row["ci_high"], 2)
+
+    return _table(policies, [*scenarios, stats.ACROSS_SCENARIOS], cell)
+
+
+def _table(policies: list[str], columns: list[str], cell: Callable[[str, str], str | None]) -> str:
+    """A Markdown table with a row per policy and a column per scenario (``cell`` gives each
+    entry; None prints as "-")."""
     rows = ["| policy | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for policy in policies:
-        cells = []
-        for scenario in columns:
-            key = (policy, scenario)
-            if key not in indexed.index:
-                cells.append("-")
-                continue
-            row = indexed.loc[key]
-            cells.append(_cell(row["probability"], row["ci_low"], row["ci_high"], 2))
-        rows.append(f"| {policy} | " + " | ".join(cells) + " |")
+        cells = [cell(policy, column) for column in columns]
+        rows.append(f"| {policy} | " + " | ".join("-" if c is None else c for c in cells) + " |")
     return "\n".join(rows) + "\n"
 
 
@@ -269,13 +276,12 @@ def _cell(value: float, low: float, high: float, digits: int) -> str:
     return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
-def _plots(results: CompareResults, out: Path) -> list[Path]:
+def _plots(results: CompareResults, out: Path, returns: pd.DataFrame) -> list[Path]:
     config = results.config
     figures = []
-    summary = stats.summarise(results.episodes, "return", resamples=RESAMPLES, seed=0)
     figures.append(
         plots.plot_scenario_bars(
-            summary,
+            returns,
             out / "return_by_scenario.png",
             metric_label="episode return (IQM, 95% CI)",
             reference=config.reference,

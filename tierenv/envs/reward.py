@@ -15,6 +15,15 @@ class RewardError(ValueError):
     """A reward that cannot be computed from what the host reported."""
 
 
+def check_migration_cost(migration_cost_per_gib: float) -> float:
+    """The reward's migration coefficient, checked: finite and >= 0."""
+    if not np.isfinite(migration_cost_per_gib) or migration_cost_per_gib < 0:
+        raise ValueError(
+            f"migration_cost_per_gib must be finite and >= 0, got {migration_cost_per_gib!r}"
+        )
+    return float(migration_cost_per_gib)
+
+
 @dataclass(frozen=True)
 class Reward:
     """``throughput - migration``: the terms, so users can reweigh them."""

@@ -17,7 +17,6 @@ matters on the full simulator (``WeightedInterleaveEnv``).
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -38,7 +37,8 @@ from tierenv.contracts.actions import (
     check_action,
 )
 from tierenv.contracts.features import ObservationSpec
-from tierenv.envs.reward import GiB
+from tierenv.envs.arguments import reject_unknown_arguments
+from tierenv.envs.reward import GiB, check_migration_cost
 from tierenv.envs.weighted_interleave import DEFAULT_MIGRATION_COST_PER_GIB, DEFAULT_SCENARIO
 from tierenv.memory.interleave import initial_weights as initial_weights_for
 from tierenv.sim.damos_setup import DamosSetup
@@ -114,20 +114,11 @@ class WeightedInterleaveVectorEnv(VectorEnv):
         render_mode: str | None = None,
         **unknown: Any,
     ) -> None:
-        if unknown:
-            valid = [name for name in inspect.signature(type(self)).parameters if name != "unknown"]
-            raise TypeError(
-                f"{type(self).__name__}: unknown argument(s) {', '.join(sorted(unknown))}; "
-                f"valid: {', '.join(valid)}"
-            )
+        reject_unknown_arguments(type(self), unknown)
         if not isinstance(num_envs, int | np.integer) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
         if render_mode is not None:
             raise ValueError(f"render_mode {render_mode!r}: the batched env does not render")
-        if not np.isfinite(migration_cost_per_gib) or migration_cost_per_gib < 0:
-            raise ValueError(
-                f"migration_cost_per_gib must be finite and >= 0, got {migration_cost_per_gib!r}"
-            )
         if max_episode_steps is not None and (
             not isinstance(max_episode_steps, int | np.integer) or max_episode_steps < 1
         ):
@@ -141,7 +132,7 @@ class WeightedInterleaveVectorEnv(VectorEnv):
         self.app_names = self.model.params.app_names
         self.num_envs = int(num_envs)
         self.render_mode = None
-        self.migration_cost_per_gib = float(migration_cost_per_gib)
+        self.migration_cost_per_gib = check_migration_cost(migration_cost_per_gib)
         self.quota_action = bool(quota_action)
         self.max_episode_steps = max_episode_steps
         self.observation_spec = ObservationSpec(self.n_nodes, features)

@@ -5,7 +5,6 @@ The env drives a ``Host`` (the simulated host by default) and never knows which 
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,8 +24,9 @@ from tierenv.contracts.actions import (
 from tierenv.contracts.features import ObservationSpec
 from tierenv.contracts.host import Host
 from tierenv.contracts.measurements import StepResult
+from tierenv.envs.arguments import reject_unknown_arguments
 from tierenv.envs.render import History, ansi_line, render_rgb
-from tierenv.envs.reward import compute_reward
+from tierenv.envs.reward import check_migration_cost, compute_reward
 from tierenv.memory.interleave import initial_weights as initial_weights_for
 from tierenv.sim.damos_setup import DamosSetup
 from tierenv.sim.host import SimulatedHost
@@ -99,26 +99,17 @@ class WeightedInterleaveEnv(gym.Env):
         render_mode: str | None = None,
         **unknown: Any,
     ) -> None:
-        if unknown:
-            valid = [name for name in inspect.signature(type(self)).parameters if name != "unknown"]
-            raise TypeError(
-                f"{type(self).__name__}: unknown argument(s) {', '.join(sorted(unknown))}; "
-                f"valid: {', '.join(valid)}"
-            )
+        reject_unknown_arguments(type(self), unknown)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
                 f"render_mode {render_mode!r}: valid modes are "
                 f"{', '.join(self.metadata['render_modes'])} or None"
             )
-        if not np.isfinite(migration_cost_per_gib) or migration_cost_per_gib < 0:
-            raise ValueError(
-                f"migration_cost_per_gib must be finite and >= 0, got {migration_cost_per_gib!r}"
-            )
         self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         self.damos = damos or DamosSetup()
         self._host_factory = host_factory or self._simulated_host
         self.render_mode = render_mode
-        self.migration_cost_per_gib = float(migration_cost_per_gib)
+        self.migration_cost_per_gib = check_migration_cost(migration_cost_per_gib)
         self.quota_action = bool(quota_action)
         self.host: Host = self._host_factory(0, None)
         self.node_info = self.host.node_info
