@@ -326,6 +326,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=None, help="ONNX file to write (default RUN/policy.onnx)"
     )
     p.set_defaults(handler=_export)
+
+    from tierenv.daemon import HELP as DAEMON_HELP
+    from tierenv.daemon import build_parser as build_daemon_parser
+
+    p = sub.add_parser(
+        "daemon", help="apply a policy's or controller's weights on a host", description=DAEMON_HELP
+    )
+    build_daemon_parser(p)
+    p.set_defaults(handler=_daemon)
+
     return parser
 
 
@@ -673,6 +683,12 @@ def _demo(args: argparse.Namespace) -> int:
 
     run_demo(out=args.out, runs=args.runs, workers=args.workers, progress=not args.quiet)
     return 0
+
+
+def _daemon(args: argparse.Namespace) -> int:
+    from tierenv.daemon import run_daemon
+
+    return run_daemon(args)
 
 
 def _export(args: argparse.Namespace) -> int:

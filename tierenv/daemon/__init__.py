@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 from tierenv.contracts.measurements import Measurements, NodeInfo
@@ -18,6 +19,9 @@ from tierenv.daemon.loop import Daemon, DaemonError
 from tierenv.daemon.ratelimit import limit_shares
 from tierenv.host.sysfs import SysfsRoot
 
+if TYPE_CHECKING:
+    from tierenv.host.collector import HostMetrics
+
 __all__ = [
     "DEFAULT_JOURNAL",
     "Daemon",
@@ -26,15 +30,18 @@ __all__ = [
     "JsonLog",
     "Sources",
     "build_parser",
+    "check_controller_fits",
+    "host_metrics",
     "limit_shares",
     "main",
     "read_journal",
     "recover",
 ]
 
-#: Given the sysfs root and the parsed arguments, the host's node info and a function that
-#: measures the interval that just ended (tierenv.host.metrics will provide one).
-Sources = Callable[[SysfsRoot, argparse.Namespace], tuple[NodeInfo, Callable[[], Measurements]]]
+#: Given the sysfs root and the parsed arguments, the host's metrics (``HostMetrics`` or
+#: anything with its methods); ``host_metrics`` is the default, reading the real host's files.
+Sources = Callable[[SysfsRoot, argparse.Namespace], "HostMetrics"]
+
 
 HELP = """Run a controller on this host: every interval, measure, decide and apply the
 interleave weights (and our kdamond's migrate_hot dests). Before changing anything the original
@@ -47,6 +54,18 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     """The daemon's options (pass a subparser to add them to a CLI)."""
     p = parser or argparse.ArgumentParser(prog="tierenv daemon", description=HELP)
     p.add_argument("--sysfs-root", required=True, help="the sysfs tree, /sys on a real host")
+    p.add_argument(
+        "--proc-root", type=Path,
+        help="the procfs tree (default: proc next to the sysfs root, /proc for /sys)",
+    )  # fmt: skip
+    p.add_argument(
+        "--host-config", type=Path, required=True,
+        help="host config TOML: node profiles, managed apps, perf events (see README)",
+    )  # fmt: skip
+    p.add_argument(
+        "--page-nodes", choices=("move_pages", "none"), default="move_pages",
+        help="how to learn which node holds each DAMON region's pages (none: no hotness)",
+    )  # fmt: skip
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--policy", type=Path, help="an exported policy (.onnx with .json)")
     which.add_argument("--controller", help="a controller kind, e.g. static (see --param)")
@@ -54,7 +73,6 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         "--param", action="append", default=[], metavar="NAME=JSON",
         help="a controller parameter, e.g. weights=[3,1] (repeatable)",
     )  # fmt: skip
-    p.add_argument("--pid", type=int, action="append", default=[], help="process to migrate for")
     p.add_argument("--interval", type=float, default=1.0, help="control interval, seconds")
     p.add_argument("--journal", type=Path, default=DEFAULT_JOURNAL, help="crash journal path")
     p.add_argument("--log", type=Path, help="JSON-lines decision log (default: stdout)")
@@ -93,27 +111,57 @@ def main(argv: Sequence[str] | None = None, sources: Sources | None = None) -> i
     return run_daemon(args, sources)
 
 
+def host_metrics(root: SysfsRoot, args: argparse.Namespace) -> HostMetrics:
+    """The real host's metrics for ``args`` (the default ``Sources``)."""
+    from tierenv.host.collector import HostMetrics
+    from tierenv.host.config import load_host_config
+    from tierenv.host.page_nodes import MovePagesQuery
+
+    proc = args.proc_root if args.proc_root is not None else root.path.parent / "proc"
+    config = load_host_config(args.host_config)
+    page_nodes = MovePagesQuery() if args.page_nodes == "move_pages" else None
+    return HostMetrics(root, SysfsRoot(proc), config, page_nodes, interval_s=args.interval)
+
+
+def check_controller_fits(controller: object, metrics: HostMetrics, use_damos: bool) -> None:
+    """Refuse a policy that needs features this host cannot measure."""
+    spec = getattr(controller, "spec", None)
+    if spec is None:
+        return
+    missing = metrics.unavailable_groups(use_damos)
+    needed = [group for group in spec.group_names if group in missing]
+    if needed:
+        raise ValueError(
+            "the policy observes feature groups this host cannot measure: "
+            + "; ".join(f"{group} needs {missing[group]}" for group in needed)
+        )
+
+
 def run_daemon(args: argparse.Namespace, sources: Sources | None = None) -> int:
     """Run the daemon for already-parsed ``args`` (for a CLI that adds :func:`build_parser`'s
-    options to its own subparser)."""
-    if sources is None:
-        print("tierenv daemon: no measurement source is wired yet (sources=None)", file=sys.stderr)
-        return 2
+    options to its own subparser). ``sources`` replaces :func:`host_metrics` (tests)."""
+    metrics = None
     try:
         root = SysfsRoot(args.sysfs_root)
         controller = _controller(args)
-        nodes, measure = sources(root, args)
+        metrics = (sources or host_metrics)(root, args)
+        nodes = metrics.node_info()
+        check_controller_fits(controller, metrics, not args.no_damos)
     except Exception as error:  # reported as a usage/setup error
         print(f"tierenv daemon: {error}", file=sys.stderr)
+        if metrics is not None:
+            metrics.close()
         return 2
     log = JsonLog(args.log)
     try:
         daemon = Daemon(
-            root, controller, measure, nodes, args.interval, args.journal, args.pid,
+            root, controller, metrics.measure, nodes, args.interval, args.journal,
+            metrics.live_pids,
             dry_run=args.dry_run, max_change_per_interval=args.max_change, log=log,
             status_path=args.status, use_damos=not args.no_damos,
-            reuse_kdamond=args.reuse_kdamond,
+            reuse_kdamond=args.reuse_kdamond, on_kdamond=metrics.attach_kdamond,
         )  # fmt: skip
         return daemon.run(max_intervals=args.max_intervals)
     finally:
         log.close()
+        metrics.close()

@@ -18,9 +18,11 @@ Safety rules, and why:
   restore failed, so the next start retries).
 * ``dry_run`` writes nothing to sysfs and no journal; the log says what would be written.
 
-Our kdamond has one vaddr context whose targets are all ``pids`` (the Kdamond API stages every
-target of the context), with the scheme ``DamosSetup().context`` gives: ``migrate_hot`` with
-dests equal to the interleave weights.
+Our kdamond has one vaddr context whose targets are the live ``pids``, with the scheme
+``DamosSetup().context`` gives (``migrate_hot`` with dests equal to the interleave weights) and
+a match-all ``stat`` scheme whose tried regions show DAMON's whole view to the metrics. When the
+set of live processes changes, the targets are committed anew; when all of them exit, the
+kernel stops the kdamond, and it is staged and started again once one is back.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from tierenv.daemon.journal import (
 )
 from tierenv.daemon.log import JsonLog
 from tierenv.daemon.ratelimit import limit_shares, share_change
-from tierenv.damon.config import ContextConfig, Target
+from tierenv.damon.config import ContextConfig, Scheme, Target
 from tierenv.host.damon import KDAMONDS, Features, Kdamond, KdamondError, probe
 from tierenv.host.interleave import InterleaveState, InterleaveWriteError, WeightedInterleave
 from tierenv.host.sysfs import SysfsError, SysfsRoot
@@ -82,7 +84,9 @@ class Daemon:
     ``measure`` returns the interval that just ended; ``clock`` and ``sleep`` are injectable
     so tests run instantly. ``status_path`` (optional) gets an atomic JSON status after each
     decision. ``reuse_kdamond``: an idle kdamond index to use instead of adding one.
-    ``use_damos=False`` (or a kernel without DAMON sysfs) sets weights only.
+    ``use_damos=False`` (or a kernel without DAMON sysfs) sets weights only. ``pids`` is a
+    list or a function giving the managed processes alive now. ``on_kdamond(kdamond,
+    monitor_scheme)`` is told whenever our kdamond starts or stops (the metrics read it).
     """
 
     def __init__(
@@ -93,7 +97,7 @@ class Daemon:
         nodes: NodeInfo,
         interval_s: float,
         journal_path: str | Path,
-        pids: Sequence[int],
+        pids: Sequence[int] | Callable[[], Sequence[int]],
         dry_run: bool = False,
         max_change_per_interval: float | None = None,
         log: Callable[..., Any] | None = None,
@@ -104,6 +108,7 @@ class Daemon:
         use_damos: bool = True,
         reuse_kdamond: int | None = None,
         max_consecutive_errors: int = 10,
+        on_kdamond: Callable[[Kdamond | None, int | None], None] | None = None,
     ) -> None:
         if not interval_s > 0:
             raise ValueError(f"interval_s must be > 0, got {interval_s}")
@@ -111,7 +116,7 @@ class Daemon:
             raise ValueError(
                 f"max_change_per_interval must be in (0, 1], got {max_change_per_interval}"
             )
-        if use_damos and not pids:
+        if use_damos and not callable(pids) and not pids:
             raise ValueError("pids: give at least one process for our kdamond to monitor")
         self.root = root
         self.controller = controller
@@ -119,7 +124,9 @@ class Daemon:
         self.nodes = nodes
         self.interval_s = float(interval_s)
         self.journal_path = Path(journal_path)
-        self.pids = tuple(int(p) for p in pids)
+        self._pids = pids
+        self.pids = self.live_pids()
+        self.on_kdamond = on_kdamond
         self.dry_run = dry_run
         self.max_change = max_change_per_interval
         self.log = log if log is not None else JsonLog(clock=clock)
@@ -219,17 +226,28 @@ class Daemon:
         )
         self._write_status("running")
 
+    def live_pids(self) -> tuple[int, ...]:
+        return tuple(int(p) for p in (self._pids() if callable(self._pids) else self._pids))
+
     def _planned_index(self) -> int:
         if self.reuse_kdamond is not None:
             return self.reuse_kdamond
         return self.root.read_int(f"{KDAMONDS}/nr_kdamonds")
 
+    MONITOR_SCHEME = 1  # index of the match-all stat scheme in our context
+
     def _context(self, weights: np.ndarray) -> ContextConfig:
         ctx = self.damos.context(self.pids[0], weights.tolist())
-        return dataclasses.replace(ctx, targets=tuple(Target(pid=p) for p in self.pids))
+        return dataclasses.replace(
+            ctx,
+            targets=tuple(Target(pid=p) for p in self.pids),
+            schemes=(*ctx.schemes, Scheme(action="stat")),
+        )
 
     def _start_kdamond(self) -> None:
         assert self.applied is not None
+        if not self.pids:
+            raise DaemonError("none of the managed processes is running; nothing to monitor")
         ctx = self._context(self.applied)
         if self.dry_run:
             self.log("dry_run", would_start_kdamond=self._planned_index(), dests=self.applied)
@@ -247,6 +265,33 @@ class Daemon:
         except KdamondError as error:
             raise DaemonError(f"could not create our kdamond: {error}") from error
         self.dests = self.applied.copy()
+        if self.on_kdamond is not None:
+            self.on_kdamond(self.kdamond, self.MONITOR_SCHEME)
+
+    def _follow_targets(self) -> str | None:
+        """Keep our kdamond's targets the live processes; returns a note when it acted."""
+        live = self.live_pids()
+        kd = self.kdamond
+        if kd is None or self.dry_run:
+            return None
+        try:
+            if not kd.is_on():
+                if not live:
+                    return None
+                self.pids = live
+                kd.stage(self._context(self.applied))
+                kd.start()
+                self.dests = self.applied.copy()
+                if self.on_kdamond is not None:
+                    self.on_kdamond(kd, self.MONITOR_SCHEME)
+                return f"kdamond {kd.index} had stopped; restarted for pids {list(live)}"
+            if live and set(live) != set(self.pids):
+                kd.set_targets(live)
+                self.pids = live
+                return f"kdamond {kd.index} now monitors pids {list(live)}"
+        except (KdamondError, SysfsError) as error:
+            return f"could not update kdamond {kd.index} targets to {list(live)}: {error}"
+        return None
 
     # -- one interval ------------------------------------------------------------------------
 
@@ -271,6 +316,10 @@ class Daemon:
         assert self.applied is not None
         self.intervals += 1
         record: dict[str, Any] = {"interval": self.intervals, "dry_run": self.dry_run}
+        if self.use_damos:
+            note = self._follow_targets()
+            if note:
+                record["kdamond"] = note
         try:
             m = self.measure()
         except Exception as error:  # a missing sample must not stop the host

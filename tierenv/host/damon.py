@@ -427,6 +427,48 @@ class Kdamond:
                 "the dest files were put back"
             ) from error
 
+    def read_targets(self) -> list[int]:
+        t = f"{self.path}/contexts/0/targets"
+        return [
+            self.root.read_int(f"{t}/{i}/pid_target")
+            for i in range(self.root.read_int(f"{t}/nr_targets"))
+        ]
+
+    def set_targets(self, pids: Sequence[int]) -> None:
+        """Monitor these processes instead (vaddr, regions left to DAMON); if running, pushed
+        online with ``commit``. On a refused commit the target files are put back."""
+        if not pids:
+            raise KdamondError("set_targets needs at least one pid")
+        old = self.read_targets()
+        t = f"{self.path}/contexts/0/targets"
+
+        def write(values: Sequence[int]) -> None:
+            self.root.write(f"{t}/nr_targets", len(values))  # recreates every target dir
+            for i, pid in enumerate(values):
+                self.root.write(f"{t}/{i}/pid_target", int(pid))
+
+        write(pids)
+        if not self.is_on():
+            return
+        try:
+            self._state("commit")
+        except SysfsError as error:
+            try:
+                write(old)
+            except SysfsError as undo:
+                raise KdamondError(
+                    f"commit of targets {list(pids)} failed ({error}) and the target files "
+                    f"could not be put back ({undo})"
+                ) from error
+            raise KdamondError(
+                f"commit of targets {list(pids)} failed: {error}; the kernel keeps {old}"
+            ) from error
+
+    def update_tried_regions(self) -> None:
+        """Ask the kernel to fill every scheme's ``tried_regions/`` from its next apply pass
+        (the write returns once they are filled)."""
+        self._state("update_schemes_tried_regions")
+
     def read_stats(self, scheme: int = 0) -> dict[str, int]:
         """The scheme's cumulative stats, refreshed first unless ``refresh_ms`` does it."""
         if self.is_on():

@@ -173,6 +173,24 @@ def parse_numa_maps(text: str, source: str = "numa_maps") -> NumaMaps:
 # --- /proc/vmstat ---------------------------------------------------------------------------
 
 
+def parse_maps_ranges(text: str, source: str = "maps") -> np.ndarray:
+    """``/proc/PID/maps`` as a (VMAs, 2) float array of [start, end) addresses (floats: only
+    overlaps are computed from them, and 64-bit addresses fit a double's range)."""
+    rows = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        span = line.split(maxsplit=1)[0]
+        start, sep, end = span.partition("-")
+        try:
+            rows.append((int(start, 16), int(end, 16)))
+        except ValueError:
+            raise _bad(source, lineno, line, "expected 'start-end perms ...' in hex") from None
+        if not sep or rows[-1][1] < rows[-1][0]:
+            raise _bad(source, lineno, line, "expected 'start-end' with end >= start")
+    return np.array(rows, dtype=float).reshape(len(rows), 2)
+
+
 def parse_vmstat(text: str, source: str = "/proc/vmstat") -> dict[str, int]:
     """Parse ``/proc/vmstat`` (or a node's ``vmstat``): ``name value`` per line."""
     out: dict[str, int] = {}
@@ -391,11 +409,16 @@ class PerfEvent:
     """Where one perf event's traffic goes. Host-specific: which IMC/CXL PMU serves which
     node (socket, channel, SNC) and the bytes per count come from the host's config, never
     from here. 64 B per CAS for DDR (calibration §5); a unit perf prints (MiB for the
-    cas_count aliases, which carry a .scale) overrides ``bytes_per_count``."""
+    cas_count aliases, which carry a .scale) overrides ``bytes_per_count``.
+
+    Loaded latency uses Colloid's method: a queue's occupancy (summed each cycle) over its
+    inserts is the mean time a request waits, in cycles; ``ns_per_count`` converts occupancy
+    counts to ns (1 / the CHA clock in GHz)."""
 
     node: int
-    direction: Literal["read", "write", "total"] = "total"
+    direction: Literal["read", "write", "total", "occupancy", "inserts"] = "total"
     bytes_per_count: float = 64.0
+    ns_per_count: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -407,6 +430,7 @@ class BandwidthSample:
     node_gbps: np.ndarray  # (nodes,) read + write + total (1e9 bytes/s); nan if not counted
     node_read_fraction: np.ndarray  # (nodes,) nan where reads and writes are not split
     event_bytes: dict[str, float]
+    node_latency_ns: np.ndarray | None = None  # (nodes,) nan where not counted
 
 
 def bandwidth_from_counts(
@@ -428,6 +452,7 @@ def bandwidth_from_counts(
             f"lacks mapped events {missing}; perf printed {sorted(seen)}"
         )
     by_dir = {d: np.zeros(n_nodes) for d in ("read", "write", "total")}
+    queue = {d: np.zeros(n_nodes) for d in ("occupancy", "inserts")}
     event_bytes: dict[str, float] = {}
     for name, spec in events.items():
         count = seen[name]
@@ -435,6 +460,10 @@ def bandwidth_from_counts(
             raise ValueError(
                 f"{source}: event {name!r} maps to node {spec.node}, outside 0..{n_nodes - 1}"
             )
+        if spec.direction in queue:
+            scale = spec.ns_per_count if spec.direction == "occupancy" else 1.0
+            queue[spec.direction][spec.node] += count.value * scale
+            continue
         if count.unit in _BYTE_UNITS:
             size = count.value * _BYTE_UNITS[count.unit]
         elif count.unit == "":
@@ -452,8 +481,9 @@ def bandwidth_from_counts(
         read_fraction = np.where(
             (by_dir["total"] == 0) & (split > 0), by_dir["read"] / split, np.nan
         )
+        latency = np.where(queue["inserts"] > 0, queue["occupancy"] / queue["inserts"], np.nan)
     return BandwidthSample(
-        counts[0].time_s, interval_s, total / interval_s / 1e9, read_fraction, event_bytes
+        counts[0].time_s, interval_s, total / interval_s / 1e9, read_fraction, event_bytes, latency
     )
 
 

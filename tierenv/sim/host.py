@@ -188,6 +188,13 @@ class SimulatedHost:
             )
         return tuple(loads)
 
+    def region_pages(self, app: str, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        """(regions, nodes) resident pages of running application ``app`` in each
+        [start, end) of its address space: what move_pages(2) tells a host."""
+        if app not in self._state.apps:
+            raise KeyError(f"application {app!r} is not running")
+        return self.memory.resident_pages_in_ranges(self._state.apps[app].memory_id, starts, ends)
+
     def set_weights(self, weights: list[int] | np.ndarray) -> None:
         """New interleave weights (integers 1..255 per node): they place pages allocated from
         now on and become the DAMOS dests (committed to every kdamond)."""

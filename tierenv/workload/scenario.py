@@ -185,7 +185,7 @@ def parse_scenario(text: str, source: str = "<text>", base: Path | None = None) 
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ScenarioError(f"{source}: {error}") from error
-    reader = _Reader(text, source)
+    reader = TomlReader(text, source)
     reader.keys(data, _TOP_KEYS, "")
     name = reader.string(data, "name", "")
     description = reader.string(data, "description", "", default="")
@@ -241,7 +241,7 @@ def parse_scenario(text: str, source: str = "<text>", base: Path | None = None) 
     return scenario
 
 
-def _check_capacity(scenario: Scenario, reader: _Reader) -> None:
+def _check_capacity(scenario: Scenario, reader: TomlReader) -> None:
     """Applications that run at the same time must fit in the memory of all nodes."""
     total = sum(node.capacity_bytes for node in scenario.nodes)
     moments = sorted({run.start_s for run in scenario.apps})
@@ -261,17 +261,21 @@ def _check_capacity(scenario: Scenario, reader: _Reader) -> None:
             )
 
 
-class _Reader:
-    """Typed access to the parsed TOML with errors that name file, line and key."""
+class TomlReader:
+    """Typed access to the parsed TOML with errors that name file, line and key (raised as
+    ``error``: other TOML schemas, such as the host config, reuse it)."""
 
-    def __init__(self, text: str, source: str) -> None:
+    def __init__(
+        self, text: str, source: str, error: type[ValueError] = ScenarioError
+    ) -> None:
         self.lines = text.splitlines()
         self.source = source
+        self.error = error
 
     def fail(self, path: str, problem: str) -> None:
         line = self._line_of(path)
         where = f"{self.source}:{line}" if line else self.source
-        raise ScenarioError(f"{where}: {path}: {problem}")
+        raise self.error(f"{where}: {path}: {problem}")
 
     def _line_of(self, path: str) -> int | None:
         """Best-effort line number of a key path such as apps[1].distribution.kind."""

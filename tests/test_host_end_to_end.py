@@ -1,0 +1,249 @@
+"""End to end against the simulated kernel (tierenv.host.simulated_kernel): an exported policy
+run by the daemon through sysfs/procfs files and the real parsers makes the decisions the same
+policy makes in the simulator env, and the host-side observations are the simulator's own."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from stable_baselines3 import PPO
+from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+from agents.controllers.base import ControlContext
+from agents.export import export_policy
+from agents.policies.learned import LearnedPolicy, one_torch_thread
+from agents.policies.onnx_policy import OnnxPolicy
+from tests.test_learned_policy import sharpen, write_run
+from tierenv.contracts.features import DEFAULT_GROUPS, ObservationSpec
+from tierenv.daemon import Daemon, JsonLog
+from tierenv.envs.weighted_interleave import WeightedInterleaveEnv
+from tierenv.host.collector import HostMetrics
+from tierenv.host.config import load_host_config
+from tierenv.host.simulated_kernel import SimulatedKernel
+from tierenv.host.sysfs import SysfsRoot
+from tierenv.sim.host import SimulatedHost
+from tierenv.workload.scenario import load_scenario
+
+# "migrated" is an estimate on a host (the kernel does not say where migrated pages came
+# from), so a policy observing it would see slightly different numbers there; every other
+# host-observable group is measured exactly.
+GROUPS = [g for g in DEFAULT_GROUPS if g != "migrated"]
+SEED = 5
+INITIAL = [2, 1]
+
+
+@pytest.fixture(scope="module")
+def scenario() -> Any:
+    # co-runner cut short around the second application's start and stop (60 s and 120 s
+    # shipped; here 6 s and 14 s) so processes appear and exit during the run.
+    shipped = load_scenario("co-runner")
+    apps = tuple(
+        dataclasses.replace(run, start_s=6.0, stop_s=14.0) if run.start_s > 0 else run
+        for run in shipped.apps
+    )
+    return dataclasses.replace(shipped, duration_s=20.0, apps=apps, events=())
+
+
+@pytest.fixture(scope="module")
+def policy(tmp_path_factory, scenario) -> tuple[Path, Path]:
+    """A tiny PPO on the host-exact features, exported: (run dir, onnx file)."""
+    venv = VecNormalize(
+        DummyVecEnv([lambda: WeightedInterleaveEnv(scenario, features=GROUPS)]),
+        norm_obs=True,
+        norm_reward=True,
+    )
+    model = PPO("MlpPolicy", venv, n_steps=64, batch_size=32, n_epochs=2, seed=0, device="cpu")
+    with one_torch_thread():
+        model.learn(128)
+    sharpen(model.policy.action_net)
+    names = ObservationSpec(2, GROUPS).names
+    run = write_run(
+        tmp_path_factory.mktemp("runs") / "ppo",
+        model,
+        venv,
+        "PPO",
+        features=list(names),
+        feature_groups=GROUPS,
+    )
+    exported = export_policy(run, run / "policy.onnx")
+    return run, exported.onnx
+
+
+def env_decisions(scenario: Any, run: Path, steps: int) -> tuple[list[list[int]], list[Any]]:
+    """The SB3 policy in the simulator env: weights in force each interval, and the
+    simulator's measurements."""
+    env = WeightedInterleaveEnv(
+        scenario,
+        features=GROUPS,
+        initial_weights=INITIAL,
+        host_factory=lambda _seed, weights: SimulatedHost(scenario, weights=weights, seed=SEED),
+    )
+    env.reset(seed=0)
+    policy = LearnedPolicy(run / "model.zip")
+    policy.reset(
+        ControlContext(
+            nodes=env.node_info, interval_s=1.0, initial_weights=np.array(INITIAL), seed=0
+        )
+    )
+    weights, measurements = [], []
+    for _ in range(steps):
+        m = env.last_result.measurements
+        measurements.append(m)
+        chosen = policy.decide(m)
+        weights.append(chosen.tolist())
+        env.step_weights(chosen)
+    return weights, measurements
+
+
+class Recording:
+    """Wraps the daemon's controller to keep what it observed."""
+
+    def __init__(self, inner: OnnxPolicy) -> None:
+        self.inner = inner
+        self.observations: list[np.ndarray] = []
+        self.kind, self.privileged, self.spec = inner.kind, inner.privileged, inner.spec
+
+    def reset(self, context: ControlContext) -> None:
+        self.inner.reset(context)
+
+    def decide(self, m: Any) -> np.ndarray:
+        weights = self.inner.decide(m)
+        self.observations.append(self.inner.last_observation.copy())
+        return weights
+
+    def describe(self) -> str:
+        return self.inner.describe()
+
+
+def run_daemon_on(kernel: SimulatedKernel, onnx: Path, tmp: Path, steps: int) -> dict:
+    config = load_host_config(kernel.config_path)
+    clock = {"t": 0.0}
+    metrics = HostMetrics(
+        kernel.root, kernel.proc_root, config, kernel.page_nodes(), clock=lambda: clock["t"]
+    )
+    dests: list[list[np.ndarray]] = []
+    first = {"done": False}
+
+    def sleep(_seconds: float) -> None:
+        # The kernel ran its first interval when built (as env.reset does); each later sleep
+        # is one interval under the weights the daemon wrote.
+        if first["done"]:
+            kernel.advance()
+        first["done"] = True
+        clock["t"] += 1.0
+        dests.append(kernel.dests_in_tree())
+
+    controller = Recording(OnnxPolicy(onnx))
+    log_path = tmp / "decisions.jsonl"
+    log = JsonLog(log_path, clock=lambda: clock["t"])
+    daemon = Daemon(
+        kernel.root, controller, metrics.measure, metrics.node_info(), 1.0, tmp / "journal.json",
+        metrics.live_pids, log=log, clock=lambda: clock["t"], sleep=sleep,
+        on_kdamond=metrics.attach_kdamond,
+    )  # fmt: skip
+    code = daemon.run(max_intervals=steps, handle_signals=False)
+    log.close()
+    records = [json.loads(line) for line in log_path.read_text().splitlines()]
+    return {
+        "code": code,
+        "records": records,
+        "decisions": [r for r in records if r["event"] == "decision"],
+        "observations": controller.observations,
+        "dests": dests,
+        "metrics": metrics,
+    }
+
+
+def test_the_daemon_decides_as_the_policy_does_in_the_simulator(scenario, policy, tmp_path):
+    run, onnx = policy
+    steps = 18
+    expected, sim_measurements = env_decisions(scenario, run, steps)
+    assert len({tuple(w) for w in expected}) > 2, "the test policy must vary its weights"
+
+    kernel = SimulatedKernel(tmp_path / "host", scenario, seed=SEED, initial_weights=INITIAL)
+    kernel.advance()
+    before = kernel.snapshot()
+    out = run_daemon_on(kernel, onnx, tmp_path, steps)
+
+    assert out["code"] == 0, out["records"][-3:]
+    decided = [d["asked"] for d in out["decisions"]]
+    assert decided == expected
+    assert all(d["error"] is None and d["fallback"] is None for d in out["decisions"])
+    # The observations the daemon built from files are the simulator's own.
+    spec = ObservationSpec(2, GROUPS)
+    nodes = WeightedInterleaveEnv(scenario, features=GROUPS).node_info
+    for step, (seen, m) in enumerate(zip(out["observations"], sim_measurements, strict=True)):
+        truth = spec.build(m, None, nodes)
+        np.testing.assert_allclose(seen, truth, atol=2e-6, err_msg=f"interval {step}")
+    # DAMOS dests followed the weights; the kdamond followed the second app in and out.
+    for applied, dests in zip(decided[:-1], out["dests"][1:], strict=False):
+        assert all(d.tolist() == applied for d in dests)
+    notes = [d.get("kdamond") for d in out["decisions"] if d.get("kdamond")]
+    assert any("4001" in n for n in notes) and any(n.endswith("[4000]") for n in notes)
+    # Everything put back: weights, auto switch and no kdamond of ours.
+    after = kernel.snapshot()
+    wi = "kernel/mm/mempolicy/weighted_interleave"
+    assert {k: v for k, v in after.items() if k.startswith(wi)} == {
+        k: v for k, v in before.items() if k.startswith(wi)
+    }
+    assert after["kernel/mm/damon/admin/kdamonds/nr_kdamonds"].strip() == "0"
+    assert not (tmp_path / "journal.json").exists()
+
+
+def test_the_cli_runs_against_a_simulated_kernel(scenario, tmp_path, monkeypatch, capsys):
+    """tierenv daemon with a baseline controller on files only (no move_pages): weights move,
+    the host is restored, the decision log is JSON lines."""
+    from tierenv.cli import main
+
+    kernel = SimulatedKernel(tmp_path / "host", scenario, seed=SEED, initial_weights=INITIAL)
+    kernel.advance()
+    advanced = []
+
+    def sleep(self: Daemon, _seconds: float) -> None:
+        advanced.append(kernel.advance())
+
+    monkeypatch.setattr(Daemon, "_interruptible_sleep", sleep)
+    # The tree behaves like a kernel only through the kernel object's files layer.
+    monkeypatch.setattr(
+        "tierenv.daemon.SysfsRoot",
+        lambda path: kernel.root if Path(path) == kernel.path else SysfsRoot(path),
+    )
+    log = tmp_path / "log.jsonl"
+    code = main([
+        "daemon", "--sysfs-root", str(kernel.path), "--host-config", str(kernel.config_path),
+        "--page-nodes", "none", "--controller", "static", "--param", "weights=[1,3]",
+        "--journal", str(tmp_path / "j.json"), "--log", str(log), "--max-intervals", "4",
+        "--status", str(tmp_path / "status.json"),
+    ])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    events = [json.loads(line)["event"] for line in log.read_text().splitlines()]
+    assert events[0] == "features" and events[-1] == "stopped"
+    assert [r.measurements.weights.tolist() for r in advanced][1:] == [[1, 3]] * 3
+    assert kernel.tree_weights().tolist() == INITIAL
+    assert json.loads((tmp_path / "status.json").read_text())["state"] == "stopped"
+
+
+def test_a_policy_needing_unmeasurable_features_is_refused(policy, scenario, tmp_path, capsys):
+    from tierenv.cli import main
+
+    _, onnx = policy
+    kernel = SimulatedKernel(tmp_path / "host", scenario, seed=SEED)
+    kernel.advance()
+    code = main([
+        "daemon", "--sysfs-root", str(kernel.path), "--host-config", str(kernel.config_path),
+        "--page-nodes", "none", "--policy", str(onnx), "--journal", str(tmp_path / "j.json"),
+    ])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "hotness needs our kdamond (not --no-damos) and --page-nodes move_pages" in err
+    assert kernel.writes == []
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-q"]))
