@@ -9,10 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tierenv.contracts.measurements import Measurements, NodeInfo
 from tierenv.daemon.journal import DEFAULT_JOURNAL, Journal, read_journal, recover
 from tierenv.daemon.log import JsonLog
 from tierenv.daemon.loop import Daemon, DaemonError

@@ -268,7 +268,7 @@ class Daemon:
         if self.on_kdamond is not None:
             self.on_kdamond(self.kdamond, self.MONITOR_SCHEME)
 
-    def _follow_targets(self) -> str | None:
+    def follow_targets(self) -> str | None:
         """Keep our kdamond's targets the live processes; returns a note when it acted."""
         live = self.live_pids()
         kd = self.kdamond
@@ -317,7 +317,7 @@ class Daemon:
         self.intervals += 1
         record: dict[str, Any] = {"interval": self.intervals, "dry_run": self.dry_run}
         if self.use_damos:
-            note = self._follow_targets()
+            note = self.follow_targets()
             if note:
                 record["kdamond"] = note
         try:
@@ -346,7 +346,7 @@ class Daemon:
             self.counts["unchanged"] += 1
             record.update(applied=self.applied, changed=False)
             return self._finish(record)
-        error = self._apply(target)
+        error = self.apply(target)
         if error:
             self.counts["errors"] += 1
             record["error"] = error
@@ -355,7 +355,7 @@ class Daemon:
         record.update(applied=self.applied, changed=error is None)
         return self._finish(record)
 
-    def _apply(self, target: np.ndarray) -> str | None:
+    def apply(self, target: np.ndarray) -> str | None:
         """Write ``target`` and commit the dests; on failure the previous weights stay."""
         assert self.applied is not None
         previous = self.applied

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import gymnasium as gym
 
 ENV_IDS = (
     "tierenv/WeightedInterleave-v0",
     "tierenv/WeightedInterleave-Discrete-v0",
     "tierenv/WeightedInterleaveFluid-v0",
+    "tierenv/WeightedInterleaveHost-v0",
 )
 
 
@@ -25,6 +28,13 @@ def register_envs() -> None:
         id="tierenv/WeightedInterleave-Discrete-v0",
         entry_point="tierenv.envs.discrete:make_discrete_env",
     )
+    # A real host: the same env with backend="host", under an id flagged nondeterministic
+    # (gymnasium's spec flag is per id; backend="host" on the main id works too).
+    gym.register(
+        id="tierenv/WeightedInterleaveHost-v0",
+        entry_point="tierenv.envs.registration:make_host_env",
+        nondeterministic=True,
+    )
     # The batched fluid model has its own id: putting it behind the main id's
     # vector_entry_point would make gymnasium.make_vec's default silently lower-fidelity.
     gym.register(
@@ -32,6 +42,13 @@ def register_envs() -> None:
         entry_point="tierenv.envs.registration:fluid_is_batched_only",
         vector_entry_point="tierenv.envs.vector:make_fluid_vec_env",
     )
+
+
+def make_host_env(**kwargs: Any) -> gym.Env:
+    """``tierenv/WeightedInterleaveHost-v0``: the env on a real host (``host_options``)."""
+    from tierenv.envs.weighted_interleave import WeightedInterleaveEnv
+
+    return WeightedInterleaveEnv(backend="host", **kwargs)
 
 
 def fluid_is_batched_only(**kwargs: object) -> None:

@@ -45,17 +45,23 @@ def weighted_speedup(measurements: Measurements, reference_gbps: np.ndarray) -> 
 
 
 def compute_reward(
-    measurements: Measurements, truth: GroundTruth | None, migration_cost_per_gib: float
+    measurements: Measurements,
+    truth: GroundTruth | None,
+    migration_cost_per_gib: float,
+    reference_gbps: np.ndarray | None = None,
 ) -> Reward:
-    """The step's reward terms. The simulator's references are each application's throughput
-    alone on idle local memory (``GroundTruth.app_alone_gbps``)."""
-    if truth is None:
+    """The step's reward terms. The references are each application's throughput alone on
+    idle local memory: the simulator's ``GroundTruth.app_alone_gbps``, or on a real host
+    ``reference_gbps`` (from the host config)."""
+    if truth is not None:
+        reference_gbps = truth.app_alone_gbps
+    if reference_gbps is None:
         raise RewardError(
             "the weighted-speedup reward needs each application's reference throughput, which "
             "a real host does not report; give the host backend references"
         )
     migrated_gib = float(measurements.migrated_bytes.sum()) / GiB
     return Reward(
-        throughput=weighted_speedup(measurements, truth.app_alone_gbps),
+        throughput=weighted_speedup(measurements, reference_gbps),
         migration=migration_cost_per_gib * migrated_gib,
     )

@@ -35,6 +35,10 @@ from tierenv.workload.scenario import Scenario, load_scenario
 DEFAULT_SCENARIO = "co-runner"
 DEFAULT_MIGRATION_COST_PER_GIB = 0.1
 HostFactory = Callable[[int, np.ndarray | None], Host]
+HOST_OPTIONS = (
+    "sysfs_root", "host_config", "pids", "proc_root", "journal", "page_nodes", "wait",
+    "log_path", "use_damos",
+)  # fmt: skip
 
 
 class WeightedInterleaveEnv(gym.Env):
@@ -82,6 +86,12 @@ class WeightedInterleaveEnv(gym.Env):
     - ``damos``: a ``DamosSetup`` (the DAMON/DAMOS configuration the host runs).
     - ``host_factory``: ``f(seed, initial_weights) -> Host`` to drive another host (the
       scenario then only names the default).
+    - ``backend``: ``"sim"`` (default) or ``"host"``: a real host through
+      ``tierenv.host.backend.RealHost``, configured by its arguments given here (``sysfs_root``,
+      ``host_config``, and optionally ``pids``, ``proc_root``, ``journal``, ``page_nodes``,
+      ``wait``, ``log_path``, ``use_damos``) or as one ``host_options`` dict.
+      Same spaces, with the host-observable features only; the reward needs each app's
+      ``reference_gbps``; ``env.close()`` restores the host. Steps take real time.
     - ``render_mode``: ``"ansi"`` (one line per step) or ``"rgb_array"`` (a plot).
     """
 
@@ -97,9 +107,20 @@ class WeightedInterleaveEnv(gym.Env):
         damos: DamosSetup | None = None,
         host_factory: HostFactory | None = None,
         render_mode: str | None = None,
+        backend: str = "sim",
+        host_options: dict[str, Any] | None = None,
         **unknown: Any,
     ) -> None:
+        if backend not in ("sim", "host"):
+            raise ValueError(f"backend must be 'sim' or 'host', got {backend!r}")
+        host_options = dict(host_options or {})
+        if backend == "host":
+            host_options.update({k: unknown.pop(k) for k in HOST_OPTIONS if k in unknown})
         reject_unknown_arguments(type(self), unknown)
+        if backend == "sim" and host_options:
+            raise ValueError("host_options are for backend='host'")
+        if backend == "host":
+            host_factory = self._real_host_factory(host_options or {}, quota_action)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
                 f"render_mode {render_mode!r}: valid modes are "
@@ -179,7 +200,25 @@ class WeightedInterleaveEnv(gym.Env):
             return render_rgb(self._history, self.node_info, self.scenario.name)
         return None
 
+    def close(self) -> None:
+        """Put a real host back (weights, auto switch, our kdamond); nothing for the simulator."""
+        close = getattr(self.host, "close", None)
+        if close is not None:
+            failures = close()
+            if failures:
+                raise RuntimeError(f"the host could not be fully restored: {failures}")
+        super().close()
+
     # ---------------------------------------------------------------------- internals
+    @staticmethod
+    def _real_host_factory(options: dict[str, Any], quota_action: bool) -> HostFactory:
+        from tierenv.host.backend import RealHost
+
+        if quota_action:
+            raise ValueError("quota_action is not supported by the host backend yet")
+        host = RealHost(**options)
+        return lambda _seed, _weights: host  # one host for the env's life: reset reuses it
+
     def _simulated_host(self, seed: int, weights: np.ndarray | None) -> SimulatedHost:
         return SimulatedHost(self.scenario, weights=weights, seed=seed, damos=self.damos)
 
@@ -187,7 +226,10 @@ class WeightedInterleaveEnv(gym.Env):
         self._last = result
         m = result.measurements
         observation = self.observation_spec.build(m, result.truth, self.node_info)
-        reward = compute_reward(m, result.truth, self.migration_cost_per_gib)
+        references = None
+        if result.truth is None and hasattr(self.host, "reference_gbps"):
+            references = self.host.reference_gbps(m.app_names)
+        reward = compute_reward(m, result.truth, self.migration_cost_per_gib, references)
         info = {
             "time_s": m.time_s,
             "weights": m.weights,

@@ -346,7 +346,8 @@ class HostMetrics:
         for name in running:
             try:
                 ranges = parse_maps_ranges(
-                    self.proc.read(f"{pids[name]}/maps"), str(self.proc.resolve(f"{pids[name]}/maps"))
+                    self.proc.read(f"{pids[name]}/maps"),
+                    str(self.proc.resolve(f"{pids[name]}/maps")),
                 )
             except SysfsError:
                 continue

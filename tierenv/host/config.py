@@ -15,6 +15,7 @@ A TOML file (``tierenv daemon --host-config FILE``); every error names the file,
     pid = 1234                       # or pid_file = "/run/redis.pid"
     throughput_file = "/run/redis.gbps"      # its own metric (GB/s) as one number, or
     # throughput_command = "redis-gbps --now"
+    reference_gbps = 80.0            # its throughput alone on idle DDR (the env's reward)
 
     [perf]                           # per-node bandwidth and latency from uncore counters
     file = "/run/tierenvd/perf.csv"  # a file that `perf stat -I MS -x,` appends to, or
@@ -44,7 +45,9 @@ from tierenv.workload.scenario import TomlReader
 
 _TOP_KEYS = ("page_size", "nodes", "apps", "perf")
 _NODE_KEYS = ("profile",)
-_APP_KEYS = ("name", "pid", "pid_file", "throughput_file", "throughput_command")
+_APP_KEYS = (
+    "name", "pid", "pid_file", "throughput_file", "throughput_command", "reference_gbps",
+)  # fmt: skip
 _PERF_KEYS = ("file", "spawn", "interval_ms", "events")
 _EVENT_KEYS = ("name", "node", "kind", "bytes_per_count", "ns_per_count")
 EVENT_KINDS = ("read", "write", "total", "occupancy", "inserts")
@@ -60,6 +63,7 @@ class AppConfig:
     pid: int | None
     pid_file: Path | None
     throughput: AppThroughput | None
+    reference_gbps: float | None = None  # throughput alone on idle local memory (reward)
 
     def resolve_pid(self) -> int:
         """The pid (read from ``pid_file`` each time: a restarted service gets a new one)."""
@@ -135,7 +139,8 @@ def parse_host_config(text: str, source: str = "<text>", base: Path | None = Non
         except ProfileError as error:
             reader.fail(f"{where}.profile", str(error))
     apps = tuple(
-        _app(reader, table, f"apps[{i}]", base) for i, table in enumerate(reader.tables(data, "apps"))
+        _app(reader, table, f"apps[{i}]", base)
+        for i, table in enumerate(reader.tables(data, "apps"))
     )
     names = [app.name for app in apps]
     if len(set(names)) != len(names):
@@ -167,7 +172,10 @@ def _app(reader: TomlReader, table: dict, where: str, base: Path | None) -> AppC
         throughput = AppThroughput(path=_path(reader.string(table, "throughput_file", where), base))
     elif "throughput_command" in table:
         throughput = AppThroughput(command=reader.string(table, "throughput_command", where))
-    return AppConfig(name, pid, pid_file, throughput)
+    reference = None
+    if "reference_gbps" in table:
+        reference = reader.number(table, "reference_gbps", where, low=0, strict=True)
+    return AppConfig(name, pid, pid_file, throughput, reference)
 
 
 def _perf(reader: TomlReader, table: object, n_nodes: int, base: Path | None) -> PerfConfig:
@@ -201,7 +209,11 @@ def _perf(reader: TomlReader, table: object, n_nodes: int, base: Path | None) ->
         events[name] = PerfEvent(
             node=int(node),
             direction=kind,  # type: ignore[arg-type]
-            bytes_per_count=reader.number(entry, "bytes_per_count", where, low=0, strict=True, default=64.0),
-            ns_per_count=reader.number(entry, "ns_per_count", where, low=0, strict=True, default=1.0),
+            bytes_per_count=reader.number(
+                entry, "bytes_per_count", where, low=0, strict=True, default=64.0
+            ),
+            ns_per_count=reader.number(
+                entry, "ns_per_count", where, low=0, strict=True, default=1.0
+            ),
         )
     return PerfConfig(file, spawn, interval_ms, events)

@@ -87,8 +87,10 @@ class MovePagesQuery:
         last = (np.asarray(ends, dtype=np.uint64) + page - 1) // page  # exclusive
         sizes = (last - first).astype(np.int64)
         picks = [
-            first[i] + np.unique(np.linspace(0, max(sizes[i] - 1, 0), min(self.samples, sizes[i])))
-            .astype(np.uint64)
+            first[i]
+            + np.unique(np.linspace(0, max(sizes[i] - 1, 0), min(self.samples, sizes[i]))).astype(
+                np.uint64
+            )
             for i in range(len(starts))
         ]
         counts = [len(p) for p in picks]

@@ -71,9 +71,7 @@ class SimulatedKernel(FakeKernel):
         self.perf_path = self.run_path / "perf.csv"
         self.config_path = self.run_path / "host.toml"
         self.app_pids = {run.app.name: FIRST_PID + i for i, run in enumerate(self.scenario.apps)}
-        self._base = {
-            name: (i + 1) * ADDRESS_BASE for i, name in enumerate(self.app_pids)
-        }
+        self._base = {name: (i + 1) * ADDRESS_BASE for i, name in enumerate(self.app_pids)}
         for i, weight in enumerate(np.asarray(weights).tolist()):
             self._put(Path(*WI) / f"node{i}", int(weight))
         if self.profile.auto_name:
@@ -178,9 +176,7 @@ class SimulatedKernel(FakeKernel):
         if total:
             line += f" kernelpagesize_kB={page // 1024}"
         (directory / "numa_maps").write_text(line + "\n")
-        (directory / "maps").write_text(
-            f"{base:x}-{base + ADDRESS_BASE:x} rw-p 00000000 00:00 0\n"
-        )
+        (directory / "maps").write_text(f"{base:x}-{base + ADDRESS_BASE:x} rw-p 00000000 00:00 0\n")
 
     def _append_perf(
         self,
@@ -191,15 +187,19 @@ class SimulatedKernel(FakeKernel):
         latency_ns: np.ndarray,
     ) -> None:
         lines = []
+        run_ns = f"{interval_s * 1e9:.0f}"
         for k in range(self.n_nodes):
-            requests = float(gbps[k]) * 1e9 * interval_s / 64
+            requests = float(gbps[k]) * 1e9 * interval_s / 64  # 64 B per CAS
             reads = requests * float(read_fraction[k])
+            counts = {
+                "read": reads,
+                "write": requests - reads,
+                "occupancy": requests * float(latency_ns[k]),  # 1 ns per count
+                "inserts": requests,
+            }
             lines += [
-                f"{time_s!r},{reads!r},,sim/node{k}_read/,{interval_s * 1e9:.0f},100.00,,",
-                f"{time_s!r},{requests - reads!r},,sim/node{k}_write/,{interval_s * 1e9:.0f},100.00,,",
-                f"{time_s!r},{requests * float(latency_ns[k])!r},,sim/node{k}_occupancy/,"
-                f"{interval_s * 1e9:.0f},100.00,,",
-                f"{time_s!r},{requests!r},,sim/node{k}_inserts/,{interval_s * 1e9:.0f},100.00,,",
+                f"{time_s!r},{value!r},,sim/node{k}_{kind}/,{run_ns},100.00,,"
+                for kind, value in counts.items()
             ]
         with self.perf_path.open("a", encoding="utf-8") as handle:
             handle.write("\n".join(lines) + "\n")
@@ -328,4 +328,3 @@ class _SimulatedMovePages:
         offsets = (np.asarray(starts, dtype=np.uint64) - np.uint64(base)).astype(np.int64)
         ends_off = (np.asarray(ends, dtype=np.uint64) - np.uint64(base)).astype(np.int64)
         return self.kernel.host.region_pages(name, offsets, ends_off).astype(float)
-

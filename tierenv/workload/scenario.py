@@ -265,9 +265,7 @@ class TomlReader:
     """Typed access to the parsed TOML with errors that name file, line and key (raised as
     ``error``: other TOML schemas, such as the host config, reuse it)."""
 
-    def __init__(
-        self, text: str, source: str, error: type[ValueError] = ScenarioError
-    ) -> None:
+    def __init__(self, text: str, source: str, error: type[ValueError] = ScenarioError) -> None:
         self.lines = text.splitlines()
         self.source = source
         self.error = error

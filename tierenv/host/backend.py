@@ -1,0 +1,173 @@
+"""The env's real-host backend: the ``Host`` protocol on a machine's sysfs/procfs.
+
+``gymnasium.make("tierenv/WeightedInterleave-v0", backend="host", sysfs_root=...,
+host_config=...)`` drives a :class:`RealHost`. It reuses the daemon's safety core
+(:class:`tierenv.daemon.Daemon`): the journal written before any change, transactional weight
+writes with the DAMOS dests committed alongside, our own kdamond following the live
+processes, and everything restored by :meth:`RealHost.close` (``env.close()``), or by the next
+start after a crash. Each ``step`` waits one control interval (``wait``; real time by default)
+and measures what the host shows; there is no ground truth, so the reward needs each app's
+``reference_gbps`` in the host config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from agents.controllers.base import ControlContext, Controller
+from tierenv.contracts.measurements import Measurements, NodeInfo, StepResult
+from tierenv.daemon.journal import DEFAULT_JOURNAL
+from tierenv.daemon.log import JsonLog
+from tierenv.daemon.loop import Daemon
+from tierenv.host.collector import HostMetrics
+from tierenv.host.config import AppConfig, HostConfig, load_host_config
+from tierenv.host.page_nodes import MovePagesQuery, PageNodeQuery
+from tierenv.host.sysfs import SysfsRoot
+
+
+class _EnvDecides(Controller):
+    """The daemon core's controller slot when the env's agent decides (never asked)."""
+
+    kind = "env"
+    privileged = False
+
+    def reset(self, context: ControlContext) -> None:
+        pass
+
+    def decide(self, measurements: Measurements) -> np.ndarray:
+        raise AssertionError("the env applies weights itself")
+
+    def describe(self) -> str:
+        return "gymnasium env agent"
+
+
+class RealHost:
+    """See the module docstring. ``wait(seconds)`` lets one interval pass (``time.sleep``;
+    the simulated kernel's tests pass its ``advance``)."""
+
+    def __init__(
+        self,
+        sysfs_root: SysfsRoot | str | Path,
+        host_config: HostConfig | str | Path,
+        proc_root: SysfsRoot | str | Path | None = None,
+        interval_s: float = 1.0,
+        journal: str | Path = DEFAULT_JOURNAL,
+        page_nodes: PageNodeQuery | str | None = "move_pages",
+        use_damos: bool = True,
+        wait: Callable[[float], None] = time.sleep,
+        log_path: str | Path | None = None,
+        pids: Sequence[int] = (),
+    ) -> None:
+        self.root = sysfs_root if isinstance(sysfs_root, SysfsRoot) else SysfsRoot(sysfs_root)
+        if proc_root is None:
+            proc_root = self.root.path.parent / "proc"
+        proc = proc_root if isinstance(proc_root, SysfsRoot) else SysfsRoot(proc_root)
+        config = (
+            host_config if isinstance(host_config, HostConfig) else load_host_config(host_config)
+        )
+        if pids:  # extra processes to manage, without a throughput metric
+            extra = tuple(AppConfig(f"pid{p}", int(p), None, None) for p in pids)
+            config = dataclasses.replace(config, apps=config.apps + extra)
+        if page_nodes == "move_pages":
+            page_nodes = MovePagesQuery()
+        elif isinstance(page_nodes, str):
+            raise ValueError(
+                f"page_nodes must be 'move_pages', None or a query, got {page_nodes!r}"
+            )
+        self.config = config
+        self.wait = wait
+        self.metrics = HostMetrics(self.root, proc, config, page_nodes, interval_s=interval_s)
+        self._node_info = self.metrics.node_info()
+        self._log = JsonLog(log_path) if log_path is not None else JsonLog(Path("/dev/null"))
+        self.core = Daemon(
+            self.root, _EnvDecides(), self.metrics.measure, self._node_info, interval_s,
+            journal, self.metrics.live_pids, log=self._log, use_damos=use_damos,
+            on_kdamond=self.metrics.attach_kdamond,
+        )  # fmt: skip
+        self._started = False
+        self._time = 0.0
+        self.references = {
+            app.name: app.reference_gbps for app in config.apps if app.reference_gbps is not None
+        }
+
+    # -- Host protocol -------------------------------------------------------------------------
+
+    @property
+    def node_info(self) -> NodeInfo:
+        return self._node_info
+
+    @property
+    def control_interval_s(self) -> float:
+        return self.core.interval_s
+
+    @property
+    def time_s(self) -> float:
+        return self._time
+
+    @property
+    def done(self) -> bool:
+        return False  # a host runs on; TimeLimit (max_episode_steps) ends episodes
+
+    @property
+    def weights(self) -> np.ndarray:
+        if self.core.applied is None:
+            return np.array(
+                [self.core.wi.read_weights()[n] for n in range(self._node_info.n_nodes)]
+            )
+        return self.core.applied.copy()
+
+    def set_weights(self, weights: list[int] | np.ndarray) -> None:
+        """Write the weights (and commit them as dests); a refused write raises with the
+        previous weights kept."""
+        self._start()
+        target = np.asarray(weights, dtype=np.int64)
+        if np.array_equal(target, self.core.applied):
+            return
+        error = self.core.apply(target)
+        if error:
+            raise RuntimeError(f"host refused weights {target.tolist()}: {error}")
+
+    def set_damos_quota(self, bytes_per_s: int) -> None:
+        raise NotImplementedError(
+            "the host backend does not set DAMOS quotas yet; use quota_action=False"
+        )
+
+    def step(self) -> StepResult:
+        self._start()
+        self.wait(self.core.interval_s)
+        self.core.follow_targets()
+        measurements = self.metrics.measure()
+        self._time = measurements.time_s
+        return StepResult(measurements, None)
+
+    def reference_gbps(self, app_names: tuple[str, ...]) -> np.ndarray:
+        missing = [name for name in app_names if name not in self.references]
+        if missing:
+            raise ValueError(
+                f"{self.config.source}: apps {missing} have no reference_gbps; the reward "
+                "(weighted speedup) needs each app's throughput alone on idle local memory"
+            )
+        return np.array([self.references[name] for name in app_names])
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        if not self._started:
+            self.core.setup()
+            self._started = True
+
+    def close(self) -> list[str]:
+        """Restore the weights and auto switch and remove our kdamond; returns failures."""
+        failures: list[str] = []
+        if self._started:
+            self.core.request_stop("env closed")
+            failures = self.core.teardown()
+            self._started = False
+        self.metrics.close()
+        self._log.close()
+        return failures
