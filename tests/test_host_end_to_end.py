@@ -241,7 +241,7 @@ def test_a_policy_needing_unmeasurable_features_is_refused(policy, scenario, tmp
     ])  # fmt: skip
     assert code == 2
     err = capsys.readouterr().err
-    assert "hotness needs our kdamond (not --no-damos) and --page-nodes move_pages" in err
+    assert "hotness needs our kdamond (not --no-damos) and --page-nodes" in err
     assert kernel.writes == []
 
 

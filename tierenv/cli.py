@@ -336,6 +336,23 @@ def build_parser() -> argparse.ArgumentParser:
     build_daemon_parser(p)
     p.set_defaults(handler=_daemon)
 
+    p = sub.add_parser(
+        "fakehost",
+        help="a simulated host behind sysfs/procfs trees, to try the daemon without root",
+        description=(
+            "Build a simulated kernel's sys and proc trees in DIR (tierenv.host."
+            "simulated_kernel) and run SCENARIO on them in real time: every control interval "
+            "(divided by --speed) the weights written to DIR/sys place the simulator's pages "
+            "and the interval's numa_maps, vmstat, meminfo, DAMON results, perf lines and "
+            "throughput files are published. Run tierenv daemon --fake-kernel against it "
+            "with the command it prints. Stops at the scenario's end or on SIGTERM/SIGINT."
+        ),
+    )
+    p.add_argument("dir", type=Path, help="directory for the trees (new or empty)")
+    p.add_argument("--scenario", default="co-runner", help="scenario name or file")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second")
+    p.set_defaults(handler=_fakehost)
     return parser
 
 
@@ -689,6 +706,12 @@ def _daemon(args: argparse.Namespace) -> int:
     from tierenv.daemon import run_daemon
 
     return run_daemon(args)
+
+
+def _fakehost(args: argparse.Namespace) -> int:
+    from tierenv.host.simulated_kernel import run_fakehost
+
+    return run_fakehost(args.dir, args.scenario, args.seed, args.speed)
 
 
 def _export(args: argparse.Namespace) -> int:

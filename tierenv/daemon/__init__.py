@@ -58,12 +58,18 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         help="the procfs tree (default: proc next to the sysfs root, /proc for /sys)",
     )  # fmt: skip
     p.add_argument(
+        "--fake-kernel", action="store_true",
+        help="the sysfs root is a tierenv fake/simulated kernel tree (tierenv fakehost): "
+        "writes are checked and acted on as the kernel would",
+    )  # fmt: skip
+    p.add_argument(
         "--host-config", type=Path, required=True,
         help="host config TOML: node profiles, managed apps, perf events (see README)",
     )  # fmt: skip
     p.add_argument(
-        "--page-nodes", choices=("move_pages", "none"), default="move_pages",
-        help="how to learn which node holds each DAMON region's pages (none: no hotness)",
+        "--page-nodes", choices=("move_pages", "numa_maps", "none"), default="move_pages",
+        help="which node holds each DAMON region's pages: move_pages(2) samples (exact), "
+        "numa_maps (an estimate from VMAs) or none (no hotness features)",
     )  # fmt: skip
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--policy", type=Path, help="an exported policy (.onnx with .json)")
@@ -110,16 +116,32 @@ def main(argv: Sequence[str] | None = None, sources: Sources | None = None) -> i
     return run_daemon(args, sources)
 
 
+def _sysfs_root(args: argparse.Namespace) -> SysfsRoot:
+    if not args.fake_kernel:
+        return SysfsRoot(args.sysfs_root)
+    from tierenv.host.fake_kernel import FakeKernel
+
+    sysfs = Path(args.sysfs_root)
+    if sysfs.name != "sys":
+        raise ValueError(f"--fake-kernel: expected the tree's sys directory, got {sysfs}")
+    return FakeKernel.attach(sysfs.parent).root
+
+
 def host_metrics(root: SysfsRoot, args: argparse.Namespace) -> HostMetrics:
     """The real host's metrics for ``args`` (the default ``Sources``)."""
     from tierenv.host.collector import HostMetrics
     from tierenv.host.config import load_host_config
-    from tierenv.host.page_nodes import MovePagesQuery
+    from tierenv.host.page_nodes import MovePagesQuery, NumaMapsQuery
 
     proc = args.proc_root if args.proc_root is not None else root.path.parent / "proc"
     config = load_host_config(args.host_config)
-    page_nodes = MovePagesQuery() if args.page_nodes == "move_pages" else None
-    return HostMetrics(root, SysfsRoot(proc), config, page_nodes, interval_s=args.interval)
+    proc_root = SysfsRoot(proc)
+    page_nodes = {
+        "move_pages": MovePagesQuery,
+        "numa_maps": lambda: NumaMapsQuery(proc_root, config.page_size),
+        "none": lambda: None,
+    }[args.page_nodes]()
+    return HostMetrics(root, proc_root, config, page_nodes, interval_s=args.interval)
 
 
 def check_controller_fits(controller: object, metrics: HostMetrics, use_damos: bool) -> None:
@@ -141,7 +163,7 @@ def run_daemon(args: argparse.Namespace, sources: Sources | None = None) -> int:
     options to its own subparser). ``sources`` replaces :func:`host_metrics` (tests)."""
     metrics = None
     try:
-        root = SysfsRoot(args.sysfs_root)
+        root = _sysfs_root(args)
         controller = _controller(args)
         metrics = (sources or host_metrics)(root, args)
         nodes = metrics.node_info()

@@ -60,8 +60,8 @@ GROUPS_NEEDING = {
     "read_fraction": "perf read and write events for every node",
     "latency": "perf occupancy and inserts events for every node",
     "throughput": "a throughput_file or throughput_command for every app",
-    "hotness": "our kdamond (not --no-damos) and --page-nodes move_pages",
-    "access_share": "our kdamond (not --no-damos) and --page-nodes move_pages",
+    "hotness": "our kdamond (not --no-damos) and --page-nodes move_pages or numa_maps",
+    "access_share": "our kdamond (not --no-damos) and --page-nodes move_pages or numa_maps",
     "migrated": "our kdamond (DAMON sysfs with vaddr; not --no-damos)",
 }
 

@@ -29,6 +29,7 @@ filter-type/directory compatibility, quota-goal metric availability by version, 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import shutil
@@ -44,6 +45,7 @@ UINT_MAX = 2**32 - 1
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 WI = ("kernel", "mm", "mempolicy", "weighted_interleave")
 DAMON = ("kernel", "mm", "damon", "admin")
+DAMOS_STAT_FILES = ("nr_tried", "sz_tried", "nr_applied", "sz_applied", "qt_exceeds")
 _NO_MIGRATE = tuple(a for a in KERNEL_ACTIONS if not a.startswith("migrate_"))
 
 
@@ -178,8 +180,13 @@ class FakeKernel:
     pids: set[int] | None = None
     avail_operations: Sequence[str] = ("vaddr", "fvaddr", "paddr")
     auto_weights: Sequence[int] | None = None
+    proc_path: Path | None = None
+    damon_source: Path | None = None
     writes: list[tuple[str, str]] = field(default_factory=list)
     last_error: str | None = None
+    build: bool = True  # False: open an existing tree (see attach)
+
+    SETTINGS = "fake-kernel.json"
 
     def __post_init__(self) -> None:
         self.profile = PROFILES[self.kernel]
@@ -187,7 +194,39 @@ class FakeKernel:
         self._disk = RealFiles()
         self._faults: list[_Fault] = []
         self._next_pid = 1000
-        self._build()
+        if self.build:
+            self._build()
+            settings = {
+                "kernel": self.kernel,
+                "n_nodes": self.n_nodes,
+                "auto_weights": list(self.auto_weights) if self.auto_weights else None,
+                "avail_operations": list(self.avail_operations),
+                "proc_path": str(self.proc_path) if self.proc_path else None,
+                "damon_source": str(self.damon_source) if self.damon_source else None,
+            }
+            (Path(self.tmp_path) / self.SETTINGS).write_text(json.dumps(settings, indent=1))
+
+    @classmethod
+    def attach(cls, tmp_path: str | Path) -> FakeKernel:
+        """The fake kernel whose tree is ``tmp_path/sys``, built earlier (maybe by another
+        process); nothing is rebuilt."""
+        settings_path = Path(tmp_path) / cls.SETTINGS
+        try:
+            settings = json.loads(settings_path.read_text())
+        except (OSError, ValueError) as error:
+            raise ValueError(
+                f"{settings_path}: not a fake kernel tree made by tierenv ({error})"
+            ) from None
+        return cls(
+            Path(tmp_path),
+            n_nodes=settings["n_nodes"],
+            kernel=settings["kernel"],
+            auto_weights=settings["auto_weights"],
+            avail_operations=tuple(settings["avail_operations"]),
+            proc_path=Path(settings["proc_path"]) if settings["proc_path"] else None,
+            damon_source=Path(settings["damon_source"]) if settings["damon_source"] else None,
+            build=False,
+        )
 
     @property
     def root(self) -> SysfsRoot:
@@ -465,6 +504,71 @@ class FakeKernel:
             path.write_text("off\n")
         elif command == "commit":
             self._validate(kd, path)
+        elif command == "update_schemes_stats":
+            self._fill_stats(kd)
+        elif command == "update_schemes_tried_regions":
+            self._fill_tried_regions(kd)
+
+    # -- DAMON results published by a simulator (damon_source) ------------------------------------
+
+    def _published(self) -> dict | None:
+        if self.damon_source is None or not self.damon_source.exists():
+            return None
+        return json.loads(self.damon_source.read_text())
+
+    def _schemes(self, kd: Path) -> list[tuple[Path, str]]:
+        schemes = kd / "contexts/0/schemes"
+        return [
+            (schemes / str(s), (schemes / str(s) / "action").read_text().strip())
+            for s in range(int((schemes / "nr_schemes").read_text()))
+        ]
+
+    def _targets(self, kd: Path) -> list[int]:
+        targets = kd / "contexts/0/targets"
+        return [
+            int((targets / str(t) / "pid_target").read_text())
+            for t in range(int((targets / "nr_targets").read_text()))
+        ]
+
+    def _fill_stats(self, kd: Path) -> None:
+        published = self._published()
+        if published is None:
+            return
+        apps = [published["pids"][str(p)] for p in self._targets(kd) if str(p) in published["pids"]]
+        for scheme, action in self._schemes(kd):
+            if action != "migrate_hot":
+                continue
+            for name in DAMOS_STAT_FILES:
+                total = sum(published["stats"].get(app, {}).get(name, 0) for app in apps)
+                (scheme / "stats" / name).write_text(f"{int(total)}\n")
+
+    def _fill_tried_regions(self, kd: Path) -> None:
+        published = self._published()
+        if published is None:
+            return
+        apps = [published["pids"][str(p)] for p in self._targets(kd) if str(p) in published["pids"]]
+        for scheme, action in self._schemes(kd):
+            tried = scheme / "tried_regions"
+            for child in tried.iterdir():
+                if child.is_dir():
+                    shutil.rmtree(child)
+            index, total = 0, 0
+            for app in apps if action == "stat" else []:
+                for start, end, nr_accesses, age in published["regions"].get(app, []):
+                    for name, value in (
+                        ("start", start), ("end", end), ("nr_accesses", nr_accesses), ("age", age)
+                    ):  # fmt: skip
+                        self._put(tried / str(index) / name, value)
+                    total += end - start
+                    index += 1
+            (tried / "total_bytes").write_text(f"{total}\n")
+
+    def _pid_exists(self, pid: int) -> bool:
+        if pid <= 0:
+            return False
+        if self.proc_path is not None:
+            return (self.proc_path / str(pid)).is_dir()
+        return self.pids is None or pid in self.pids
 
     def _validate(self, kd: Path, state: Path) -> None:
         problem = self._problem(kd)
@@ -504,7 +608,7 @@ class FakeKernel:
         for t in range(n_targets):
             td = c / "targets" / str(t)
             pid = num(td / "pid_target")
-            if ops != "paddr" and (pid <= 0 or (self.pids is not None and pid not in self.pids)):
+            if ops != "paddr" and not self._pid_exists(pid):
                 return f"target {t}: no process {pid}"
             end = 0
             for r in range(num(td / "regions/nr_regions")):

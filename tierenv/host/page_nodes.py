@@ -20,7 +20,8 @@ from typing import Protocol
 
 import numpy as np
 
-from tierenv.host.metrics import PidGoneError
+from tierenv.host.metrics import PidGoneError, parse_maps_ranges, parse_numa_maps
+from tierenv.host.sysfs import SysfsError, SysfsRoot
 
 # move_pages(2) syscall numbers (asm/unistd.h); other architectures are not supported.
 _SYS_MOVE_PAGES = {"x86_64": 279, "aarch64": 239}
@@ -32,6 +33,41 @@ class PageNodeQuery(Protocol):
     ) -> np.ndarray:
         """(regions, nodes) resident pages of ``pid`` in each [start, end) address range."""
         ...
+
+
+class NumaMapsQuery:
+    """An estimate from ``/proc/PID/numa_maps`` and ``maps``: each region gets the node split
+    of the VMAs it overlaps, in proportion to the overlap. It needs no ptrace rights and no
+    syscalls (so it also works on a simulated kernel's files in another process), but it is
+    exact only where a VMA's pages are spread evenly over it."""
+
+    def __init__(self, proc: SysfsRoot, page_size: int) -> None:
+        self.proc = proc
+        self.page_size = page_size
+
+    def region_pages(
+        self, pid: int, starts: np.ndarray, ends: np.ndarray, n_nodes: int
+    ) -> np.ndarray:
+        try:
+            maps_text = self.proc.read(f"{pid}/maps")
+            numa_text = self.proc.read(f"{pid}/numa_maps")
+        except SysfsError as error:
+            raise PidGoneError(pid, str(error)) from error
+        ends_by_start = {int(lo): int(hi) for lo, hi in parse_maps_ranges(maps_text, f"{pid}/maps")}
+        lo_r = np.asarray(starts, dtype=float)
+        hi_r = np.asarray(ends, dtype=float)
+        out = np.zeros((len(lo_r), n_nodes))
+        for vma in parse_numa_maps(numa_text, f"{pid}/numa_maps").vmas:
+            end = ends_by_start.get(vma.address)
+            if end is None or end <= vma.address or not vma.node_pages:
+                continue
+            per_byte = np.zeros(n_nodes)
+            for node, size in vma.node_bytes.items():
+                if node < n_nodes:
+                    per_byte[node] = size / self.page_size / (end - vma.address)
+            overlap = np.clip(np.minimum(hi_r, end) - np.maximum(lo_r, vma.address), 0, None)
+            out += overlap[:, None] * per_byte[None, :]
+        return out
 
 
 class MovePagesQuery:

@@ -31,23 +31,27 @@ the same process, as the tests do.
 
 from __future__ import annotations
 
-import errno
+import json
 import shutil
+import signal
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from tierenv.contracts.measurements import StepResult
-from tierenv.host.fake_kernel import WI, FakeKernel, _fail
+from tierenv.files import write_text_atomically
+from tierenv.host.fake_kernel import DAMOS_STAT_FILES, WI, FakeKernel
 from tierenv.host.metrics import PidGoneError
 from tierenv.host.sysfs import SysfsRoot
 from tierenv.sim.host import SimulatedHost
 from tierenv.workload.scenario import Scenario, load_scenario
 
 FIRST_PID = 4000
+VMAS_PER_APP = 64
 ADDRESS_BASE = 1 << 48  # app i's addresses are offset by (i + 1) * ADDRESS_BASE (no overlaps)
-DAMOS_STAT_FILES = ("nr_tried", "sz_tried", "nr_applied", "sz_applied", "qt_exceeds")
 
 
 class SimulatedKernel(FakeKernel):
@@ -63,11 +67,16 @@ class SimulatedKernel(FakeKernel):
     ) -> None:
         self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         n_nodes = len(self.scenario.nodes)
-        super().__init__(Path(tmp_path), n_nodes=n_nodes, kernel=kernel, pids=set())
+        tmp_path = Path(tmp_path)
+        self.proc_path = tmp_path / "proc"
+        self.run_path = tmp_path / "run"
+        self.damon_path = self.run_path / "damon.json"
+        super().__init__(
+            tmp_path, n_nodes=n_nodes, kernel=kernel, proc_path=self.proc_path,
+            damon_source=self.damon_path,
+        )  # fmt: skip
         weights = np.ones(n_nodes, dtype=np.int64) if initial_weights is None else initial_weights
         self.host = SimulatedHost(self.scenario, weights=weights, seed=seed)
-        self.proc_path = Path(tmp_path) / "proc"
-        self.run_path = Path(tmp_path) / "run"
         self.perf_path = self.run_path / "perf.csv"
         self.config_path = self.run_path / "host.toml"
         self.app_pids = {run.app.name: FIRST_PID + i for i, run in enumerate(self.scenario.apps)}
@@ -141,7 +150,6 @@ class SimulatedKernel(FakeKernel):
         m = result.measurements
         memory = self.host.memory
         running = set(m.app_names)
-        self.pids = {self.app_pids[name] for name in running}
         for name, pid in self.app_pids.items():
             directory = self.proc_path / str(pid)
             if name not in running:
@@ -164,19 +172,32 @@ class SimulatedKernel(FakeKernel):
             )
         self._append_perf(m.time_s, m.interval_s, m.node_bandwidth_gbps, m.node_read_fraction,
                           m.node_latency_ns)  # fmt: skip
+        self._publish_damon(result)
         self._stop_orphaned_kdamonds()
 
     def _write_process(self, directory: Path, name: str, resident: np.ndarray) -> None:
+        """numa_maps and maps of one application: its memory as ``VMAS_PER_APP`` equal VMAs,
+        so a reader estimating a region's nodes from numa_maps sees where pages are."""
         page = self.scenario.page_size
         base = self._base[name]
-        nodes = " ".join(f"N{k}={int(p)}" for k, p in enumerate(resident) if p)
-        total = int(resident.sum())
+        start, end = self.host.address_span(name)
+        cuts = np.unique(np.linspace(start // page, end // page, VMAS_PER_APP + 1).astype(np.int64))
+        cuts *= page
+        pages = self.host.region_pages(name, cuts[:-1], cuts[1:])
         policy = f"weighted interleave:0-{self.n_nodes - 1}"
-        line = f"{base:x} {policy} anon={total} dirty={total} {nodes}"
-        if total:
-            line += f" kernelpagesize_kB={page // 1024}"
-        (directory / "numa_maps").write_text(line + "\n")
-        (directory / "maps").write_text(f"{base:x}-{base + ADDRESS_BASE:x} rw-p 00000000 00:00 0\n")
+        numa_lines, map_lines = [], []
+        for lo, hi, counts in zip(cuts[:-1], cuts[1:], pages, strict=True):
+            total = int(counts.sum())
+            line = f"{base + lo:x} {policy} anon={total} dirty={total}"
+            line += "".join(f" N{k}={int(c)}" for k, c in enumerate(counts) if c)
+            if total:
+                line += f" kernelpagesize_kB={page // 1024}"
+            numa_lines.append(line)
+            map_lines.append(f"{base + lo:x}-{base + hi:x} rw-p 00000000 00:00 0")
+        if not np.array_equal(pages.sum(axis=0), resident):
+            raise AssertionError(f"{name}: VMAs hold {pages.sum(axis=0)}, resident {resident}")
+        (directory / "numa_maps").write_text("\n".join(numa_lines) + "\n")
+        (directory / "maps").write_text("\n".join(map_lines) + "\n")
 
     def _append_perf(
         self,
@@ -238,77 +259,33 @@ class SimulatedKernel(FakeKernel):
     def _stop_orphaned_kdamonds(self) -> None:
         """A vaddr kdamond stops once every target process has exited."""
         for kd in self._running():
-            targets = kd / "contexts/0/targets"
-            pids = [
-                int((targets / str(t) / "pid_target").read_text())
-                for t in range(int((targets / "nr_targets").read_text()))
-            ]
-            if pids and not any(pid in self.pids for pid in pids):
+            pids = self._targets(kd)
+            if pids and not any(self._pid_exists(pid) for pid in pids):
                 (kd / "state").write_text("off\n")
                 (kd / "pid").write_text("-1\n")
 
-    def _state(self, path: Path, command: str) -> None:
-        super()._state(path, command)
-        if command == "update_schemes_stats":
-            self._fill_stats(path.parent)
-        elif command == "update_schemes_tried_regions":
-            self._fill_tried_regions(path.parent)
-
-    def _schemes(self, kd: Path) -> list[tuple[Path, str]]:
-        schemes = kd / "contexts/0/schemes"
-        return [
-            (schemes / str(s), (schemes / str(s) / "action").read_text().strip())
-            for s in range(int((schemes / "nr_schemes").read_text()))
-        ]
-
-    def _target_apps(self, kd: Path) -> list[str]:
-        targets = kd / "contexts/0/targets"
-        by_pid = {pid: name for name, pid in self.app_pids.items()}
-        pids = [
-            int((targets / str(t) / "pid_target").read_text())
-            for t in range(int((targets / "nr_targets").read_text()))
-        ]
-        return [by_pid[p] for p in pids if p in by_pid]
-
-    def _fill_stats(self, kd: Path) -> None:
-        if self.last is None:
-            return
-        stats = self.last.measurements.damos_stats
-        targets = self._target_apps(kd)
-        for scheme, action in self._schemes(kd):
-            if action != "migrate_hot":
-                continue
-            for name in DAMOS_STAT_FILES:
-                total = sum(getattr(stats[app], name) for app in targets if app in stats)
-                (scheme / "stats" / name).write_text(f"{int(total)}\n")
-
-    def _fill_tried_regions(self, kd: Path) -> None:
-        if self.last is None:
-            raise _fail(errno.EINVAL, kd / "state")
-        regions = self.last.measurements.damon_regions
-        for scheme, action in self._schemes(kd):
-            tried = scheme / "tried_regions"
-            for child in tried.iterdir():
-                if child.is_dir():
-                    shutil.rmtree(child)
-            if action != "stat":
-                (tried / "total_bytes").write_text("0\n")
-                continue
-            index, total = 0, 0
-            for app in self._target_apps(kd):
-                if app not in regions:
-                    continue
-                columns = regions[app]
-                base = self._base[app]
-                for i in range(len(columns["start"])):
-                    start, end = int(columns["start"][i]) + base, int(columns["end"][i]) + base
-                    self._put(tried / str(index) / "start", start)
-                    self._put(tried / str(index) / "end", end)
-                    self._put(tried / str(index) / "nr_accesses", int(columns["nr_accesses"][i]))
-                    self._put(tried / str(index) / "age", int(columns["age"][i]))
-                    total += end - start
-                    index += 1
-            (tried / "total_bytes").write_text(f"{total}\n")
+    def _publish_damon(self, result: StepResult) -> None:
+        """What the simulator's kdamonds saw and did, for FakeKernel's update_* commands."""
+        m = result.measurements
+        published = {
+            "pids": {str(self.app_pids[name]): name for name in m.app_names},
+            "stats": {
+                name: {f: int(getattr(stats, f)) for f in DAMOS_STAT_FILES}
+                for name, stats in m.damos_stats.items()
+            },
+            "regions": {
+                name: np.column_stack(
+                    [
+                        c["start"].astype(np.int64) + self._base[name],
+                        c["end"].astype(np.int64) + self._base[name],
+                        c["nr_accesses"],
+                        c["age"],
+                    ]
+                ).tolist()
+                for name, c in m.damon_regions.items()
+            },
+        }
+        write_text_atomically(self.damon_path, json.dumps(published))
 
 
 class _SimulatedMovePages:
@@ -321,10 +298,43 @@ class _SimulatedMovePages:
         self, pid: int, starts: np.ndarray, ends: np.ndarray, n_nodes: int
     ) -> np.ndarray:
         by_pid = {p: name for name, p in self.kernel.app_pids.items()}
-        if pid not in by_pid or pid not in self.kernel.pids:
+        if pid not in by_pid or not self.kernel._pid_exists(pid):
             raise PidGoneError(pid, "move_pages: no such process")
         name = by_pid[pid]
         base = self.kernel._base[name]
         offsets = (np.asarray(starts, dtype=np.uint64) - np.uint64(base)).astype(np.int64)
         ends_off = (np.asarray(ends, dtype=np.uint64) - np.uint64(base)).astype(np.int64)
         return self.kernel.host.region_pages(name, offsets, ends_off).astype(float)
+
+
+def run_fakehost(directory: Path, scenario: str, seed: int = 0, speed: float = 1.0) -> int:
+    """``tierenv fakehost``: advance a simulated kernel in real time until the scenario ends
+    or SIGTERM/SIGINT."""
+    if speed <= 0:
+        raise ValueError(f"--speed must be > 0, got {speed}")
+    directory = Path(directory)
+    if directory.exists() and any(directory.iterdir()):
+        raise ValueError(f"{directory} is not empty; give a new or empty directory")
+    kernel = SimulatedKernel(directory, scenario, seed=seed)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    period = kernel.scenario.control_interval_s / speed
+    print(f"simulated host: scenario {kernel.scenario.name!r} in {directory}", flush=True)
+    print(
+        f"run: tierenv daemon --fake-kernel --sysfs-root {kernel.path} --host-config "
+        f"{kernel.config_path} --page-nodes numa_maps --journal {directory / 'journal.json'} "
+        f"--interval {period:g} --controller kernel-auto",
+        flush=True,
+    )
+    next_at = time.monotonic()
+    while not stop.is_set() and not kernel.host.done:
+        m = kernel.advance().measurements
+        print(
+            f"t={m.time_s:6.1f} s  weights {m.weights.tolist()}  apps {list(m.app_names)}  "
+            f"throughput {float(m.app_throughput_gbps.sum()):6.1f} GB/s",
+            flush=True,
+        )
+        next_at += period
+        stop.wait(max(next_at - time.monotonic(), 0.0))
+    return 0

@@ -195,6 +195,13 @@ class SimulatedHost:
             raise KeyError(f"application {app!r} is not running")
         return self.memory.resident_pages_in_ranges(self._state.apps[app].memory_id, starts, ends)
 
+    def address_span(self, app: str) -> tuple[int, int]:
+        """[start, end) of running application ``app``'s pages in its address space."""
+        if app not in self._state.apps:
+            raise KeyError(f"application {app!r} is not running")
+        vaddr = self.memory.app_page_vaddr(self._state.apps[app].memory_id)
+        return int(vaddr[0]), int(vaddr[-1]) + self.scenario.page_size
+
     def set_weights(self, weights: list[int] | np.ndarray) -> None:
         """New interleave weights (integers 1..255 per node): they place pages allocated from
         now on and become the DAMOS dests (committed to every kdamond)."""

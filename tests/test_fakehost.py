@@ -1,0 +1,100 @@
+"""``tierenv fakehost`` and ``tierenv daemon --fake-kernel`` as separate processes, the way a
+user tries the daemon without root: weights reach the simulated host; SIGTERM restores; after
+SIGKILL the next start restores from the journal before doing anything else."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+WI = Path("sys/kernel/mm/mempolicy/weighted_interleave")
+NR_KDAMONDS = Path("sys/kernel/mm/damon/admin/kdamonds/nr_kdamonds")
+
+
+def tierenv(*args: str, **kwargs) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != "TIERENV_ALLOW_REAL_SYSFS"}
+    return subprocess.Popen([sys.executable, "-m", "tierenv", *args], text=True, env=env, **kwargs)
+
+
+def weights(host: Path) -> list[int]:
+    return [int((host / WI / f"node{k}").read_text()) for k in range(2)]
+
+
+def wait_for(condition, timeout: float = 30.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def fakehost(tmp_path) -> Iterator[tuple[Path, list[str]]]:
+    host = tmp_path / "host"
+    process = tierenv(
+        "fakehost", str(host), "--scenario", "steady-single", "--speed", "10",
+        stdout=subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdout is not None
+    command = None
+    for line in process.stdout:
+        if line.startswith("run: tierenv "):
+            command = line.removeprefix("run: tierenv ").split()
+            break
+    assert command is not None, "fakehost did not print the daemon command"
+    wait_for(lambda: (host / "proc/4000").is_dir(), what="the simulated app")
+    try:
+        yield host, command
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def daemon_args(host: Path, command: list[str], *extra: str) -> list[str]:
+    base = [a for a in command if a != "kernel-auto" and a != "--controller"]
+    return [*base, "--controller", "static", "--param", "weights=[1,3]", *extra]
+
+
+def test_sigterm_restores_the_simulated_host(fakehost, tmp_path):
+    host, command = fakehost
+    log = tmp_path / "log.jsonl"
+    daemon = tierenv(*daemon_args(host, command, "--log", str(log)))
+    wait_for(lambda: weights(host) == [1, 3], what="the daemon's weights")
+    assert int((host / NR_KDAMONDS).read_text()) == 1
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=30) == 0
+    assert weights(host) == [1, 1]
+    assert int((host / NR_KDAMONDS).read_text()) == 0
+    assert not (host / "journal.json").exists()
+    stopped = json.loads(log.read_text().splitlines()[-1])
+    assert stopped["event"] == "stopped" and stopped["reason"] == "SIGTERM"
+    assert stopped["restored"] is True
+
+
+def test_after_sigkill_the_next_start_restores_from_the_journal(fakehost, tmp_path):
+    host, command = fakehost
+    first = tierenv(*daemon_args(host, command, "--log", str(tmp_path / "first.jsonl")))
+    wait_for(lambda: weights(host) == [1, 3], what="the daemon's weights")
+    first.kill()
+    first.wait(timeout=30)
+    assert (host / "journal.json").exists()
+    assert weights(host) == [1, 3] and int((host / NR_KDAMONDS).read_text()) == 1
+
+    log = tmp_path / "second.jsonl"
+    second = tierenv(*daemon_args(host, command, "--log", str(log), "--max-intervals", "2"))
+    assert second.wait(timeout=60) == 0
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    names = [e["event"] for e in events]
+    assert names.index("recovered") < names.index("started")
+    assert events[names.index("recovered")]["kdamond_removed"] is True
+    assert weights(host) == [1, 1]
+    assert int((host / NR_KDAMONDS).read_text()) == 0
+    assert not (host / "journal.json").exists()
