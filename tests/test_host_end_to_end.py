@@ -247,3 +247,80 @@ def test_a_policy_needing_unmeasurable_features_is_refused(policy, scenario, tmp
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def run_static(kernel: SimulatedKernel, tmp: Path, steps: int, schedule: list, faults=None):
+    """The daemon with a controller following ``schedule`` (weights per interval);
+    ``faults[i]()`` runs before interval i (fault injection)."""
+    config = load_host_config(kernel.config_path)
+    clock = {"t": 0.0, "n": 0}
+    metrics = HostMetrics(kernel.root, kernel.proc_root, config, kernel.page_nodes(),
+                          clock=lambda: clock["t"])  # fmt: skip
+
+    class Schedule:
+        kind, privileged = "schedule", False
+
+        def reset(self, context):
+            self.i = 0
+
+        def decide(self, m):
+            self.i += 1
+            return np.array(schedule[(self.i - 1) % len(schedule)])
+
+        def describe(self):
+            return "schedule"
+
+    def sleep(_s: float) -> None:
+        if clock["n"]:
+            kernel.advance()
+        if faults and clock["n"] in faults:
+            faults[clock["n"]]()
+        clock["n"] += 1
+        clock["t"] += 1.0
+
+    log_path = tmp / "log.jsonl"
+    log = JsonLog(log_path, clock=lambda: clock["t"])
+    daemon = Daemon(
+        kernel.root, Schedule(), metrics.measure, metrics.node_info(), 1.0, tmp / "j.json",
+        metrics.live_pids, log=log, clock=lambda: clock["t"], sleep=sleep,
+        on_kdamond=metrics.attach_kdamond,
+    )  # fmt: skip
+    code = daemon.run(max_intervals=steps, handle_signals=False)
+    log.close()
+    return code, [json.loads(line) for line in log_path.read_text().splitlines()]
+
+
+def test_the_daemon_rides_out_a_stopping_kdamond_and_refused_writes(tmp_path):
+    """The only application exits mid-run (its pid vanishes, the kernel stops our kdamond),
+    one weight write is refused with EBUSY and one dests commit with EINVAL: each interval
+    logs what happened, the weights stay consistent, and the host is put back at the end."""
+    import errno
+
+    shipped = load_scenario("steady-single")
+    apps = (dataclasses.replace(shipped.apps[0], stop_s=5.0),)
+    scenario = dataclasses.replace(shipped, duration_s=12.0, apps=apps, events=())
+    kernel = SimulatedKernel(tmp_path / "host", scenario, seed=0, initial_weights=[1, 1])
+    kernel.advance()
+    wi = "kernel/mm/mempolicy/weighted_interleave"
+    scheme = "kernel/mm/damon/admin/kdamonds/0"
+    faults = {
+        1: lambda: kernel.fail_write(1, errno.EBUSY, f"{wi}/node1"),
+        # measure writes update_schemes_stats and _tried_regions first; the third is commit
+        2: lambda: kernel.fail_write(3, errno.EINVAL, f"{scheme}/state"),
+    }
+    schedule = [[3, 1], [1, 3], [2, 1], [5, 1]]
+    code, records = run_static(kernel, tmp_path, 8, schedule, faults)
+    decisions = [r for r in records if r["event"] == "decision"]
+    assert code == 0
+    assert decisions[0]["applied"] == [3, 1] and decisions[0]["error"] is None
+    # EBUSY on node1's file: the transaction put node0 back, the old weights stay.
+    assert "EBUSY" in decisions[1]["error"] and decisions[1]["applied"] == [3, 1]
+    # EINVAL on the dests commit: weights put back too.
+    assert "dests commit failed" in decisions[2]["error"] and decisions[2]["applied"] == [3, 1]
+    assert decisions[3]["applied"] == [5, 1] and decisions[3]["error"] is None
+    # After the app exits, no processes: the daemon keeps setting weights without DAMON.
+    late = decisions[5:]
+    assert all(d["measurements"]["n_apps"] == 0 for d in late)
+    assert all(d["error"] is None for d in late)
+    assert kernel.tree_weights().tolist() == [1, 1]
+    assert kernel.snapshot()["kernel/mm/damon/admin/kdamonds/nr_kdamonds"].strip() == "0"
