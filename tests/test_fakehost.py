@@ -4,6 +4,7 @@ SIGKILL the next start restores from the journal before doing anything else."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -58,6 +59,17 @@ def fakehost(tmp_path) -> Iterator[tuple[Path, list[str]]]:
         process.wait(timeout=30)
 
 
+@pytest.fixture(scope="module")
+def policy_onnx(tmp_path_factory) -> Path:
+    """A tiny exported PPO observing every host-observable feature."""
+    from tests.test_host_end_to_end import train_and_export
+    from tierenv.contracts.features import DEFAULT_GROUPS
+    from tierenv.workload.scenario import load_scenario
+
+    scenario = dataclasses.replace(load_scenario("steady-single"), duration_s=20.0)
+    return train_and_export(tmp_path_factory.mktemp("runs"), scenario, list(DEFAULT_GROUPS))[1]
+
+
 def daemon_args(host: Path, command: list[str], *extra: str) -> list[str]:
     base = [a for a in command if a != "kernel-auto" and a != "--controller"]
     return [*base, "--controller", "static", "--param", "weights=[1,3]", *extra]
@@ -98,3 +110,29 @@ def test_after_sigkill_the_next_start_restores_from_the_journal(fakehost, tmp_pa
     assert weights(host) == [1, 1]
     assert int((host / NR_KDAMONDS).read_text()) == 0
     assert not (host / "journal.json").exists()
+
+
+def test_the_daemon_process_never_imports_torch(fakehost, tmp_path, policy_onnx):
+    """An exported policy runs with numpy and onnxruntime: the daemon process imports no
+    torch (nor SB3), so a host needs neither at run time."""
+    _, command = fakehost
+    base = [a for a in command if a not in ("--controller", "kernel-auto")]
+    args = [*base, "--policy", str(policy_onnx),
+            "--max-intervals", "3", "--log", str(tmp_path / "log.jsonl")]  # fmt: skip
+    code = (
+        "import sys; from tierenv.cli import main; rc = main(sys.argv[1:]); "
+        "heavy = [m for m in ('torch', 'stable_baselines3') if m in sys.modules]; "
+        "print('HEAVY', heavy); sys.exit(rc)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TIERENV_ALLOW_REAL_SYSFS"}
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "HEAVY []" in done.stdout
+    decisions = [
+        json.loads(line)
+        for line in (tmp_path / "log.jsonl").read_text().splitlines()
+        if '"decision"' in line
+    ]
+    assert len(decisions) == 3 and all(d["fallback"] is None for d in decisions)

@@ -50,11 +50,11 @@ def scenario() -> Any:
     return dataclasses.replace(shipped, duration_s=20.0, apps=apps, events=())
 
 
-@pytest.fixture(scope="module")
-def policy(tmp_path_factory, scenario) -> tuple[Path, Path]:
-    """A tiny PPO on the host-exact features, exported: (run dir, onnx file)."""
+def train_and_export(root: Path, scenario: Any, groups: list[str]) -> tuple[Path, Path]:
+    """A tiny PPO observing ``groups``, sharpened so its weights vary, exported:
+    (run dir, onnx file)."""
     venv = VecNormalize(
-        DummyVecEnv([lambda: WeightedInterleaveEnv(scenario, features=GROUPS)]),
+        DummyVecEnv([lambda: WeightedInterleaveEnv(scenario, features=groups)]),
         norm_obs=True,
         norm_reward=True,
     )
@@ -62,17 +62,17 @@ def policy(tmp_path_factory, scenario) -> tuple[Path, Path]:
     with one_torch_thread():
         model.learn(128)
     sharpen(model.policy.action_net)
-    names = ObservationSpec(2, GROUPS).names
+    names = ObservationSpec(2, groups).names
     run = write_run(
-        tmp_path_factory.mktemp("runs") / "ppo",
-        model,
-        venv,
-        "PPO",
-        features=list(names),
-        feature_groups=GROUPS,
+        root / "ppo", model, venv, "PPO", features=list(names), feature_groups=list(groups)
     )
     exported = export_policy(run, run / "policy.onnx")
     return run, exported.onnx
+
+
+@pytest.fixture(scope="module")
+def policy(tmp_path_factory, scenario) -> tuple[Path, Path]:
+    return train_and_export(tmp_path_factory.mktemp("runs"), scenario, GROUPS)
 
 
 def env_decisions(scenario: Any, run: Path, steps: int) -> tuple[list[list[int]], list[Any]]:
