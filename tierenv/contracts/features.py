@@ -263,7 +263,7 @@ FEATURE_GROUPS: tuple[FeatureGroup, ...] = (
         "host",
         "fraction of total peak",
         "the applications' summed memory throughput over all nodes' summed peak bandwidth",
-        "resctrl MBM per application group",
+        "each app's throughput_file/command in the host config (e.g. resctrl MBM)",
         0.0,
         2.0,
         _throughput,
