@@ -29,6 +29,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +65,17 @@ GROUPS_NEEDING = {
     "access_share": "our kdamond (not --no-damos) and --page-nodes move_pages or numa_maps",
     "migrated": "our kdamond (DAMON sysfs with vaddr; not --no-damos)",
 }
+
+
+@dataclass(frozen=True)
+class _DamonView:
+    """What our kdamond showed this interval (the DAMON fields of Measurements)."""
+
+    regions: dict[str, dict[str, np.ndarray]]
+    region_pages: dict[str, np.ndarray]
+    stats: dict[str, SchemeStats]
+    quota_bytes_per_s: float
+    migrated_bytes: np.ndarray
 
 
 class PerfFollower:
@@ -255,7 +267,7 @@ class HostMetrics:
             read_fraction = sample.node_read_fraction
             if sample.node_latency_ns is not None:
                 latency = sample.node_latency_ns
-        regions, region_pages, stats, quota, migrated = self._damon(pids, running, n)
+        damon = self._damon(pids, running, n)
         return Measurements(
             time_s=now - self.started,
             interval_s=interval,
@@ -267,13 +279,13 @@ class HostMetrics:
             app_names=tuple(running),
             app_throughput_gbps=np.array([self._throughput(name, now) for name in running]),
             resident_pages=resident,
-            migrated_bytes=migrated,
+            migrated_bytes=damon.migrated_bytes,
             pgmigrate_success=vm.delta("pgmigrate_success") if vm.deltas is not None else 0,
             pgmigrate_fail=vm.delta("pgmigrate_fail") if vm.deltas is not None else 0,
-            damon_regions=regions,
-            damon_region_pages=region_pages,
-            damos_stats=stats,
-            damos_quota_bytes_per_s=quota,
+            damon_regions=damon.regions,
+            damon_region_pages=damon.region_pages,
+            damos_stats=damon.stats,
+            damos_quota_bytes_per_s=damon.quota_bytes_per_s,
             nr_accesses_max=self._nr_accesses_max,
         )
 
@@ -287,18 +299,13 @@ class HostMetrics:
             self.warnings.append(str(error))
             return float("nan")
 
-    def _damon(
-        self, pids: dict[str, int], running: list[str], n: int
-    ) -> tuple[
-        dict[str, dict[str, np.ndarray]], dict[str, np.ndarray], dict[str, SchemeStats], float,
-        np.ndarray,
-    ]:  # fmt: skip
+    def _damon(self, pids: dict[str, int], running: list[str], n: int) -> _DamonView:
         migrated = np.zeros((n, n))
         kd = self.kdamond
         if kd is None or not kd.is_on():
             if kd is not None:
                 self.warnings.append(f"kdamond {kd.index} is not running (its targets exited?)")
-            return {}, {}, {}, 0.0, migrated
+            return _DamonView({}, {}, {}, 0.0, migrated)
         reader = DamosStats(self.sys, kd.index)
         raw = kd.read_stats(self.migrate_scheme)  # refreshes stats first
         stats = scheme_stats(raw)
@@ -323,7 +330,7 @@ class HostMetrics:
                 if error.errno != errno.EINVAL:
                     raise
                 self.warnings.append(f"tried_regions: {error}")
-                return regions, pages, {"all": stats}, quota, migrated
+                return _DamonView(regions, pages, {"all": stats}, quota, migrated)
             owners = self._owners(pids, running, tried.start, tried.end)
             for name in running:
                 mine = owners == name
@@ -334,7 +341,7 @@ class HostMetrics:
                 pages[name] = self.page_nodes.region_pages(
                     pids[name], columns["start"], columns["end"], n
                 )
-        return regions, pages, {"all": stats}, quota, migrated
+        return _DamonView(regions, pages, {"all": stats}, quota, migrated)
 
     def _owners(
         self, pids: dict[str, int], running: list[str], starts: np.ndarray, ends: np.ndarray

@@ -21,7 +21,7 @@ Kernel rules this follows (damon-kernel-semantics.md §3, real-kernel-vm.md):
 from __future__ import annotations
 
 import errno
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from tierenv.damon.config import ContextConfig, Dest, Scheme
@@ -410,21 +410,28 @@ class Kdamond:
         old = self.read_dests(scheme)
         count_changed = len(old) != len(new)  # nr_dests recreates children: only if it changes
         self._write_dests(s, new, write_count=count_changed)
+        self._commit_or_put_back(
+            f"dests {new}", str(old), lambda: self._write_dests(s, old, write_count=count_changed)
+        )
+
+    def _commit_or_put_back(self, what: str, old: str, put_back: Callable[[], None]) -> None:
+        """``commit`` the staged change if running; when the kernel refuses, ``put_back`` the
+        files so they keep describing what runs."""
         if not self.is_on():
             return
         try:
             self._state("commit")
         except SysfsError as error:
             try:
-                self._write_dests(s, old, write_count=count_changed)
+                put_back()
             except SysfsError as undo:
                 raise KdamondError(
-                    f"commit of dests {new} failed ({error}) and the dest files could not be "
-                    f"put back ({undo}); the kernel still runs with {old}"
+                    f"commit of {what} failed ({error}) and the files could not be put back "
+                    f"({undo}); the kernel still runs with {old}"
                 ) from error
             raise KdamondError(
-                f"commit of dests {new} failed: {error}. The kernel keeps running with {old}; "
-                "the dest files were put back"
+                f"commit of {what} failed: {error}. The kernel keeps running with {old}; "
+                "the files were put back"
             ) from error
 
     def read_targets(self) -> list[int]:
@@ -448,21 +455,7 @@ class Kdamond:
                 self.root.write(f"{t}/{i}/pid_target", int(pid))
 
         write(pids)
-        if not self.is_on():
-            return
-        try:
-            self._state("commit")
-        except SysfsError as error:
-            try:
-                write(old)
-            except SysfsError as undo:
-                raise KdamondError(
-                    f"commit of targets {list(pids)} failed ({error}) and the target files "
-                    f"could not be put back ({undo})"
-                ) from error
-            raise KdamondError(
-                f"commit of targets {list(pids)} failed: {error}; the kernel keeps {old}"
-            ) from error
+        self._commit_or_put_back(f"targets {list(pids)}", str(old), lambda: write(old))
 
     def update_tried_regions(self) -> None:
         """Ask the kernel to fill every scheme's ``tried_regions/`` from its next apply pass
