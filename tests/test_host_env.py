@@ -76,10 +76,24 @@ def test_the_host_env_has_the_simulator_spaces_and_restores_on_close(kernel, tmp
 def test_host_arguments_are_checked(kernel, tmp_path):
     with pytest.raises(ValueError, match="host_options are for backend='host'"):
         WeightedInterleaveEnv(SCENARIO, host_options={"sysfs_root": kernel.root})
-    with pytest.raises(ValueError, match="quota_action is not supported"):
-        host_env(kernel, tmp_path, quota_action=True)
     with pytest.raises(TypeError, match="unknown argument"):
         WeightedInterleaveEnv(SCENARIO, sysfs_root=kernel.root)  # backend not "host"
+
+
+def test_the_quota_action_sets_our_schemes_quota(kernel, tmp_path):
+    from tierenv.contracts.actions import action_to_quota
+
+    env = host_env(kernel, tmp_path, quota_action=True)
+    assert env.action_space.shape == (3,)
+    env.reset(seed=0)
+    quota = "kernel/mm/damon/admin/kdamonds/0/contexts/0/schemes/0/quotas/bytes"
+    for value in (-1.0, 0.5):
+        _, _, _, _, info = env.step(np.array([0.0, 0.0, value], np.float32))
+        page = kernel.scenario.page_size
+        expected = action_to_quota(value) // page * page  # per 1 s window, whole pages
+        assert int(kernel.snapshot()[quota]) == expected
+        assert info["damos_quota_bytes_per_s"] == pytest.approx(expected)
+    env.close()
 
 
 def test_the_reward_needs_references_on_a_host(kernel, tmp_path):

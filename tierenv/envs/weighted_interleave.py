@@ -120,7 +120,7 @@ class WeightedInterleaveEnv(gym.Env):
         if backend == "sim" and host_options:
             raise ValueError("host_options are for backend='host'")
         if backend == "host":
-            host_factory = self._real_host_factory(host_options or {}, quota_action)
+            host_factory = self._real_host_factory(host_options)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
                 f"render_mode {render_mode!r}: valid modes are "
@@ -211,11 +211,9 @@ class WeightedInterleaveEnv(gym.Env):
 
     # ---------------------------------------------------------------------- internals
     @staticmethod
-    def _real_host_factory(options: dict[str, Any], quota_action: bool) -> HostFactory:
+    def _real_host_factory(options: dict[str, Any]) -> HostFactory:
         from tierenv.host.backend import RealHost
 
-        if quota_action:
-            raise ValueError("quota_action is not supported by the host backend yet")
         host = RealHost(**options)
         return lambda _seed, _weights: host  # one host for the env's life: reset reuses it
 

@@ -133,9 +133,14 @@ class RealHost:
             raise RuntimeError(f"host refused weights {target.tolist()}: {error}")
 
     def set_damos_quota(self, bytes_per_s: int) -> None:
-        raise NotImplementedError(
-            "the host backend does not set DAMOS quotas yet; use quota_action=False"
-        )
+        """Our migrate_hot scheme's quota (bytes per second; 0 unlimited), committed."""
+        self._start()
+        core = self.core
+        per_window = core.damos.quota_per_window(bytes_per_s, self.config.page_size)
+        # Kept in the setup too, so a kdamond restarted later gets the same quota.
+        core.damos = dataclasses.replace(core.damos, quota_bytes=per_window)
+        if core.kdamond is not None and core.kdamond.is_on():
+            core.kdamond.set_quota(per_window)
 
     def step(self) -> StepResult:
         self._start()

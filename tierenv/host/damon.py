@@ -434,6 +434,17 @@ class Kdamond:
                 "the files were put back"
             ) from error
 
+    def set_quota(self, bytes_per_window: int, scheme: int = 0) -> None:
+        """A new ``quotas/bytes`` (0: unlimited); if running, pushed online with ``commit``."""
+        rel = f"{self.path}/contexts/0/schemes/{scheme}/quotas/bytes"
+        old = self.root.read_int(rel)
+        if old == bytes_per_window:
+            return
+        self.root.write(rel, int(bytes_per_window))
+        self._commit_or_put_back(
+            f"quota {bytes_per_window} bytes", f"{old} bytes", lambda: self.root.write(rel, old)
+        )
+
     def read_targets(self) -> list[int]:
         t = f"{self.path}/contexts/0/targets"
         return [

@@ -41,6 +41,16 @@ class DamosSetup:
     quota_bytes: int = 200 * MiB
     quota_reset_interval_ms: int = 1000
 
+    def quota_per_window(self, bytes_per_s: int, page_size: int) -> int:
+        """The ``quotas/bytes`` for a rate of ``bytes_per_s`` (0: unlimited): whole pages per
+        reset window, at least one page (the kernel charges whole minimum regions, so a quota
+        that is not a multiple of one is never reached exactly; see the module docstring)."""
+        if bytes_per_s < 0:
+            raise ValueError(f"DAMOS quota must be >= 0 bytes/s, got {bytes_per_s}")
+        per_window = int(bytes_per_s * self.quota_reset_interval_ms / 1000) // page_size
+        per_window *= page_size
+        return max(per_window, page_size) if bytes_per_s > 0 else 0
+
     def context(self, app_id: int, weights: list[int]) -> ContextConfig:
         """The kdamond context for one application with dests following ``weights``."""
         return self._context(app_id, tuple(int(w) for w in weights))

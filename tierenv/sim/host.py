@@ -217,14 +217,7 @@ class SimulatedHost:
     def set_damos_quota(self, bytes_per_s: int) -> None:
         """A new ``migrate_hot`` quota (bytes per second; 0 means unlimited), committed to
         every kdamond."""
-        if bytes_per_s < 0:
-            raise ValueError(f"DAMOS quota must be >= 0 bytes/s, got {bytes_per_s}")
-        # Whole pages: the kernel charges whole minimum regions, so a quota that is not a
-        # multiple of one is never reached exactly (see damos_setup).
-        page = self.scenario.page_size
-        per_window = int(bytes_per_s * self.damos.quota_reset_interval_ms / 1000) // page * page
-        if bytes_per_s > 0:
-            per_window = max(per_window, page)
+        per_window = self.damos.quota_per_window(bytes_per_s, self.scenario.page_size)
         if per_window == self.damos.quota_bytes:
             return
         self.damos = dataclasses.replace(self.damos, quota_bytes=per_window)
