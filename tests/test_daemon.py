@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from agents.controllers import make_controller
 from agents.controllers.base import Controller
@@ -160,6 +161,21 @@ def test_static_run_applies_then_restores_everything(tmp_path: Path) -> None:
     assert status["state"] == "stopped" and status["intervals"] == 3
     assert status["counts"]["applied"] == 1 and status["last_decision"]["applied"] == [3, 1]
     assert events(log)[-1]["event"] == "stopped" and events(log)[-1]["restored"] is True
+
+
+@pytest.mark.parametrize("kernel", ["6.12", "6.16"])
+def test_a_kernel_without_vaddr_dests_runs_weights_only(tmp_path: Path, kernel: str) -> None:
+    """6.11 to 6.16 have migrate_hot for paddr only and no dests: the daemon says so, removes
+    the kdamond it had added and keeps setting weights."""
+    fk = fake(tmp_path, kernel=kernel)
+    before = fk.snapshot()
+    daemon, log = make_daemon(fk, tmp_path, make_controller("static", weights=[3, 1]))
+    assert daemon.run(max_intervals=2) == 0
+    warnings = [e["message"] for e in events(log) if e["event"] == "warning"]
+    assert any("no dests directory" in w and "weights only" in w for w in warnings)
+    assert [d["applied"] for d in decisions(log)] == [[3, 1]] * 2
+    assert fk.snapshot() == before
+    assert fk.root.read_int(f"{KDS}/nr_kdamonds") == 0
 
 
 def test_scripted_controller_changes_weights_and_dests(tmp_path: Path) -> None:

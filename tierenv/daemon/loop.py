@@ -52,7 +52,14 @@ from tierenv.daemon.journal import (
 from tierenv.daemon.log import JsonLog
 from tierenv.daemon.ratelimit import limit_shares, share_change
 from tierenv.damon.config import ContextConfig, Scheme, Target
-from tierenv.host.damon import KDAMONDS, Features, Kdamond, KdamondError, probe
+from tierenv.host.damon import (
+    KDAMONDS,
+    Features,
+    Kdamond,
+    KdamondError,
+    MissingFeatureError,
+    probe,
+)
 from tierenv.host.interleave import InterleaveState, InterleaveWriteError, WeightedInterleave
 from tierenv.host.sysfs import SysfsError, SysfsRoot
 from tierenv.memory.interleave import WeightError, check_weights
@@ -257,6 +264,14 @@ class Daemon:
             self.kdamond = Kdamond.create(self.root, reuse_idle=self.reuse_kdamond)
             self.kdamond.stage(ctx)
             self.kdamond.start()
+        except MissingFeatureError as error:
+            # An older kernel: interleave weights still work; DAMOS cannot follow them.
+            self.log("warning", message=f"{error}; continuing with weights only (no DAMOS)")
+            if self.kdamond is not None:
+                self.kdamond.remove()
+                self.kdamond = None
+            self.use_damos = False
+            return
         except SysfsError as error:
             hint = ""
             if error.errno == errno.EBUSY:

@@ -43,6 +43,10 @@ class KdamondError(RuntimeError):
     """Our kdamond cannot be created or driven without disturbing others, or is misused."""
 
 
+class MissingFeatureError(KdamondError):
+    """The kernel lacks what the staged configuration needs (operations, action, dests)."""
+
+
 def parse_node_list(text: str) -> list[int]:
     """``0-1,3`` (the kernel's node-list format) as [0, 1, 3]."""
     nodes: list[int] = []
@@ -284,6 +288,13 @@ class Kdamond:
             self._write_optional(f"{kd}/refresh_ms", refresh_ms, 0, "refresh_ms needs 6.17+")
         root.write(f"{kd}/contexts/nr_contexts", 1)  # recreates the context with defaults
         c = f"{kd}/contexts/0"
+        if root.exists(f"{c}/avail_operations"):
+            avail = root.read(f"{c}/avail_operations").split()
+            if ctx.operations not in avail:
+                raise MissingFeatureError(
+                    f"this kernel's DAMON offers operations {avail}, not {ctx.operations!r} "
+                    "(CONFIG_DAMON_VADDR)"
+                )
         root.write(f"{c}/operations", ctx.operations)
         self._write_attrs(c, ctx)
         self._write_optional(f"{c}/addr_unit", ctx.addr_unit, 1, "addr_unit needs 6.18+")
@@ -320,17 +331,18 @@ class Kdamond:
             bounds = getattr(pattern, name)
             root.write(f"{s}/access_pattern/{name}/min", bounds.min)
             root.write(f"{s}/access_pattern/{name}/max", bounds.max)
-        root.write(
-            f"{s}/action",
-            scheme.action,
-            {
-                errno.EINVAL: f"this kernel does not know action {scheme.action!r} "
-                "(migrate_hot/cold need 6.11+, and vaddr migration 6.17+)"
-            },
-        )
+        try:
+            root.write(f"{s}/action", scheme.action)
+        except SysfsError as error:
+            if error.errno != errno.EINVAL:
+                raise
+            raise MissingFeatureError(
+                f"this kernel does not know action {scheme.action!r} (migrate_hot/cold need "
+                "6.11+, and vaddr migration 6.17+)"
+            ) from error
         if scheme.dests or root.exists(f"{s}/dests"):
             if not root.exists(f"{s}/dests"):
-                raise KdamondError(
+                raise MissingFeatureError(
                     "this kernel's schemes have no dests directory: weighted multi-destination "
                     "migration needs Linux 6.17+"
                 )
