@@ -23,7 +23,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     from tests.realkernel import vm
 
-    reason = vm.check() or "boots a QEMU VM for about 2 minutes"
+    reason = vm.check() or "boots a QEMU VM for about 3 minutes"
     skip = pytest.mark.skip(reason=f"{reason}; run with: python -m pytest -m realkernel")
     for item in items:
         if item.get_closest_marker("realkernel"):

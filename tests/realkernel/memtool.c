@@ -1,6 +1,6 @@
 /* memtool: the guest workload of the realkernel tests (built by tests/realkernel/vm.py).
  *
- *   memtool POLICY TOTAL_MB HOT_MB SECONDS
+ *   memtool POLICY TOTAL_MB HOT_MB SECONDS [PAUSE_US]
  *
  * POLICY is the task mempolicy the memory is allocated under: "wi" (MPOL_WEIGHTED_INTERLEAVE
  * over nodes 0-1, i.e. the global weights in /sys/kernel/mm/mempolicy/weighted_interleave),
@@ -12,8 +12,9 @@
  *   READY pid=<pid> start=<address> pages=<total pages> hot_pages=<pages> page=<bytes>
  *
  * and, for SECONDS seconds (or until killed), writes one byte of every page of the first
- * HOT_MB MiB in a loop (HOT_MB 0: just sleeps). The tests read the page placement themselves
- * with move_pages(pid, ...).
+ * HOT_MB MiB in a loop (HOT_MB 0: just sleeps), pausing PAUSE_US microseconds after each pass
+ * (default 0; leaves CPU time to others while the set stays hot). The tests read the page
+ * placement themselves with move_pages(pid, ...).
  *
  * The TCG accessed-bit trick: QEMU-TCG sets a PTE's Accessed bit only when it refills its
  * soft TLB, and x86 Linux clears A bits for DAMON without flushing the TLB, so a loop over a
@@ -56,13 +57,14 @@ static double now(void) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 5) {
-        fprintf(stderr, "usage: memtool POLICY TOTAL_MB HOT_MB SECONDS\n");
+    if (argc != 5 && argc != 6) {
+        fprintf(stderr, "usage: memtool POLICY TOTAL_MB HOT_MB SECONDS [PAUSE_US]\n");
         return 2;
     }
     long page = sysconf(_SC_PAGESIZE);
     size_t total = strtoul(argv[2], NULL, 0) << 20, hot = strtoul(argv[3], NULL, 0) << 20;
     double seconds = atof(argv[4]);
+    long pause_us = argc == 6 ? atol(argv[5]) : 0;
     if (hot > total) {
         fprintf(stderr, "memtool: HOT_MB exceeds TOTAL_MB\n");
         return 2;
@@ -101,6 +103,7 @@ int main(int argc, char **argv) {
         for (size_t i = 0; i < hot; i += page) p[i]++;
         mprotect(dummy, dlen, PROT_READ);
         mprotect(dummy, dlen, PROT_READ | PROT_WRITE);
+        if (pause_us > 0) usleep(pause_us);
     }
     return 0;
 }

@@ -1,8 +1,10 @@
 """A throw-away two-node QEMU VM with a real Debian kernel, for the ``realkernel`` tests.
 
-    python -m tests.realkernel.vm prepare        # once: ~140 MB of .debs, ~100 MB cached
-    python -m tests.realkernel.vm check          # exit 0 if usable, 77 (with the reason) if not
-    python -m tests.realkernel.vm run -- CMD...  # boot, run CMD as root in the guest, power off
+    python -m tests.realkernel.vm prepare     # once: ~140 MB of .debs, ~150 MB cached, ~6 s
+    python -m tests.realkernel.vm check       # exit 0 if usable, 77 (with the reason) if not
+    python -m tests.realkernel.vm run 'CMD'   # boot, run CMD as root in the guest, power off
+
+``prepare`` exits 3 when the Debian mirror cannot be reached (CI then skips the VM tests).
 
 Adapted from the feasibility study (real-kernel-vm.md, numa-vm.sh). Why it looks like this:
 
@@ -37,6 +39,7 @@ import json
 import os
 import re
 import secrets
+import shlex
 import shutil
 import subprocess
 import sys
@@ -300,7 +303,9 @@ def prepare(cache: Path | None = None) -> Path:
     manifest = {"kernel": version, "suite": suite, "mirror": _mirror(), "qemu": _qemu(cache)[0]}
     (cache / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     (cache / "READY").write_text(f"{version}\n")
-    size = sum(p.stat().st_size for p in cache.rglob("*") if p.is_file()) >> 20
+    size = (
+        sum(p.stat().st_size for p in cache.rglob("*") if p.is_file() and not p.is_symlink()) >> 20
+    )
     _log(f"prepared kernel {version} in {cache} ({size} MiB, {time.monotonic() - started:.1f} s)")
     return cache
 
@@ -365,7 +370,7 @@ def run(
     ensure_initrd(cache)
     timeout = timeout or float(os.environ.get("TIERENV_VM_TIMEOUT", "1200"))
     own_dir = out_dir is None
-    out = Path(tempfile.mkdtemp(prefix="tierenv-vm-out.")) if own_dir else Path(out_dir)  # type: ignore[arg-type]
+    out = Path(out_dir or tempfile.mkdtemp(prefix="tierenv-vm-out."))
     out.mkdir(parents=True, exist_ok=True)
     for stale in ("rc", "cmd", "env"):
         (out / stale).unlink(missing_ok=True)
@@ -380,8 +385,6 @@ def run(
         "TIERENV_VM_MEMTOOL": str(ensure_memtool(cache)),  # the guest tests' workload
         **(env or {}),
     }
-    import shlex
-
     (out / "env").write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in exports.items()))
     (out / "cmd").write_text(command + "\n")
     binary, data, qemu_env = _qemu(cache)
@@ -459,7 +462,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("prepare", help="download and build everything into the cache (once)")
     sub.add_parser("check", help="exit 0 if the VM is usable, 77 if not")
     run_parser = sub.add_parser("run", help="boot, run a command in the guest, power off")
-    run_parser.add_argument("command", nargs="+", help="the command (sh syntax)")
+    run_parser.add_argument("command", nargs="+", help="the command (sh syntax; in the guest, "
+                            "$TIERENV_VM_MEMTOOL is the workload, $TIERENV_VM_OUT the results "
+                            "share)")  # fmt: skip
     args = parser.parse_args(argv)
     try:
         if args.step == "prepare":

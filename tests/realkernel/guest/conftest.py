@@ -29,15 +29,18 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture
 def workload() -> Iterator[Callable[..., Workload]]:
-    """Start memtool: ``workload(policy, total_mb, hot_mb=0, seconds=300)``; killed afterwards."""
+    """Start memtool: ``workload(policy, total_mb, hot_mb=0, seconds=600, pause_us=0)``; killed
+    afterwards."""
     binary = os.environ.get("TIERENV_VM_MEMTOOL")
     if not binary or not Path(binary).exists():
         raise RuntimeError(f"TIERENV_VM_MEMTOOL={binary!r}: the harness builds and passes it")
     started: list[subprocess.Popen[str]] = []
 
-    def start(policy: str, total_mb: int, hot_mb: int = 0, seconds: float = 300) -> Workload:
+    def start(
+        policy: str, total_mb: int, hot_mb: int = 0, seconds: float = 600, pause_us: int = 0
+    ) -> Workload:
         process = subprocess.Popen(
-            [binary, policy, str(total_mb), str(hot_mb), str(seconds)],
+            [binary, policy, str(total_mb), str(hot_mb), str(seconds), str(pause_us)],
             stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         started.append(process)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import subprocess
 import time
@@ -47,17 +48,22 @@ class Workload:
     page: int
 
     def nodes(self, first: int = 0, count: int | None = None) -> np.ndarray:
-        """Pages per node [node0, node1] of pages first..first+count, by move_pages (query)."""
+        """Pages per node [node0, node1] of pages first..first+count, by move_pages (query).
+        A page being migrated reads as -ENOENT for a moment: such queries are repeated."""
         count = self.pages - first if count is None else count
         addresses = self.start + (first + np.arange(count, dtype=np.uint64)) * self.page
         status = np.full(count, -1, dtype=np.int32)
-        result = _libc.syscall(
-            ctypes.c_long(SYS_MOVE_PAGES), ctypes.c_long(self.pid), ctypes.c_ulong(count),
-            ctypes.c_void_p(addresses.ctypes.data), None,
-            ctypes.c_void_p(status.ctypes.data), ctypes.c_int(0),
-        )  # fmt: skip
-        if result != 0:
-            raise OSError(ctypes.get_errno(), f"move_pages query of pid {self.pid} failed")
+        for _ in range(20):
+            result = _libc.syscall(
+                ctypes.c_long(SYS_MOVE_PAGES), ctypes.c_long(self.pid), ctypes.c_ulong(count),
+                ctypes.c_void_p(addresses.ctypes.data), None,
+                ctypes.c_void_p(status.ctypes.data), ctypes.c_int(0),
+            )  # fmt: skip
+            if result != 0:
+                raise OSError(ctypes.get_errno(), f"move_pages query of pid {self.pid} failed")
+            if not np.any(status == -errno.ENOENT):
+                break
+            time.sleep(0.05)
         if np.any((status < 0) | (status > 1)):
             bad = np.unique(status[(status < 0) | (status > 1)]).tolist()
             raise AssertionError(f"pages not resident on node 0 or 1: statuses {bad}")
