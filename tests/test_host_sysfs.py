@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import errno
 import os
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from tierenv.damon.config import Dest
+from tierenv.damon.config import Dest, Scheme
+from tierenv.host.collector import HostMetrics
+from tierenv.host.config import load_host_config
 from tierenv.host.damon import KDAMONDS, Kdamond, KdamondError, probe
 from tierenv.host.fake_kernel import FakeKernel
 from tierenv.host.interleave import WI_DIR, InterleaveWriteError, WeightedInterleave
+from tierenv.host.simulated_kernel import SimulatedKernel
 from tierenv.host.sysfs import ALLOW_ENV, RealFiles, RealSysfsRefusedError, SysfsError, SysfsRoot
 from tierenv.sim.damos_setup import DamosSetup
 
@@ -383,3 +388,75 @@ def test_probe_without_auto_and_damon(tmp_path: Path) -> None:
     features = probe(fake.root)
     assert not features.damon_sysfs and "CONFIG_DAMON_SYSFS" in features.missing["damon_sysfs"]
     assert "damon_sysfs" in features.explain()
+
+
+# --- fake-tree behaviour checked against Linux 7.3.4 in the VM (tests/realkernel) -----------
+
+
+def test_fake_boots_in_auto_mode_with_the_auto_weights(tmp_path: Path) -> None:
+    fk = FakeKernel(tmp_path, kernel="7.3", auto_weights=[21, 10])
+    assert WeightedInterleave(fk.root).read_weights() == {0: 21, 1: 10}
+    assert WeightedInterleave(fk.root).read_auto() is True
+
+
+@pytest.mark.parametrize(
+    ("word", "auto"), [("t", True), ("on", True), ("nonsense", False), ("0", False)]
+)
+def test_fake_auto_switch_takes_what_kstrtobool_takes(tmp_path: Path, word: str, auto: bool):
+    fk = FakeKernel(tmp_path, kernel="7.3", auto_weights=[21, 10])
+    fk.root.write(f"{WI_DIR}/auto", "false")
+    fk.root.write(f"{WI_DIR}/auto", word)
+    assert WeightedInterleave(fk.root).read_auto() is auto
+    with pytest.raises(SysfsError) as refused:
+        fk.root.write(f"{WI_DIR}/auto", "maybe")
+    assert refused.value.errno == errno.EINVAL
+
+
+def test_fake_damon_numbers_read_back_in_decimal_and_overflow_is_erange(tmp_path: Path):
+    fk = FakeKernel(tmp_path, kernel="7.3")
+    kd = Kdamond.create(fk.root)
+    kd.stage(context())
+    quota = f"{KDAMONDS}/0/contexts/0/schemes/0/quotas/bytes"
+    fk.root.write(quota, "0x1000")
+    assert fk.root.read(quota) == "4096"
+    for text, code in ((str(2**64), errno.ERANGE), ("-1", errno.EINVAL), ("x", errno.EINVAL)):
+        with pytest.raises(SysfsError) as refused:
+            fk.root.write(f"{KDAMONDS}/0/contexts/0/schemes/0/access_pattern/sz/max", text)
+        assert refused.value.errno == code, text
+
+
+def test_fake_stopped_kdamond_takes_off_and_cancels_commands(tmp_path: Path) -> None:
+    fk = FakeKernel(tmp_path, kernel="7.3", pids={4242})
+    kd = Kdamond.create(fk.root)
+    state = f"{KDAMONDS}/0/state"
+    kd.stage(context())
+    for command in ("off", "commit", "update_schemes_stats"):  # never ran: all EINVAL
+        with pytest.raises(SysfsError) as refused:
+            fk.root.write(state, command)
+        assert refused.value.errno == errno.EINVAL
+    kd.start()
+    kd.stop()
+    fk.root.write(state, "off")  # ran and stopped: accepted
+    for command in ("commit", "update_schemes_stats"):
+        with pytest.raises(SysfsError) as refused:
+            fk.root.write(state, command)
+        assert refused.value.errno == errno.ECANCELED
+
+
+def test_tried_regions_with_7_3_probes_directories_are_read(tmp_path: Path) -> None:
+    """7.3.4 puts an empty probes/ directory in each tried region: reading must skip it."""
+    kernel = SimulatedKernel(tmp_path / "host", "steady-single", seed=0, kernel="7.3")
+    kernel.advance()
+    kd = Kdamond.create(kernel.root)
+    ctx = DamosSetup().context(4000, [1, 1])
+    kd.stage(replace(ctx, schemes=(*ctx.schemes, Scheme(action="stat"))))
+    kd.start()
+    metrics = HostMetrics(
+        kernel.root, kernel.proc_root, load_host_config(kernel.config_path), kernel.page_nodes()
+    )
+    metrics.attach_kdamond(kd, 1)
+    m = metrics.measure()
+    tried = kernel.path / f"{KDAMONDS}/0/contexts/0/schemes/1/tried_regions/0"
+    assert (tried / "probes").is_dir() and (tried / "sz_filter_passed").is_file()
+    regions = kernel.last.measurements.damon_regions["bw"]
+    np.testing.assert_array_equal(m.damon_regions["bw"]["nr_accesses"], regions["nr_accesses"])

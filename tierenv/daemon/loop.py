@@ -183,7 +183,6 @@ class Daemon:
         self.started_at = self.clock()
         recover(self.root, self.journal_path, self.log, dry_run=self.dry_run)
         self.features = features = probe(self.root)
-        self.log("features", complete=features.complete, missing=features.missing)
         if not features.weighted_interleave:
             raise DaemonError(features.missing["weighted_interleave"])
         if self.use_damos and not features.damon_sysfs:
@@ -215,6 +214,9 @@ class Daemon:
             self.journaled = True
         if self.use_damos:
             self._start_kdamond()
+        if self.kdamond is not None:  # now vaddr and dests can be seen without writing
+            self.features = features = probe(self.root)
+        self.log("features", complete=features.complete, missing=features.missing)
         self.controller.reset(
             ControlContext(
                 nodes=self.nodes, interval_s=self.interval_s, initial_weights=self.applied.copy()

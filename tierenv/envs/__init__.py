@@ -1,5 +1,17 @@
-"""Gymnasium environments (registered on ``import tierenv``)."""
+"""Gymnasium environments (registered on ``import tierenv``).
 
-from tierenv.envs.weighted_interleave import WeightedInterleaveEnv
+``WeightedInterleaveEnv`` is imported on first use, so ``import tierenv`` (which registers the
+ids) stays light for the daemon, which never builds an env.
+"""
+
+from typing import Any
 
 __all__ = ["WeightedInterleaveEnv"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "WeightedInterleaveEnv":
+        from tierenv.envs.weighted_interleave import WeightedInterleaveEnv
+
+        return WeightedInterleaveEnv
+    raise AttributeError(f"module 'tierenv.envs' has no attribute {name!r}")

@@ -65,11 +65,13 @@ class KernelProfile:
     dests: bool = True  # 6.17
     refresh_ms: bool = True  # 6.17
     addr_unit: bool = True  # 6.18
+    sz_filter_passed: bool = True  # tried_regions/N/sz_filter_passed, 6.14
+    region_probes: bool = False  # tried_regions/N/probes/ (an empty dir on 7.3.4)
 
 
 _6_12 = KernelProfile(
     "6.12", zero_weight_resets=True, intervals_goal=False, split_filters=False,
-    goal_nid=False, dests=False, refresh_ms=False, addr_unit=False,
+    goal_nid=False, dests=False, refresh_ms=False, addr_unit=False, sz_filter_passed=False,
 )  # fmt: skip
 PROFILES: dict[str, KernelProfile] = {
     "6.8": replace(_6_12, version="6.8", weighted_interleave=False, actions=_NO_MIGRATE),
@@ -77,7 +79,7 @@ PROFILES: dict[str, KernelProfile] = {
     "6.16": KernelProfile("6.16", auto_name="auto", dests=False, refresh_ms=False, addr_unit=False),
     "6.17": KernelProfile("6.17", auto_name="auto", addr_unit=False),
     "6.18": KernelProfile("6.18", auto_name="__auto_type"),
-    "7.3": KernelProfile("7.3", auto_name="auto"),
+    "7.3": KernelProfile("7.3", auto_name="auto", region_probes=True),
 }
 
 # File-name -> (low, high) for integer files (kstrtoul/kstrtouint/kstrtoint, base 0).
@@ -153,6 +155,18 @@ def kstrto(text: str) -> int | None:
     return sign * int(digits, 8 if len(digits) > 1 and digits[0] == "0" else 10)
 
 
+def kstrtobool(text: str) -> bool | None:
+    """The kernel's ``kstrtobool``: only the first one or two characters count."""
+    first = text[:1].lower()
+    if first in ("y", "t", "1"):
+        return True
+    if first in ("n", "f", "0"):
+        return False
+    if first == "o" and text[1:2].lower() in ("n", "f"):
+        return text[1:2].lower() == "n"
+    return None
+
+
 def _fail(code: int, path: Path) -> OSError:
     return OSError(code, os.strerror(code), str(path))
 
@@ -194,6 +208,7 @@ class FakeKernel:
         self._disk = RealFiles()
         self._faults: list[_Fault] = []
         self._next_pid = 1000
+        self._ran: set[str] = set()  # kdamond dirs that were turned on since they were built
         if self.build:
             self._build()
             settings = {
@@ -247,8 +262,10 @@ class FakeKernel:
             (self.path / f"devices/system/node/node{node}").mkdir(parents=True, exist_ok=True)
         if self.profile.weighted_interleave:
             wi = Path(*WI)
+            # At boot auto mode shows the bandwidth-derived weights (1 each without HMAT).
+            boot = self.auto_weights if self.profile.auto_name and self.auto_weights else None
             for node in range(self.n_nodes):
-                self._put(wi / f"node{node}", 1)
+                self._put(wi / f"node{node}", boot[node] if boot else 1)
             if self.profile.auto_name:
                 self._put(wi / self.profile.auto_name, "true")  # NULL wi_state reads as auto
         if self.profile.damon_sysfs:
@@ -347,6 +364,7 @@ class FakeKernel:
         for child in parent.iterdir():
             if child.is_dir() and child.name.isdigit():
                 shutil.rmtree(child)
+                self._ran = {kd for kd in self._ran if not kd.startswith(str(child))}
         build = self._builders()[nr_file.name]
         for index in range(count):
             build(parent / str(index))
@@ -424,10 +442,10 @@ class FakeKernel:
     def _write_wi(self, path: Path, text: str) -> None:
         wi = path.parent
         if path.name == self.profile.auto_name:
-            word = text.strip().lower()
-            if word not in ("true", "false", "y", "n", "1", "0", "yes", "no", "on", "off"):
+            value = kstrtobool(text)
+            if value is None:
                 raise _fail(errno.EINVAL, path)
-            if word in ("true", "y", "1", "yes", "on"):
+            if value:
                 if self.auto_weights is None:
                     raise _fail(errno.ENODEV, path)
                 for node, weight in enumerate(self.auto_weights):
@@ -463,8 +481,12 @@ class FakeKernel:
         if name in INT_FILES:
             low, high = INT_FILES[name]
             number = kstrto(text)
-            if number is None or not low <= number <= high:
-                raise _fail(errno.EINVAL, path)
+            if number is None or (low >= 0 and text.lstrip().startswith("-")):
+                raise _fail(errno.EINVAL, path)  # kstrtou* take no sign
+            if not low <= number <= high:
+                raise _fail(errno.ERANGE, path)
+            path.write_text(f"{number}\n")  # the kernel shows the parsed value, in decimal
+            return
         elif name == "action":
             if text.strip() not in self.profile.actions:
                 raise _fail(errno.EINVAL, path)
@@ -497,8 +519,14 @@ class FakeKernel:
             self._next_pid += 1
             (kd / "pid").write_text(f"{self._next_pid}\n")
             path.write_text("on\n")
+            self._ran.add(str(kd))
         elif not running:
-            raise _fail(errno.EINVAL, path)  # off/commit/update_* need a running kdamond
+            # A kdamond that ran and stopped takes "off" and cancels the others; one that
+            # never ran refuses them all (as 7.3.4 does).
+            if str(kd) not in self._ran:
+                raise _fail(errno.EINVAL, path)
+            if command != "off":
+                raise _fail(errno.ECANCELED, path)
         elif command == "off":
             (kd / "pid").write_text("-1\n")
             path.write_text("off\n")
@@ -559,6 +587,10 @@ class FakeKernel:
                         ("start", start), ("end", end), ("nr_accesses", nr_accesses), ("age", age)
                     ):  # fmt: skip
                         self._put(tried / str(index) / name, value)
+                    if self.profile.sz_filter_passed:
+                        self._put(tried / str(index) / "sz_filter_passed", 0)
+                    if self.profile.region_probes:
+                        (tried / str(index) / "probes").mkdir()
                     total += end - start
                     index += 1
             (tried / "total_bytes").write_text(f"{total}\n")

@@ -278,6 +278,7 @@ class TriedRegions:
 
 
 _REGION_FIELDS = ("start", "end", "nr_accesses", "age")
+TRIED_REGION_FILES = (*_REGION_FIELDS, "sz_filter_passed")
 
 
 def parse_tried_regions(
@@ -695,8 +696,13 @@ class DamosStats:
     def tried_regions(self, scheme: int) -> TriedRegions:
         rel = f"{self.base}/{scheme}/tried_regions"
         names = self.sys.listdir(rel)
+        # Only the known files: a region directory may hold more (7.3 has a probes/ dir).
         regions = {
-            int(n): {f: self.sys.read(f"{rel}/{n}/{f}") for f in self.sys.listdir(f"{rel}/{n}")}
+            int(n): {
+                f: self.sys.read(f"{rel}/{n}/{f}")
+                for f in self.sys.listdir(f"{rel}/{n}")
+                if f in TRIED_REGION_FILES
+            }
             for n in names
             if n.isdigit()
         }

@@ -29,44 +29,11 @@ NO_PID = 999_999  # above this VM's pid_max: no such process
 # fake). Found by these tests; when tierenv/host/fake_kernel.py is fixed, its entry must go (the
 # test says so).
 KNOWN_DIFFERENCES: dict[str, dict[str, tuple[str, str]]] = {
-    "weight-writes": {
-        # FakeKernel(auto_weights=...) starts in auto mode but with all weights 1; the kernel
-        # starts with the bandwidth-derived (auto) weights.
-        "initial table": ("true 21 10", "true 1 1"),
-        # The auto switch is parsed with kstrtobool, which looks at the first character(s)
-        # only (y/Y/t/T/1, n/N/f/F/0, on/of); the fake accepts whole words only.
-        "write 't' to auto": (
-            "ok auto=true node0=21 node1=10",
-            "SysfsError EINVAL auto=true node0=21 node1=10",
-        ),
-        "write 'nonsense' to auto": (
-            "ok auto=false node0=21 node1=10",
-            "SysfsError EINVAL auto=true node0=21 node1=10",
-        ),
-    },
-    "damon-writes": {
-        # DAMON's number files read back the parsed value; the fake keeps the text written.
-        "write '0x1000' to 0/contexts/0/schemes/0/quotas/bytes": (
-            "ok 0/contexts/0/schemes/0/quotas/bytes=4096",
-            "ok 0/contexts/0/schemes/0/quotas/bytes=0x1000",
-        ),
-        # kstrtoul's overflow error is passed through as ERANGE, not EINVAL.
-        f"write {2**64} to 0/contexts/0/schemes/0/access_pattern/sz/max": (
-            "SysfsError ERANGE 0/contexts/0/schemes/0/access_pattern/sz/max=0",
-            "SysfsError EINVAL 0/contexts/0/schemes/0/access_pattern/sz/max=0",
-        ),
-        # A kdamond that has run and stopped: 'off' again succeeds, and 'commit' and the
-        # update_* commands fail with ECANCELED (a never-started one: EINVAL, as the fake).
-        "write 'off' to 0/state (#3)": ("ok 0/state=off", "SysfsError EINVAL 0/state=off"),
-        "write 'commit' to 0/state (#4)": (
-            "SysfsError ECANCELED 0/state=off",
-            "SysfsError EINVAL 0/state=off",
-        ),
-        "write 'update_schemes_stats' to 0/state (#3)": (
-            "SysfsError ECANCELED",
-            "SysfsError EINVAL",
-        ),
-    },
+    # None left: the five found here (boot weights in auto mode, kstrtobool for the auto
+    # switch, decimal read-back, ERANGE on overflow, a stopped kdamond's off/ECANCELED) are
+    # now emulated by the fake tree.
+    "weight-writes": {},
+    "damon-writes": {},
     "backend-errors": {},
 }
 
