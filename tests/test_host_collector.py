@@ -106,3 +106,31 @@ def test_the_config_must_match_the_hosts_nodes(kernel, tmp_path):
     three = dataclasses.replace(config, profiles=config.profiles + config.profiles[:1])
     with pytest.raises(ValueError, match=r"lists 3 memory nodes but .* has nodes \[0, 1\]"):
         HostMetrics(kernel.root, kernel.proc_root, three, None)
+
+
+def test_perf_follower_reads_a_spawned_perfs_stderr():
+    """spawn = true runs perf and reads its CSV from stderr on a thread; a stand-in process
+    printing perf's format exercises that path (no perf or uncore PMUs here)."""
+    import sys
+    import time
+
+    from tierenv.host.collector import PerfFollower
+
+    lines = ["1.000,100000000,,rd,1000000000,100.00,,", "2.000,200000000,,rd,1000000000,100.00,,"]
+    script = (
+        "import sys, time\n"
+        + "".join(f"print({line!r}, file=sys.stderr, flush=True)\n" for line in lines)
+        + "time.sleep(30)\n"
+    )
+    follower = PerfFollower(
+        PerfBandwidth({"rd": PerfEvent(0, "read")}, 1), None, [sys.executable, "-c", script]
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while (sample := follower.latest()) is None or sample.time_s < 2.0:
+            assert time.monotonic() < deadline, "no sample from the spawned process"
+            time.sleep(0.05)
+        assert sample.node_gbps[0] == pytest.approx(200e6 * 64 / 1e9)
+    finally:
+        follower.close()
+    assert follower._process is not None and follower._process.poll() is not None

@@ -145,7 +145,14 @@ def host_metrics(root: SysfsRoot, args: argparse.Namespace) -> HostMetrics:
 
 
 def check_controller_fits(controller: object, metrics: HostMetrics, use_damos: bool) -> None:
-    """Refuse a policy that needs features this host cannot measure."""
+    """Refuse, before anything is written, a policy made for another node count or needing
+    features this host cannot measure."""
+    n_nodes = getattr(controller, "n_nodes", None)
+    if n_nodes is not None and n_nodes != metrics.config.n_nodes:
+        raise ValueError(
+            f"the policy is for {n_nodes} memory nodes; {metrics.config.source} lists "
+            f"{metrics.config.n_nodes}"
+        )
     spec = getattr(controller, "spec", None)
     if spec is None:
         return
