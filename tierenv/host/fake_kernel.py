@@ -558,11 +558,19 @@ class FakeKernel:
             for t in range(int((targets / "nr_targets").read_text()))
         ]
 
-    def _fill_stats(self, kd: Path) -> None:
+    def _monitored(self, kd: Path) -> tuple[dict, list[str]] | None:
+        """The simulator's published results and the apps ``kd`` targets (None: nothing
+        published, so the files keep their zeros)."""
         published = self._published()
         if published is None:
+            return None
+        pids = published["pids"]
+        return published, [pids[str(p)] for p in self._targets(kd) if str(p) in pids]
+
+    def _fill_stats(self, kd: Path) -> None:
+        if (monitored := self._monitored(kd)) is None:
             return
-        apps = [published["pids"][str(p)] for p in self._targets(kd) if str(p) in published["pids"]]
+        published, apps = monitored
         for scheme, action in self._schemes(kd):
             if action != "migrate_hot":
                 continue
@@ -571,10 +579,9 @@ class FakeKernel:
                 (scheme / "stats" / name).write_text(f"{int(total)}\n")
 
     def _fill_tried_regions(self, kd: Path) -> None:
-        published = self._published()
-        if published is None:
+        if (monitored := self._monitored(kd)) is None:
             return
-        apps = [published["pids"][str(p)] for p in self._targets(kd) if str(p) in published["pids"]]
+        published, apps = monitored
         for scheme, action in self._schemes(kd):
             tried = scheme / "tried_regions"
             for child in tried.iterdir():
