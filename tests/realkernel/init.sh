@@ -12,6 +12,12 @@ mount -t overlay -o lowerdir=/hostroot,upperdir=/rw/upper,workdir=/rw/work overl
 for d in proc sys dev; do mount --move /$d /newroot/$d || fail "move $d"; done
 mount -t tmpfs run /newroot/run
 mkdir -p /newroot/tmp && mount -t tmpfs -o size=25% tmp /newroot/tmp
+# The checkout gets its own read-only share at its own path: a clone under /tmp (as CI makes)
+# would otherwise be hidden by the tmpfs above.
+for w in $(cat /newroot/proc/cmdline); do case $w in tierenv_repo=*) REPO=${w#tierenv_repo=};; esac; done
+if [ -n "$REPO" ]; then
+  mkdir -p /newroot$REPO && mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=512000 repo /newroot$REPO || fail repo
+fi
 mkdir -p /newroot@OUT@ && mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 out /newroot@OUT@ || fail out
 echo; echo "TIERENV-VM-ROOT-READY uptime=$(cut -d' ' -f1 /newroot/proc/uptime)"
 chroot /newroot /bin/sh -c '. @OUT@/env; cd "$TIERENV_VM_CWD" || exit 125; sh @OUT@/cmd; echo $? > @OUT@/rc'

@@ -55,6 +55,7 @@ KERNEL_OPTIONS = ("DAMON", "DAMON_SYSFS", "DAMON_VADDR", "DAMON_PADDR", "NUMA", 
 # 9p root with an overlay: netfs -> 9pnet -> 9pnet_virtio -> 9p, then overlay.
 MODULES = ("fs/netfs/netfs", "net/9p/9pnet", "net/9p/9pnet_virtio", "fs/9p/9p",
            "fs/overlayfs/overlay")  # fmt: skip
+REPO = Path(__file__).resolve().parents[2]  # this checkout, shared with the guest
 GUEST_OUT = "/run/tierenv-vm-out"  # where the guest sees the writable results share
 TOKEN_PARAM = "tierenv_vm"
 
@@ -399,9 +400,11 @@ def run(
         hmat = f"hmat-lb,initiator=0,target={target},hierarchy=memory"
         numa += ["-numa", f"{hmat},data-type=access-latency,latency={latency}"]
         numa += ["-numa", f"{hmat},data-type=access-bandwidth,bandwidth={bandwidth}"]
+    if any(c.isspace() for c in str(REPO)):
+        raise VmError(f"the checkout path {REPO} has whitespace; the guest cannot be told it")
     cmdline = (
         "console=ttyS0 panic=-1 quiet numa_balancing=disable damon_stat.enabled=N "
-        f"transparent_hugepage=never {TOKEN_PARAM}={token}"
+        f"transparent_hugepage=never {TOKEN_PARAM}={token} tierenv_repo={REPO}"
     )
     args = [
         binary, *data, "-machine", "pc,hmat=on", "-accel", accel, "-cpu", "max", "-smp", "2",
@@ -410,6 +413,7 @@ def run(
         "-virtfs",
         "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
         "-virtfs", f"local,path={out},mount_tag=out,security_model=none",
+        "-virtfs", f"local,path={REPO},mount_tag=repo,security_model=none,readonly=on",
         "-nographic", "-no-reboot", "-kernel", str(cache / "kernel/vmlinuz"),
         "-initrd", str(cache / "initrd.cpio.gz"), "-append", cmdline,
     ]  # fmt: skip
