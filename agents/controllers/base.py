@@ -26,6 +26,15 @@ class ControllerError(ValueError):
     """A controller that cannot be built or run as configured."""
 
 
+def require_node_count(where: str, made: str, n_nodes: int, nodes: NodeInfo) -> None:
+    """A policy ``made`` ("trained on", "exported for") ``n_nodes`` nodes refuses another host."""
+    if nodes.n_nodes != n_nodes:
+        raise ControllerError(
+            f"{where}: {made} {n_nodes} memory nodes, but this host has "
+            f"{nodes.n_nodes} ({', '.join(nodes.names)})"
+        )
+
+
 @dataclass(frozen=True)
 class ControlContext:
     """What a controller may know before the first decision."""

@@ -29,7 +29,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from agents.controllers.base import ControlContext, Controller, ControllerError
+from agents.controllers.base import (
+    ControlContext,
+    Controller,
+    ControllerError,
+    require_node_count,
+)
 from tierenv.contracts.actions import action_to_weights
 from tierenv.contracts.features import FeatureError, ObservationSpec
 from tierenv.contracts.measurements import Measurements
@@ -206,12 +211,8 @@ class LearnedPolicy(Controller):
     # ------------------------------------------------------------------ Controller API
     def reset(self, context: ControlContext) -> None:
         super().reset(context)
+        require_node_count(self._where, "trained on", self.n_nodes, context.nodes)
         host_nodes = context.nodes.n_nodes
-        if host_nodes != self.n_nodes:
-            raise ControllerError(
-                f"{self._where}: trained on {self.n_nodes} memory nodes, but this host has "
-                f"{host_nodes} ({', '.join(context.nodes.names)})"
-            )
         self.spec = self._observation_spec(host_nodes, f" on this {host_nodes}-node host")
         self._lstm_state: tuple[np.ndarray, ...] | None = None
         self._episode_start = True

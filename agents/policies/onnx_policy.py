@@ -20,7 +20,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from agents.controllers.base import ControlContext, Controller, ControllerError
+from agents.controllers.base import (
+    ControlContext,
+    Controller,
+    ControllerError,
+    require_node_count,
+)
 from tierenv.contracts import actions
 from tierenv.contracts.actions import action_to_weights
 from tierenv.contracts.features import FeatureError, ObservationSpec
@@ -64,12 +69,8 @@ class OnnxPolicy(Controller):
     # ------------------------------------------------------------------ Controller API
     def reset(self, context: ControlContext) -> None:
         super().reset(context)
+        require_node_count(self._where, "exported for", self.n_nodes, context.nodes)
         host_nodes = context.nodes.n_nodes
-        if host_nodes != self.n_nodes:
-            raise ControllerError(
-                f"{self._where}: exported for {self.n_nodes} memory nodes, but this host has "
-                f"{host_nodes} ({', '.join(context.nodes.names)})"
-            )
         self.spec = self._observation_spec(host_nodes)
         self.safe_weights = np.asarray(context.initial_weights, dtype=np.int64).copy()
         self.fallbacks = 0

@@ -16,7 +16,8 @@ from tierenv.daemon.journal import DEFAULT_JOURNAL, Journal, read_journal, recov
 from tierenv.daemon.log import JsonLog
 from tierenv.daemon.loop import Daemon, DaemonError
 from tierenv.daemon.ratelimit import limit_shares
-from tierenv.host.sysfs import SysfsRoot
+from tierenv.host.page_nodes import PAGE_NODE_KINDS, page_node_query
+from tierenv.host.sysfs import SysfsRoot, default_proc_root
 
 if TYPE_CHECKING:
     from tierenv.host.collector import HostMetrics
@@ -67,7 +68,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         help="host config TOML: node profiles, managed apps, perf events (see README)",
     )  # fmt: skip
     p.add_argument(
-        "--page-nodes", choices=("move_pages", "numa_maps", "none"), default="move_pages",
+        "--page-nodes", choices=PAGE_NODE_KINDS, default="move_pages",
         help="which node holds each DAMON region's pages: move_pages(2) samples (exact), "
         "numa_maps (an estimate from VMAs) or none (no hotness features)",
     )  # fmt: skip
@@ -131,16 +132,10 @@ def host_metrics(root: SysfsRoot, args: argparse.Namespace) -> HostMetrics:
     """The real host's metrics for ``args`` (the default ``Sources``)."""
     from tierenv.host.collector import HostMetrics
     from tierenv.host.config import load_host_config
-    from tierenv.host.page_nodes import MovePagesQuery, NumaMapsQuery
 
-    proc = args.proc_root if args.proc_root is not None else root.path.parent / "proc"
+    proc_root = SysfsRoot(args.proc_root) if args.proc_root else default_proc_root(root)
     config = load_host_config(args.host_config)
-    proc_root = SysfsRoot(proc)
-    page_nodes = {
-        "move_pages": MovePagesQuery,
-        "numa_maps": lambda: NumaMapsQuery(proc_root, config.page_size),
-        "none": lambda: None,
-    }[args.page_nodes]()
+    page_nodes = page_node_query(args.page_nodes, proc_root, config.page_size)
     return HostMetrics(root, proc_root, config, page_nodes, interval_s=args.interval)
 
 

@@ -93,7 +93,7 @@ class Daemon:
     decision. ``reuse_kdamond``: an idle kdamond index to use instead of adding one.
     ``use_damos=False`` (or a kernel without DAMON sysfs) sets weights only. ``pids`` is a
     list or a function giving the managed processes alive now. ``on_kdamond(kdamond,
-    monitor_scheme)`` is told whenever our kdamond starts or stops (the metrics read it).
+    monitor_scheme)`` is told whenever our kdamond starts or restarts (the metrics read it).
     """
 
     def __init__(
@@ -264,8 +264,7 @@ class Daemon:
             return
         try:
             self.kdamond = Kdamond.create(self.root, reuse_idle=self.reuse_kdamond)
-            self.kdamond.stage(ctx)
-            self.kdamond.start()
+            self._launch(self.kdamond, ctx)
         except MissingFeatureError as error:
             # An older kernel: interleave weights still work; DAMOS cannot follow them.
             self.log("warning", message=f"{error}; continuing with weights only (no DAMOS)")
@@ -281,9 +280,15 @@ class Daemon:
             raise DaemonError(f"could not start our kdamond: {error}{hint}") from error
         except KdamondError as error:
             raise DaemonError(f"could not create our kdamond: {error}") from error
+
+    def _launch(self, kd: Kdamond, ctx: ContextConfig) -> None:
+        """Stage and start ``kd``; its dests are then the weights in force."""
+        assert self.applied is not None
+        kd.stage(ctx)
+        kd.start()
         self.dests = self.applied.copy()
         if self.on_kdamond is not None:
-            self.on_kdamond(self.kdamond, self.MONITOR_SCHEME)
+            self.on_kdamond(kd, self.MONITOR_SCHEME)
 
     def follow_targets(self) -> str | None:
         """Keep our kdamond's targets the live processes; returns a note when it acted."""
@@ -296,11 +301,7 @@ class Daemon:
                 if not live:
                     return None
                 self.pids = live
-                kd.stage(self._context(self.applied))
-                kd.start()
-                self.dests = self.applied.copy()
-                if self.on_kdamond is not None:
-                    self.on_kdamond(kd, self.MONITOR_SCHEME)
+                self._launch(kd, self._context(self.applied))
                 return f"kdamond {kd.index} had stopped; restarted for pids {list(live)}"
             if live and set(live) != set(self.pids):
                 kd.set_targets(live)

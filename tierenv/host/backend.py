@@ -26,8 +26,8 @@ from tierenv.daemon.log import JsonLog
 from tierenv.daemon.loop import Daemon
 from tierenv.host.collector import HostMetrics
 from tierenv.host.config import AppConfig, HostConfig, load_host_config
-from tierenv.host.page_nodes import MovePagesQuery, PageNodeQuery
-from tierenv.host.sysfs import SysfsRoot
+from tierenv.host.page_nodes import PageNodeQuery, page_node_query
+from tierenv.host.sysfs import SysfsRoot, default_proc_root
 
 
 class _EnvDecides(Controller):
@@ -65,20 +65,17 @@ class RealHost:
     ) -> None:
         self.root = sysfs_root if isinstance(sysfs_root, SysfsRoot) else SysfsRoot(sysfs_root)
         if proc_root is None:
-            proc_root = self.root.path.parent / "proc"
-        proc = proc_root if isinstance(proc_root, SysfsRoot) else SysfsRoot(proc_root)
+            proc = default_proc_root(self.root)
+        else:
+            proc = proc_root if isinstance(proc_root, SysfsRoot) else SysfsRoot(proc_root)
         config = (
             host_config if isinstance(host_config, HostConfig) else load_host_config(host_config)
         )
         if pids:  # extra processes to manage, without a throughput metric
             extra = tuple(AppConfig(f"pid{p}", int(p), None, None) for p in pids)
             config = dataclasses.replace(config, apps=config.apps + extra)
-        if page_nodes == "move_pages":
-            page_nodes = MovePagesQuery()
-        elif isinstance(page_nodes, str):
-            raise ValueError(
-                f"page_nodes must be 'move_pages', None or a query, got {page_nodes!r}"
-            )
+        if isinstance(page_nodes, str):  # a --page-nodes name
+            page_nodes = page_node_query(page_nodes, proc, config.page_size)
         self.config = config
         self.wait = wait
         self.metrics = HostMetrics(self.root, proc, config, page_nodes, interval_s=interval_s)

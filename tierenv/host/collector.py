@@ -173,6 +173,7 @@ class HostMetrics:
                 argv = perf_command(config.perf.events, config.perf.interval_ms)
             parser = PerfBandwidth(config.perf.events, n, source=str(config.perf.file or "perf"))
             self.perf = PerfFollower(parser, config.perf.file, argv)
+        self._apps = {app.name: app for app in config.apps}
         self.kdamond: Kdamond | None = None
         self.migrate_scheme = 0
         self.monitor_scheme: int | None = None
@@ -236,7 +237,8 @@ class HostMetrics:
 
     def live_pids(self) -> tuple[int, ...]:
         """Pids of the configured apps that run now (their /proc directory exists)."""
-        return tuple(pid for pid in self.pids().values() if self.proc.exists(str(pid)))
+        present = set(self.proc.listdir())  # one listing, not one per process
+        return tuple(pid for pid in self.pids().values() if str(pid) in present)
 
     # -- one interval --------------------------------------------------------------------------
 
@@ -290,7 +292,7 @@ class HostMetrics:
         )
 
     def _throughput(self, name: str, now: float) -> float:
-        app = next(a for a in self.config.apps if a.name == name)
+        app = self._apps[name]
         if app.throughput is None:
             return float("nan")
         try:
@@ -332,11 +334,12 @@ class HostMetrics:
                 self.warnings.append(f"tried_regions: {error}")
                 return _DamonView(regions, pages, {"all": stats}, quota, migrated)
             owners = self._owners(pids, running, tried.start, tried.end)
+            all_columns = tried.as_region_arrays()
             for name in running:
                 mine = owners == name
                 if not mine.any():
                     continue
-                columns = {k: v[mine] for k, v in tried.as_region_arrays().items()}
+                columns = {k: v[mine] for k, v in all_columns.items()}
                 regions[name] = columns
                 pages[name] = self.page_nodes.region_pages(
                     pids[name], columns["start"], columns["end"], n

@@ -139,3 +139,17 @@ class MovePagesQuery:
             if n:
                 out[i] = np.bincount(on, minlength=n_nodes)[:n_nodes] * (sizes[i] / n)
         return out
+
+
+PAGE_NODE_KINDS = ("move_pages", "numa_maps", "none")
+
+
+def page_node_query(kind: str, proc: SysfsRoot, page_size: int) -> PageNodeQuery | None:
+    """The query named by ``kind`` (the daemon's ``--page-nodes``; None for ``"none"``)."""
+    if kind == "move_pages":
+        return MovePagesQuery()
+    if kind == "numa_maps":
+        return NumaMapsQuery(proc, page_size)
+    if kind == "none":
+        return None
+    raise ValueError(f"page nodes {kind!r}: expected one of {', '.join(PAGE_NODE_KINDS)}")

@@ -191,3 +191,8 @@ class SysfsRoot:
             if error.errno in (errno.ENOENT, errno.ENOTDIR):
                 return False
             raise
+
+
+def default_proc_root(sysfs: SysfsRoot) -> SysfsRoot:
+    """The procfs next to a sysfs root: ``/proc`` for ``/sys``, ``DIR/proc`` for ``DIR/sys``."""
+    return SysfsRoot(sysfs.path.parent / "proc")
