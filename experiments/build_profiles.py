@@ -2,8 +2,11 @@
 
     python -m experiments.build_profiles [--shared ../shared]
 
-Writes ``tierenv/hardware/profiles/*.toml`` and the fit report with plots under
-``results/calibration/``. The recipes are in ``tierenv/hardware/shipped.py``.
+Writes ``tierenv/hardware/profiles/*.toml`` (the measured and published profiles, the remote
+views measured from the other socket, and those that mirror the hardware of published
+interleaving results) and the fit report with plots under ``results/calibration/``. The recipes
+are in ``tierenv/hardware/shipped.py`` and, for the remote views,
+``tierenv/hardware/remote_view.py``.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import os
 from pathlib import Path
 
 from tierenv.hardware.profile import shipped_profile_dir
-from tierenv.hardware.shipped import build, write_calibration_report
+from tierenv.hardware.shipped import REWRITE_RTOL, build, write_calibration_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,8 +36,16 @@ def main(argv: list[str] | None = None) -> int:
         fits, args.results, "python -m experiments.build_profiles", shipped_profile_dir()
     )
     for fit in fits:
-        print(f"{fit.profile.name}: written")
-    print(f"profiles written to {shipped_profile_dir()}, fit report to {report}")
+        profile = fit.profile
+        print(
+            f"{profile.name}: idle {profile.idle_latency_ns:.1f} ns, "
+            f"{float(profile.saturation_gbps(1.0)):.1f} GB/s reads only, "
+            f"{float(profile.saturation_gbps(0.75)):.1f} GB/s at MLC 2:1"
+        )
+    print(
+        f"profiles written to {shipped_profile_dir()} (a file that holds its profile already, "
+        f"to {REWRITE_RTOL:g} relative, is left as it is), fit report to {report}"
+    )
     return 0
 
 

@@ -79,8 +79,8 @@ def test_results_hold_every_policy_seed_and_step(inline_results, short_scenario)
     episodes = inline_results.episodes
     assert list(episodes["policy"].unique()) == ["best", "ddr", "auto"]
     assert len(episodes) == 3 * 2
-    # reset() runs the first interval; each step one more, to the scenario's end
-    assert (episodes["steps"] == load_scenario(short_scenario).n_steps - 1).all()
+    # reset() only reports the idle host; each step is one interval, to the scenario's end
+    assert (episodes["steps"] == load_scenario(short_scenario).n_steps).all()
     steps = inline_results.steps
     assert len(steps) == episodes["steps"].sum()
     for column in ("reward", "weight_0", "share_1", "bandwidth_gbps_0", "latency_ns_1"):

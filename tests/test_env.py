@@ -75,8 +75,8 @@ def test_random_policy_runs_to_truncation_never_terminating(short_scenario):
         assert not terminated
         if truncated:
             break
-    # reset ran the first 1 s interval; the rest are steps
-    assert steps == short_scenario.n_steps - 1
+    # reset only reports the idle host: every interval is a step
+    assert steps == short_scenario.n_steps
     assert info["time_s"] == pytest.approx(short_scenario.duration_s)
 
 
@@ -107,6 +107,7 @@ def test_same_seed_and_actions_give_the_same_trajectory():
 def test_info_reports_weights_reward_terms_and_measurements():
     env = gym.make(ENV_ID, migration_cost_per_gib=2.0)
     env.reset(seed=0)
+    env.step(np.zeros(2, dtype=np.float32))  # the first pages, placed 1:1
     action = np.array([0.6, -0.6], dtype=np.float32)
     for _ in range(3):  # moving pages toward new weights migrates
         _, reward, _, _, info = env.step(action)
@@ -124,8 +125,13 @@ def test_observation_features_read_what_the_host_measured():
     env = gym.make(ENV_ID)
     obs, _ = env.reset(seed=0)
     names = env.unwrapped.observation_names
+    idle = dict(zip(names, obs, strict=True))
+    # reset reports the idle host: nothing runs or is allocated yet
+    assert idle["apps"] == 0 and idle["resident[node0]"] == idle["resident[node1]"] == 0
+    assert idle["free[node0]"] == idle["free[node1]"] == pytest.approx(1)
+    obs, *_ = env.step(np.zeros(2, dtype=np.float32))
     value = dict(zip(names, obs, strict=True))
-    # one application alone with the auto weights: all of it resident, mostly on DDR
+    # one application alone: all of it resident, placed by the step's weights
     assert value["resident[node0]"] + value["resident[node1]"] == pytest.approx(1, abs=1e-6)
     assert value["apps"] == 1
     hotness = [v for n, v in value.items() if n.startswith("hotness[")]

@@ -85,6 +85,10 @@ def env_decisions(scenario: Any, run: Path, steps: int) -> tuple[list[list[int]]
         host_factory=lambda _seed, weights: SimulatedHost(scenario, weights=weights, seed=SEED),
     )
     env.reset(seed=0)
+    # A host's applications already run when the daemon starts: the simulated kernel ran
+    # its first interval under the initial weights, so the env does the same before the
+    # policy's first decision.
+    env.step_weights(INITIAL)
     policy = LearnedPolicy(run / "model.zip")
     policy.reset(
         ControlContext(

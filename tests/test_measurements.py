@@ -172,21 +172,57 @@ def mlc_log(tmp_path: Path, rows: str, extra: str = "", name: str = "log") -> Pa
 # --- MLC logs shipped with the reference data -------------------------------------------------
 
 
+# The two log families (../shared/data/README.md): each socket-local device (d0) at four mixes,
+# and the same memory seen from the other socket's cores (d3 = the CXL device, d7 = the DDR5
+# domain) at -W0 and -W2 only.
+LOCAL_MLC_LOGS = [
+    f"{device}_{code}_r0"
+    for device in ("cxl_log_d0_c16", "ddr5_log_d0_c8")
+    for code in ("w0", "w2", "w5", "w6")
+]
+REMOTE_MLC_LOGS = [
+    f"{device}_{code}_r0"
+    for device in ("cxl_log_d3_c16", "ddr5_log_d7_c16")
+    for code in ("w0", "w2")
+]
+# Lightest-load delay by which each family's bandwidth has risen strictly from idle to its peak:
+# the open-loop part of a local log runs to delay 500; across the socket link the -W2 runs
+# saturate sooner (the CXL one peaks at delay 1000).
+RISES_TO_PEAK_BY_DELAY = {"local": 500, "remote": 1000}
+
+
+def mlc_family(path: Path) -> str:
+    return "remote" if path.name in REMOTE_MLC_LOGS else "local"
+
+
 def test_all_mlc_logs_are_present() -> None:
-    assert len(MLC_LOGS) == 8
+    assert [p.name for p in MLC_LOGS] == sorted(LOCAL_MLC_LOGS + REMOTE_MLC_LOGS)
 
 
 @pytest.mark.parametrize("path", MLC_LOGS, ids=lambda p: p.name)
 def test_mlc_log_has_19_rows_idle_first(path: Path) -> None:
     curve = read_mlc_loaded_latency(path)
-    assert curve.bandwidth_gbps.shape == curve.latency_ns.shape == (19,)
+    # Both families ran MLC's 19 default delays.
+    assert curve.bandwidth_gbps.shape == curve.latency_ns.shape == (len(DELAYS_IDLE_FIRST),)
     assert curve.bandwidth_gbps.dtype == np.float64
-    # Idle first: the 20000-cycle row carries the least traffic and the lowest latency, and the
-    # open-loop part (delays 20000..500) rises strictly in bandwidth.
+    # Idle first: the 20000-cycle row carries the least traffic and the lowest latency, and
+    # bandwidth rises strictly from it up to the peak, reached at the family's delay or later.
     assert curve.bandwidth_gbps[0] == curve.bandwidth_gbps.min()
     assert curve.idle_latency_ns() == curve.latency_ns.min()
-    assert np.all(np.diff(curve.bandwidth_gbps[:10]) > 0)
+    peak = int(np.argmax(curve.bandwidth_gbps))
+    assert np.all(np.diff(curve.bandwidth_gbps[: peak + 1]) > 0)
+    assert DELAYS_IDLE_FIRST[peak] <= RISES_TO_PEAK_BY_DELAY[mlc_family(path)]
     assert curve.source == str(path)
+
+
+@pytest.mark.parametrize("name", REMOTE_MLC_LOGS)
+def test_remote_mlc_log_is_slower_than_the_local_one(name: str) -> None:
+    """The same memory and mix seen across the socket link: a higher idle latency."""
+    remote = read_mlc_loaded_latency(MLC_DIR / name)
+    local_name = re.sub(r"_d[37]_c16_", "_d0_c16_" if name.startswith("cxl") else "_d0_c8_", name)
+    local = read_mlc_loaded_latency(MLC_DIR / local_name)
+    assert remote.read_fraction == local.read_fraction
+    assert remote.idle_latency_ns() > 1.2 * local.idle_latency_ns()
 
 
 @pytest.mark.parametrize(

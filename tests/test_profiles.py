@@ -23,7 +23,9 @@ from tierenv.hardware.profile import (
     shipped_profile_dir,
     shipped_profile_names,
 )
-from tierenv.hardware.shipped import build
+from tierenv.hardware.remote_view import REMOTE_VIEW_RECIPES
+from tierenv.hardware.shipped import PUBLISHED_SETUPS, build
+from tierenv.hardware.solver import NodeSet, solve
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 MLC_DIR = SHARED / "data" / "mlc" / "bytedance-eurosys24"
@@ -60,15 +62,27 @@ def assert_same_model(actual: NodeProfile, expected: NodeProfile, rtol: float) -
 # --- Shipped profiles -------------------------------------------------------------------------
 
 
-def test_the_shipped_profiles_are_the_documented_six() -> None:
+def test_the_shipped_profiles_are_the_documented_sixteen() -> None:
     assert SHIPPED == [
+        "amd-ddr5-72gbs",
         "bytedance-cxl-asic",
+        "bytedance-cxl-remote-view",
         "bytedance-ddr5-remote-socket",
+        "bytedance-ddr5-remote-view",
         "bytedance-ddr5-snc",
+        "cxl-26gbs",
         "generic-cxl-x8",
+        "icelake-ddr4-remote-socket",
+        "icelake-ddr4-socket",
+        "meta-like-cxl",
+        "micron-cz122-x8",
+        "micron-cz122-x8-8dev",
         "spr-8460y-ddr5-socket",
         "spr-cxl-expander-stream",
+        "xeon6-ddr5-6400-12ch",
     ]
+    assert set(PUBLISHED_SETUPS) <= set(SHIPPED)
+    assert {recipe["name"] for _, _, recipe in REMOTE_VIEW_RECIPES} <= set(SHIPPED)
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -127,6 +141,145 @@ def test_shipped_profiles_are_reproducible_from_the_data() -> None:
         assert_same_model(profile, shipped, rtol=1e-3)
 
 
+# --- Profiles mirroring published setups -------------------------------------------------------
+
+
+def read_peak(profile: NodeProfile) -> float:
+    return float(profile.saturation_gbps(1.0))
+
+
+def excess_by_load(profile: NodeProfile, r: float, loads: np.ndarray) -> np.ndarray:
+    """Latency above idle at loads given as fractions of the node's capacity at mix r."""
+    capacity = float(profile.saturation_gbps(r))
+    return profile.latency_ns(loads * capacity, r) - profile.idle_latency_ns
+
+
+LOADS = np.linspace(0.0, 0.97, 25)
+
+# name -> (the profile it is scaled from, bandwidth factor, idle latency in ns). The factors
+# and idle latencies are the published or stated anchors of shipped.py's provenance.
+SCALED_SETUPS: dict[str, tuple[str, float, float | None]] = {
+    # 12/8 channels x 6400/4800 MT/s; idle kept from the SPR socket.
+    "xeon6-ddr5-6400-12ch": ("spr-8460y-ddr5-socket", 12 / 8 * 6400 / 4800, None),
+    # No CZ122 figure in the references: the generic x8 device unchanged.
+    "micron-cz122-x8": ("generic-cxl-x8", 1.0, None),
+    # Eight devices as one node: x8 bandwidth, the same latency.
+    "micron-cz122-x8-8dev": ("micron-cz122-x8", 8.0, None),
+    # 8 channels DDR4-3200 against 8 of DDR5-4800; idle of the Mess Cascade Lake DDR4 socket.
+    "icelake-ddr4-socket": ("spr-8460y-ddr5-socket", 3200 / 4800, 90.0),
+}
+
+# name -> (shape source, published reads-only peak GB/s, idle latency ns)
+PEAK_SETUPS: dict[str, tuple[str, float, float | None]] = {
+    # Tabatabai, DAMOS interleave v4: 72 GB/s DDR + 26 GB/s CXL, taken as reads only.
+    "amd-ddr5-72gbs": ("bytedance-ddr5-snc", 72.0, None),
+    "cxl-26gbs": ("bytedance-cxl-asic", 26.0, None),
+    # UPI-bound Skylake remote read peak 35.2 GB/s x 11.2/10.4 GT/s; idle = 90 + 55 ns.
+    "icelake-ddr4-remote-socket": ("bytedance-ddr5-remote-socket", 35.2 * 11.2 / 10.4, 145.0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCALED_SETUPS))
+def test_setup_profile_is_its_base_scaled(name: str) -> None:
+    base_name, factor, idle = SCALED_SETUPS[name]
+    profile, base = load_profile(name), load_profile(base_name)
+    assert profile.kind == base.kind
+    expected_idle = base.idle_latency_ns if idle is None else idle
+    assert profile.idle_latency_ns == pytest.approx(expected_idle, abs=1e-3)
+    for r in COMPARE_MIXES:
+        assert float(profile.saturation_gbps(r)) == pytest.approx(
+            factor * float(base.saturation_gbps(r)), rel=1e-4
+        ), (name, r)
+        # The latency curve keeps its shape in units of load.
+        np.testing.assert_allclose(
+            excess_by_load(profile, r, LOADS), excess_by_load(base, r, LOADS), rtol=1e-3
+        )
+
+
+@pytest.mark.parametrize("name", sorted(PEAK_SETUPS))
+def test_setup_profile_holds_its_published_peak(name: str) -> None:
+    base_name, peak, idle = PEAK_SETUPS[name]
+    profile, base = load_profile(name), load_profile(base_name)
+    assert profile.kind == base.kind
+    assert read_peak(profile) == pytest.approx(peak, rel=1e-4)
+    expected_idle = base.idle_latency_ns if idle is None else idle
+    assert profile.idle_latency_ns == pytest.approx(expected_idle, abs=1e-3)
+    # Every mix scales alike: the shape source's mix dependence and curve, in units of load.
+    for r in COMPARE_MIXES:
+        assert float(profile.saturation_gbps(r)) == pytest.approx(
+            peak / read_peak(base) * float(base.saturation_gbps(r)), rel=1e-4
+        ), (name, r)
+        np.testing.assert_allclose(
+            excess_by_load(profile, r, LOADS), excess_by_load(base, r, LOADS), rtol=1e-3
+        )
+
+
+def test_published_setup_anchors() -> None:
+    """The numbers each setup's source published, as the shipped profiles hold them."""
+    xeon6 = load_profile("xeon6-ddr5-6400-12ch")
+    assert read_peak(xeon6) == pytest.approx(494.4, abs=0.1)
+    one, eight = load_profile("micron-cz122-x8"), load_profile("micron-cz122-x8-8dev")
+    assert eight.idle_latency_ns == one.idle_latency_ns
+    # The nearest published per-device figure: Micron CZ120 x8, up to 36 GB/s at MLC 2:1.
+    assert float(one.saturation_gbps(0.75)) == pytest.approx(36.0, rel=0.02)
+    assert float(eight.saturation_gbps(0.75)) == pytest.approx(8 * 35.4, abs=0.1)
+    local, remote = load_profile("icelake-ddr4-socket"), load_profile("icelake-ddr4-remote-socket")
+    assert remote.idle_latency_ns - local.idle_latency_ns == pytest.approx(55.0)
+    # A whole socket's remote reads are UPI-bound: far below the local socket.
+    assert read_peak(remote) < 0.25 * read_peak(local)
+
+
+def test_meta_like_cxl_is_half_the_ddr_and_80ns_slower() -> None:
+    meta, ddr = load_profile("meta-like-cxl"), load_profile("bytedance-ddr5-snc")
+    asic = load_profile("bytedance-cxl-asic")
+    assert meta.kind == "cxl"
+    assert meta.idle_latency_ns - ddr.idle_latency_ns == pytest.approx(80.0, abs=1e-3)
+    for r in COMPARE_MIXES:
+        ratio = float(meta.saturation_gbps(r)) / float(ddr.saturation_gbps(r))
+        assert ratio == pytest.approx(0.5, rel=1e-4), r
+        # The curve is the ASIC expander's, in units of load.
+        np.testing.assert_allclose(
+            excess_by_load(meta, r, LOADS), excess_by_load(asic, r, LOADS), rtol=1e-3
+        )
+    # "Steeper latency vs bandwidth curve": more excess latency than the DDR at equal load.
+    for r in (1.0, 0.75):
+        busy = np.array([0.5, 0.8, 0.9])
+        assert np.all(excess_by_load(meta, r, busy) > excess_by_load(ddr, r, busy)), r
+
+
+SETUP_PAIRS = [
+    ("bytedance-ddr5-snc", "meta-like-cxl"),
+    ("xeon6-ddr5-6400-12ch", "micron-cz122-x8"),
+    ("xeon6-ddr5-6400-12ch", "micron-cz122-x8-8dev"),
+    ("amd-ddr5-72gbs", "cxl-26gbs"),
+    ("icelake-ddr4-socket", "icelake-ddr4-remote-socket"),
+]
+
+
+@pytest.mark.parametrize(("ddr", "slow"), SETUP_PAIRS)
+def test_the_solver_runs_on_each_published_setup(ddr: str, slow: str) -> None:
+    """Every new profile loads and the solver settles on it, idle to saturated, all mixes."""
+    nodes = NodeSet([load_profile(ddr), load_profile(slow)])
+    shares = np.linspace(0.0, 1.0, 11)  # share of accesses on the slow node
+    split = np.stack([1 - shares, shares], axis=-1)[:, None, :]
+    for mlp in (16.0, 512.0, 16384.0):
+        for reads in (1.0, 0.75, 0.5):
+            mlp_ = np.full((shares.size, 1), mlp)
+            think = np.full((shares.size, 1), 10.0)
+            read = np.full((shares.size, 1), reads)
+            solution = solve(nodes, mlp_, think, read, split)
+            assert np.all(solution.converged), (ddr, slow, mlp, reads)
+            x = solution.throughput_gbps[:, 0]
+            assert np.all(np.isfinite(x)) and np.all(x > 0)
+            # Little's law for the stream, and no node above its capacity.
+            np.testing.assert_allclose(
+                x, mlp * 64 / (10.0 + solution.stream_latency_ns[:, 0]), rtol=1e-6
+            )
+            assert np.all(
+                solution.node_bandwidth_gbps <= solution.node_saturation_gbps * (1 + 1e-6)
+            )
+
+
 # --- Saving, loading, scaling -----------------------------------------------------------------
 
 
@@ -150,7 +303,9 @@ def test_save_and_load_round_trip(tmp_path: Path, name: str) -> None:
 
 
 def test_piecewise_profile_round_trips(tmp_path: Path) -> None:
-    curves = [c for path in sorted(MLC_DIR.glob("cxl_log_*")) for c in read_measurements(path)]
+    # The socket-local device only (d0): the d3 logs are the same device seen from the other
+    # socket, a different node.
+    curves = [c for path in sorted(MLC_DIR.glob("cxl_log_d0_*")) for c in read_measurements(path)]
     profile = fit_profile(curves, name="cxl-piecewise", kind="cxl", form="piecewise").profile
     assert isinstance(profile.latency, PiecewiseCurve)
     assert profile.latency.read_fraction.size == 4

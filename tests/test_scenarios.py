@@ -37,7 +37,7 @@ def test_library_has_the_required_scenarios():
 @pytest.mark.parametrize("name", shipped_scenario_names())
 def test_every_shipped_scenario_runs(name):
     scenario = load_scenario(name)
-    host = SimulatedHost(scenario, weights=[4, 1], seed=0)
+    host = SimulatedHost(scenario, weights=[4] + [1] * (len(scenario.nodes) - 1), seed=0)
     for _ in range(5):
         result = host.step()
     assert result.truth.solver_converged

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,8 +13,8 @@ from hypothesis import strategies as st
 
 from tierenv.hardware import solver_jit
 from tierenv.hardware.bandwidth import SaturationBandwidth
-from tierenv.hardware.curves import ParametricCurve, PiecewiseCurve
-from tierenv.hardware.profile import NodeProfile, load_profile
+from tierenv.hardware.curves import ParametricCurve, PiecewiseCurve, SocketLink
+from tierenv.hardware.profile import REMOTE_KINDS, NodeProfile, load_profile
 from tierenv.hardware.solver import (
     LINE_BYTES,
     NodeSet,
@@ -484,3 +485,91 @@ def test_the_compiled_range_check_matches_numpy(values) -> None:
         expected = bool(np.all((array >= low) & (array <= high)))
         assert solver_jit.all_within(array, low, high) == expected
         assert solver_jit.all_within(array.reshape(-1, 1)[::-1], low, high) == expected
+
+
+# --- Remote views: nodes behind a socket link (mix-dependent idle, early rise) ------------------
+
+
+@st.composite
+def remote_views(draw, index: int = 0) -> NodeProfile:
+    """A random parametric node seen across a socket link, over the range measured views span
+    (idle +0-400 ns per write share, an early rise of up to 200 ns half-reached at 1-50 % of
+    the capacity)."""
+    base = draw(profiles(index).filter(lambda p: isinstance(p.latency, ParametricCurve)))
+    capacity = float(base.saturation_gbps(1.0))
+    link = SocketLink(
+        draw(st.floats(0.0, 400.0)),
+        draw(st.floats(0.0, 200.0)),
+        capacity * draw(st.floats(0.01, 0.5)),
+    )
+    return replace(base, kind=draw(st.sampled_from(REMOTE_KINDS)), link=link)
+
+
+@st.composite
+def remote_problems(draw):
+    """Problems on hosts of one to four parametric nodes, the first a remote view."""
+    n_nodes = draw(st.integers(1, 4))
+    n_streams = draw(st.integers(1, 8))
+    local = profiles().filter(lambda p: isinstance(p.latency, ParametricCurve))
+    node_list = [draw(remote_views(0))]
+    for i in range(1, n_nodes):
+        node = draw(st.one_of(remote_views(i), local))
+        node_list.append(replace(node, name=f"node{i}"))
+    nodes = NodeSet(node_list)
+    mlp = np.array([draw(st.floats(0.05, 4000.0)) for _ in range(n_streams)])
+    think = np.array([draw(st.one_of(st.just(0.0), st.floats(0.0, 5e4))) for _ in range(n_streams)])
+    reads = np.array([draw(st.floats(0.0, 1.0)) for _ in range(n_streams)])
+    raw = np.array([[draw(st.floats(0.0, 1.0)) for _ in range(n_nodes)] for _ in range(n_streams)])
+    raw[:, 0] += 1e-3
+    split = raw / raw.sum(axis=1, keepdims=True)
+    background = None
+    if draw(st.booleans()):
+        background = np.array([draw(st.floats(0.0, 200.0)) for _ in range(n_nodes)])
+    return nodes, mlp, think, reads, split, background
+
+
+@PROPERTY_SETTINGS
+@given(remote_problems())
+def test_remote_views_solve_to_a_conserving_fixed_point(problem) -> None:
+    nodes, mlp, think, reads, split, background = problem
+    solution = solve(nodes, mlp, think, reads, split, background_gbps=background)
+    assert solution.converged
+    assert np.all(np.isfinite(solution.node_latency_ns)) and np.all(solution.throughput_gbps > 0)
+    assert np.all(solution.node_bandwidth_gbps <= solution.node_saturation_gbps * (1 + 1e-6))
+    assert np.all(solution.node_latency_ns >= nodes.idle_latency_ns - 1e-9)
+    carried = solution.node_bandwidth_gbps.sum()
+    moved = solution.throughput_gbps.sum() + solution.background_served_gbps.sum()
+    assert carried == pytest.approx(moved, rel=1e-6)
+    delay = think + split @ solution.node_latency_ns
+    assert solution.throughput_gbps == pytest.approx(LINE_BYTES * mlp / delay, rel=1e-9)
+    assert served_at(nodes, solution) == pytest.approx(
+        solution.node_bandwidth_gbps, rel=1e-4, abs=1e-6 * solution.node_saturation_gbps.max()
+    )
+
+
+@PROPERTY_SETTINGS
+@given(st.lists(remote_views(), min_size=1, max_size=4), st.integers(0, 2**31 - 1))
+def test_vectorised_remote_views_match_the_per_node_reference(node_profiles, seed) -> None:
+    fast, reference = NodeSet(node_profiles), NodeSet(node_profiles, vectorised=False)
+    assert fast.vectorised is not None
+    rng = np.random.default_rng(seed)
+    reads = rng.uniform(0.0, 1.0, (32, len(node_profiles)))
+    latency = fast.idle_latency_ns + rng.exponential(300.0, (32, len(node_profiles)))
+    latency[:4] = fast.idle_latency_ns  # at idle, where the offset's flat stretch starts
+    for ours, theirs in zip(
+        fast.load_at(latency, reads), reference.load_at(latency, reads), strict=True
+    ):
+        assert ours == pytest.approx(theirs, rel=1e-12, abs=1e-12)
+
+
+@pytest.mark.skipif(not solver_jit.AVAILABLE, reason="numba is not installed")
+@PROPERTY_SETTINGS
+@given(remote_problems())
+def test_compiled_iteration_matches_the_numpy_reference_on_remote_views(problem) -> None:
+    nodes, mlp, think, reads, split, background = problem
+    reference = solve(nodes, mlp, think, reads, split, background_gbps=background, engine="numpy")
+    compiled = solve(nodes, mlp, think, reads, split, background_gbps=background, engine="numba")
+    assert compiled.converged == reference.converged
+    assert compiled.iterations == reference.iterations
+    assert compiled.throughput_gbps == pytest.approx(reference.throughput_gbps, rel=1e-9)
+    assert compiled.node_latency_ns == pytest.approx(reference.node_latency_ns, rel=1e-9)

@@ -24,7 +24,7 @@ from tierenv.envs.vector import (
     make_fluid_vec_env,
     quota_from_actions,
 )
-from tierenv.workload.scenario import load_scenario
+from tierenv.workload.scenario import load_scenario, parse_scenario
 
 FUZZ_SETTINGS = settings(
     max_examples=int(os.environ.get("TIERENV_HYPOTHESIS_EXAMPLES", "20")),
@@ -75,27 +75,73 @@ def test_reset_and_step_shapes_dtypes_and_bounds(envs):
         assert info["app_throughput_gbps"].shape == (3, len(envs.app_names))
 
 
-def test_reset_observation_is_close_to_the_full_simulators(short_scenario):
-    """The fluid model's first interval against the page-level host's (auto weights)."""
-    fluid, _ = WeightedInterleaveVectorEnv(1, scenario=short_scenario).reset(seed=0)
-    full, _ = WeightedInterleaveEnv(short_scenario).reset(seed=0)
+def test_reset_is_the_full_simulators_host_before_anything_ran(short_scenario):
+    """reset returns the host at time 0 (begin: idle, nothing allocated, auto weights), the
+    same observation and info as the single env; the first step is interval 0 under the
+    action's weights, close to the page-level host's."""
+    envs = WeightedInterleaveVectorEnv(1, scenario=short_scenario)
+    single = WeightedInterleaveEnv(short_scenario)
+    fluid, fluid_info = envs.reset(seed=0)
+    full, full_info = single.reset(seed=0)
+    np.testing.assert_allclose(fluid[0], full, atol=1e-6)
+    for key in ("time_s", "weights", "node_bandwidth_gbps", "node_latency_ns", "reward_throughput"):
+        np.testing.assert_allclose(fluid_info[key][0], full_info[key])
+    assert fluid_info["time_s"][0] == 0.0 and envs.state.step[0] == 0
+    action = np.array([0.2, -0.2], dtype=np.float32)  # 3:1, not the auto weights
+    fluid, fluid_reward, _, _, fluid_info = envs.step(action[None])
+    full, full_reward, _, _, full_info = single.step(action)
+    assert fluid_info["time_s"][0] == full_info["time_s"] == short_scenario.control_interval_s
+    np.testing.assert_array_equal(fluid_info["weights"][0], full_info["weights"])
     np.testing.assert_allclose(fluid[0], full, atol=0.01)
+    assert fluid_reward[0] == pytest.approx(full_reward, rel=1e-3)
 
 
 def test_next_step_autoreset_at_the_scenario_end(envs, short_scenario):
-    first, _ = envs.reset(seed=0)
+    first, first_info = envs.reset(seed=0)
     actions = np.zeros(envs.action_space.shape, dtype=np.float32)
-    # reset ran the first interval; the episode has n_steps - 1 steps
-    for step in range(short_scenario.n_steps - 1):
+    # reset ran nothing: the episode has n_steps steps, the first one interval 0
+    for step in range(short_scenario.n_steps):
         observations, rewards, _, truncated, info = envs.step(actions)
-        assert truncated.all() == (step == short_scenario.n_steps - 2)
+        assert truncated.all() == (step == short_scenario.n_steps - 1)
+        assert not truncated.any() or truncated.all()
     assert info["time_s"][0] == short_scenario.duration_s
+    assert np.all(envs.state.step == short_scenario.n_steps)
     observations, rewards, terminated, truncated, info = envs.step(actions + 0.7)
     np.testing.assert_array_equal(observations, first)  # the action was ignored
     assert not rewards.any() and not terminated.any() and not truncated.any()
+    assert np.all(info["time_s"] == 0.0)
+    np.testing.assert_array_equal(info["weights"], first_info["weights"])
+    assert np.all(envs.state.step == 0)  # reset, not advanced
+    observations, _, _, truncated, info = envs.step(actions)
+    assert not truncated.any() and np.all(envs.state.step == 1)
     assert np.all(info["time_s"] == short_scenario.control_interval_s)
-    observations, _, _, truncated, _ = envs.step(actions)
-    assert not truncated.any() and np.all(envs.state.step == 2)
+
+
+def test_an_autoresetting_env_waits_while_the_others_step(short_scenario):
+    """Envs out of step (max_episode_steps=4, env 1 reset one step after env 0): the env
+    whose episode ended is reset and not advanced; the other advances exactly as alone."""
+    envs = WeightedInterleaveVectorEnv(2, scenario=short_scenario, max_episode_steps=4)
+    alone = WeightedInterleaveVectorEnv(1, scenario=short_scenario)
+    first, _ = envs.reset(seed=0)
+    alone.reset(seed=0)
+    actions = np.random.default_rng(3).uniform(-1, 1, (9, 2, 2)).astype(np.float32)
+    envs.step(actions[0])
+    envs.reset_envs(np.array([1]))
+    for k in range(1, 9):
+        observations, rewards, _, truncated, info = envs.step(actions[k])
+        assert truncated.tolist() == [k in (3, 8), k == 4]
+        if k <= 4:  # env 1's first episode, against the same actions alone
+            expected, expected_reward, *_ = alone.step(actions[k, 1:])
+            np.testing.assert_array_equal(observations[1], expected[0])
+            assert rewards[1] == expected_reward[0]
+        resetting = {4: 0, 5: 1}.get(k)
+        if resetting is not None:
+            np.testing.assert_array_equal(observations[resetting], first[resetting])
+            assert rewards[resetting] == 0.0 and info["time_s"][resetting] == 0.0
+            assert info["migrated_bytes"][resetting] == 0.0
+            assert envs.state.step[resetting] == 0
+            assert info["time_s"][1 - resetting] > 0.0
+    assert envs.state.step.tolist() == [4, 3]
 
 
 def test_max_episode_steps_truncates_and_seeds_do_not_change_the_dynamics(short_scenario):
@@ -118,6 +164,7 @@ def test_reward_is_the_single_envs_definition(short_scenario):
         4, scenario=short_scenario, migration_cost_per_gib=2.0, initial_weights=[1, 1]
     )
     envs.reset(seed=0)
+    envs.step(np.zeros((4, 2), dtype=np.float32))  # interval 0 places the pages 1:1
     actions = np.array([[1, -1], [-1, 1], [0.2, 0], [0, 0]], dtype=np.float32)
     _, rewards, _, _, info = envs.step(actions)
     outputs = envs.last_outputs
@@ -128,6 +175,80 @@ def test_reward_is_the_single_envs_definition(short_scenario):
         assert rewards[b] == pytest.approx(reward.total, rel=1e-12)
         assert info["reward_migration"][b] == pytest.approx(reward.migration, rel=1e-12)
     np.testing.assert_array_equal(info["weights"], action_to_weights(actions, 2))
+
+
+MIXED_SCENARIO = """
+name = "mixed"
+duration_s = 30
+page_size = "2 MiB"
+[[nodes]]
+profile = "spr-8460y-ddr5-socket"
+capacity = "64 GiB"
+[[nodes]]
+profile = "generic-cxl-x8"
+capacity = "64 GiB"
+[[apps]]
+name = "main"
+working_set = "8 GiB"
+mlp = 300
+think_ns = 10
+read_fraction = 0.67
+[[apps]]
+name = "unscored"
+working_set = "4 GiB"
+mlp = 200
+think_ns = 10
+reward = false
+start_s = 5
+[[apps]]
+name = "pinned"
+working_set = "4 GiB"
+mlp = 300
+think_ns = 10
+bind_node = 1
+start_s = 10
+stop_s = 20
+[[events]]
+at_s = 12
+app = "main"
+think_ns = 30
+read_fraction = 0.8
+[[traffic]]
+node = 0
+gbps = 20.0
+start_s = 15
+[damos]
+quota_per_s = "1 GiB"
+"""
+
+
+def test_bound_unrewarded_apps_phases_and_traffic_as_the_single_env():
+    """A bound co-runner, an application outside the reward, a phase event, traffic and a
+    scenario DAMOS quota: the batched env reports and rewards what the single env does."""
+    scenario = parse_scenario(MIXED_SCENARIO, source="mixed.toml")
+    envs = WeightedInterleaveVectorEnv(1, scenario=scenario, features="privileged")
+    single = WeightedInterleaveEnv(scenario, features="privileged")
+    assert envs.app_names == ("main", "unscored")
+    fluid, _ = envs.reset(seed=0)
+    full, _ = single.reset(seed=0)
+    np.testing.assert_allclose(fluid[0], full, atol=1e-6)
+    actions = np.array([[0.2, -0.2]] * 15 + [[-0.1, 0.1]] * 15, dtype=np.float32)
+    errors = []
+    for k, action in enumerate(actions):
+        fluid, reward, _, truncated, info = envs.step(action[None])
+        full, full_reward, _, full_truncated, full_info = single.step(action)
+        assert truncated[0] == full_truncated == (k == scenario.n_steps - 1)
+        running = list(info["app_running"][0])
+        assert tuple(np.array(envs.app_names)[running]) == full_info["app_names"]
+        np.testing.assert_allclose(
+            info["app_throughput_gbps"][0, running], full_info["app_throughput_gbps"], rtol=0.01
+        )
+        errors.append(abs(reward[0] / full_reward - 1))
+        result = envs.last_outputs.step_result(0, envs.model.params)
+        expected = compute_reward(result.measurements, result.truth, envs.migration_cost_per_gib)
+        assert reward[0] == pytest.approx(expected.total, rel=1e-12)
+    # the unscored app never counts: main's speedup alone, within 0.1 % of the full simulator
+    assert np.mean(errors) < 1e-3 and max(errors) < 0.01
 
 
 def test_the_fluid_id_builds_it_through_its_vector_entry_point(short_scenario):

@@ -85,7 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
             "Fit a node profile to one node's measured curves: Intel MLC --loaded_latency logs "
             "(read mix from -W), Mess processed memory_curves.csv files or Mess-simulator "
             "bwlat_<R>.txt files. Each curve's rising branch (idle up to 98%% of peak) is fitted; "
-            "the saturated rows only set the peak. Prints per-curve errors, writes the profile "
+            "the saturated rows only set the peak. A remote view (--kind remote-ddr or "
+            "remote-cxl: the node measured from another socket's cores) is fitted with the "
+            "socket link's terms: an idle latency that grows with the write share and an early "
+            "rise, shared by all mixes. Prints per-curve errors, writes the profile "
             "(TOML) and a plot (PNG). Exits 1 if any curve's median absolute latency error "
             "exceeds --tolerance."
         ),
@@ -96,8 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--kind",
         choices=NODE_KINDS,
         default=None,
-        help="node kind: sets the capacity model (DDR bus or CXL link); default: cxl if a "
-        "file name contains 'cxl', else ddr (the guess is printed)",
+        help="node kind: sets the capacity model (DDR bus or CXL link); remote-ddr and "
+        "remote-cxl fit a remote view (the node seen across the socket link); default: cxl if "
+        "a file name contains 'cxl', else ddr (the guess is printed)",
     )
     p.add_argument(
         "--form",
@@ -381,6 +385,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     from tierenv.hardware.fit import fit_profile
     from tierenv.hardware.fit_report import fit_table, plot_fit, point_table
     from tierenv.hardware.measurements import read_measurements
+    from tierenv.hardware.profile import REMOTE_KINDS
     from tierenv.provenance import stamp
 
     curves = [c for path in args.files for c in read_measurements(path, args.read_fraction)]
@@ -389,9 +394,17 @@ def _calibrate(args: argparse.Namespace) -> int:
     if kind is None:
         kind = "cxl" if any("cxl" in f.name.lower() for f in args.files) else "ddr"
         print(f"node kind: {kind} (guessed from the file names; set --kind to choose)")
+    remote = kind in REMOTE_KINDS
+    method = f"tierenv calibrate, {args.form} p-form fit of each rising branch"
+    if remote:
+        method = (
+            "tierenv calibrate, remote view: one fit over all mixes of the read-only idle "
+            "latency, the socket link's write-share idle term and early rise, and a p-form "
+            "memory curve per mix"
+        )
     provenance = {
         "source": ", ".join(str(f) for f in args.files),
-        "method": f"tierenv calibrate, {args.form} p-form fit of each rising branch",
+        "method": method,
         "calibrated": stamp().replace("\n", "; ").strip("; "),
     }
     fit = fit_profile(
@@ -402,6 +415,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         idle_latency_ns=args.idle_latency_ns,
         description=f"fitted to {len(curves)} measured curve(s)",
         provenance=provenance,
+        link=remote,
     )
     tolerance = args.tolerance / 100
     print(fit_table(fit, tolerance))

@@ -4,9 +4,10 @@ A controller runs in the simulator (through the env's ``step_weights``), in the 
 harness and, when it is not privileged, in the daemon on a real host: it only ever sees the
 ``Measurements`` a host reports and the ``NodeInfo`` it knows before it starts.
 
-Timing: ``reset`` comes after the host measured its first interval under the initial weights;
-then each ``decide(m)`` receives the interval that just ended (``m.time_s`` is its end) and
-returns the weights for the next one.
+Timing: ``reset`` comes after the host's ``begin`` (in the simulator: time 0, nothing running
+yet); then each ``decide(m)`` receives the interval that just ended (``m.time_s`` is its end;
+the first call gets ``begin``'s report) and returns the weights for the next one. So the first
+decision sets the weights the first pages are placed under.
 """
 
 from __future__ import annotations

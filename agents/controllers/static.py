@@ -13,15 +13,31 @@ import numpy as np
 
 from agents.controllers.base import ControlContext, Controller, ControllerError
 from tierenv.contracts.measurements import Measurements
-from tierenv.memory.interleave import WeightError, check_weights
+from tierenv.memory.interleave import MAX_WEIGHT, MIN_WEIGHT, WeightError, check_weights
+
+#: Named weights that fit any node count (node 0 is the local DDR the applications run on).
+NAMED_WEIGHTS = {
+    "all-ddr": lambda n: [MAX_WEIGHT] + [MIN_WEIGHT] * (n - 1),  # the most the kernel allows
+    "uniform": lambda n: [1] * n,
+}
 
 
 class StaticController(Controller):
-    """Always the same weights (e.g. ``weights=[3, 1]``)."""
+    """Always the same weights (e.g. ``weights=[3, 1]``, or ``"all-ddr"``: 255 on node 0 and
+    1 elsewhere, or ``"uniform"``, for any node count)."""
 
     kind = "static"
 
-    def __init__(self, weights: Sequence[int] = (1, 1)) -> None:
+    def __init__(self, weights: Sequence[int] | str = (1, 1)) -> None:
+        self.named = weights if isinstance(weights, str) else None
+        if self.named is not None:
+            if self.named not in NAMED_WEIGHTS:
+                raise ControllerError(
+                    f"static: parameter weights={weights!r}: valid names are "
+                    f"{', '.join(NAMED_WEIGHTS)}, or a list of integers"
+                )
+            self.weights = np.ones(0, dtype=np.int64)  # sized at reset
+            return
         try:
             # Checked against its own length now; against the host's node count at reset.
             self.weights = check_weights(list(weights), len(weights))
@@ -31,6 +47,8 @@ class StaticController(Controller):
     def reset(self, context: ControlContext) -> None:
         super().reset(context)
         n_nodes = context.nodes.n_nodes
+        if self.named is not None:
+            self.weights = np.array(NAMED_WEIGHTS[self.named](n_nodes), dtype=np.int64)
         if self.weights.size != n_nodes:
             raise ControllerError(
                 f"static: parameter weights={self.weights.tolist()} has {self.weights.size} "
@@ -41,4 +59,6 @@ class StaticController(Controller):
         return self.weights.copy()
 
     def describe(self) -> str:
+        if not self.weights.size:
+            return f"static {self.named}"
         return f"static {':'.join(str(int(w)) for w in self.weights)}"

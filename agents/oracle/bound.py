@@ -48,7 +48,7 @@ from agents.oracle.timeline import LoadTimeline, load_timeline
 from tierenv.hardware.solver import NodeSet
 from tierenv.memory.migration_cost import MigrationCost
 from tierenv.sim.damos_setup import DamosSetup
-from tierenv.sim.host import AppLoad
+from tierenv.sim.host import AppLoad, FixedLoad
 from tierenv.workload.scenario import Scenario
 
 __all__ = ["IntervalBound", "UpperBound", "interval_bound", "max_moved_bytes", "upper_bound"]
@@ -83,8 +83,8 @@ def upper_bound(
 ) -> UpperBound:
     """OPT_t for every interval of ``scenario`` (or of a precomputed timeline)."""
     timeline = scenario if isinstance(scenario, LoadTimeline) else load_timeline(scenario)
-    damos = damos or DamosSetup()
-    nodes, capacity = timeline.nodes, timeline.capacity_pages
+    damos = damos or DamosSetup.for_scenario(timeline.scenario)
+    nodes = timeline.nodes
     page_size, interval_s = timeline.scenario.page_size, timeline.interval_s
     values = np.zeros(timeline.n_intervals)
     splits: list[np.ndarray | None] = [None] * timeline.n_intervals
@@ -93,13 +93,14 @@ def upper_bound(
         found = interval_bound(
             nodes,
             apps,
-            capacity,
+            timeline.free_capacity_pages(intervals[0]),
             page_size=page_size,
             interval_s=interval_s,
             max_moved_bytes=max_moved_bytes(apps, damos, page_size, interval_s),
             resolution=resolution,
             max_grid=max_grid,
             min_step=min_step,
+            fixed=timeline.fixed_load(intervals[0]),
         )
         for t in intervals:
             values[t] = found.value
@@ -133,13 +134,15 @@ def interval_bound(
     resolution: int = 32,
     max_grid: int = 4096,
     min_step: float = 1e-7,
+    fixed: FixedLoad | None = None,
 ) -> IntervalBound:
-    """OPT for one interval's load (see the module docstring); ``max_moved_bytes`` bounds
-    the interval's migrations (0: no copy traffic)."""
+    """OPT for one interval's load (see the module docstring) beside the ``fixed`` load no
+    policy places; ``max_moved_bytes`` bounds the interval's migrations (0: no copy
+    traffic)."""
     n_nodes = len(nodes)
     if not apps:
         return IntervalBound(0.0, np.zeros((0, n_nodes)), np.zeros((n_nodes, n_nodes)))
-    problem = _Problem(nodes, apps, np.asarray(capacity_pages), page_size, interval_s)
+    problem = _Problem(nodes, apps, np.asarray(capacity_pages), page_size, interval_s, fixed)
     problem.max_moved = float(max_moved_bytes)
     n_split = len(apps) * n_nodes
     steps = resolution
@@ -188,8 +191,8 @@ class _Problem:
     """The search space: flat points (apps·nodes split entries, then the off-diagonal
     node-to-node copy volumes as fractions of ``max_moved``), their feasibility and value."""
 
-    def __init__(self, nodes, apps, capacity_pages, page_size, interval_s) -> None:
-        self.nodes, self.apps = nodes, apps
+    def __init__(self, nodes, apps, capacity_pages, page_size, interval_s, fixed) -> None:
+        self.nodes, self.apps, self.fixed = nodes, apps, fixed
         self.n_nodes = len(nodes)
         self.cumulative = [cumulative_shares(a) for a in apps]
         self.touched = np.array([a.touched_pages for a in apps])
@@ -222,11 +225,13 @@ class _Problem:
 
     def evaluate(self, points: np.ndarray) -> np.ndarray:
         if self.max_moved <= 0:
-            return modelled_speedup(self.nodes, self.apps, self.splits(points))[0]
+            return modelled_speedup(self.nodes, self.apps, self.splits(points), fixed=self.fixed)[0]
         # Whole pages: what the host turns into traffic.
         moved_pages = self.moved_matrix(points) / self.page_size
         background, reads = MigrationCost().background(moved_pages, self.page_size, self.interval_s)
-        return modelled_speedup(self.nodes, self.apps, self.splits(points), background, reads)[0]
+        return modelled_speedup(
+            self.nodes, self.apps, self.splits(points), background, reads, fixed=self.fixed
+        )[0]
 
     def fallback(self) -> np.ndarray:
         """A feasible point: each app's pages spread over the nodes by capacity, no copies."""

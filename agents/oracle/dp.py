@@ -2,10 +2,10 @@
 migration cost over the whole scenario (reference §7.5, the switching-cost-aware oracle).
 
 Dynamic programming over the choices (``weight_grid(n_nodes, levels)``, plus the initial
-weights so that holding them is always possible) and the intervals 1..T−1 (interval 0 runs
-under the initial weights before the first decision)::
+weights so that holding them is always possible) and the intervals 0..T−1 (the first decision
+sets the weights interval 0's first pages are placed under, before anything is allocated)::
 
-    V_t(k) = r_t(k) + max_k' [V_{t-1}(k') − c · bytes_t(k' → k)] / GiB,   V_0 = initial weights
+    V_t(k) = r_t(k) + max_k' [V_{t-1}(k') − c · bytes_t(k' → k)] / GiB,   V_0(k) = r_0(k)
 
 Assumes (the model, not the simulator):
 - r_t(k): the modelled weighted speedup at interval t's load with every application's access
@@ -40,14 +40,14 @@ from agents.oracle.model import capacity_limits, clip_to_capacity, modelled_spee
 from agents.oracle.timeline import LoadTimeline, load_timeline
 from tierenv.contracts.actions import weights_to_shares
 from tierenv.contracts.measurements import Measurements
-from tierenv.envs.discrete import DEFAULT_LEVELS, weight_grid
+from tierenv.envs.discrete import default_levels, weight_grid
 from tierenv.envs.reward import GiB
 from tierenv.envs.weighted_interleave import DEFAULT_MIGRATION_COST_PER_GIB
 from tierenv.memory.interleave import interleave_targets
 from tierenv.sim.damos_setup import DamosSetup
 from tierenv.sim.host import AppLoad
 
-__all__ = ["OracleDP", "interleave_mismatch"]
+__all__ = ["OracleDP", "OraclePhase", "interleave_mismatch"]
 
 LINE_BYTES = 64.0
 MISMATCH_INDICES = 1 << 15  # interleave indices compared (weight sums are at most 255·nodes)
@@ -71,7 +71,7 @@ class OracleDP(Controller):
     def __init__(
         self,
         migration_cost_per_gib: float | None = None,
-        levels: int = DEFAULT_LEVELS,
+        levels: int | None = None,
         damos: DamosSetup | None = None,
     ) -> None:
         if migration_cost_per_gib is not None and (
@@ -81,7 +81,7 @@ class OracleDP(Controller):
                 f"oracle-dp: parameter migration_cost_per_gib must be finite and >= 0, got "
                 f"{migration_cost_per_gib!r}"
             )
-        if levels < 2:
+        if levels is not None and levels < 2:
             raise ControllerError(f"oracle-dp: parameter levels must be at least 2, got {levels}")
         self._cost_given = migration_cost_per_gib
         self._damos_given = damos
@@ -106,13 +106,15 @@ class OracleDP(Controller):
         super().reset(context)
         self.timeline: LoadTimeline = load_timeline(context.scenario, seed=context.seed or 0)
         n_nodes = context.nodes.n_nodes
-        grid = weight_grid(n_nodes, self.levels)[0]
+        levels = default_levels(n_nodes) if self.levels is None else self.levels
+        grid = weight_grid(n_nodes, levels)[0]
         initial = np.asarray(context.initial_weights, dtype=np.int64)
         matches = np.flatnonzero(np.all(grid == initial, axis=1))
         if matches.size:
             self.choices, start = grid, int(matches[0])
         else:
             self.choices, start = np.vstack([grid, initial[None]]), len(grid)
+        self.switch_intervals = self._switch_intervals()
         self.rewards, hot_bytes = self._rewards()
         self.mismatch = interleave_mismatch(self.choices)
         self.index = self._solve(start, hot_bytes)
@@ -122,10 +124,14 @@ class OracleDP(Controller):
         return self.schedule[_next_interval(measurements, self.context, len(self.schedule))].copy()
 
     # ----------------------------------------------------------------------- internals
+    def _switch_intervals(self) -> set[int] | range:
+        """The intervals whose start may bring new weights (all of them here)."""
+        return range(self.timeline.n_intervals)
+
     def _rewards(self) -> tuple[np.ndarray, list[dict[str, np.ndarray]]]:
         """r[t, k] and, per interval, each app's DAMOS-hot bytes for every choice (K,)."""
         timeline = self.timeline
-        nodes, capacity = timeline.nodes, timeline.capacity_pages
+        nodes = timeline.nodes
         shares = weights_to_shares(self.choices)
         rewards = np.zeros((timeline.n_intervals, len(self.choices)))
         hot: list[dict[str, np.ndarray]] = [{} for _ in range(timeline.n_intervals)]
@@ -133,8 +139,11 @@ class OracleDP(Controller):
             apps = timeline.loads[intervals[0]]
             if not apps:
                 continue
+            capacity = timeline.free_capacity_pages(intervals[0])
             splits = clip_to_capacity(shares, capacity_limits(apps, capacity))
-            values, throughput = modelled_speedup(nodes, apps, splits)
+            values, throughput = modelled_speedup(
+                nodes, apps, splits, fixed=timeline.fixed_load(intervals[0])
+            )
             per_app = {
                 app.name: self._hot_bytes(app, throughput[:, a]) for a, app in enumerate(apps)
             }
@@ -157,12 +166,12 @@ class OracleDP(Controller):
         timeline = self.timeline
         n_intervals, n_choices = self.rewards.shape
         index = np.full(n_intervals, start, dtype=np.int64)
-        if n_intervals <= 1:
+        if n_intervals == 0:
             self.value = 0.0
             return index
         quota_per_s = self.damos.quota_bytes * 1000.0 / self.damos.quota_reset_interval_ms
-        value = np.full(n_choices, -np.inf)
-        value[start] = 0.0
+        # Interval 0: any choice may place the first pages; nothing is migrated yet.
+        value = self.rewards[0].copy()
         back = np.zeros((n_intervals, n_choices), dtype=np.int64)
         for t in range(1, n_intervals):
             staying = set(timeline.app_names(t - 1)) & set(timeline.app_names(t))
@@ -172,11 +181,32 @@ class OracleDP(Controller):
                 moved = self.mismatch * hot_bytes[t][name][None, :]
                 cost += np.minimum(moved, cap)
             total = value[:, None] - self.migration_cost_per_gib * cost / GiB
+            if t not in self.switch_intervals:
+                total = np.where(np.eye(n_choices, dtype=bool), total, -np.inf)
             back[t] = np.argmax(total, axis=0)
             value = total[back[t], np.arange(n_choices)] + self.rewards[t]
         last = int(np.argmax(value))
         self.value = float(value[last])
         index[-1] = last
-        for t in range(n_intervals - 1, 1, -1):
+        for t in range(n_intervals - 1, 0, -1):
             index[t - 1] = back[t, index[t]]
         return index
+
+
+class OraclePhase(OracleDP):
+    """The best *phase schedule*: ``oracle-dp`` allowed to change the weights only where the
+    scenario changes (an application starts or stops, an event, background traffic), so it
+    holds one setting per phase, as an operator with a perfect schedule of the load would. The
+    gap between it and ``static-best`` is what re-tuning at phase changes is worth; the gap
+    from it to ``oracle-dp`` what reacting within a phase (for example to DAMOS's progress)
+    adds."""
+
+    kind: ClassVar[str] = "oracle-phase"
+
+    def _switch_intervals(self) -> set[int] | range:
+        scenario = self.timeline.scenario
+        interval = scenario.control_interval_s
+        # the host applies a change at the first interval starting at or after its moment
+        return {
+            int(np.ceil(moment / interval - 1e-9)) for moment in scenario.moments() if moment > 0
+        }

@@ -25,10 +25,10 @@ from agents.oracle.model import capacity_limits, clip_to_capacity, modelled_spee
 from agents.oracle.timeline import LoadTimeline, load_timeline
 from tierenv.contracts.actions import shares_to_weights, weights_to_shares
 from tierenv.contracts.measurements import Measurements
-from tierenv.envs.discrete import DEFAULT_LEVELS, weight_grid
+from tierenv.envs.discrete import default_levels, weight_grid
 from tierenv.hardware.solver import NodeSet
 from tierenv.memory.interleave import MAX_WEIGHT, MIN_WEIGHT
-from tierenv.sim.host import AppLoad
+from tierenv.sim.host import AppLoad, FixedLoad
 
 __all__ = ["OracleGreedy", "best_shares"]
 
@@ -38,20 +38,25 @@ REFINE_ROUNDS = 2
 
 
 def best_shares(
-    nodes: NodeSet, apps: tuple[AppLoad, ...], capacity_pages: np.ndarray, levels: int
+    nodes: NodeSet,
+    apps: tuple[AppLoad, ...],
+    capacity_pages: np.ndarray,
+    levels: int | None,
+    fixed: FixedLoad | None = None,
 ) -> tuple[np.ndarray, float]:
     """The node shares with the highest modelled weighted speedup for ``apps`` (splits =
-    shares, capped by capacity) and that speedup."""
+    shares, capped by capacity) beside the ``fixed`` load, and that speedup."""
     n_nodes = len(nodes)
     if not apps:
         return np.full(n_nodes, 1.0 / n_nodes), 0.0
     limits = capacity_limits(apps, capacity_pages)
 
     def evaluate(shares: np.ndarray) -> np.ndarray:
-        return modelled_speedup(nodes, apps, clip_to_capacity(shares, limits))[0]
+        return modelled_speedup(nodes, apps, clip_to_capacity(shares, limits), fixed=fixed)[0]
 
     if n_nodes != 2:
-        shares = weights_to_shares(weight_grid(n_nodes, levels)[0])
+        grid_levels = default_levels(n_nodes) if levels is None else levels
+        shares = weights_to_shares(weight_grid(n_nodes, grid_levels)[0])
         values = evaluate(shares)
         best = int(np.argmax(values))
         return shares[best], float(values[best])
@@ -81,8 +86,8 @@ class OracleGreedy(Controller):
     kind: ClassVar[str] = "oracle-greedy"
     privileged: ClassVar[bool] = True
 
-    def __init__(self, levels: int = DEFAULT_LEVELS) -> None:
-        if levels < 2:
+    def __init__(self, levels: int | None = None) -> None:
+        if levels is not None and levels < 2:
             raise ControllerError(
                 f"oracle-greedy: parameter levels must be at least 2, got {levels}"
             )
@@ -91,10 +96,18 @@ class OracleGreedy(Controller):
     def reset(self, context: ControlContext) -> None:
         super().reset(context)
         self.timeline: LoadTimeline = load_timeline(context.scenario, seed=context.seed or 0)
-        nodes, capacity = self.timeline.nodes, self.timeline.capacity_pages
+        timeline = self.timeline
+        n_nodes = context.nodes.n_nodes
+        levels = default_levels(n_nodes) if self.levels is None else self.levels
         by_load = {
-            key: best_shares(nodes, self.timeline.loads[intervals[0]], capacity, self.levels)
-            for key, intervals in self.timeline.distinct().items()
+            key: best_shares(
+                timeline.nodes,
+                timeline.loads[intervals[0]],
+                timeline.free_capacity_pages(intervals[0]),
+                levels,
+                timeline.fixed_load(intervals[0]),
+            )
+            for key, intervals in timeline.distinct().items()
         }
         self.shares = np.array([by_load[key][0] for key in self.timeline.keys])
         self.modelled = np.array([by_load[key][1] for key in self.timeline.keys])

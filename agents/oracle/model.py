@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 
 from tierenv.hardware.solver import NodeSet, solve
-from tierenv.sim.host import AppLoad
+from tierenv.sim.host import AppLoad, FixedLoad
 
 #: Slack when asking whether k pages give a share p (rounding in cumulative sums).
 SHARE_SLACK = 1e-9
@@ -24,35 +24,60 @@ def modelled_speedup(
     split: np.ndarray,
     background_gbps: np.ndarray | None = None,
     background_read_fraction: np.ndarray | float = 1.0,
+    fixed: FixedLoad | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted speedup (B,) and throughput (B, apps) for a batch of access splits
-    ``split`` (B, apps, nodes), solved in one call; optional migration copy traffic
-    ``background_gbps`` (B, nodes) with its read fraction (as the host passes it)."""
+    """Weighted speedup (B,) of the apps that count in the reward and throughput (B, apps)
+    for a batch of access splits ``split`` (B, apps, nodes), solved in one call; optional
+    migration copy traffic ``background_gbps`` (B, nodes) with its read fraction (as the host
+    passes it) and the load no policy places (``fixed``: bound co-runners and open-loop
+    traffic, as the host adds them)."""
     split = np.asarray(split, dtype=float)
     batch = split.shape[0]
     if not apps or batch == 0:
         return np.zeros(batch), np.zeros((batch, len(apps)))
+    n_apps, n_nodes = len(apps), len(nodes)
     mlp = np.array([a.mlp for a in apps])
     think = np.array([a.think_ns for a in apps])
     reads = np.array([a.read_fraction for a in apps])
     alone = np.array([a.alone_gbps for a in apps])
+    counted = np.array([a.in_reward for a in apps], dtype=bool)
     split = np.clip(split, 0.0, None)
     split = split / split.sum(axis=-1, keepdims=True)
+    if fixed is not None and not fixed.empty:
+        mlp = np.concatenate([mlp, fixed.mlp])
+        think = np.concatenate([think, fixed.think_ns])
+        reads = np.concatenate([reads, fixed.read_fraction])
+        bound = np.zeros((batch, fixed.n_streams, n_nodes))
+        bound[:, np.arange(fixed.n_streams), fixed.node] = 1.0
+        split = np.concatenate([split, bound], axis=1)
+        copies = np.zeros((batch, n_nodes)) if background_gbps is None else background_gbps
+        copies = np.broadcast_to(np.asarray(copies, dtype=float), (batch, n_nodes))
+        copy_reads = np.broadcast_to(
+            np.asarray(background_read_fraction, dtype=float), (batch, n_nodes)
+        )
+        background_gbps = copies + fixed.traffic_gbps
+        background_read_fraction = np.divide(
+            copies * copy_reads + fixed.traffic_gbps * fixed.traffic_read_fraction,
+            background_gbps,
+            out=np.ones((batch, n_nodes)),
+            where=background_gbps > 0,
+        )
+    n_streams = mlp.size
     with warnings.catch_warnings():
         # Hundreds of candidates, some deep in saturation: a rare unconverged one is still a
         # close estimate and must not flood the output.
         warnings.simplefilter("ignore", RuntimeWarning)
         solution = solve(
             nodes,
-            np.broadcast_to(mlp, (batch, len(apps))),
-            np.broadcast_to(think, (batch, len(apps))),
-            np.broadcast_to(reads, (batch, len(apps))),
+            np.broadcast_to(mlp, (batch, n_streams)),
+            np.broadcast_to(think, (batch, n_streams)),
+            np.broadcast_to(reads, (batch, n_streams)),
             split,
             background_gbps=background_gbps,
             background_read_fraction=background_read_fraction,
         )
-    throughput = solution.throughput_gbps
-    return np.sum(throughput / alone, axis=-1), throughput
+    throughput = solution.throughput_gbps[:, :n_apps]
+    return np.sum(np.where(counted, throughput / alone, 0.0), axis=-1), throughput
 
 
 def cumulative_shares(app: AppLoad) -> np.ndarray:

@@ -20,10 +20,10 @@ import numpy as np
 
 from tierenv.hardware.solver import NodeSet
 from tierenv.sim.damos_setup import DamosSetup
-from tierenv.sim.host import AppLoad, SimulatedHost
+from tierenv.sim.host import AppLoad, FixedLoad, SimulatedHost
 from tierenv.workload.scenario import Scenario
 
-__all__ = ["AppLoad", "LoadTimeline", "load_key", "load_timeline"]
+__all__ = ["AppLoad", "FixedLoad", "LoadTimeline", "load_key", "load_timeline"]
 
 
 def load_key(apps: tuple[AppLoad, ...]) -> tuple:
@@ -38,6 +38,7 @@ def load_key(apps: tuple[AppLoad, ...]) -> tuple:
             a.alone_gbps,
             a.touched_pages,
             a.hot_pages,
+            a.in_reward,
             _digest(a.page_shares),
         )
         for a in apps
@@ -68,6 +69,8 @@ class LoadTimeline:
     scenario: Scenario
     loads: tuple[tuple[AppLoad, ...], ...]
     keys: tuple[tuple, ...] = field(repr=False)
+    # per interval, the load no policy places (bound co-runners, open-loop traffic)
+    fixed: tuple[FixedLoad, ...] = field(default=(), repr=False)
 
     @property
     def n_intervals(self) -> int:
@@ -86,6 +89,16 @@ class LoadTimeline:
         page = self.scenario.page_size
         return np.array([node.capacity_bytes // page for node in self.scenario.nodes])
 
+    def free_capacity_pages(self, t: int) -> np.ndarray:
+        """Node capacity left to the managed applications in interval t (bound co-runners'
+        pages taken out)."""
+        if not self.fixed:
+            return self.capacity_pages
+        return self.capacity_pages - self.fixed[t].pages
+
+    def fixed_load(self, t: int) -> FixedLoad | None:
+        return self.fixed[t] if self.fixed else None
+
     def app_names(self, t: int) -> tuple[str, ...]:
         return tuple(a.name for a in self.loads[t])
 
@@ -101,8 +114,10 @@ def load_timeline(scenario: Scenario, seed: int = 0) -> LoadTimeline:
     """Step ``scenario`` on a DAMOS-less simulated host and record each interval's load.
     (``seed`` only seeds the host; the load does not depend on it.)"""
     host = SimulatedHost(scenario, seed=seed, damos=DamosSetup(enabled=False))
-    loads = []
+    loads, fixed = [], []
     while not host.done:
         host.step()
         loads.append(host.current_load())
-    return LoadTimeline(scenario, tuple(loads), tuple(load_key(apps) for apps in loads))
+        fixed.append(host.current_fixed_load())
+    keys = tuple((load_key(apps), f.key()) for apps, f in zip(loads, fixed, strict=True))
+    return LoadTimeline(scenario, tuple(loads), keys, tuple(fixed))

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from experiments.compare import plots, stats
@@ -183,7 +184,10 @@ def _bound_row(episodes: pd.DataFrame, scenarios: list[str]) -> str:
     if "bound_return" not in episodes:
         return ""
     bounds = episodes.groupby("scenario")["bound_return"].first()
-    cells = [f"{bounds[s]:.2f}" if s in bounds.index else "-" for s in scenarios]
+    cells = [
+        f"{bounds[s]:.2f}" if s in bounds.index and np.isfinite(bounds[s]) else "-"
+        for s in scenarios
+    ]
     return "| *upper bound* | " + " | ".join(cells) + " |\n"
 
 

@@ -16,7 +16,7 @@ class Host(Protocol):
 
     ``set_weights`` takes integer weights (1..255 per node); they place pages allocated from
     then on and become the DAMOS ``migrate_hot`` dests. ``step`` lets one control interval
-    pass and reports it.
+    pass and reports it; ``begin`` reports the state before the first ``step``.
     """
 
     @property
@@ -37,5 +37,11 @@ class Host(Protocol):
     def set_weights(self, weights: list[int] | np.ndarray) -> None: ...
 
     def set_damos_quota(self, bytes_per_s: int) -> None: ...
+
+    def begin(self) -> StepResult:
+        """What the host looks like before the first decision: a simulated host at time 0
+        with nothing started (so the first weights place the first pages), a real host one
+        measured interval (its applications already run)."""
+        ...
 
     def step(self) -> StepResult: ...

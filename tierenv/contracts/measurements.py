@@ -66,10 +66,12 @@ class GroundTruth:
     app_latency_ns: np.ndarray  # (apps,) mean memory latency each application sees
     app_access_split: np.ndarray  # (apps, nodes) share of each app's accesses per node
     app_alone_gbps: np.ndarray  # (apps,) throughput alone on idle local memory
-    weighted_speedup: float  # sum of throughput / alone over running apps
+    weighted_speedup: float  # sum of throughput / alone over running apps that count
     app_hot_pages: np.ndarray  # (apps, nodes) pages of each app's hot set per node
     background_gbps: np.ndarray  # (nodes,) migration copy traffic
     solver_converged: bool
+    # (apps,) bool: the application counts in the reward (None: all do)
+    app_in_reward: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,12 @@
 For each batch size, ``WeightedInterleaveVectorEnv`` runs a number of vector steps under
 uniformly random actions (new weights for every env every step: the worst case, since each
 weight change re-targets every page class, starts migrations and moves the solver away from
-its warm start), autoresetting at the scenario's end. Each row reports the aggregate rate and
-where a step's time goes: the fluid model's compiled pass (scenario changes, allocation,
-DAMOS walk, migrations, per-env reports), the batched throughput ``solve``, and everything
-else (action mapping, observation features, reward, info, drawing the random actions).
+its warm start), autoresetting at the scenario's end (an episode is ``scenario.n_steps`` steps;
+the autoreset step that follows returns the reset observation without advancing the model).
+Each row reports the aggregate rate and where a step's time goes: the fluid model's compiled
+pass (scenario changes, allocation, DAMOS walk, migrations, per-env reports), the batched
+throughput ``solve``, and everything else (action mapping, observation features, reward,
+info, drawing the random actions).
 Timed after untimed warm-up steps (which also compile the kernels); one process, one core.
 """
 

@@ -16,6 +16,16 @@ from tierenv.envs.weighted_interleave import WeightedInterleaveEnv
 DEFAULT_LEVELS = 17
 
 
+#: Levels per node whose grid stays near a few dozen weight vectors as nodes are added (the
+#: grid grows as levels^nodes): 2 nodes 33 choices, 3 nodes 61, 4 nodes 65.
+LEVELS_BY_NODES = {1: DEFAULT_LEVELS, 2: DEFAULT_LEVELS, 3: 5, 4: 3}
+
+
+def default_levels(n_nodes: int) -> int:
+    """The grid's levels per node for ``n_nodes`` when none are given."""
+    return LEVELS_BY_NODES.get(n_nodes, 2)
+
+
 def weight_grid(n_nodes: int, levels: int = DEFAULT_LEVELS) -> tuple[np.ndarray, np.ndarray]:
     """The distinct weight vectors (int64, (choices, n_nodes)) reached by actions on a grid of
     ``levels`` values per node in [-1, 1], and one action (float32) giving each; ordered by
@@ -34,9 +44,11 @@ class DiscreteWeights(gym.ActionWrapper):
     """Action ``k`` applies ``weight_grid(...)[k]`` through the shared action mapping (so the
     weights are exactly those of the grid)."""
 
-    def __init__(self, env: gym.Env, levels: int = DEFAULT_LEVELS) -> None:
+    def __init__(self, env: gym.Env, levels: int | None = None) -> None:
         super().__init__(env)
-        self.choices, self._actions = weight_grid(env.unwrapped.n_nodes, levels)
+        n_nodes = env.unwrapped.n_nodes
+        levels = default_levels(n_nodes) if levels is None else levels
+        self.choices, self._actions = weight_grid(n_nodes, levels)
         self.action_space = spaces.Discrete(len(self.choices))
 
     def action(self, action: Any) -> np.ndarray:
@@ -46,6 +58,6 @@ class DiscreteWeights(gym.ActionWrapper):
         return self._actions[index]
 
 
-def make_discrete_env(levels: int = DEFAULT_LEVELS, **kwargs: Any) -> DiscreteWeights:
+def make_discrete_env(levels: int | None = None, **kwargs: Any) -> DiscreteWeights:
     """The registered entry point of the discrete variant."""
     return DiscreteWeights(WeightedInterleaveEnv(**kwargs), levels)

@@ -36,12 +36,20 @@ class Reward:
         return self.throughput - self.migration
 
 
-def weighted_speedup(measurements: Measurements, reference_gbps: np.ndarray) -> float:
-    """Sum over running applications of throughput over its reference throughput (alone on
-    idle local memory in the simulator): the systems literature's weighted speedup."""
+def weighted_speedup(
+    measurements: Measurements,
+    reference_gbps: np.ndarray,
+    counted: np.ndarray | None = None,
+) -> float:
+    """Sum over running applications (those ``counted``, when given) of throughput over its
+    reference throughput (alone on idle local memory in the simulator): the systems
+    literature's weighted speedup."""
     if measurements.app_throughput_gbps.size == 0:
         return 0.0
-    return float(np.sum(measurements.app_throughput_gbps / reference_gbps))
+    ratios = measurements.app_throughput_gbps / reference_gbps
+    if counted is not None:
+        ratios = np.where(counted, ratios, 0.0)
+    return float(np.sum(ratios))
 
 
 def compute_reward(
@@ -53,8 +61,10 @@ def compute_reward(
     """The step's reward terms. The references are each application's throughput alone on
     idle local memory: the simulator's ``GroundTruth.app_alone_gbps``, or on a real host
     ``reference_gbps`` (from the host config)."""
+    counted = None
     if truth is not None:
         reference_gbps = truth.app_alone_gbps
+        counted = truth.app_in_reward
     if reference_gbps is None:
         raise RewardError(
             "the weighted-speedup reward needs each application's reference throughput, which "
@@ -62,6 +72,6 @@ def compute_reward(
         )
     migrated_gib = float(measurements.migrated_bytes.sum()) / GiB
     return Reward(
-        throughput=weighted_speedup(measurements, reference_gbps),
+        throughput=weighted_speedup(measurements, reference_gbps, counted),
         migration=migration_cost_per_gib * migrated_gib,
     )

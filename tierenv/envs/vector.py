@@ -65,16 +65,19 @@ class WeightedInterleaveVectorEnv(VectorEnv):
     [-1, 1] are clipped, NaN, infinity or a wrong shape raise ``ActionError``.
 
     ## Reward
-    As ``tierenv.envs.reward``: weighted speedup (sum over running applications of
-    throughput over its throughput alone on idle local memory) minus
-    ``migration_cost_per_gib`` x GiB migrated in the interval, per env.
+    As ``tierenv.envs.reward``: weighted speedup (sum over running applications that count
+    in the reward of throughput over its throughput alone on idle local memory) minus
+    ``migration_cost_per_gib`` x GiB migrated in the interval, per env. Bound co-runners
+    (``bind_node``) load the nodes but are neither reported nor rewarded, as on the host.
 
     ## Episodes
-    Never terminate; truncate at the scenario's end (or after ``max_episode_steps`` steps).
-    ``reset`` runs each env's first control interval under the initial weights, as the
-    single env does. Autoreset mode NEXT_STEP (``metadata["autoreset_mode"]``): the step after
-    an env's episode ended resets it, ignoring its action, and returns its reset observation
-    with reward 0 and ``terminated = truncated = False``.
+    Never terminate; truncate at the scenario's end, after ``scenario.n_steps`` steps (or
+    after ``max_episode_steps`` steps). ``reset`` returns the host before anything ran
+    (``FluidModel.begin``: time 0, idle nodes, the initial weights), as the single env does:
+    the first step's action sets the weights the first pages are placed under. Autoreset mode
+    NEXT_STEP (``metadata["autoreset_mode"]``): the step after an env's episode ended resets
+    it without advancing it, ignoring its action, and returns its reset observation with
+    reward 0 and ``terminated = truncated = False``.
 
     ## Seeds
     The fluid model is deterministic (it replaces DAMON's random sampling by expectations),
@@ -85,7 +88,7 @@ class WeightedInterleaveVectorEnv(VectorEnv):
     A dict of arrays with the number of envs as first dimension (all keys present for every
     env, so there are no ``_key`` masks): ``time_s``, ``weights``, ``shares``,
     ``node_bandwidth_gbps``, ``node_latency_ns``, ``app_throughput_gbps`` and
-    ``app_running`` (one column per application of the scenario, ``app_names``),
+    ``app_running`` (one column per managed application of the scenario, ``app_names``),
     ``migrated_bytes``, ``damos_quota_bytes_per_s``, ``weighted_speedup``,
     ``reward_throughput``, ``reward_migration``, ``solver_converged``.
 
@@ -129,7 +132,7 @@ class WeightedInterleaveVectorEnv(VectorEnv):
         self.model = FluidModel(self.scenario, n_chunks=n_chunks, damos=damos)
         self.node_info = self.model.node_info
         self.n_nodes = self.node_info.n_nodes
-        self.app_names = self.model.params.app_names
+        self.app_names = self.model.params.managed_names
         self.num_envs = int(num_envs)
         self.render_mode = None
         self.migration_cost_per_gib = check_migration_cost(migration_cost_per_gib)
@@ -149,10 +152,9 @@ class WeightedInterleaveVectorEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.initial_weights = initial_weights_for(initial_weights, self.node_info.peak_gbps)
         self.env_seeds: list[int | None] = [None] * self.num_envs
-        # Every reset is the same deterministic first interval: computed once, copied after.
+        # Every reset is the same state at time 0 and the same report: computed once.
         self._fresh = self.model.initial_state(1, self.initial_weights)
-        self._reset_state = self._fresh.copy()
-        reset_outputs = self.model.step(self._reset_state, self.initial_weights[None])
+        reset_outputs = self.model.begin(self._fresh)
         self._reset_observation = self._observe(reset_outputs)
         self._reset_info = self._info(reset_outputs, np.zeros(1), np.zeros(1))
         self.state: FluidState | None = None
@@ -167,7 +169,7 @@ class WeightedInterleaveVectorEnv(VectorEnv):
         seed: int | Sequence[int | None] | None = None,
         options: dict[str, Any] | None = None,
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Reset every env (each runs its first control interval under the initial weights)."""
+        """Reset every env to time 0 (nothing run yet, the initial weights in force)."""
         if options:
             raise ValueError(
                 f"unknown reset option(s) {', '.join(sorted(options))}: the batched env takes none"
@@ -181,7 +183,7 @@ class WeightedInterleaveVectorEnv(VectorEnv):
                 raise ValueError(f"seed list has {len(seeds)} entries for {self.num_envs} envs")
             super().reset(seed=seeds[0])
             self.env_seeds = seeds
-        self.state = self._reset_state.take(np.zeros(self.num_envs, dtype=np.int64))
+        self.state = self._fresh.take(np.zeros(self.num_envs, dtype=np.int64))
         self._episode_steps[:] = 0
         self._autoreset[:] = False
         observations = np.repeat(self._reset_observation, self.num_envs, axis=0)
@@ -202,22 +204,22 @@ class WeightedInterleaveVectorEnv(VectorEnv):
         values = check_action(values, expected[1])
         weights = action_to_weights(values[:, : self.n_nodes], self.n_nodes)
         quota = quota_from_actions(values[:, self.n_nodes]) if self.quota_action else None
-        resetting = self._autoreset.copy()
+        resetting = self._autoreset
+        active = None
         if resetting.any():
-            # a reset is the first interval from nothing under the initial weights: the same
-            # step as every other env's, from the fresh state
+            # the envs whose episode ended go back to time 0 and stay there this step: the
+            # model reports them as reset does (begin), with reward 0
             self.state.put(resetting, self._fresh)
-            weights[resetting] = self.initial_weights
-            if quota is not None:
-                quota[resetting] = self._fresh_quota_bytes()
             self._episode_steps[resetting] = 0
-        outputs = self.model.step(self.state, weights, quota)
+            active = ~resetting
+        outputs = self.model.step(self.state, weights, quota, active=active)
         self.last_outputs = outputs
         throughput, migration = self._reward_terms(outputs)
-        throughput[resetting] = 0.0
-        migration[resetting] = 0.0
         rewards = throughput - migration
-        self._episode_steps[~resetting] += 1
+        if active is None:
+            self._episode_steps += 1
+        else:
+            self._episode_steps[active] += 1
         truncated = self.model.done(self.state)
         if self.max_episode_steps is not None:
             truncated |= self._episode_steps >= self.max_episode_steps
@@ -239,7 +241,7 @@ class WeightedInterleaveVectorEnv(VectorEnv):
         if self.state is None:
             raise RuntimeError("call reset() before reset_envs()")
         rows = np.arange(self.num_envs)[envs]
-        self.state.put(rows, self._reset_state)
+        self.state.put(rows, self._fresh)
         self._episode_steps[rows] = 0
         self._autoreset[rows] = False
         info = {key: np.repeat(value, rows.size, axis=0) for key, value in self._reset_info.items()}
@@ -249,10 +251,6 @@ class WeightedInterleaveVectorEnv(VectorEnv):
         return None
 
     # ---------------------------------------------------------------------- internals
-    def _fresh_quota_bytes(self) -> float:
-        rate = self._fresh.quota_pages[0] * self.model.params.page_size
-        return float(rate / self.model.params.interval_s) if np.isfinite(rate) else 0.0
-
     def _observe(self, outputs: FluidOutputs) -> np.ndarray:
         return observe(outputs, self.model.params, self.observation_spec)
 

@@ -66,10 +66,17 @@ class WeightedInterleaveEnv(gym.Env):
     on idle local memory) minus ``migration_cost_per_gib`` x GiB migrated in the interval.
     ``info["reward_throughput"]`` and ``info["reward_migration"]`` carry the terms.
 
+    ## Starting state
+    ``reset`` returns the host before anything has run (``Host.begin``): on the simulator,
+    time 0 with idle nodes, nothing allocated and ``initial_weights`` in force. The first
+    ``step``'s action sets the weights of the first interval, in which the applications that
+    start at time 0 allocate their pages: every policy places even its first pages by its own
+    weights. (A real host's ``begin`` measures one interval: its applications already run.)
+
     ## Episode end
-    Never terminates (a continuing control task); truncates when the scenario ends, or after
-    ``max_episode_steps`` if given to ``gymnasium.make``. ``reset`` runs the first control
-    interval under the initial weights and returns what it measured.
+    Never terminates (a continuing control task); truncates when the scenario ends (after
+    ``scenario.n_steps`` steps), or after ``max_episode_steps`` if given to
+    ``gymnasium.make``.
 
     ## Info
     ``weights``, ``shares``, ``node_bandwidth_gbps``, ``node_latency_ns``, ``app_names``,
@@ -83,7 +90,8 @@ class WeightedInterleaveEnv(gym.Env):
       ``"uniform"`` (1 per node) or a list of integers.
     - ``migration_cost_per_gib``: the reward's migration coefficient.
     - ``quota_action``: add the DAMOS quota as an action dimension.
-    - ``damos``: a ``DamosSetup`` (the DAMON/DAMOS configuration the host runs).
+    - ``damos``: a ``DamosSetup`` (the DAMON/DAMOS configuration the host runs; default:
+      the scenario's ``[damos]`` table, ``DamosSetup.for_scenario``).
     - ``host_factory``: ``f(seed, initial_weights) -> Host`` to drive another host (the
       scenario then only names the default).
     - ``backend``: ``"sim"`` (default) or ``"host"``: a real host through
@@ -127,7 +135,7 @@ class WeightedInterleaveEnv(gym.Env):
                 f"{', '.join(self.metadata['render_modes'])} or None"
             )
         self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
-        self.damos = damos or DamosSetup()
+        self.damos = damos or DamosSetup.for_scenario(self.scenario)
         self._host_factory = host_factory or self._simulated_host
         self.render_mode = render_mode
         self.migration_cost_per_gib = check_migration_cost(migration_cost_per_gib)
@@ -155,8 +163,7 @@ class WeightedInterleaveEnv(gym.Env):
         self.host = self._host_factory(host_seed, self._initial_weights)
         self.host.set_weights(self._initial_weights)
         self._history = History()
-        result = self.host.step()
-        observation, _, info = self._report(result)
+        observation, _, info = self._report(self.host.begin())
         return observation, info
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:

@@ -9,6 +9,10 @@ Both forms give the inverse ρ(E) with its derivative, which is what the through
 needs: at a node's latency the curve says how much bandwidth the node serves. Above the
 saturation point the node serves exactly its capacity whatever the latency (a closed loop then
 sets the latency by Little's law, as MLC's zero-delay rows show).
+
+A node seen from another socket (a *remote view*) adds a :class:`SocketLink` in front of the
+curve: the same memory behind a socket link whose unloaded round trip lengthens with the write
+share and whose queueing rises early, at light load, before the memory's own knee.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+
+from tierenv.hardware.bandwidth import WRITE_SHARE_CAP
 
 # ns of excess latency per unit of load added to flat stretches of a piecewise curve.
 MIN_EXCESS_SLOPE_NS = 1e-3
@@ -318,3 +324,143 @@ def _check_mixes(read_fraction: np.ndarray) -> None:
         raise ValueError(
             f"read fractions of a curve must be distinct, got {read_fraction.tolist()}"
         )
+
+
+# --- Remote views: the socket link in front of a node -------------------------------------------
+
+LINK_FIELDS = ("write_idle_ns", "rise_ns", "rise_gbps")
+# Newton steps (bisection where a step leaves the bracket) that invert a remote view's curve,
+# at most; a step below LINK_STEP_TOLERANCE times the excess (ns, at least 1 ns) ends them.
+LINK_MAX_STEPS = 100
+LINK_STEP_TOLERANCE = 1e-13
+
+
+@dataclass(frozen=True)
+class SocketLink:
+    """The socket link between the requesting cores and a node: what makes a remote view.
+
+    Excess latency over the node's idle (read-only) latency at offered bandwidth B and read
+    fraction r is ``offset(r) + rise(x) + E_memory(B / Bsat(r), r)`` with:
+
+    * ``offset(r) = write_idle_ns · min(1 - r, 0.5)``: the link's request/response asymmetry.
+      A read crosses with a small request and returns data; a write (with its ownership
+      exchange) sends its data on the request direction and waits for the home's answer, so
+      the unloaded round trip grows with the write share (capped where measurements end, as
+      the capacity's write penalty is). It applies to a node that carries traffic: with none
+      there is no mix, and the node sits at its read-only idle latency.
+    * ``rise(x) = rise_ns · x² / (x² + rise_gbps²)``: the link's early queueing. ``x`` is the
+      traffic of the link's busier data direction, ``max(r, 1 - r) · B`` (reads return their
+      data, writes send theirs). The excess appears at light load and levels off at
+      ``rise_ns`` once the link is steadily busy (half of it at ``x = rise_gbps``), long
+      before the memory's own knee.
+
+    The memory's own queueing ``E_memory`` is the node's latency curve, per mix as for a local
+    node.
+    """
+
+    write_idle_ns: float = 0.0
+    rise_ns: float = 0.0
+    rise_gbps: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in LINK_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"link.{name} must be a number, got {value!r}")
+            if not (np.isfinite(value) and value >= 0):
+                raise ValueError(f"link.{name} must be a finite number >= 0, got {value!r}")
+        if self.rise_gbps <= 0:
+            raise ValueError(f"link.rise_gbps must be positive, got {self.rise_gbps!r}")
+
+    def offset_ns(self, read_fraction: np.ndarray | float) -> np.ndarray:
+        """Idle latency added by the mix (0 for reads only)."""
+        return link_offset(read_fraction, self.write_idle_ns)
+
+    def rise_at(self, bandwidth_gbps: np.ndarray, read_fraction: np.ndarray) -> np.ndarray:
+        """Early-rise excess at offered bandwidth B (GB/s) and read fraction r."""
+        r = np.clip(np.asarray(read_fraction, dtype=float), 0.0, 1.0)
+        traffic = np.maximum(r, 1.0 - r) * np.maximum(np.asarray(bandwidth_gbps, float), 0.0)
+        return link_rise(traffic, self.rise_ns, self.rise_gbps)[0]
+
+    def scaled(self, bandwidth_factor: float) -> SocketLink:
+        return SocketLink(self.write_idle_ns, self.rise_ns, self.rise_gbps * bandwidth_factor)
+
+    def to_dict(self) -> dict[str, float]:
+        return {name: float(getattr(self, name)) for name in LINK_FIELDS}
+
+
+def link_offset(read_fraction, write_idle_ns) -> np.ndarray:
+    r = np.clip(np.asarray(read_fraction, dtype=float), 0.0, 1.0)
+    return write_idle_ns * np.minimum(1.0 - r, WRITE_SHARE_CAP)
+
+
+def link_rise(traffic, rise_ns, rise_gbps) -> tuple[np.ndarray, np.ndarray]:
+    """rise(x) and d rise / dx at link traffic x (GB/s)."""
+    x2 = traffic * traffic
+    b2 = rise_gbps * rise_gbps
+    denominator = x2 + b2
+    return rise_ns * x2 / denominator, rise_ns * 2.0 * traffic * b2 / (denominator * denominator)
+
+
+def load_through_link(
+    excess: np.ndarray,
+    offset: np.ndarray,
+    rise_ns: np.ndarray,
+    rise_gbps: np.ndarray,
+    traffic_per_load: np.ndarray,
+    memory_load_at,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ρ(E), dρ/dE and ∫_0^E ρ of a remote view, at a fixed read fraction.
+
+    ``traffic_per_load`` is the link traffic per unit load, ``max(r, 1 - r) · Bsat(r)``;
+    ``memory_load_at(E)`` is the memory curve's (ρ, dρ/dE, ∫ρ) at the same mix. The excess
+    splits into the offset, the link's rise and the memory's own excess m, which solves
+    ``m + rise(ρ_memory(m)) = E - offset``: the left side rises with m, so the root is unique
+    in [0, E - offset]; safeguarded Newton finds it (bisection where a step leaves the
+    bracket; a step below the tolerance ends it). Then ρ = ρ_memory(m), and the potential
+    follows by parts: ``∫_0^E ρ = ∫_0^m ρ_memory + ρ·rise(ρ) - ∫_0^ρ rise``.
+    ``solver_jit._through_link`` is the same computation for one node, compiled.
+    """
+    above = np.asarray(excess, float) - offset
+    head = np.maximum(above, 0.0)
+    tolerance = LINK_STEP_TOLERANCE * np.maximum(head, 1.0)
+    lo = np.zeros_like(head)
+    hi = head.copy()
+    memory = head.copy()
+    active = head > 0
+    for _ in range(LINK_MAX_STEPS):
+        rho, slope, _ = memory_load_at(memory)
+        rise, rise_slope = link_rise(traffic_per_load * rho, rise_ns, rise_gbps)
+        gap = memory + rise - head
+        active &= gap != 0
+        hi = np.where(active & (gap > 0), memory, hi)
+        lo = np.where(active & (gap < 0), memory, lo)
+        step = gap / (1.0 + rise_slope * traffic_per_load * slope)
+        newton = memory - step
+        small = np.abs(step) <= tolerance
+        inside = small | ((newton > lo) & (newton < hi))
+        proposal = np.where(inside, newton, 0.5 * (lo + hi))
+        moved = np.abs(proposal - memory)
+        memory = np.where(active, np.clip(proposal, 0.0, head), memory)
+        active &= ~small & (moved > tolerance)
+        if not active.any():
+            break
+    rho, slope, integral = memory_load_at(memory)
+    traffic = traffic_per_load * rho
+    rise, rise_slope = link_rise(traffic, rise_ns, rise_gbps)
+    # Below the offset the view serves nothing, flat: no slope there (the right-hand slope
+    # would tell Newton that the node takes load it does not). At the offset itself, as at
+    # a local node's idle latency, the slope is the right-hand one.
+    loaded = above >= 0
+    rho_slope = np.where(loaded, slope / (1.0 + slope * rise_slope * traffic_per_load), 0.0)
+    integral = integral + _rise_complement(rho, traffic, rise_ns, rise_gbps, traffic_per_load)
+    return np.where(loaded, rho, 0.0), rho_slope, np.where(loaded, integral, 0.0)
+
+
+def _rise_complement(rho, traffic, rise_ns, rise_gbps, traffic_per_load) -> np.ndarray:
+    """ρ·rise(ρ) - ∫_0^ρ rise(s) ds for rise = c·x²/(x² + b²), x = k·s (k = traffic per load)."""
+    per_load = np.where(traffic_per_load > 0, traffic_per_load, 1.0)
+    b2 = rise_gbps * rise_gbps
+    return rise_ns * (
+        rise_gbps / per_load * np.arctan(traffic / rise_gbps) - rho * b2 / (traffic * traffic + b2)
+    )

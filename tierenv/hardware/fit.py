@@ -12,6 +12,12 @@ fit; the starting point is chosen from a small grid, so the fit does not depend 
 A profile joins the curves of one node: one idle latency (median of the per-curve fits, or an
 anchor given by the user), a saturation-bandwidth model fitted to the per-mix peaks, and one
 latency curve per mix, refitted with the shared idle latency.
+
+A *remote view* (``link=True``: a node measured from another socket's cores) is fitted as one
+model over all its mixes: the read-only idle latency, the socket link's terms shared by every
+mix (idle latency per unit write share, early rise; see ``curves.SocketLink``) and one memory
+curve per mix. With a single write share in the data the write-share term cannot be told
+from the idle latency; it is then left at zero (the simplest model the data support).
 """
 
 from __future__ import annotations
@@ -23,14 +29,15 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from tierenv.hardware.bandwidth import WRITE_SHARE_CAP, SaturationBandwidth
-from tierenv.hardware.curves import ParametricCurve, PiecewiseCurve
+from tierenv.hardware.curves import ParametricCurve, PiecewiseCurve, SocketLink, link_rise
 from tierenv.hardware.measurements import MeasuredCurve
-from tierenv.hardware.profile import NodeProfile
+from tierenv.hardware.profile import REMOTE_KINDS, NodeProfile
 
 RISING_FRACTION = 0.98
 UNLOADED_SHARE = 0.5  # the lightest point of a usable sweep carries less of the peak than this
 CXL_LINK_ONLY_TOLERANCE = 0.03  # log-error up to which links alone explain a CXL device
 DEFAULT_WRITE_PENALTY = 0.3  # DDR4/DDR5 fits lie in 0.25-0.45 (reference §1.4); used with one mix
+LINK_CAPACITY_KINDS = ("cxl", "remote-cxl")  # capacity from read/write links and media
 
 
 @dataclass(frozen=True)
@@ -83,15 +90,7 @@ def fit_curve(
     capacity, if higher) and 1.5 times it (reference §2.4): a fit may not wander off to a
     nearly straight line that ignores the knee.
     """
-    # A loaded-latency sweep runs from a near-idle point to saturation; a curve whose
-    # lightest point already carries half the peak lost its unloaded rows (a truncated log
-    # or a single-delay run) and cannot anchor the idle latency.
-    if curve.bandwidth_gbps[0] >= UNLOADED_SHARE * curve.peak_gbps():
-        raise ValueError(
-            f"{curve.source}: no lightly loaded points (the lightest carries "
-            f"{100 * curve.bandwidth_gbps[0] / curve.peak_gbps():.0f}% of the peak): a "
-            "truncated log or a single-delay run; calibration needs the whole sweep"
-        )
+    _require_unloaded_rows(curve)
     rising = curve.rising_branch(RISING_FRACTION)
     bw, lat = rising.bandwidth_gbps, rising.latency_ns
     peak = max(float(bw.max()), min_bmax_gbps)
@@ -138,12 +137,24 @@ def fit_curve(
     return unpack(best[1])
 
 
+def _require_unloaded_rows(curve: MeasuredCurve) -> None:
+    # A loaded-latency sweep runs from a near-idle point to saturation; a curve whose
+    # lightest point already carries half the peak lost its unloaded rows (a truncated log
+    # or a single-delay run) and cannot anchor the idle latency.
+    if curve.bandwidth_gbps[0] >= UNLOADED_SHARE * curve.peak_gbps():
+        raise ValueError(
+            f"{curve.source}: no lightly loaded points (the lightest carries "
+            f"{100 * curve.bandwidth_gbps[0] / curve.peak_gbps():.0f}% of the peak): a "
+            "truncated log or a single-delay run; calibration needs the whole sweep"
+        )
+
+
 def fit_saturation(kind: str, read_fractions: np.ndarray, peaks: np.ndarray) -> SaturationBandwidth:
     """Fit the saturation-bandwidth model to per-mix peak bandwidths (log-space least squares)."""
     r = np.asarray(read_fractions, float)
     peaks = np.asarray(peaks, float)
     write_share = np.minimum(1 - r, WRITE_SHARE_CAP)
-    if kind != "cxl":
+    if kind not in LINK_CAPACITY_KINDS:
         if np.unique(np.round(write_share, 6)).size < 2:
             media = float(np.max(peaks / (1 - DEFAULT_WRITE_PENALTY * write_share)))
             return SaturationBandwidth(media_gbps=media, write_penalty=DEFAULT_WRITE_PENALTY)
@@ -215,11 +226,14 @@ def fit_profile(
     idle_latency_ns: float | None = None,
     description: str = "",
     provenance: dict[str, str] | None = None,
+    link: bool = False,
 ) -> ProfileFit:
     """Fit one node's profile to its measured curves (one or more read/write mixes).
 
     ``idle_latency_ns`` anchors the idle latency: curves whose latency excludes the on-chip
     path (Mess-simulator device curves) are shifted up to it, keeping their shape.
+    ``link`` fits a remote view (kind remote-ddr or remote-cxl): the node as measured from
+    another socket's cores, behind the socket link (see the module docstring).
     """
     if not curves:
         raise ValueError("fit_profile needs at least one measured curve")
@@ -229,6 +243,24 @@ def fit_profile(
             f"got {idle_latency_ns!r}"
         )
     curves = list(curves)
+    if link:
+        if kind not in REMOTE_KINDS:
+            raise ValueError(
+                f"a socket link is fitted for remote views (kind {' or '.join(REMOTE_KINDS)}), "
+                f"not for kind {kind!r}"
+            )
+        if form != "parametric":
+            raise ValueError(
+                f"a remote view is fitted in the parametric form (its link terms are "
+                f"parametric), not {form!r}"
+            )
+        if idle_latency_ns is not None:
+            raise ValueError(
+                "idle_latency_ns (--idle-latency-ns) anchors device-side curves; a remote view "
+                "is measured from the cores (MLC), so its idle latency comes from the logs"
+            )
+        profile = _fit_remote_view(curves, name, kind, description, dict(provenance or {}))
+        return ProfileFit(profile, [report_curve(profile, c) for c in curves])
     if idle_latency_ns is not None:
         measured_idle = float(np.median([fit_curve(c).idle_latency_ns for c in curves]))
         shift = idle_latency_ns - measured_idle
@@ -278,6 +310,99 @@ def fit_profile(
         provenance=dict(provenance or {}),
     )
     return ProfileFit(profile, [report_curve(profile, c) for c in curves])
+
+
+def _fit_remote_view(
+    curves: list[MeasuredCurve], name: str, kind: str, description: str, provenance: dict
+) -> NodeProfile:
+    """One least-squares fit of a remote view over all its mixes (shared link, per-mix memory)."""
+    groups = _group_by_mix(curves)
+    mixes = np.array(sorted(groups))
+    merged = [_merged(groups[r]) for r in mixes]
+    for curve in merged:
+        _require_unloaded_rows(curve)
+    bandwidth = fit_saturation(
+        kind, mixes, np.array([max(c.peak_gbps() for c in groups[r]) for r in mixes])
+    )
+    rising = [curve.rising_branch(RISING_FRACTION) for curve in merged]
+    capacity = np.array([float(bandwidth(r)) for r in mixes])
+    # The asymptote of each mix's memory curve lies beyond its capacity and the points fitted.
+    floor = np.maximum(capacity, [float(c.bandwidth_gbps.max()) for c in rising])
+    write_share = np.minimum(1 - mixes, WRITE_SHARE_CAP)
+    # One write share in the data: the write-share idle term is indistinguishable from the
+    # idle latency, so it is left out (zero) rather than set by chance.
+    free_write = np.unique(np.round(write_share, 6)).size >= 2
+    lightest = min(float(c.latency_ns[0]) for c in rising)
+    top = float(floor.max())
+    traffic = [np.maximum(r, 1 - r) * c.bandwidth_gbps for r, c in zip(mixes, rising, strict=True)]
+
+    def unpack(x: np.ndarray):
+        """(idle, write_idle, rise, half, per-mix rows of (a, p, bmax)) from the vector."""
+        shared = list(x[:4]) if free_write else [x[0], 0.0, x[1], x[2]]
+        return (*shared, x[4 if free_write else 3 :].reshape(-1, 3))
+
+    def model(x: np.ndarray) -> list[np.ndarray]:
+        idle, write_idle, rise, half, per_mix = unpack(x)
+        out = []
+        for c, link_traffic, share, (a, p, bmax) in zip(
+            rising, traffic, write_share, per_mix, strict=True
+        ):
+            load = np.minimum(c.bandwidth_gbps / bmax, 1 - 1e-12)
+            memory = a * ((1.0 - load) ** (-p) - 1.0)
+            early = link_rise(link_traffic, rise, half)[0]
+            out.append(idle + write_idle * share + early + memory)
+        return out
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        return np.concatenate(
+            [(m - c.latency_ns) / c.latency_ns for m, c in zip(model(x), rising, strict=True)]
+        )
+
+    lower = [0.8 * lightest] + ([0.0] if free_write else []) + [0.0, 1e-3 * top]
+    upper = [1.01 * lightest] + ([10.0 * lightest] if free_write else []) + [5 * lightest, 2 * top]
+    for c, bmin in zip(rising, floor, strict=True):
+        rise_here = max(float(c.latency_ns.max() - c.latency_ns[0]), 1.0)
+        lower += [1e-3, 0.02, bmin * (1 + 1e-6)]
+        upper += [50.0 * rise_here + 1e3, 8.0, bmin * 1.5]
+    lower, upper = np.array(lower), np.array(upper)
+    # Starting memory curves: each mix fitted alone with the local p-form.
+    alone = [fit_curve(c, min_bmax_gbps=cap) for c, cap in zip(merged, capacity, strict=True)]
+    write_start = 0.0
+    if free_write:
+        idles = np.array([fit.idle_latency_ns for fit in alone])
+        write_start = max(float(np.polyfit(write_share, idles, 1)[0]), 0.0)
+    best = None
+    for rise_share in (0.05, 0.3):
+        for half_share in (0.03, 0.15):
+            start = [0.97 * lightest] + ([write_start] if free_write else [])
+            start += [rise_share * lightest, half_share * top]
+            for fit in alone:
+                start += [fit.a_ns, fit.exponent, fit.bmax_gbps]
+            start = np.clip(start, lower + 1e-9 * np.abs(lower), upper * (1 - 1e-9))
+            result = least_squares(
+                residuals, start, bounds=(lower, upper), loss="soft_l1", f_scale=0.02
+            )
+            errors = [
+                float(np.median(np.abs((m - c.latency_ns) / c.latency_ns)))
+                for m, c in zip(model(result.x), rising, strict=True)
+            ]
+            score = (max(errors), result.cost)
+            if best is None or score < best[0]:
+                best = (score, result.x)
+    idle, write_idle, rise, half, per_mix = unpack(best[1])
+    # A term the fit drove to its bound is absent; keep it an exact zero in the file.
+    write_idle, rise = (value if value > 1e-6 else 0.0 for value in (write_idle, rise))
+    headroom = np.maximum(per_mix[:, 2] / capacity, 1.0)
+    return NodeProfile(
+        name=name,
+        kind=kind,
+        idle_latency_ns=float(idle),
+        bandwidth=bandwidth,
+        latency=ParametricCurve(mixes, per_mix[:, 0], per_mix[:, 1], headroom),
+        description=description,
+        provenance=provenance,
+        link=SocketLink(float(write_idle), float(rise), float(half)),
+    )
 
 
 def report_curve(profile: NodeProfile, curve: MeasuredCurve) -> CurveReport:

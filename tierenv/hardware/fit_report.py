@@ -16,13 +16,21 @@ def fit_table(fit: ProfileFit, tolerance: float) -> str:
     """Markdown table: one row per measured curve, errors on the rising branch."""
     profile = fit.profile
     lines = [
-        f"Profile {profile.name} ({profile.kind}): idle {profile.idle_latency_ns:.1f} ns, "
+        f"Profile {profile.name} ({profile.kind}): idle {profile.idle_latency_ns:.1f} ns"
+        f"{' (reads only)' if profile.link is not None else ''}, "
         f"saturation {_saturation_text(fit)}",
         "",
         "| measurement | mix | reads | rising points | peak GB/s | model peak GB/s | "
         "median abs err | max abs err | within tolerance |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
+    if profile.link is not None:
+        link = profile.link
+        lines[1:1] = [
+            f"Socket link (remote view): idle +{link.write_idle_ns:.1f} ns per unit write share "
+            f"(up to 0.5), early rise {link.rise_ns:.1f} ns (half of it at "
+            f"{link.rise_gbps:.2f} GB/s in the busier link direction)",
+        ]
     for report in fit.reports:
         curve = report.curve
         ok = "yes" if report.median_abs_error <= tolerance else "NO"

@@ -12,7 +12,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from tierenv.hardware.bandwidth import saturation_gbps
-from tierenv.hardware.curves import ParametricCurve, load_of_fitted_mix
+from tierenv.hardware.curves import (
+    ParametricCurve,
+    link_offset,
+    load_of_fitted_mix,
+    load_through_link,
+)
 from tierenv.hardware.profile import NodeProfile
 
 
@@ -55,7 +60,7 @@ class NodeSet:
         if self.vectorised is not None:
             return self.vectorised.load_at(latency_ns - self.idle_latency_ns, read_fraction)
         parts = [
-            p.latency.load_at(latency_ns[..., i] - p.idle_latency_ns, read_fraction[..., i])
+            p.load_at(latency_ns[..., i] - p.idle_latency_ns, read_fraction[..., i])
             for i, p in enumerate(self.profiles)
         ]
         return tuple(np.stack(values, axis=-1) for values in zip(*parts, strict=True))
@@ -91,6 +96,12 @@ class _VectorisedNodes:
         self.exponent = padded([c.exponent for c in curves], fill_last=True)
         self.headroom = padded([c.headroom for c in curves], fill_last=True)
         self.rows = np.arange(len(profiles))
+        # Remote views: the socket link's terms (zeros for local nodes, which skip them).
+        links = [p.link for p in profiles]
+        self.linked = np.array([link is not None for link in links])
+        self.write_idle = np.array([0.0 if k is None else k.write_idle_ns for k in links])
+        self.rise_ns = np.array([0.0 if k is None else k.rise_ns for k in links])
+        self.rise_gbps = np.array([1.0 if k is None else k.rise_gbps for k in links])
 
     def saturation_gbps(self, read_fraction: np.ndarray) -> np.ndarray:
         return saturation_gbps(
@@ -98,6 +109,28 @@ class _VectorisedNodes:
         )
 
     def load_at(self, excess: np.ndarray, read_fraction: np.ndarray):
+        neighbours = self._neighbours(read_fraction)
+        direct = self._memory_load_at(np.maximum(excess, 0.0), neighbours)
+        if not self.linked.any():
+            return direct
+        # A remote view's curve is its memory curve seen through the link (the numbers of
+        # NodeProfile.load_at); local nodes keep their memory curve.
+        r = np.clip(read_fraction, 0.0, 1.0)
+        through = load_through_link(
+            excess,
+            link_offset(r, self.write_idle),
+            self.rise_ns,
+            self.rise_gbps,
+            np.maximum(r, 1.0 - r) * self.saturation_gbps(r),
+            lambda e: self._memory_load_at(e, neighbours),
+        )
+        return tuple(
+            np.where(self.linked, via, own) for via, own in zip(through, direct, strict=True)
+        )
+
+    def _neighbours(self, read_fraction: np.ndarray):
+        """Per node, the parameters of the measured mixes on either side of r and the weight
+        of the upper one."""
         r = np.clip(read_fraction, self.first_mix, self.last_mix)
         below = np.sum(self.mixes <= r[..., None], axis=-1) - 1
         lower = np.clip(below, 0, np.maximum(self.count - 2, 0))
@@ -105,19 +138,19 @@ class _VectorisedNodes:
         low_mix, high_mix = self.mixes[self.rows, lower], self.mixes[self.rows, upper]
         span = np.where(upper > lower, high_mix - low_mix, 1.0)
         weight = np.where(upper > lower, (r - low_mix) / span, 0.0)
-        ex = np.maximum(excess, 0.0)
-        at_low = load_of_fitted_mix(
-            ex,
-            self.a[self.rows, lower],
-            self.exponent[self.rows, lower],
-            self.headroom[self.rows, lower],
-        )
-        at_high = load_of_fitted_mix(
-            ex,
-            self.a[self.rows, upper],
-            self.exponent[self.rows, upper],
-            self.headroom[self.rows, upper],
-        )
+
+        def params(index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            rows = self.rows
+            return self.a[rows, index], self.exponent[rows, index], self.headroom[rows, index]
+
+        return params(lower), params(upper), weight
+
+    @staticmethod
+    def _memory_load_at(excess: np.ndarray, neighbours):
+        """The memory curves at excess >= 0: the two neighbouring mixes blended."""
+        low, high, weight = neighbours
+        at_low = load_of_fitted_mix(excess, *low)
+        at_high = load_of_fitted_mix(excess, *high)
         return tuple(
             (1 - weight) * lo + weight * hi for lo, hi in zip(at_low, at_high, strict=True)
         )

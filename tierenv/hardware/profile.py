@@ -5,7 +5,7 @@ by name; any other profile is loaded by path. Schema (all bandwidths GB/s = 1e9 
 latencies ns, read fractions at the memory controller)::
 
     name = "bytedance-cxl-asic"
-    kind = "cxl"                      # ddr | cxl | remote-ddr (descriptive)
+    kind = "cxl"                      # ddr | cxl | remote-ddr | remote-cxl
     description = "..."
     idle_latency_ns = 250.4
 
@@ -24,7 +24,18 @@ latencies ns, read fractions at the memory controller)::
     headroom = 1.04
     # piecewise instead: read_fraction, bandwidth_gbps = [...], latency_ns = [...]
 
+    [link]                            # optional, remote views only (kind remote-*)
+    write_idle_ns = 295.0             # idle latency added per unit write share (capped at 0.5)
+    rise_ns = 40.9                    # early rise of the socket link's queueing ...
+    rise_gbps = 4.86                  # ... half of it at this traffic in the busier direction
+
     [provenance]                      # free-form strings: source, method, command, notes
+
+The kind sets how capacity is fitted (``ddr`` and ``remote-ddr``: a bus with a write penalty;
+``cxl`` and ``remote-cxl``: read/write links and media). A *remote view* is a node measured
+from another socket's cores; its ``[link]`` table (see ``tierenv.hardware.curves.SocketLink``)
+adds the socket link's mix-dependent idle latency and early rise to the curve, and
+``idle_latency_ns`` is then the read-only idle. Profiles without ``[link]`` are unchanged.
 """
 
 from __future__ import annotations
@@ -41,9 +52,17 @@ import tomli_w
 
 from tierenv.files import write_text_atomically
 from tierenv.hardware.bandwidth import SaturationBandwidth
-from tierenv.hardware.curves import LatencyCurve, ParametricCurve, PiecewiseCurve
+from tierenv.hardware.curves import (
+    LINK_FIELDS,
+    LatencyCurve,
+    ParametricCurve,
+    PiecewiseCurve,
+    SocketLink,
+    load_through_link,
+)
 
-NODE_KINDS = ("ddr", "cxl", "remote-ddr")
+NODE_KINDS = ("ddr", "cxl", "remote-ddr", "remote-cxl")
+REMOTE_KINDS = ("remote-ddr", "remote-cxl")
 PROFILE_SUFFIX = ".toml"
 
 
@@ -62,6 +81,7 @@ class NodeProfile:
     latency: LatencyCurve
     description: str = ""
     provenance: dict[str, str] = field(default_factory=dict)
+    link: SocketLink | None = None  # the socket link of a remote view (None: a local node)
 
     def __post_init__(self) -> None:
         if self.kind not in NODE_KINDS:
@@ -69,6 +89,14 @@ class NodeProfile:
         value = self.idle_latency_ns
         if not (isinstance(value, int | float) and np.isfinite(value) and value > 0):
             raise ValueError(f"idle_latency_ns must be a positive number, got {value!r}")
+        if self.link is not None:
+            if self.kind not in REMOTE_KINDS:
+                raise ValueError(
+                    f"a socket link belongs to a remote view (kind {' or '.join(REMOTE_KINDS)}),"
+                    f" not to kind {self.kind!r}"
+                )
+            if not isinstance(self.latency, ParametricCurve):
+                raise ValueError("a remote view's link needs the parametric latency form")
 
     def saturation_gbps(self, read_fraction: np.ndarray | float = 1.0) -> np.ndarray:
         """Peak bandwidth at a read fraction."""
@@ -78,9 +106,17 @@ class NodeProfile:
         self, bandwidth_gbps: np.ndarray | float, read_fraction: np.ndarray | float = 1.0
     ) -> np.ndarray:
         """Open-loop latency at an offered bandwidth; inf beyond the node's capacity."""
-        load = np.asarray(bandwidth_gbps, dtype=float) / self.saturation_gbps(read_fraction)
+        bandwidth = np.asarray(bandwidth_gbps, dtype=float)
+        load = bandwidth / self.saturation_gbps(read_fraction)
         r = np.broadcast_to(np.asarray(read_fraction, dtype=float), load.shape)
-        return self.idle_latency_ns + self.latency.excess_ns(load, r)
+        excess = self.latency.excess_ns(load, r)
+        if self.link is not None:
+            # With no traffic there is no mix: an idle remote view has its read-only idle
+            # latency (as the solver reports an unused node); a mix's offset applies as soon
+            # as there is traffic (MLC's lightest rows show it in full).
+            offset = np.where(bandwidth > 0, self.link.offset_ns(r), 0.0)
+            excess = excess + offset + self.link.rise_at(bandwidth, r)
+        return self.idle_latency_ns + excess
 
     def served_gbps(
         self, latency_ns: np.ndarray | float, read_fraction: np.ndarray | float = 1.0
@@ -88,13 +124,33 @@ class NodeProfile:
         """Bandwidth the node serves when its latency is ``latency_ns`` (inverse of latency_ns)."""
         latency = np.asarray(latency_ns, dtype=float)
         r = np.broadcast_to(np.asarray(read_fraction, dtype=float), latency.shape)
-        load, _, _ = self.latency.load_at(latency - self.idle_latency_ns, r)
+        load, _, _ = self.load_at(latency - self.idle_latency_ns, r)
         return load * self.saturation_gbps(r)
+
+    def load_at(
+        self, excess_ns: np.ndarray, read_fraction: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Served load ρ at excess latency E over idle, dρ/dE and ∫_0^E ρ (what the solver uses)."""
+        if self.link is None:
+            return self.latency.load_at(excess_ns, read_fraction)
+        excess = np.asarray(excess_ns, dtype=float)
+        r = np.broadcast_to(np.asarray(read_fraction, dtype=float), excess.shape)
+        clipped = np.clip(r, 0.0, 1.0)
+        link = self.link
+        return load_through_link(
+            excess,
+            link.offset_ns(r),
+            link.rise_ns,
+            link.rise_gbps,
+            np.maximum(clipped, 1.0 - clipped) * self.saturation_gbps(clipped),
+            lambda e: self.latency.load_at(e, r),
+        )
 
     def scaled(self, bandwidth_factor: float, name: str | None = None) -> NodeProfile:
         """The same node with every bandwidth multiplied (e.g. half of a socket's channels).
 
-        Latency curves are in units of load, so they keep their shape.
+        Latency curves are in units of load, so they keep their shape; a remote view's link
+        scales with it (its early rise stays at the same share of the capacity).
         """
         if not (np.isfinite(bandwidth_factor) and bandwidth_factor > 0):
             raise ValueError(f"bandwidth_factor must be positive, got {bandwidth_factor!r}")
@@ -112,6 +168,7 @@ class NodeProfile:
                 read_link_gbps=scale(bw.read_link_gbps),
                 write_link_gbps=scale(bw.write_link_gbps),
             ),
+            link=None if self.link is None else self.link.scaled(bandwidth_factor),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -132,15 +189,18 @@ class NodeProfile:
                 )
         else:
             latency = self.latency.to_dict()
-        return {
+        out = {
             "name": self.name,
             "kind": self.kind,
             "description": self.description,
             "idle_latency_ns": float(self.idle_latency_ns),
             "bandwidth": self.bandwidth.to_dict(),
             "latency": latency,
-            "provenance": dict(self.provenance),
         }
+        if self.link is not None:  # only remote views have the table: local files are unchanged
+            out["link"] = self.link.to_dict()
+        out["provenance"] = dict(self.provenance)
+        return out
 
     def save(self, path: str | Path) -> None:
         """Write the profile as TOML, atomically (a failed write leaves the old file)."""
@@ -225,6 +285,7 @@ def profile_from_dict(data: dict[str, Any], source: str = "<profile>") -> NodePr
             raise
         raise fail("latency", str(err)) from None
 
+    link = _link_from_table(data, form, fail, number)
     provenance = data.get("provenance", {})
     if not isinstance(provenance, dict):
         raise fail("provenance", "must be a table")
@@ -236,7 +297,32 @@ def profile_from_dict(data: dict[str, Any], source: str = "<profile>") -> NodePr
         latency=curve,
         description=str(data.get("description", "")),
         provenance={str(k): str(v) for k, v in provenance.items()},
+        link=link,
     )
+
+
+def _link_from_table(data: dict[str, Any], form: str, fail, number) -> SocketLink | None:
+    """The ``[link]`` table of a remote view, checked field by field (None if absent)."""
+    if "link" not in data:
+        return None
+    table = data["link"]
+    if not isinstance(table, dict):
+        raise fail("link", f"must be a table, got {table!r}")
+    if data["kind"] not in REMOTE_KINDS:
+        raise fail(
+            "link",
+            f"a socket link belongs to a remote view (kind {' or '.join(REMOTE_KINDS)}), "
+            f"not to kind {data['kind']!r}",
+        )
+    if form != "parametric":
+        raise fail("link", f"a remote view needs latency.form = 'parametric', got {form!r}")
+    unknown = sorted(set(table) - set(LINK_FIELDS))
+    if unknown:
+        raise fail(f"link.{unknown[0]}", f"unknown field (expected {', '.join(LINK_FIELDS)})")
+    values = {key: number(table, key, "link.") for key in LINK_FIELDS}
+    if values["rise_gbps"] == 0:
+        raise fail("link.rise_gbps", "must be positive")
+    return SocketLink(**values)
 
 
 def _require_table(value: Any, fieldname: str, fail) -> None:

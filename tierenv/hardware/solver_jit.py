@@ -20,6 +20,7 @@ except ImportError:  # numba is optional: without it the numpy reference runs
     njit = None
 
 from tierenv.hardware.bandwidth import WRITE_SHARE_CAP
+from tierenv.hardware.curves import LINK_MAX_STEPS, LINK_STEP_TOLERANCE
 from tierenv.hardware.solver import (
     ARMIJO,
     LINE_BYTES,
@@ -65,17 +66,8 @@ def _fitted_mix(excess, a, p, beta):
     return rho, slope, integral
 
 
-def _node_load(i, excess, r, count, mixes, a, p, beta):
-    n = count[i]
-    r = min(max(r, mixes[i, 0]), mixes[i, n - 1])
-    below = -1
-    for c in range(n):
-        if mixes[i, c] <= r:
-            below += 1
-    lower = min(max(below, 0), max(n - 2, 0))
-    upper = min(lower + 1, n - 1)
-    weight = (r - mixes[i, lower]) / (mixes[i, upper] - mixes[i, lower]) if upper > lower else 0.0
-    ex = max(excess, 0.0)
+def _memory_load(ex, i, lower, upper, weight, a, p, beta):
+    """The node's memory curve at excess ``ex`` >= 0: the two neighbouring mixes blended."""
     rho_l, slope_l, int_l = _fitted_mix(ex, a[i, lower], p[i, lower], beta[i, lower])
     rho_h, slope_h, int_h = _fitted_mix(ex, a[i, upper], p[i, upper], beta[i, upper])
     return (
@@ -85,10 +77,88 @@ def _node_load(i, excess, r, count, mixes, a, p, beta):
     )
 
 
+def _link_rise(traffic, rise_ns, rise_gbps):
+    x2 = traffic * traffic
+    b2 = rise_gbps * rise_gbps
+    denominator = x2 + b2
+    return rise_ns * x2 / denominator, rise_ns * 2.0 * traffic * b2 / (denominator * denominator)
+
+
+def _through_link(excess, r, capacity, w, c, b, i, lower, upper, weight, a, p, beta):
+    """A remote view's (ρ, dρ/dE, ∫ρ): curves.load_through_link for one node, compiled."""
+    r = min(max(r, 0.0), 1.0)
+    per_load = max(r, 1.0 - r) * capacity
+    head = excess - w * min(1.0 - r, WRITE_SHARE_CAP)
+    if not head >= 0:  # below the offset the view serves nothing (flat, no slope)
+        return 0.0, 0.0, 0.0
+    tolerance = LINK_STEP_TOLERANCE * max(head, 1.0)
+    lo = 0.0
+    hi = head
+    memory = head
+    if head > 0:
+        for _ in range(LINK_MAX_STEPS):
+            rho, slope, _ = _memory_load(memory, i, lower, upper, weight, a, p, beta)
+            rise, rise_slope = _link_rise(per_load * rho, c, b)
+            gap = memory + rise - head
+            if gap == 0:
+                break
+            if gap > 0:
+                hi = memory
+            else:
+                lo = memory
+            step = gap / (1.0 + rise_slope * per_load * slope)
+            newton = memory - step
+            small = abs(step) <= tolerance
+            proposal = newton if (small or lo < newton < hi) else 0.5 * (lo + hi)
+            moved = abs(proposal - memory)
+            memory = min(max(proposal, 0.0), head)
+            if small or not moved > tolerance:
+                break
+    rho, slope, integral = _memory_load(memory, i, lower, upper, weight, a, p, beta)
+    traffic = per_load * rho
+    rise, rise_slope = _link_rise(traffic, c, b)
+    rho_slope = slope / (1.0 + slope * rise_slope * per_load)
+    if not per_load > 0:
+        per_load = 1.0
+    b2 = b * b
+    complement = c * (b / per_load * math.atan(traffic / b) - rho * b2 / (traffic * traffic + b2))
+    return rho, rho_slope, integral + complement
+
+
+def _node_load(i, excess, r, capacity, count, mixes, a, p, beta, write_idle, rise_ns, rise_gbps):
+    n = count[i]
+    rm = min(max(r, mixes[i, 0]), mixes[i, n - 1])
+    below = -1
+    for c in range(n):
+        if mixes[i, c] <= rm:
+            below += 1
+    lower = min(max(below, 0), max(n - 2, 0))
+    upper = min(lower + 1, n - 1)
+    weight = (rm - mixes[i, lower]) / (mixes[i, upper] - mixes[i, lower]) if upper > lower else 0.0
+    if write_idle[i] == 0.0 and rise_ns[i] == 0.0:  # a local node (or a link that adds nothing)
+        return _memory_load(max(excess, 0.0), i, lower, upper, weight, a, p, beta)
+    return _through_link(
+        excess,
+        r,
+        capacity,
+        write_idle[i],
+        rise_ns[i],
+        rise_gbps[i],
+        i,
+        lower,
+        upper,
+        weight,
+        a,
+        p,
+        beta,
+    )
+
+
 def _evaluate(lat, reads, n, z, rr, f, bg, bg_read, idle, nodes, out):
     """Fill ``out`` (delay, rate, demand, fresh, capacity, supply, slope) and return Ψ."""
     delay, rate, demand, fresh, capacity, supply, slope = out
-    media, penalty, read_link, write_link, count, mixes, a, p, beta = nodes
+    (media, penalty, read_link, write_link, count, mixes, a, p, beta) = nodes[0:9]
+    (write_idle, rise_ns, rise_gbps) = nodes[9:12]
     n_streams, n_nodes = f.shape
     potential = 0.0
     for i in range(n_nodes):
@@ -108,7 +178,20 @@ def _evaluate(lat, reads, n, z, rr, f, bg, bg_read, idle, nodes, out):
     for i in range(n_nodes):
         fresh[i] = min(max(fresh[i] / demand[i], 0.0), 1.0) if demand[i] > 0 else 1.0
         capacity[i] = _capacity(i, reads[i], media, penalty, read_link, write_link)
-        rho, s, integral = _node_load(i, lat[i] - idle[i], reads[i], count, mixes, a, p, beta)
+        rho, s, integral = _node_load(
+            i,
+            lat[i] - idle[i],
+            reads[i],
+            capacity[i],
+            count,
+            mixes,
+            a,
+            p,
+            beta,
+            write_idle,
+            rise_ns,
+            rise_gbps,
+        )
         supply[i] = rho * capacity[i]
         slope[i] = s * capacity[i]
         potential += capacity[i] * integral - bg[i] * lat[i]
@@ -314,6 +397,9 @@ if AVAILABLE:
     _capacity = njit(cache=True)(_capacity)
     _power_integral = njit(cache=True)(_power_integral)
     _fitted_mix = njit(cache=True)(_fitted_mix)
+    _memory_load = njit(cache=True)(_memory_load)
+    _link_rise = njit(cache=True)(_link_rise)
+    _through_link = njit(cache=True)(_through_link)
     _node_load = njit(cache=True)(_node_load)
     _evaluate = njit(cache=True)(_evaluate)
     _buffers = njit(cache=True)(_buffers)
@@ -350,6 +436,9 @@ def solve(
         fast_nodes.a,
         fast_nodes.exponent,
         fast_nodes.headroom,
+        fast_nodes.write_idle,
+        fast_nodes.rise_ns,
+        fast_nodes.rise_gbps,
     )
     return _solve_batch(
         n,

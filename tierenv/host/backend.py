@@ -139,6 +139,11 @@ class RealHost:
         if core.kdamond is not None and core.kdamond.is_on():
             core.kdamond.set_quota(per_window)
 
+    def begin(self) -> StepResult:
+        """A real host's applications already run with their pages placed: the state before
+        the first decision is one measured interval under the weights in force."""
+        return self.step()
+
     def step(self) -> StepResult:
         self._start()
         self.wait(self.core.interval_s)

@@ -16,8 +16,10 @@ that behaviour; a quota of whole pages avoids it).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from tierenv.damon.config import (
     AccessPattern,
@@ -28,6 +30,9 @@ from tierenv.damon.config import (
     Scheme,
     Target,
 )
+
+if TYPE_CHECKING:
+    from tierenv.workload.scenario import Scenario
 
 MiB = 1 << 20
 
@@ -40,6 +45,16 @@ class DamosSetup:
     apply_interval_us: int = 1_000_000
     quota_bytes: int = 200 * MiB
     quota_reset_interval_ms: int = 1000
+
+    @classmethod
+    def for_scenario(cls, scenario: Scenario) -> DamosSetup:
+        """The setup a scenario's ``[damos]`` table asks for (the recipe's defaults
+        otherwise), its quota rounded to whole pages per window as ``quota_per_window``."""
+        spec = scenario.damos
+        setup = cls(enabled=spec.enabled, min_access_percent=spec.min_access_percent)
+        return dataclasses.replace(
+            setup, quota_bytes=setup.quota_per_window(spec.quota_bytes_per_s, scenario.page_size)
+        )
 
     def quota_per_window(self, bytes_per_s: int, page_size: int) -> int:
         """The ``quotas/bytes`` for a rate of ``bytes_per_s`` (0: unlimited): whole pages per

@@ -4,7 +4,8 @@
 about half a millisecond per control interval. The fluid model keeps the same scenario, the
 same node profiles, the same throughput solver and the same DAMOS recipe (damo's
 weighted-interleave ``migrate_hot``: regions accessed in >= 5 % of samples, weighted dests
-equal to the interleave weights, a 200 MiB/s quota, applied every second), but replaces pages
+equal to the interleave weights, a 200 MiB/s quota, applied every second; or what the
+scenario's ``[damos]`` table sets, ``DamosSetup.for_scenario``), but replaces pages
 and DAMON regions by expectations over *chunks*, so a batch of B envs is a handful of arrays
 with a leading env axis stepped by one compiled loop and one batched ``solve`` call.
 
@@ -38,18 +39,33 @@ What it simplifies, relative to the full simulator:
   lowest address when a pass reaches the end. The fluid walk does the same over chunks,
   charging eligible chunks' pages against the quota and moving the walked pages whose target
   differs from their node; the part of the cursor's chunk already walked in this pass is
-  kept apart (``walked_pages``) so that a pass never walks a page twice. Migration into a
-  full node fails (counted as pgmigrate_fail), allowing frames freed by the same pass.
+  kept apart (``walked_pages``) so that a pass never walks a page twice. A quota that runs
+  out exactly where no eligible page follows leaves the next window nothing to walk (the
+  kernel resumes after where it stopped), so a quota dividing the eligible pages wastes a
+  window per pass as the kernel does. Migration into a full node fails (counted as
+  pgmigrate_fail), allowing frames freed by the same pass. Not modelled: a window that stops
+  inside the kernel's *last region* makes the kernel skip the rest of that region in the
+  next window; the fluid walk finishes the pass.
 - **Timing.** The quota is one budget per control interval (the recipe's apply interval and
   quota window both equal 1 s); migrations happen before the interval's solve, as in the
   host; kdamond start-up (first aggregations) is not modelled.
 
 Everything else follows the host step for step: scenario changes at the interval's start
-(starts, stops, events changing intensity or moving a hot set, traces' phases), growth
-touching new pages under the current weights with the kernel's fallback to the next node
-with free memory, migration copy traffic as open-loop background (``MigrationCost``
-semantics), the solver warm-started from the last latencies and solving only running
-applications, and each application's reference throughput alone on idle local memory.
+(starts, stops, phase events changing intensity, compute time or read share, hot sets moving,
+traces' phases, open-loop traffic starting or stopping), growth touching new pages under the
+current weights with the kernel's fallback to the next node with free memory, migration copy
+traffic and the scenario's traffic as open-loop background (read shares weighted by GB/s),
+the solver warm-started from the last latencies and solving only running applications, and
+each application's reference throughput alone on idle local memory (recomputed when an event
+changes intensity, compute time or read share). Bound co-runners (``bind_node``) allocate on
+their node only (all of a first touch or nothing, as MPOL_BIND without reclaim), no kdamond
+walks them and the weights never re-target them; they are solved like every stream but left
+out of the reported applications (``FluidOutputs`` covers the managed ones) and of the reward,
+which also skips applications with ``reward = false``.
+
+The first interval: ``begin(state)`` reports a fresh state as ``SimulatedHost.begin`` does (time
+0, idle nodes, nothing allocated, the weights in force); the weights of the first ``step`` are
+the ones the applications starting at time 0 allocate under.
 
 Checked against the full simulator (``tests/test_fluid.py``, 32 chunks): under static weights
 1:1, 3:1 and 255:1 on co-runner and steady-single, per-application throughput, DDR resident
@@ -60,21 +76,29 @@ within 1.3 % (every second: 1.8 %, 1e-3, 5 %). The co-runner optimum over static
 is the full simulator's (spill while two instances run, all-local while one does); a batch's
 env b equals that env run alone, bit for bit. Largest gaps seen: hot-set-shift after a
 weight change (2-4 % throughput), where the full simulator's walk sometimes also charges cold
-regions.
+regions. On small scenarios with a bound co-runner, traffic switching on, phase events, an
+unrewarded application or a 2 GiB/s quota, throughput and weighted speedup agree to 1e-6
+under static weights and within 0.05 % after a weight switch; on three nodes within 0.1 %
+(chunks that are not multiples of the weight sum interleave slightly off the weights).
 
 State layout: ``FluidState`` arrays have a leading env axis B; ``step(state, weights)``
-advances every env one control interval, updating ``state`` in place (``state.copy()``
-branches a run), and returns ``FluidOutputs``. ``observe(outputs, spec)`` builds the
-observation features of ``tierenv.contracts.features`` for the whole batch.
+advances every env one control interval (or only the ``active`` ones), updating ``state`` in
+place (``state.copy()`` branches a run), and returns ``FluidOutputs``. ``observe(outputs,
+spec)`` builds the observation features of ``tierenv.contracts.features`` for the whole batch.
+The compiled interval (``_advance``) takes three structs of arrays: ``KernelState`` (the parts
+of ``FluidState`` it updates), ``KernelParams`` (``FluidParams.kernel``) and
+``KernelOutputs``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -93,6 +117,7 @@ DEFAULT_CHUNKS = 32
 MAX_CHUNKS = 1024
 TIME_EPSILON = 1e-9  # the host's tolerance when comparing times with scenario moments
 SCALE_ROUNDS = 4  # fixed-point rounds for migrations into nearly full nodes
+QUOTA_EXACT = 1e-9  # pages: a DAMOS budget this close to 0 ran out exactly
 
 
 class FluidModelError(ValueError):
@@ -100,13 +125,38 @@ class FluidModelError(ValueError):
 
 
 # ------------------------------------------------------------------------- static parameters
+class KernelParams(NamedTuple):
+    """The static arrays and numbers the compiled interval (``_advance``) reads (shapes as
+    ``FluidParams``)."""
+
+    running: np.ndarray  # (T, A) bool
+    starting: np.ndarray  # (T, A) bool
+    stopping: np.ndarray  # (T, A) bool
+    phase: np.ndarray  # (T, A) int64
+    new_pages: np.ndarray  # (T, A, K)
+    touched_pages: np.ndarray  # (T, A, K)
+    chunk_pages: np.ndarray  # (A, K)
+    phase_share: np.ndarray  # (A, P, K)
+    phase_hot: np.ndarray  # (A, P, K)
+    phase_alone_gbps: np.ndarray  # (A, P)
+    capacity_pages: np.ndarray  # (N,)
+    bind_node: np.ndarray  # (A,) int64: the node a bound app's pages go to (-1: managed)
+    hotness_thresholds: np.ndarray  # (bins - 1,) int64
+    damos_enabled: bool
+    misses_per_gbps_sample: float  # misses per sample interval per GB/s of throughput
+    max_nr_accesses: int
+    min_nr_accesses: int
+
+
 @dataclass(frozen=True, eq=False)
 class FluidParams:
     """Everything about a scenario the fluid model needs, built once (``build_params``).
 
-    Shapes: T control intervals, A applications, K chunks, P phases per application (padded),
-    N nodes. A *phase* is one combination of access distribution, intensity and read share;
-    ``phase[k, a]`` says which is in force in interval k.
+    Shapes: T control intervals, A applications (all of the scenario's, bound co-runners
+    included), K chunks, P phases per application (padded), N nodes. A *phase* is one
+    combination of access distribution, intensity, read share and compute time;
+    ``phase[k, a]`` says which is in force in interval k. The host reports the *managed*
+    applications only (``managed_apps``, M of them): ``FluidOutputs`` has their columns.
     """
 
     scenario: Scenario
@@ -114,7 +164,11 @@ class FluidParams:
     nodes: NodeSet
     page_size: int
     interval_s: float
-    app_names: tuple[str, ...]
+    app_names: tuple[str, ...]  # (A,) every application, bound ones included
+    managed_apps: np.ndarray  # (M,) int64: the applications the weights and DAMOS manage
+    managed_names: tuple[str, ...]  # (M,) the reported applications' names
+    in_reward: np.ndarray  # (A,) bool: counts in the reward (never a bound app)
+    bind_node: np.ndarray  # (A,) int64: a bound app's node, -1 for managed apps
     step_start_s: np.ndarray  # (T,) time at each interval's start, accumulated as the host does
     capacity_pages: np.ndarray  # (N,)
     chunk_first_page: np.ndarray  # (A, K) int64
@@ -129,8 +183,10 @@ class FluidParams:
     phase_hot: np.ndarray  # (A, P, K) share of the chunk's pages in the app's hot set
     phase_mlp: np.ndarray  # (A, P) misses in flight (intensity applied)
     phase_read_fraction: np.ndarray  # (A, P)
+    phase_think_ns: np.ndarray  # (A, P) compute time between misses
     phase_alone_gbps: np.ndarray  # (A, P) throughput alone on idle local memory
-    think_ns: np.ndarray  # (A,)
+    traffic_gbps: np.ndarray  # (T, N) open-loop background traffic in interval k
+    traffic_read_fraction: np.ndarray  # (T, N) its read share (1 where there is none)
     running_set: np.ndarray  # (T,) int64: index into running_apps
     running_apps: tuple[np.ndarray, ...]  # the distinct sets of running apps
     running_apps_count: np.ndarray  # (sets,) applications in each set
@@ -153,11 +209,44 @@ class FluidParams:
 
     @property
     def n_apps(self) -> int:
+        """All applications (the model's app axis), bound co-runners included."""
         return len(self.app_names)
 
     @property
     def n_chunks(self) -> int:
         return int(self.chunk_pages.shape[1])
+
+    @functools.cached_property
+    def all_managed(self) -> bool:
+        """No bound co-runner: the reported applications are the model's."""
+        return self.managed_apps.size == self.n_apps
+
+    @functools.cached_property
+    def has_traffic(self) -> bool:
+        return bool(np.any(self.traffic_gbps > 0))
+
+    @functools.cached_property
+    def kernel(self) -> KernelParams:
+        """What the compiled interval reads, as one struct."""
+        return KernelParams(
+            running=self.running,
+            starting=self.starting,
+            stopping=self.stopping,
+            phase=self.phase,
+            new_pages=self.new_pages,
+            touched_pages=self.touched_pages,
+            chunk_pages=self.chunk_pages,
+            phase_share=self.phase_share,
+            phase_hot=self.phase_hot,
+            phase_alone_gbps=self.phase_alone_gbps,
+            capacity_pages=self.capacity_pages,
+            bind_node=self.bind_node,
+            hotness_thresholds=self.hotness_thresholds,
+            damos_enabled=bool(self.damos_enabled),
+            misses_per_gbps_sample=float(self.sample_s * 1e9 / LINE_BYTES),
+            max_nr_accesses=int(self.max_nr_accesses),
+            min_nr_accesses=int(self.min_nr_accesses),
+        )
 
     def quota_pages_for(self, bytes_per_s: np.ndarray) -> np.ndarray:
         """Charge budget per interval (pages) for DAMOS quotas in bytes/s, as
@@ -180,10 +269,11 @@ def build_params(
     damos: DamosSetup | None = None,
     migration_cost: MigrationCost | None = None,
 ) -> FluidParams:
-    """The fluid model's static parameters for ``scenario`` (see the module docstring)."""
+    """The fluid model's static parameters for ``scenario`` (see the module docstring);
+    ``damos`` defaults to the scenario's (``DamosSetup.for_scenario``), as the host's."""
     if not isinstance(n_chunks, int | np.integer) or not 1 <= n_chunks <= MAX_CHUNKS:
         raise FluidModelError(f"n_chunks must be an integer in 1..{MAX_CHUNKS}, got {n_chunks!r}")
-    damos = damos or DamosSetup()
+    damos = damos or DamosSetup.for_scenario(scenario)
     migration_cost = migration_cost or MigrationCost()
     _check_damos(damos, scenario.control_interval_s, scenario.page_size)
     nodes = NodeSet([node.profile for node in scenario.nodes])
@@ -204,13 +294,17 @@ def build_params(
     phase_hot = np.zeros((n_apps, n_phases, n_chunks))
     phase_mlp = np.ones((n_apps, n_phases))
     phase_reads = np.ones((n_apps, n_phases))
+    phase_think = np.zeros((n_apps, n_phases))
     phase_alone = np.ones((n_apps, n_phases))
     new_pages = np.zeros((n_steps, n_apps, n_chunks))
     for a, run in enumerate(scenario.apps):
         app = run.app
         shares = [timeline.page_shares(a, key) for key in timeline.phase_keys[a]]
         hots = [timeline.hot_mask(a, key) for key in timeline.phase_keys[a]]
-        bounds = chunk_bounds(shares, hots, timeline.n_pages[a], n_chunks)
+        if run.managed:
+            bounds = chunk_bounds(shares, hots, timeline.n_pages[a], n_chunks)
+        else:  # a bound app's pages all sit on its node: one chunk is exact
+            bounds = np.array([0, timeline.n_pages[a]], dtype=np.int64)
         count = bounds.size - 1
         chunk_first[a, :count] = bounds[:-1]
         chunk_first[a, count:] = bounds[-1]
@@ -218,13 +312,14 @@ def build_params(
         for p, key in enumerate(timeline.phase_keys[a]):
             phase_share[a, p, :count] = np.add.reduceat(shares[p], bounds[:-1])
             phase_hot[a, p, :count] = np.add.reduceat(hots[p].astype(float), bounds[:-1])
-            phase_hot[a, p, :count] /= np.diff(bounds)
-            _, intensity, read_fraction, alone_reads = key
+            phase_hot[a, p, :count] /= np.maximum(np.diff(bounds), 1)
+            _, intensity, read_fraction, think_ns, alone_reads = key
             phase_mlp[a, p] = app.mlp * intensity
             phase_reads[a, p] = read_fraction
+            phase_think[a, p] = think_ns
             phase_alone[a, p] = float(
                 alone_throughput_gbps(
-                    nodes, np.array([app.mlp * intensity]), app.think_ns, alone_reads
+                    nodes, np.array([app.mlp * intensity]), think_ns, alone_reads
                 )[0]
             )
         # Pages touched in [before, after) fill chunks in address order.
@@ -245,6 +340,7 @@ def build_params(
     )
     quota_window_pages = damos.quota_bytes // page_size
     windows = scenario.control_interval_s * 1000 / damos.quota_reset_interval_ms
+    managed = np.array([run.managed for run in scenario.apps], dtype=bool)
     return FluidParams(
         scenario=scenario,
         node_info=node_info,
@@ -252,6 +348,12 @@ def build_params(
         page_size=page_size,
         interval_s=scenario.control_interval_s,
         app_names=tuple(run.app.name for run in scenario.apps),
+        managed_apps=np.flatnonzero(managed).astype(np.int64),
+        managed_names=tuple(run.app.name for run in scenario.apps if run.managed),
+        in_reward=np.array([run.in_reward and run.managed for run in scenario.apps], dtype=bool),
+        bind_node=np.array(
+            [-1 if run.managed else run.bind_node for run in scenario.apps], dtype=np.int64
+        ),
         step_start_s=timeline.start_s,
         capacity_pages=np.array([n.capacity_bytes // page_size for n in scenario.nodes], float),
         chunk_first_page=chunk_first,
@@ -266,8 +368,10 @@ def build_params(
         phase_hot=phase_hot,
         phase_mlp=phase_mlp,
         phase_read_fraction=phase_reads,
+        phase_think_ns=phase_think,
         phase_alone_gbps=phase_alone,
-        think_ns=np.array([run.app.think_ns for run in scenario.apps], dtype=float),
+        traffic_gbps=timeline.traffic_gbps,
+        traffic_read_fraction=timeline.traffic_read_fraction,
         running_set=running_set.reshape(-1).astype(np.int64),
         running_apps=tuple(np.flatnonzero(row) for row in running_sets),
         running_apps_count=running_sets.sum(axis=1),
@@ -311,8 +415,9 @@ def _check_damos(damos: DamosSetup, interval_s: float, page_size: int) -> None:
 
 class _Timeline:
     """The host's scenario bookkeeping replayed once, interval by interval: which apps run,
-    which phase each is in, how many pages each has touched (``SimulatedHost.step`` order:
-    stops and starts, events, traces' phases, growth)."""
+    which phase each is in, how many pages each has touched, the open-loop traffic on each
+    node (``SimulatedHost.step`` order: stops and starts, events, traffic, traces' phases,
+    growth)."""
 
     def __init__(self, scenario: Scenario) -> None:
         self.scenario = scenario
@@ -324,7 +429,7 @@ class _Timeline:
             starts.append(now)
             now += interval
         self.start_s = np.array(starts)
-        n_steps, n_apps = len(starts), len(scenario.apps)
+        n_steps, n_apps, n_nodes = len(starts), len(scenario.apps), len(scenario.nodes)
         page_size = scenario.page_size
         self.n_pages = [run.app.n_pages(page_size) for run in scenario.apps]
         self.running = np.zeros((n_steps, n_apps), dtype=bool)
@@ -332,12 +437,16 @@ class _Timeline:
         self.stopping = np.zeros((n_steps, n_apps), dtype=bool)
         self.phase = np.zeros((n_steps, n_apps), dtype=np.int64)
         self.touched = np.zeros((n_steps, n_apps), dtype=np.int64)
-        # phase key: (hot_offset or trace segment, intensity, read fraction, alone's reads)
+        self.traffic_gbps = np.zeros((n_steps, n_nodes))
+        self.traffic_read_fraction = np.ones((n_steps, n_nodes))
+        # phase key: (hot_offset or trace segment, intensity, read fraction, think_ns, and the
+        # read fraction the reference throughput alone was computed with)
         self.phase_keys: list[list[tuple]] = [[] for _ in scenario.apps]
         status = ["waiting"] * n_apps
         intensity = [1.0] * n_apps
         where = [run.app.distribution.hot_offset for run in scenario.apps]  # or segment
         reads = [run.app.read_fraction for run in scenario.apps]
+        think = [run.app.think_ns for run in scenario.apps]
         alone_reads = list(reads)
         touched = [0] * n_apps
         events_done = 0
@@ -361,10 +470,27 @@ class _Timeline:
                 if status[a] == "running":
                     if event.intensity is not None:
                         intensity[a] = event.intensity
+                    if event.think_ns is not None:
+                        think[a] = event.think_ns
+                    if event.read_fraction is not None:
+                        reads[a] = event.read_fraction
+                    if (event.intensity, event.think_ns, event.read_fraction) != (None,) * 3:
                         alone_reads[a] = reads[a]  # the host recomputes alone here only
                     if event.hot_offset is not None:
                         where[a] = event.hot_offset
                 events_done += 1
+            # open-loop traffic as the host sums it (SimulatedHost._traffic)
+            read_gbps = np.zeros(n_nodes)
+            for flow in scenario.traffic:
+                if flow.runs_at(moment):
+                    self.traffic_gbps[k, flow.node] += flow.gbps
+                    read_gbps[flow.node] += flow.gbps * flow.read_fraction
+            np.divide(
+                read_gbps,
+                self.traffic_gbps[k],
+                out=self.traffic_read_fraction[k],
+                where=self.traffic_gbps[k] > 0,
+            )
             for a, run in enumerate(scenario.apps):
                 if status[a] != "running":
                     continue
@@ -373,7 +499,7 @@ class _Timeline:
                 if rate and touched[a] < self.n_pages[a]:
                     target = int((start - run.start_s + interval) * rate // page_size)
                     touched[a] = max(touched[a], min(self.n_pages[a], target))
-                key = (where[a], intensity[a], reads[a], alone_reads[a])
+                key = (where[a], intensity[a], reads[a], think[a], alone_reads[a])
                 if key not in self.phase_keys[a]:
                     self.phase_keys[a].append(key)
                 self.phase[k, a] = self.phase_keys[a].index(key)
@@ -382,7 +508,7 @@ class _Timeline:
         for a, run in enumerate(scenario.apps):
             if not self.phase_keys[a]:  # never runs within the scenario: one dummy phase
                 d = run.app.distribution
-                self.phase_keys[a].append((d.hot_offset, 1.0, reads[a], reads[a]))
+                self.phase_keys[a].append((d.hot_offset, 1.0, reads[a], think[a], reads[a]))
 
     def _follow_trace(self, a: int, start: float, where: float, reads: list[float]) -> float:
         run = self.scenario.apps[a]
@@ -458,6 +584,45 @@ def chunk_bounds(
 
 
 # ---------------------------------------------------------------------------- dynamic state
+class KernelState(NamedTuple):
+    """The parts of ``FluidState`` the compiled interval reads and updates in place."""
+
+    step: np.ndarray  # (B,) int64
+    weights: np.ndarray  # (B, N) int64 weights in force before the interval
+    pages: np.ndarray  # (B, A, K, N, N)
+    walked_pages: np.ndarray  # (B, A, N, N)
+    used_pages: np.ndarray  # (B, N)
+    throughput_gbps: np.ndarray  # (B, A)
+    cursor: np.ndarray  # (B, A)
+    quota_pages: np.ndarray  # (B,)
+
+
+class KernelOutputs(NamedTuple):
+    """What the compiled interval reports per env (all apps, bound ones included)."""
+
+    moved: np.ndarray  # (B, N, N) pages migrated from row to column node
+    failed: np.ndarray  # (B,) migrations refused by a full node
+    split: np.ndarray  # (B, A, N) access split
+    resident: np.ndarray  # (B, A, N)
+    hot_pages: np.ndarray  # (B, A, N)
+    hotness: np.ndarray  # (B, N, bins) DAMON-monitored pages per hotness bin
+    access: np.ndarray  # (B, N) DAMON's access-weighted pages
+    free: np.ndarray  # (B, N) free pages after the interval
+
+    @classmethod
+    def zeros(cls, batch: int, n_apps: int, n_nodes: int) -> KernelOutputs:
+        return cls(
+            moved=np.zeros((batch, n_nodes, n_nodes)),
+            failed=np.zeros(batch),
+            split=np.zeros((batch, n_apps, n_nodes)),
+            resident=np.zeros((batch, n_apps, n_nodes)),
+            hot_pages=np.zeros((batch, n_apps, n_nodes)),
+            hotness=np.zeros((batch, n_nodes, len(HOTNESS_BINS))),
+            access=np.zeros((batch, n_nodes)),
+            free=np.zeros((batch, n_nodes)),
+        )
+
+
 @dataclass(eq=False)
 class FluidState:
     """Per env (leading axis B): everything that changes while the model runs."""
@@ -491,6 +656,19 @@ class FluidState:
     def batch_size(self) -> int:
         return int(self.step.size)
 
+    def kernel(self) -> KernelState:
+        """The arrays the compiled interval updates, as one struct (views, not copies)."""
+        return KernelState(
+            step=self.step,
+            weights=self.weights,
+            pages=self.pages,
+            walked_pages=self.walked_pages,
+            used_pages=self.used_pages,
+            throughput_gbps=self.throughput_gbps,
+            cursor=self.cursor,
+            quota_pages=self.quota_pages,
+        )
+
     def copy(self) -> FluidState:
         return FluidState(
             **{f.name: getattr(self, f.name).copy() for f in dataclasses.fields(self)}
@@ -511,8 +689,9 @@ class FluidState:
 
 @dataclass(frozen=True, eq=False)
 class FluidOutputs:
-    """What one interval produced, per env (leading axis B); app arrays cover every app of
-    the scenario, with ``app_running`` saying which ran (the rest are 0)."""
+    """What one interval produced, per env (leading axis B); app arrays cover the scenario's
+    managed applications (``FluidParams.managed_names``: bound co-runners are solved but not
+    reported, as on the host), with ``app_running`` saying which ran (the rest are 0)."""
 
     time_s: np.ndarray  # (B,) end of the interval
     interval_s: float
@@ -532,8 +711,8 @@ class FluidOutputs:
     failed_pages: np.ndarray  # (B,) migrations refused by a full node this interval
     damon_hotness_pages: np.ndarray  # (B, N, bins) expected monitored pages per hotness bin
     damon_access_pages: np.ndarray  # (B, N) expected pages x nr_accesses / max
-    background_gbps: np.ndarray  # (B, N) migration copy traffic
-    weighted_speedup: np.ndarray  # (B,)
+    background_gbps: np.ndarray  # (B, N) migration copy traffic (not the scenario's traffic)
+    weighted_speedup: np.ndarray  # (B,) over the running applications that count
     solver_converged: np.ndarray  # (B,) bool
     damos_quota_bytes_per_s: np.ndarray  # (B,) quota in force (0: unlimited)
     page_size: int
@@ -553,7 +732,7 @@ class FluidOutputs:
         DAMON regions are not reported (the fluid model has chunks, not regions): features
         built from them come from ``observe``."""
         running = np.flatnonzero(self.app_running[env])
-        names = tuple(params.app_names[a] for a in running)
+        names = tuple(params.managed_names[a] for a in running)
         measurements = Measurements(
             time_s=float(self.time_s[env]),
             interval_s=self.interval_s,
@@ -582,17 +761,20 @@ class FluidOutputs:
             app_hot_pages=self.app_hot_pages[env, running].copy(),
             background_gbps=self.background_gbps[env].copy(),
             solver_converged=bool(self.solver_converged[env]),
+            app_in_reward=params.in_reward[params.managed_apps][running],
         )
         return StepResult(measurements, truth)
 
 
 # ------------------------------------------------------------------------------------ model
 class FluidModel:
-    """The fluid model of one scenario: ``initial_state`` and ``step`` for a batch of envs.
+    """The fluid model of one scenario: ``initial_state``, ``begin`` and ``step`` for a batch
+    of envs. ``damos`` defaults to the scenario's setup (``DamosSetup.for_scenario``).
 
     >>> model = FluidModel(load_scenario("co-runner"))
     >>> state = model.initial_state(1024, weights=[3, 1])
-    >>> outputs = model.step(state, np.tile([3, 1], (1024, 1)))
+    >>> before = model.begin(state)  # time 0: idle, nothing allocated
+    >>> outputs = model.step(state, np.tile([3, 1], (1024, 1)))  # interval 0
     """
 
     def __init__(
@@ -654,20 +836,72 @@ class FluidModel:
         """(B,) bool: the env has reached the scenario's end."""
         return state.step >= self.params.n_steps
 
+    def begin(self, state: FluidState) -> FluidOutputs:
+        """What ``SimulatedHost.begin`` reports, for every env of ``state`` (changed in
+        nothing): the host before its next interval with nothing reported running, idle
+        nodes and the weights in force. On a fresh state (``initial_state``) that is the host
+        at time 0, before the first weights place the first pages."""
+        p = self.params
+        batch, n_nodes, n_reported = state.batch_size, p.n_nodes, p.managed_apps.size
+        time_s = np.where(
+            state.step < p.n_steps,
+            p.step_start_s[np.minimum(state.step, p.n_steps - 1)],
+            p.step_start_s[-1] + p.interval_s,
+        )
+        free = np.maximum(p.capacity_pages - state.used_pages, 0.0)
+        reported = (batch, n_reported)
+        return FluidOutputs(
+            time_s=time_s,
+            interval_s=p.interval_s,
+            weights=state.weights.copy(),
+            node_bandwidth_gbps=np.zeros((batch, n_nodes)),
+            node_read_fraction=np.ones((batch, n_nodes)),
+            node_latency_ns=np.tile(p.node_info.idle_latency_ns, (batch, 1)),
+            node_free_bytes=free * p.page_size,
+            app_running=np.zeros(reported, dtype=bool),
+            app_throughput_gbps=np.zeros(reported),
+            app_alone_gbps=np.zeros(reported),
+            app_latency_ns=np.zeros(reported),
+            app_access_split=np.zeros((*reported, n_nodes)),
+            app_hot_pages=np.zeros((*reported, n_nodes)),
+            resident_pages=np.zeros((*reported, n_nodes)),
+            migrated_pages=np.zeros((batch, n_nodes, n_nodes)),
+            failed_pages=np.zeros(batch),
+            damon_hotness_pages=np.zeros((batch, n_nodes, len(HOTNESS_BINS))),
+            damon_access_pages=np.zeros((batch, n_nodes)),
+            background_gbps=np.zeros((batch, n_nodes)),
+            weighted_speedup=np.zeros(batch),
+            solver_converged=np.ones(batch, dtype=bool),
+            damos_quota_bytes_per_s=self._quota_bytes_per_s(state),
+            page_size=p.page_size,
+        )
+
     def step(
         self,
         state: FluidState,
         weights: np.ndarray,
         quota_bytes_per_s: np.ndarray | None = None,
+        active: np.ndarray | None = None,
     ) -> FluidOutputs:
         """Advance every env one control interval under ``weights`` ((B, N) integers 1..255,
         in force from the interval's start) and, if given, DAMOS quotas ((B,) bytes/s, 0 =
-        unlimited). ``state`` is updated in place."""
+        unlimited). ``state`` is updated in place.
+
+        ``active`` ((B,) bool, default all): envs left out are not advanced (their state,
+        weights and quota stay as they are) and their rows report what ``begin`` reports."""
         p = self.params
         batch = state.batch_size
         started = time.perf_counter()
         weights = self._checked_weights(weights, batch)
-        past = np.flatnonzero(state.step >= p.n_steps)
+        if active is not None:
+            active = np.broadcast_to(np.asarray(active, dtype=bool), (batch,))
+            if active.all():
+                active = None
+            elif not active.any():
+                return self.begin(state)
+        idle = None if active is None else self.begin(state)
+        waiting = state.step >= p.n_steps
+        past = np.flatnonzero(waiting if active is None else waiting & active)
         if past.size:
             raise FluidModelError(
                 f"env(s) {past[:8].tolist()} reached the scenario's end ({p.n_steps} intervals);"
@@ -675,73 +909,66 @@ class FluidModel:
             )
         if quota_bytes_per_s is not None:
             quota = np.broadcast_to(np.asarray(quota_bytes_per_s, dtype=float), (batch,))
-            state.quota_pages[:] = p.quota_pages_for(quota)
+            if active is None:
+                state.quota_pages[:] = p.quota_pages_for(quota)
+            else:
+                state.quota_pages[active] = p.quota_pages_for(quota[active])
         n_nodes, n_apps = p.n_nodes, p.n_apps
-        moved = np.zeros((batch, n_nodes, n_nodes))
-        failed = np.zeros(batch)
-        split = np.zeros((batch, n_apps, n_nodes))
-        resident = np.zeros((batch, n_apps, n_nodes))
-        hot_pages = np.zeros((batch, n_apps, n_nodes))
-        hotness = np.zeros((batch, n_nodes, len(HOTNESS_BINS)))
-        access = np.zeros((batch, n_nodes))
-        free = np.zeros((batch, n_nodes))
+        out = KernelOutputs.zeros(batch, n_apps, n_nodes)
         _advance(
-            state.step,
-            state.weights,
+            state.kernel(),
+            p.kernel,
             weights,
-            state.pages,
-            state.walked_pages,
-            state.used_pages,
-            state.throughput_gbps,
-            state.cursor,
-            state.quota_pages,
-            p.running,
-            p.starting,
-            p.stopping,
-            p.phase,
-            p.new_pages,
-            p.touched_pages,
-            p.chunk_pages,
-            p.phase_share,
-            p.phase_hot,
-            p.phase_alone_gbps,
-            p.capacity_pages,
-            p.damos_enabled,
-            p.sample_s * 1e9 / LINE_BYTES,
-            p.max_nr_accesses,
-            p.min_nr_accesses,
-            p.hotness_thresholds,
-            moved,
-            failed,
-            split,
-            resident,
-            hot_pages,
-            hotness,
-            access,
-            free,
+            np.ones(batch, dtype=bool) if active is None else np.ascontiguousarray(active),
+            out,
         )
+        moved, split = out.moved, out.split
         solved = time.perf_counter()
         self.timings["advance"] += solved - started
-        background, background_reads = p.migration_cost.background(moved, p.page_size, p.interval_s)
-        steps = state.step.copy()
+        copies, copy_reads = p.migration_cost.background(moved, p.page_size, p.interval_s)
+        steps = state.step.copy() if active is None else np.where(active, state.step, 0)
+        if p.has_traffic:
+            # the scenario's open-loop traffic beside the copies, read shares weighted by GB/s
+            traffic, traffic_reads = p.traffic_gbps[steps], p.traffic_read_fraction[steps]
+            background = copies + traffic
+            background_reads = np.divide(
+                copies * copy_reads + traffic * traffic_reads,
+                background,
+                out=np.ones_like(background),
+                where=background > 0,
+            )
+        else:
+            background, background_reads = copies, copy_reads
         phase = p.phase[steps]  # (B, A)
         alone = p.phase_alone_gbps[np.arange(n_apps), phase]
         throughput, app_latency, bandwidth, reads, latency, converged = self._solve(
-            state, steps, split, background, background_reads
+            state, steps, split, background, background_reads, active
         )
         finished = time.perf_counter()
         self.timings["solve"] += finished - solved
         running_mask = p.running[steps]
+        if active is not None:
+            running_mask &= active[:, None]
         # DAMON's rates for the next interval follow this interval's throughput (as the host)
         state.throughput_gbps[:] = np.where(running_mask, throughput, state.throughput_gbps)
         state.pgmigrate_success += moved.sum(axis=(1, 2))
-        state.pgmigrate_fail += failed
-        state.weights[:] = weights
-        state.step += 1
+        state.pgmigrate_fail += out.failed
+        if active is None:
+            state.weights[:] = weights
+            state.step += 1
+        else:
+            state.weights[active] = weights[active]
+            state.step += active
+        counted = running_mask if p.in_reward.all() else running_mask & p.in_reward
         with np.errstate(divide="ignore", invalid="ignore"):
-            speedup = np.where(running_mask, throughput / alone, 0.0).sum(axis=1)
-        limited = np.isfinite(state.quota_pages)
-        quota_bytes = np.where(limited, state.quota_pages, 0.0) * p.page_size / p.interval_s
+            speedup = np.where(counted, throughput / alone, 0.0).sum(axis=1)
+        alone = np.where(running_mask, alone, 0.0)
+        hot_pages, resident = out.hot_pages, out.resident
+        if not p.all_managed:  # report the managed applications only, as the host
+            cols = p.managed_apps
+            running_mask, throughput = running_mask[:, cols], throughput[:, cols]
+            alone, app_latency, split = alone[:, cols], app_latency[:, cols], split[:, cols]
+            hot_pages, resident = hot_pages[:, cols], resident[:, cols]
         outputs = FluidOutputs(
             time_s=p.step_start_s[steps] + p.interval_s,
             interval_s=p.interval_s,
@@ -749,26 +976,34 @@ class FluidModel:
             node_bandwidth_gbps=bandwidth,
             node_read_fraction=reads,
             node_latency_ns=latency,
-            node_free_bytes=np.maximum(free, 0.0) * p.page_size,
+            node_free_bytes=np.maximum(out.free, 0.0) * p.page_size,
             app_running=running_mask,
             app_throughput_gbps=throughput,
-            app_alone_gbps=np.where(running_mask, alone, 0.0),
+            app_alone_gbps=alone,
             app_latency_ns=app_latency,
             app_access_split=split,
             app_hot_pages=hot_pages,
             resident_pages=resident,
             migrated_pages=moved,
-            failed_pages=failed,
-            damon_hotness_pages=hotness,
-            damon_access_pages=access,
-            background_gbps=background,
+            failed_pages=out.failed,
+            damon_hotness_pages=out.hotness,
+            damon_access_pages=out.access,
+            background_gbps=copies,
             weighted_speedup=speedup,
             solver_converged=converged,
-            damos_quota_bytes_per_s=quota_bytes,
+            damos_quota_bytes_per_s=self._quota_bytes_per_s(state),
             page_size=p.page_size,
         )
+        if idle is not None:
+            outputs = _merge_rows(outputs, idle, ~active)
         self.timings["outputs"] += time.perf_counter() - finished
         return outputs
+
+    def _quota_bytes_per_s(self, state: FluidState) -> np.ndarray:
+        """(B,) the DAMOS quota in force, bytes/s (0: unlimited)."""
+        p = self.params
+        limited = np.isfinite(state.quota_pages)
+        return np.where(limited, state.quota_pages, 0.0) * p.page_size / p.interval_s
 
     def _solve(
         self,
@@ -777,11 +1012,13 @@ class FluidModel:
         split: np.ndarray,
         background: np.ndarray,
         background_reads: np.ndarray,
+        active: np.ndarray | None = None,
     ) -> tuple[np.ndarray, ...]:
         """The batched throughput solve: one ``solve`` call per set of running applications
         (only running streams are solved), skipping envs whose inputs are exactly those of
-        their last solve (static weights once migrations settle). Returns (throughput,
-        app_latency, node bandwidth, node read fraction, node latency, converged)."""
+        their last solve (static weights once migrations settle) and envs not ``active``.
+        Returns (throughput, app_latency, node bandwidth, node read fraction, node latency,
+        converged)."""
         p = self.params
         sets = p.running_set[steps]
         phase = p.phase[steps]
@@ -792,6 +1029,8 @@ class FluidModel:
             & np.all(state.solved_background == background, axis=1)
             & np.all(state.solved_background_reads == background_reads, axis=1)
         )
+        if active is not None:
+            stale &= active
         if stale.any():
             first = int(sets[0])
             if stale.all() and np.all(sets == first):
@@ -846,7 +1085,7 @@ class FluidModel:
         solution = solve(
             p.nodes,
             p.phase_mlp[running, rows_phase],
-            p.think_ns[running],
+            p.phase_think_ns[running, rows_phase],
             p.phase_read_fraction[running, rows_phase],
             split[rows] if every else split[rows][:, running],
             background_gbps=background[rows],
@@ -894,6 +1133,17 @@ class FluidModel:
                 f"{MIN_WEIGHT}..{MAX_WEIGHT}"
             )
         return np.ascontiguousarray(values)
+
+
+def _merge_rows(outputs: FluidOutputs, other: FluidOutputs, rows: np.ndarray) -> FluidOutputs:
+    """``outputs`` with the envs ``rows`` (a (B,) mask) taken from ``other``."""
+    changes = {}
+    for f in dataclasses.fields(outputs):
+        value = getattr(outputs, f.name)
+        if isinstance(value, np.ndarray):
+            mask = rows.reshape(rows.shape + (1,) * (value.ndim - 1))
+            changes[f.name] = np.where(mask, getattr(other, f.name), value)
+    return dataclasses.replace(outputs, **changes)
 
 
 # ------------------------------------------------------------------------------- features
@@ -1065,7 +1315,12 @@ def _walk(
     """The DAMOS pass of one kdamond: chunks in address order from ``position`` (in chunks),
     charging eligible pages until ``budget`` runs out. ``walked[c]`` becomes the share of
     chunk c's not-yet-walked pages (in this pass) that get the action. Returns the new
-    position and whether the quota ran out (else the pass reached the end: restart at 0)."""
+    position and whether the quota ran out (else the pass reached the end: restart at 0).
+
+    A quota that runs out exactly where no eligible page follows does not end the pass: the
+    kernel recorded where it stopped (``charge_addr_from``), so its next window resumes
+    there and walks nothing; the position is then the end (a quota that divides the
+    eligible pages wastes one window per pass)."""
     n_chunks = chunk_pages.size
     walked[:] = 0.0
     c = int(position)
@@ -1082,47 +1337,34 @@ def _walk(
             return c + start_fraction + advance, True
         c += 1
         start_fraction = 0.0
+    if budget <= QUOTA_EXACT:
+        return float(n_chunks), True
     return 0.0, False
 
 
 @njit(cache=True)
-def _advance(
-    step,
-    old_weights,
-    new_weights,
-    pages,
-    walked_pages,
-    used,
-    throughput,
-    cursor,
-    quota_pages,
-    running,
-    starting,
-    stopping,
-    phase,
-    new_pages,
-    touched,
-    chunk_pages,
-    share,
-    hot,
-    alone,
-    capacity,
-    damos_enabled,
-    misses_per_gbps_sample,
-    max_nr,
-    min_nr,
-    hotness_thresholds,
-    moved,
-    failed,
-    split,
-    resident,
-    hot_pages,
-    hotness,
-    access,
-    free_out,
-):
-    """Everything of one interval before the solve, env by env: weight change, scenario
-    changes, first touches, the DAMOS walk and migrations, and the per-env reports."""
+def _advance(state, params, weights, active, out):
+    """Everything of one interval before the solve, env by env (``state``: ``KernelState``,
+    updated in place; ``params``: ``KernelParams``; ``weights``: (B, N) the interval's;
+    ``active``: (B,) bool, envs left out untouched; ``out``: ``KernelOutputs``, zeroed):
+    weight change, scenario changes, first touches, the DAMOS walk and migrations, and the
+    per-env reports. Bound apps' pages go to their node only; no kdamond walks them."""
+    pages = state.pages
+    walked_pages = state.walked_pages
+    used = state.used_pages
+    throughput = state.throughput_gbps
+    cursor = state.cursor
+    running = params.running
+    phase = params.phase
+    new_pages = params.new_pages
+    chunk_pages = params.chunk_pages
+    share = params.phase_share
+    capacity = params.capacity_pages
+    bind_node = params.bind_node
+    max_nr = params.max_nr_accesses
+    min_nr = params.min_nr_accesses
+    moved = out.moved
+    failed = out.failed
     n_env, n_apps, n_chunks, n_nodes, _ = pages.shape
     transition = np.empty((n_nodes, n_nodes))
     mixed = np.empty(n_nodes)
@@ -1136,64 +1378,74 @@ def _advance(
     outflow = np.empty(n_nodes)
     scale = np.empty(n_nodes)
     for b in range(n_env):
-        k = step[b]
+        if not active[b]:
+            continue
+        k = state.step[b]
         weight_sum = 0.0
         changed = False
         for n in range(n_nodes):
-            weight_sum += new_weights[b, n]
-            if new_weights[b, n] != old_weights[b, n]:
+            weight_sum += weights[b, n]
+            if weights[b, n] != state.weights[b, n]:
                 changed = True
         if changed:
-            pattern_transition(old_weights[b], new_weights[b], transition)
+            pattern_transition(state.weights[b], weights[b], transition)
             for a in range(n_apps):
-                if not running[k, a]:
-                    continue  # nothing resident (or freed below)
+                if not running[k, a] or bind_node[a] >= 0:
+                    continue  # nothing resident (or freed below), or not interleaved
                 _retarget(walked_pages[b, a], transition, mixed)
                 for c in range(n_chunks):
                     _retarget(pages[b, a, c], transition, mixed)
         for a in range(n_apps):
-            if stopping[k, a]:
+            if params.stopping[k, a]:
                 for c in range(n_chunks):
                     for n in range(n_nodes):
                         for t in range(n_nodes):
                             used[b, n] -= pages[b, a, c, n, t]
                 pages[b, a] = 0.0
-            if stopping[k, a] or starting[k, a]:
+            if params.stopping[k, a] or params.starting[k, a]:
                 walked_pages[b, a] = 0.0
                 cursor[b, a] = 0.0
-            if starting[k, a]:
-                throughput[b, a] = alone[a, phase[k, a]]
+            if params.starting[k, a]:
+                throughput[b, a] = params.phase_alone_gbps[a, phase[k, a]]
         for n in range(n_nodes):
             free[n] = capacity[n] - used[b, n]
         for a in range(n_apps):
             if not running[k, a]:
                 continue
+            node = bind_node[a]
             for c in range(n_chunks):
-                if new_pages[k, a, c] > 0.0:
-                    _allocate(pages[b, a, c], new_pages[k, a, c], new_weights[b], weight_sum, free)
+                count = new_pages[k, a, c]
+                if count <= 0.0:
+                    continue
+                if node < 0:
+                    _allocate(pages[b, a, c], count, weights[b], weight_sum, free)
+                elif count <= free[node]:  # MPOL_BIND: all on the node, or nothing
+                    pages[b, a, c, node, node] += count
+                    free[node] -= count
         for a in range(n_apps):
             if not running[k, a]:
                 continue
             ph = phase[k, a]
-            samples_per_share = throughput[b, a] * misses_per_gbps_sample
-            for c in range(n_chunks):
-                size = chunk_pages[a, c]
-                if size <= 0.0:
-                    prob[c] = 0.0
-                    eligible[c] = 0.0
-                    continue
-                # DAMON checks one random page of the region per sample; untouched pages
-                # are never accessed
-                per_page = share[a, ph, c] / size * samples_per_share
-                accessed = 1.0 if per_page > 40.0 else -math.expm1(-per_page)
-                prob[c] = touched[k, a, c] / size * accessed
-                # merged regions report the size-weighted mean count, rounded down: the
-                # expected count against the scheme's integer minimum
-                eligible[c] = 1.0 if prob[c] * max_nr >= min_nr else 0.0
-            if damos_enabled:
+            monitored = params.damos_enabled and bind_node[a] < 0
+            if monitored:
+                samples_per_share = throughput[b, a] * params.misses_per_gbps_sample
+                for c in range(n_chunks):
+                    size = chunk_pages[a, c]
+                    if size <= 0.0:
+                        prob[c] = 0.0
+                        eligible[c] = 0.0
+                        continue
+                    # DAMON checks one random page of the region per sample; untouched pages
+                    # are never accessed
+                    per_page = share[a, ph, c] / size * samples_per_share
+                    accessed = 1.0 if per_page > 40.0 else -math.expm1(-per_page)
+                    prob[c] = params.touched_pages[k, a, c] / size * accessed
+                    # merged regions report the size-weighted mean count, rounded down: the
+                    # expected count against the scheme's integer minimum
+                    eligible[c] = 1.0 if prob[c] * max_nr >= min_nr else 0.0
                 first = int(cursor[b, a])
                 cursor[b, a], exhausted = _walk(
-                    eligible, chunk_pages[a], quota_pages[b], cursor[b, a], walked
+                    eligible, chunk_pages[a], state.quota_pages[b], cursor[b, a], walked
                 )
                 last = int(cursor[b, a]) if exhausted else n_chunks
                 # walked pages by (node, target): a share of each chunk's pages not yet
@@ -1252,7 +1504,7 @@ def _advance(
                         for n in range(n_nodes):
                             for t in range(n_nodes):
                                 walked_pages[b, a, n, t] += unwalked[n, t]
-                if not exhausted or (last != first and walked[last] <= 0.0):
+                if not exhausted or (last != first and (last >= n_chunks or walked[last] <= 0.0)):
                     walked_pages[b, a] = 0.0
             _report(
                 b,
@@ -1261,19 +1513,19 @@ def _advance(
                 pages,
                 chunk_pages,
                 share,
-                hot,
+                params.phase_hot,
                 prob,
                 max_nr,
-                hotness_thresholds,
-                damos_enabled,
-                split,
-                resident,
-                hot_pages,
-                hotness,
-                access,
+                params.hotness_thresholds,
+                monitored,
+                out.split,
+                out.resident,
+                out.hot_pages,
+                out.hotness,
+                out.access,
             )
         for n in range(n_nodes):
-            free_out[b, n] = free[n]
+            out.free[b, n] = free[n]
             used[b, n] = capacity[n] - free[n]
 
 
@@ -1303,15 +1555,16 @@ def _report(
     hot,
     prob,
     max_nr,
-    hotness_thresholds,
-    damos_enabled,
+    thresholds,
+    monitored,
     split,
     resident,
     hot_pages,
     hotness,
     access,
 ):
-    """One app's placement, access split, hot pages per node and DAMON's view of it."""
+    """One app's placement, access split, hot pages per node and (``monitored``: a kdamond
+    watches it) DAMON's view of it."""
     n_chunks, n_nodes = pages.shape[2], pages.shape[3]
     n_bins = hotness.shape[2]
     bin_probability = np.empty(n_bins)
@@ -1322,17 +1575,17 @@ def _report(
             continue
         per_page_share = share[a, ph, c] / size
         certain = -1  # the one bin when the count is certain (p = 0 or 1: the usual case)
-        if damos_enabled:
+        if monitored:
             if prob[c] <= 0.0:
                 certain = 0
             elif prob[c] >= 1.0:
                 certain = 0
                 for j in range(n_bins - 1):
-                    if max_nr >= hotness_thresholds[j]:
+                    if max_nr >= thresholds[j]:
                         certain = j + 1
             else:
                 # the regions' reported counts scatter around the mean as binomial samples
-                _hotness_bins(max_nr, prob[c], hotness_thresholds, bin_probability)
+                _hotness_bins(max_nr, prob[c], thresholds, bin_probability)
         for n in range(n_nodes):
             on_node = 0.0
             for t in range(n_nodes):
@@ -1341,7 +1594,7 @@ def _report(
             split[b, a, n] += per_page_share * on_node
             total_split += per_page_share * on_node
             hot_pages[b, a, n] += hot[a, ph, c] * on_node
-            if damos_enabled:
+            if monitored:
                 if certain >= 0:
                     hotness[b, n, certain] += on_node
                 else:

@@ -7,13 +7,24 @@ interval and returns what a real host could measure (``Measurements``) and, kept
 only a simulator knows (``GroundTruth``). Everything random draws from the seed, so the same
 seed and weights give the same run; ``snapshot()``/``restore()`` branch a run.
 
+``begin()`` reports the host before anything has run (time 0, idle): the weights set after it
+are the ones the applications starting at time 0 allocate under, so every policy, static ones
+included, places its first pages by its own weights.
+
 One control interval, in order:
 1. scenario changes due by the interval's start take effect (applications start or stop,
-   intensity changes, hot sets move), and growing applications touch new pages;
+   phases change intensity, compute time or read share, hot sets move, background traffic
+   starts or stops), and growing applications touch new pages under the weights in force;
 2. each kdamond runs for the interval, seeing every page touched at its share of the
    application's misses at the throughput of the previous interval; DAMOS migrates;
 3. the solver finds each application's throughput with its pages where they now are, the
-   migrations' copy traffic loading the source (reads) and destination (writes) nodes.
+   migrations' copy traffic loading the source (reads) and destination (writes) nodes and
+   the scenario's open-loop traffic loading its nodes.
+
+Bound co-runners (``bind_node``) are applications like the others for the solver, but their
+pages are allocated on their node only (MPOL_BIND), no kdamond watches them, and they are left
+out of the applications the host reports (``Measurements``/``GroundTruth`` list the managed
+applications only) and so out of the reward.
 """
 
 from __future__ import annotations
@@ -34,7 +45,15 @@ from tierenv.sim.damos_setup import DamosSetup
 from tierenv.workload.access import Distribution
 from tierenv.workload.scenario import AppRun, Scenario
 
-__all__ = ["AppLoad", "GroundTruth", "Measurements", "NodeInfo", "SimulatedHost", "StepResult"]
+__all__ = [
+    "AppLoad",
+    "FixedLoad",
+    "GroundTruth",
+    "Measurements",
+    "NodeInfo",
+    "SimulatedHost",
+    "StepResult",
+]
 
 VMA_BASE = 0x7F00_0000_0000
 RATE_TOLERANCE = 0.005  # rebuild DAMON's sampling index only when a rate moved more than this
@@ -56,6 +75,7 @@ class _App:
     segment: int = -1  # the trace's phase or snapshot in force (traced applications)
     hot: np.ndarray | None = None  # the hot set (cached; None when shares changed)
     read_fraction: float = 1.0
+    think_ns: float = 0.0
     placement: tuple[np.ndarray, np.ndarray] | None = None  # access split, hot pages per node
     placement_key: tuple[int, int] | None = None  # what ``placement`` was computed for
     shares_version: int = 0  # counts changes of ``shares``
@@ -63,6 +83,38 @@ class _App:
     @property
     def name(self) -> str:
         return self.run.app.name
+
+    @property
+    def managed(self) -> bool:
+        return self.run.bind_node is None
+
+
+@dataclass(frozen=True)
+class FixedLoad:
+    """The load no policy can place in the interval: bound co-runners (closed-loop streams
+    pinned to one node) and open-loop background traffic. Oracles add it to every candidate."""
+
+    mlp: np.ndarray  # (streams,)
+    think_ns: np.ndarray  # (streams,)
+    read_fraction: np.ndarray  # (streams,)
+    node: np.ndarray  # (streams,) int64: the node each stream is bound to
+    pages: np.ndarray  # (nodes,) int64: pages the bound streams hold on each node
+    traffic_gbps: np.ndarray  # (nodes,) open-loop traffic
+    traffic_read_fraction: np.ndarray  # (nodes,)
+
+    @property
+    def n_streams(self) -> int:
+        return int(self.mlp.size)
+
+    @property
+    def empty(self) -> bool:
+        return self.n_streams == 0 and not np.any(self.traffic_gbps > 0)
+
+    def key(self) -> tuple:
+        """A hashable identity (oracles group intervals by load)."""
+        arrays = (self.mlp, self.think_ns, self.read_fraction, self.node, self.pages)
+        arrays += (self.traffic_gbps, self.traffic_read_fraction)
+        return tuple(tuple(np.asarray(v).tolist()) for v in arrays)
 
 
 @dataclass(frozen=True)
@@ -78,6 +130,7 @@ class AppLoad:
     page_shares: np.ndarray  # (n_pages,) share of accesses per page (read-only view)
     touched_pages: int  # pages [0, touched_pages) are resident (first-touched in page order)
     hot_pages: int  # pages in the hot set (GroundTruth.app_hot_pages counts these per node)
+    in_reward: bool = True  # counts in the reward
 
 
 @dataclass
@@ -94,6 +147,8 @@ class _State:
     latency_ns: np.ndarray | None = None
     seed_sequence: np.random.SeedSequence | None = None
     last_pgmigrate: tuple[int, int] = (0, 0)
+    # open-loop traffic of the interval in progress: (nodes,) GB/s and read share
+    traffic: tuple[np.ndarray, np.ndarray] | None = None
 
 
 class SimulatedHost:
@@ -112,7 +167,7 @@ class SimulatedHost:
         migration_cost: MigrationCost | None = None,
     ) -> None:
         self.scenario = scenario
-        self.damos = damos or DamosSetup()
+        self.damos = damos or DamosSetup.for_scenario(scenario)
         self.migration_cost = migration_cost or MigrationCost()
         self.nodes = NodeSet([node.profile for node in scenario.nodes])
         n_nodes = len(scenario.nodes)
@@ -170,7 +225,7 @@ class SimulatedHost:
         that step's solve used (scenario changes for the next interval apply at its start).
         Read-only: it changes nothing a run depends on (it may fill the hot-set cache)."""
         loads = []
-        for app in self._running():
+        for app in self._managed():
             spec = app.run.app
             shares = app.shares.view()
             shares.flags.writeable = False
@@ -178,15 +233,34 @@ class SimulatedHost:
                 AppLoad(
                     name=app.name,
                     mlp=float(spec.mlp * app.intensity),
-                    think_ns=float(spec.think_ns),
+                    think_ns=float(app.think_ns),
                     read_fraction=float(app.read_fraction),
                     alone_gbps=float(app.alone_gbps),
                     page_shares=shares,
                     touched_pages=int(app.touched_pages),
                     hot_pages=int(np.count_nonzero(_hot_set(app)[: app.touched_pages])),
+                    in_reward=app.run.in_reward,
                 )
             )
         return tuple(loads)
+
+    def current_fixed_load(self) -> FixedLoad:
+        """The bound co-runners' and background traffic's load as it stands now (the same
+        moment as ``current_load``)."""
+        bound = [app for app in self._running() if not app.managed]
+        traffic, reads = self._state.traffic or self._traffic()
+        return FixedLoad(
+            mlp=np.array([app.run.app.mlp * app.intensity for app in bound], dtype=float),
+            think_ns=np.array([app.think_ns for app in bound], dtype=float),
+            read_fraction=np.array([app.read_fraction for app in bound], dtype=float),
+            node=np.array([app.run.bind_node for app in bound], dtype=np.int64),
+            pages=sum(
+                (self.memory.resident_pages(app.memory_id) for app in bound),
+                np.zeros(self.n_nodes, dtype=np.int64),
+            ),
+            traffic_gbps=traffic,
+            traffic_read_fraction=reads,
+        )
 
     def region_pages(self, app: str, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
         """(regions, nodes) resident pages of running application ``app`` in each
@@ -226,11 +300,71 @@ class SimulatedHost:
             if app.kdamond is not None:
                 app.kdamond.commit(self.damos.context(app.memory_id, weights))
 
+    def _managed(self) -> list[_App]:
+        return [app for app in self._state.apps.values() if app.managed]
+
+    def _traffic(self) -> tuple[np.ndarray, np.ndarray]:
+        """(nodes,) open-loop background GB/s of the interval that starts now, and its read
+        share per node."""
+        gbps = np.zeros(self.n_nodes)
+        reads = np.zeros(self.n_nodes)
+        now = self._state.time_s + 1e-9
+        for flow in self.scenario.traffic:
+            if flow.runs_at(now):
+                gbps[flow.node] += flow.gbps
+                reads[flow.node] += flow.gbps * flow.read_fraction
+        shares = np.divide(reads, gbps, out=np.ones(self.n_nodes), where=gbps > 0)
+        return gbps, shares
+
+    def begin(self) -> StepResult:
+        """The host before its first interval: time 0, nothing running, idle nodes, the
+        weights in force. What a policy sees before it sets the weights the first pages are
+        placed under."""
+        state = self._state
+        memory = state.memory
+        n_nodes = self.n_nodes
+        interval = self.scenario.control_interval_s
+        no_apps = np.zeros((0, n_nodes))
+        measurements = Measurements(
+            time_s=state.time_s,
+            interval_s=interval,
+            weights=state.weights.copy(),
+            node_bandwidth_gbps=np.zeros(n_nodes),
+            node_read_fraction=np.ones(n_nodes),
+            node_latency_ns=self.nodes.idle_latency_ns.copy(),
+            node_free_bytes=(memory.free_pages * memory.page_size).astype(float),
+            app_names=(),
+            app_throughput_gbps=np.zeros(0),
+            resident_pages=no_apps.astype(np.int64),
+            migrated_bytes=np.zeros((n_nodes, n_nodes), dtype=np.int64),
+            pgmigrate_success=0,
+            pgmigrate_fail=0,
+            damon_regions={},
+            damon_region_pages={},
+            damos_stats={},
+            damos_quota_bytes_per_s=self.damos.quota_bytes
+            * 1000
+            / self.damos.quota_reset_interval_ms,
+            nr_accesses_max=self.damos.attrs.max_nr_accesses,
+        )
+        truth = GroundTruth(
+            app_latency_ns=np.zeros(0),
+            app_access_split=no_apps,
+            app_alone_gbps=np.zeros(0),
+            weighted_speedup=0.0,
+            app_hot_pages=no_apps.astype(np.int64),
+            background_gbps=np.zeros(n_nodes),
+            solver_converged=True,
+            app_in_reward=np.zeros(0, dtype=bool),
+        )
+        return StepResult(measurements, truth)
+
     def step(self) -> StepResult:
         """Advance one control interval."""
         state = self._state
         interval = self.scenario.control_interval_s
         self._apply_scenario_changes()
+        state.traffic = self._traffic()
         for app in self._running():
             self._follow_trace(app)
         self._grow()
@@ -273,6 +407,11 @@ class SimulatedHost:
             if app is not None:
                 if event.intensity is not None:
                     app.intensity = event.intensity
+                if event.think_ns is not None:
+                    app.think_ns = event.think_ns
+                if event.read_fraction is not None:
+                    app.read_fraction = event.read_fraction
+                if (event.intensity, event.think_ns, event.read_fraction) != (None,) * 3:
                     app.alone_gbps = self._alone(app)
                 if event.hot_offset is not None:
                     app.distribution = dataclasses.replace(
@@ -298,6 +437,7 @@ class SimulatedHost:
             distribution=run.app.distribution,
             shares=run.app.distribution.page_shares(n_pages),
             read_fraction=run.app.read_fraction,
+            think_ns=run.app.think_ns,
         )
         self._follow_trace(app)
         app.alone_gbps = self._alone(app)
@@ -306,7 +446,7 @@ class SimulatedHost:
         state.started.add(run.app.name)
         if run.app.growth_bytes_per_s == 0:
             self._touch(app, n_pages)
-        if self.damos.enabled:
+        if self.damos.enabled and app.managed:
             (child,) = state.seed_sequence.spawn(1)
             app.kdamond = Kdamond(
                 self.damos.context(memory_id, state.weights.tolist()),
@@ -358,14 +498,17 @@ class SimulatedHost:
         if up_to <= app.touched_pages:
             return
         pages = np.arange(app.touched_pages, up_to)
-        self._state.memory.allocate(app.memory_id, pages, self._state.weights)
+        if app.managed:
+            self._state.memory.allocate(app.memory_id, pages, self._state.weights)
+        else:
+            self._state.memory.allocate_on(app.memory_id, pages, app.run.bind_node)
         app.touched_pages = up_to
 
     def _alone(self, app: _App) -> float:
         spec = app.run.app
         return float(
             alone_throughput_gbps(
-                self.nodes, np.array([spec.mlp * app.intensity]), spec.think_ns, app.read_fraction
+                self.nodes, np.array([spec.mlp * app.intensity]), app.think_ns, app.read_fraction
             )[0]
         )
 
@@ -391,15 +534,23 @@ class SimulatedHost:
         for j, app in enumerate(apps):
             split[j], hot[j] = _placement(app, memory)
             resident[j] = memory.resident_pages(app.memory_id)
-        background, background_reads = self.migration_cost.background(
+        copies, copy_reads = self.migration_cost.background(
             moved_pages, self.scenario.page_size, interval
+        )
+        traffic, traffic_reads = state.traffic
+        background = copies + traffic
+        background_reads = np.divide(
+            copies * copy_reads + traffic * traffic_reads,
+            background,
+            out=np.ones(n_nodes),
+            where=background > 0,
         )
         if apps:
             specs = [app.run.app for app in apps]
             solution = solve(
                 self.nodes,
                 np.array([s.mlp * a.intensity for s, a in zip(specs, apps, strict=True)]),
-                np.array([s.think_ns for s in specs]),
+                np.array([a.think_ns for a in apps]),
                 np.array([a.read_fraction for a in apps]),
                 split,
                 background_gbps=background,
@@ -422,7 +573,13 @@ class SimulatedHost:
             converged = True
         for app, gbps in zip(apps, throughput, strict=True):
             app.throughput_gbps = float(gbps)
+        # the host reports (and the reward counts) the managed applications only
+        managed = np.array([app.managed for app in apps], dtype=bool)
+        throughput, app_latency = throughput[managed], app_latency[managed]
+        split, hot, resident = split[managed], hot[managed], resident[managed]
+        apps = [app for app in apps if app.managed]
         alone = np.array([app.alone_gbps for app in apps])
+        in_reward = np.array([app.run.in_reward for app in apps], dtype=bool)
         regions = {app.name: _regions(app) for app in apps if app.kdamond is not None}
         success, fail = memory.pgmigrate_success, memory.pgmigrate_fail
         last_success, last_fail = state.last_pgmigrate
@@ -462,10 +619,13 @@ class SimulatedHost:
             app_latency_ns=np.asarray(app_latency, dtype=float).copy(),
             app_access_split=split,
             app_alone_gbps=alone,
-            weighted_speedup=float(np.sum(throughput / alone)) if len(apps) else 0.0,
+            weighted_speedup=float(np.sum(np.where(in_reward, throughput / alone, 0.0)))
+            if len(apps)
+            else 0.0,
             app_hot_pages=hot,
-            background_gbps=np.asarray(background, dtype=float),
+            background_gbps=np.asarray(copies, dtype=float),
             solver_converged=converged,
+            app_in_reward=in_reward,
         )
         return StepResult(measurements, truth)
 

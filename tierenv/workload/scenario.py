@@ -25,6 +25,10 @@ Schema (sizes as "16 GiB" or bytes; times in seconds)::
     stop_s = 180                      # default: runs to the end
     growth = "1 GiB"                  # per second; default 0 = whole working set at start
     latency_bound = false
+    reward = true                     # counts in the reward (default true)
+    bind_node = 0                     # an unmanaged co-runner bound to node 0 (MPOL_BIND):
+                                      # outside the weights, DAMOS, the reward and the app
+                                      # measurements; its traffic loads the node all the same
     [apps.distribution]               # see tierenv.workload.access
     kind = "hotcold"
     hot_fraction = 0.25
@@ -33,15 +37,29 @@ Schema (sizes as "16 GiB" or bytes; times in seconds)::
     # (tierenv.workload.trace; paths relative to the scenario file):
     # trace = { kind = "masim", path = "stairs.cfg" }   # or kind = "damo-record"
 
-    [[events]]                        # changes of a running application
+    [[events]]                        # changes of a running application (a phase)
     at_s = 60
     app = "stream-a"
     intensity = 0.5                   # scales mlp (1 = as specified)
     hot_offset = 0.5                  # hotcold: move the hot set
+    think_ns = 20                     # new compute time per miss
+    read_fraction = 0.5               # new read share
+
+    [[traffic]]                       # open-loop background traffic no policy controls
+    node = 1                          # (DMA, another VM's memory, a device)
+    gbps = 10.0
+    read_fraction = 0.67
+    start_s = 0                       # default 0
+    stop_s = 90                       # default: to the end
+
+    [damos]                           # the DAMON/DAMOS setup the host runs (all optional)
+    enabled = true
+    quota_per_s = "200 MiB"           # migrate_hot quota; 0 = unlimited
+    min_access_percent = 5.0          # a region is hot when seen in this share of samples
 
 Every key is checked: an unknown key, a negative rate, an application larger than the
-memory, or two applications' events at once on one application give a ``ScenarioError``
-naming the file, the line and the key.
+memory, a bound application that may not fit on its node, or two events at once on one
+application give a ``ScenarioError`` naming the file, the line and the key.
 """
 
 from __future__ import annotations
@@ -71,6 +89,8 @@ _TOP_KEYS = (
     "nodes",
     "apps",
     "events",
+    "traffic",
+    "damos",
 )
 _NODE_KEYS = ("profile", "capacity")
 _APP_KEYS = (
@@ -83,6 +103,8 @@ _APP_KEYS = (
     "stop_s",
     "growth",
     "latency_bound",
+    "reward",
+    "bind_node",
     "distribution",
     "trace",
 )
@@ -96,7 +118,11 @@ _DISTRIBUTION_KEYS = (
     "hot_offset",
     "seed",
 )
-_EVENT_KEYS = ("at_s", "app", "intensity", "hot_offset")
+_EVENT_KEYS = ("at_s", "app", "intensity", "hot_offset", "think_ns", "read_fraction")
+_TRAFFIC_KEYS = ("node", "gbps", "read_fraction", "start_s", "stop_s")
+_DAMOS_KEYS = ("enabled", "quota_per_s", "min_access_percent")
+DEFAULT_QUOTA_PER_S = 200 << 20  # damo's weighted-interleave recipe (see tierenv.sim.damos_setup)
+MAX_TRAFFIC_GBPS = 10_000.0
 
 
 class ScenarioError(ValueError):
@@ -111,21 +137,62 @@ class HostNode:
 
 @dataclass(frozen=True)
 class AppRun:
-    """An application and when it runs."""
+    """An application and when it runs.
+
+    ``bind_node`` set: an unmanaged co-runner bound to that node (MPOL_BIND). The weights and
+    DAMOS never touch its pages, the host does not report its throughput and it never counts
+    in the reward; its misses load its node like any other stream's.
+    ``in_reward`` False: a managed application that does not count in the reward (for
+    example a co-runner the experiment does not score)."""
 
     app: Application
     start_s: float = 0.0
     stop_s: float | None = None  # None: to the end of the scenario
+    in_reward: bool = True
+    bind_node: int | None = None
+
+    @property
+    def managed(self) -> bool:
+        return self.bind_node is None
+
+    def runs_at(self, moment: float) -> bool:
+        return self.start_s <= moment and (self.stop_s is None or self.stop_s > moment)
 
 
 @dataclass(frozen=True)
 class Event:
-    """A change to a running application at ``at_s``."""
+    """A change to a running application at ``at_s`` (``None``: unchanged)."""
 
     at_s: float
     app: str
     intensity: float | None = None
     hot_offset: float | None = None
+    think_ns: float | None = None
+    read_fraction: float | None = None
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """Open-loop traffic on one node that no policy controls (GB/s at a read share)."""
+
+    node: int
+    gbps: float
+    read_fraction: float = 1.0
+    start_s: float = 0.0
+    stop_s: float | None = None
+
+    def runs_at(self, moment: float) -> bool:
+        return self.start_s <= moment and (self.stop_s is None or self.stop_s > moment)
+
+
+@dataclass(frozen=True)
+class DamosSpec:
+    """The scenario's DAMON/DAMOS setup (``tierenv.sim.damos_setup.DamosSetup.for_scenario``
+    turns it into the kdamond configuration)."""
+
+    enabled: bool = True
+    quota_bytes_per_s: int = DEFAULT_QUOTA_PER_S  # 0: unlimited
+    min_access_percent: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -136,6 +203,8 @@ class Scenario:
     nodes: tuple[HostNode, ...]
     apps: tuple[AppRun, ...]
     events: tuple[Event, ...] = ()
+    traffic: tuple[Traffic, ...] = ()
+    damos: DamosSpec = field(default_factory=DamosSpec)
     control_interval_s: float = 1.0
     page_size: int = DEFAULT_PAGE_SIZE
     source: str = "<scenario>"
@@ -150,6 +219,26 @@ class Scenario:
             if run.app.name == name:
                 return run
         raise KeyError(name)
+
+    @property
+    def managed_apps(self) -> tuple[AppRun, ...]:
+        """The applications the weights and DAMOS manage (not bound co-runners)."""
+        return tuple(run for run in self.apps if run.managed)
+
+    def moments(self) -> list[float]:
+        """Every time something in the scenario changes (0, starts, stops, events, traffic),
+        ascending: the boundaries of its phases."""
+        times = {0.0}
+        for run in self.apps:
+            times.add(run.start_s)
+            if run.stop_s is not None:
+                times.add(run.stop_s)
+        times.update(event.at_s for event in self.events)
+        for flow in self.traffic:
+            times.add(flow.start_s)
+            if flow.stop_s is not None:
+                times.add(flow.stop_s)
+        return sorted(t for t in times if t < self.duration_s)
 
 
 def shipped_scenario_names() -> list[str]:
@@ -203,11 +292,13 @@ def parse_scenario(text: str, source: str = "<text>", base: Path | None = None) 
     if not nodes:
         reader.fail("nodes", "a scenario needs at least one memory node")
     apps = tuple(
-        reader.app(entry, f"apps[{i}]", duration, page_size, base)
+        reader.app(entry, f"apps[{i}]", duration, page_size, base, len(nodes))
         for i, entry in enumerate(reader.tables(data, "apps"))
     )
     if not apps:
         reader.fail("apps", "a scenario needs at least one application")
+    if all(run.bind_node is not None for run in apps):
+        reader.fail("apps", "a scenario needs at least one managed application (no bind_node)")
     names = [run.app.name for run in apps]
     for i, app_name in enumerate(names):
         if app_name in names[:i]:
@@ -226,6 +317,11 @@ def parse_scenario(text: str, source: str = "<text>", base: Path | None = None) 
                 "put both changes in one event",
             )
         seen[key] = i
+    traffic = tuple(
+        reader.traffic(entry, f"traffic[{i}]", duration, len(nodes))
+        for i, entry in enumerate(reader.tables(data, "traffic"))
+    )
+    damos = reader.damos(data.get("damos", {}))
     scenario = Scenario(
         name=name,
         description=description,
@@ -233,6 +329,8 @@ def parse_scenario(text: str, source: str = "<text>", base: Path | None = None) 
         nodes=nodes,
         apps=apps,
         events=tuple(sorted(events, key=lambda e: e.at_s)),
+        traffic=traffic,
+        damos=damos,
         control_interval_s=interval,
         page_size=page_size,
         source=source,
@@ -242,16 +340,15 @@ def parse_scenario(text: str, source: str = "<text>", base: Path | None = None) 
 
 
 def _check_capacity(scenario: Scenario, reader: TomlReader) -> None:
-    """Applications that run at the same time must fit in the memory of all nodes."""
+    """Applications that run at the same time must fit in the memory of all nodes, and a
+    bound application must fit on its node whatever the policy put there (the simulator
+    models no reclaim: an MPOL_BIND allocation on a full node would fail)."""
     total = sum(node.capacity_bytes for node in scenario.nodes)
     moments = sorted({run.start_s for run in scenario.apps})
+    page = scenario.page_size
     for moment in moments:
-        running = [
-            (i, run)
-            for i, run in enumerate(scenario.apps)
-            if run.start_s <= moment and (run.stop_s is None or run.stop_s > moment)
-        ]
-        need = sum(run.app.n_pages(scenario.page_size) * scenario.page_size for _, run in running)
+        running = [(i, run) for i, run in enumerate(scenario.apps) if run.runs_at(moment)]
+        need = sum(run.app.n_pages(page) * page for _, run in running)
         if need > total:
             first = running[-1][0]
             reader.fail(
@@ -259,6 +356,22 @@ def _check_capacity(scenario: Scenario, reader: TomlReader) -> None:
                 f"at {moment} s the running applications need {need} bytes but all nodes "
                 f"together hold {total}",
             )
+        for i, run in running:
+            if run.bind_node is None:
+                continue
+            beside = sum(
+                other.app.n_pages(page) * page
+                for _, other in running
+                if other.bind_node in (None, run.bind_node)
+            )
+            capacity = scenario.nodes[run.bind_node].capacity_bytes
+            if beside > capacity:
+                reader.fail(
+                    f"apps[{i}].bind_node",
+                    f"at {moment} s node {run.bind_node} ({capacity} bytes) may have to hold "
+                    f"{beside} bytes (this bound application beside the managed ones, which "
+                    "the weights may place there); give the node more capacity",
+                )
 
 
 class TomlReader:
@@ -374,7 +487,13 @@ class TomlReader:
         return HostNode(profile, capacity)
 
     def app(
-        self, table: dict, path: str, duration: float, page_size: int, base: Path | None
+        self,
+        table: dict,
+        path: str,
+        duration: float,
+        page_size: int,
+        base: Path | None,
+        n_nodes: int,
     ) -> AppRun:
         self.keys(table, _APP_KEYS, path)
         name = self.string(table, "name", path)
@@ -409,9 +528,18 @@ class TomlReader:
             "read_fraction": self.number(table, "read_fraction", path, 0.0, 1.0, default=1.0),
             "growth_bytes_per_s": self.size(table, "growth", path, default=0),
         }
-        latency_bound = table.get("latency_bound", False)
-        if not isinstance(latency_bound, bool):
-            self.fail(f"{path}.latency_bound", f"expected true or false, got {latency_bound!r}")
+        latency_bound = self.boolean(table, "latency_bound", path, default=False)
+        in_reward = self.boolean(table, "reward", path, default=True)
+        bind_node = table.get("bind_node")
+        if bind_node is not None:
+            bind_node = self.node_index(table, "bind_node", path, n_nodes)
+            if "reward" in table and in_reward:
+                self.fail(
+                    f"{path}.reward",
+                    "a bound (unmanaged) application never counts in the reward: the host "
+                    "does not measure its throughput",
+                )
+            in_reward = False
         try:
             app = Application(
                 name=name,
@@ -422,7 +550,53 @@ class TomlReader:
             )
         except ValueError as error:
             self.fail(path, str(error))
-        return AppRun(app, start, stop)
+        return AppRun(app, start, stop, in_reward=in_reward, bind_node=bind_node)
+
+    def boolean(self, table: dict, key: str, path: str, default: bool) -> bool:
+        value = table.get(key, default)
+        if not isinstance(value, bool):
+            self.fail(f"{path}.{key}" if path else key, f"expected true or false, got {value!r}")
+        return value
+
+    def node_index(self, table: dict, key: str, path: str, n_nodes: int) -> int:
+        value = table[key]
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(f"{path}.{key}", f"expected a node index (integer), got {value!r}")
+        if not 0 <= value < n_nodes:
+            self.fail(
+                f"{path}.{key}", f"node {value} does not exist (the scenario has {n_nodes} nodes)"
+            )
+        return value
+
+    def traffic(self, table: dict, path: str, duration: float, n_nodes: int) -> Traffic:
+        self.keys(table, _TRAFFIC_KEYS, path)
+        if "node" not in table:
+            self.fail(f"{path}.node", "missing (required)")
+        node = self.node_index(table, "node", path, n_nodes)
+        gbps = self.number(table, "gbps", path, low=0.0, high=MAX_TRAFFIC_GBPS)
+        reads = self.number(table, "read_fraction", path, 0.0, 1.0, default=1.0)
+        start = self.number(table, "start_s", path, low=0.0, default=0.0)
+        if start >= duration:
+            self.fail(f"{path}.start_s", f"{start} s is not before the end ({duration} s)")
+        stop = table.get("stop_s")
+        if stop is not None:
+            stop = self.number(table, "stop_s", path, low=start, strict=True)
+            if stop > duration:
+                self.fail(f"{path}.stop_s", f"{stop} s is after the end ({duration} s)")
+        return Traffic(node, gbps, reads, start, stop)
+
+    def damos(self, table: Any) -> DamosSpec:
+        if not isinstance(table, dict):
+            self.fail("damos", "expected a table ([damos])")
+        self.keys(table, _DAMOS_KEYS, "damos")
+        enabled = self.boolean(table, "enabled", "damos", default=True)
+        quota = self.size(table, "quota_per_s", "damos", default=DEFAULT_QUOTA_PER_S)
+        if quota > 1 << 50:
+            self.fail("damos.quota_per_s", f"{quota} bytes/s is beyond any memory system")
+        percent = self.number(
+            table, "min_access_percent", "damos", low=0.0, high=100.0, strict=True, default=5.0
+        )
+        return DamosSpec(enabled, quota, percent)
 
     def trace(self, table: dict, path: str, page_size: int, base: Path | None) -> Trace | None:
         spec = table.get("trace")
@@ -470,9 +644,19 @@ class TomlReader:
                 self.fail(f"{path}.hot_offset", f"{offset} must lie in [0, 1)")
             if run.app.distribution.kind != "hotcold":
                 self.fail(f"{path}.hot_offset", f"{name!r} has no hot set (not hotcold)")
-        if intensity is None and offset is None:
-            self.fail(path, "an event must change intensity or hot_offset")
-        return Event(at, name, intensity, offset)
+            if run.app.trace is not None:
+                self.fail(f"{path}.hot_offset", f"{name!r} follows a trace")
+        think = table.get("think_ns")
+        if think is not None:
+            think = self.number(table, "think_ns", path, low=0.0)
+        reads = table.get("read_fraction")
+        if reads is not None:
+            reads = self.number(table, "read_fraction", path, 0.0, 1.0)
+            if run.app.trace is not None and run.app.trace.kind == "masim":
+                self.fail(f"{path}.read_fraction", f"{name!r} takes its read share from its trace")
+        if intensity is None and offset is None and think is None and reads is None:
+            self.fail(path, "an event must change intensity, hot_offset, think_ns or read_fraction")
+        return Event(at, name, intensity, offset, think, reads)
 
 
 _REQUIRED = object()
