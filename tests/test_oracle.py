@@ -12,6 +12,7 @@ from agents.controllers.base import ControlContext, Controller, ControllerError
 from agents.oracle import (
     OracleDP,
     OracleGreedy,
+    OraclePhase,
     interval_bound,
     load_timeline,
     upper_bound,
@@ -232,3 +233,24 @@ def test_oracle_parameters_are_checked() -> None:
     with pytest.raises(ValueError, match="levels"):
         OracleGreedy(levels=1)
     assert OracleGreedy.kind == "oracle-greedy" and OracleDP.kind == "oracle-dp"
+
+
+def test_oracle_phase_changes_weights_only_where_the_scenario_changes() -> None:
+    env = WeightedInterleaveEnv("co-runner")
+    env.reset(seed=0)
+    phase = OraclePhase()
+    phase.reset(_context(env))
+    dp = OracleDP()
+    dp.reset(_context(env))
+    interval = env.scenario.control_interval_s
+    boundaries = {round(m / interval) for m in env.scenario.moments()}
+    changes = {
+        t
+        for t in range(1, len(phase.schedule))
+        if np.any(phase.schedule[t] != phase.schedule[t - 1])
+    }
+    assert changes <= boundaries, (changes, boundaries)
+    # holding one choice per phase is a restriction of the DP's schedules
+    assert phase.value <= dp.value + 1e-9
+    # and holding one choice throughout (no migration) is one of its schedules
+    assert phase.value >= float(phase.rewards.sum(axis=0).max()) - 1e-9

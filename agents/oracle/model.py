@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 
-from tierenv.hardware.solver import NodeSet, solve
+from tierenv.hardware.solver import NodeSet, combine_background, solve
 from tierenv.sim.host import AppLoad, FixedLoad
 
 #: Slack when asking whether k pages give a share p (rounding in cumulative sums).
@@ -55,12 +55,8 @@ def modelled_speedup(
         copy_reads = np.broadcast_to(
             np.asarray(background_read_fraction, dtype=float), (batch, n_nodes)
         )
-        background_gbps = copies + fixed.traffic_gbps
-        background_read_fraction = np.divide(
-            copies * copy_reads + fixed.traffic_gbps * fixed.traffic_read_fraction,
-            background_gbps,
-            out=np.ones((batch, n_nodes)),
-            where=background_gbps > 0,
+        background_gbps, background_read_fraction = combine_background(
+            copies, copy_reads, fixed.traffic_gbps, fixed.traffic_read_fraction
         )
     n_streams = mlp.size
     with warnings.catch_warnings():

@@ -103,6 +103,7 @@ def summarise_results(
         table + _bound_row(episodes, scenarios),
     ]
     if config.reference is not None:
+        sections += _per_scenario_section(episodes, policies, scenarios, config.reference)
         sections += _relative_sections(results, policies, scenarios)
     if "bound_return" in episodes:
         sections += _bound_section(episodes, policies, scenarios)
@@ -189,6 +190,41 @@ def _bound_row(episodes: pd.DataFrame, scenarios: list[str]) -> str:
         for s in scenarios
     ]
     return "| *upper bound* | " + " | ".join(cells) + " |\n"
+
+
+def _per_scenario_section(
+    episodes: pd.DataFrame, policies: list[str], scenarios: list[str], reference: str
+) -> list:
+    """One row per scenario: every policy's (and the bound's) mean return over the
+    reference's, the headroom view of a comparison."""
+    means = episodes.groupby(["policy", "scenario"])["return"].mean()
+    others = [p for p in policies if p != reference]
+    bounds = (
+        episodes.groupby("scenario")["bound_return"].first()
+        if "bound_return" in episodes
+        else pd.Series(dtype=float)
+    )
+    header = ["scenario", f"{reference} return", *others]
+    if not bounds.empty:
+        header.append("upper bound")
+    rows = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    for scenario in scenarios:
+        base = means.get((reference, scenario), math.nan)
+        cells = [scenario, f"{base:.2f}"]
+        cells += [f"{means.get((p, scenario), math.nan) / base:.3f}" for p in others]
+        if not bounds.empty:
+            bound = bounds.get(scenario, math.nan)
+            cells.append(f"{bound / base:.3f}" if np.isfinite(bound) else "-")
+        rows.append("| " + " | ".join(cells) + " |")
+    return [
+        f"## Per scenario, relative to `{reference}`",
+        "",
+        f"Mean return over the seeds divided by `{reference}`'s on the same scenario (1.000 = "
+        "as good; the upper bound where it was computed).",
+        "",
+        "\n".join(rows),
+        "",
+    ]
 
 
 def _bound_section(episodes: pd.DataFrame, policies: list[str], scenarios: list[str]) -> list:

@@ -133,8 +133,7 @@ MAX_BOUND_APPS = 2
 
 def _most_running_apps(scenario: Scenario) -> int:
     return max(
-        sum(run.runs_at(moment) for run in scenario.managed_apps)
-        for moment in scenario.moments()
+        sum(run.runs_at(moment) for run in scenario.managed_apps) for moment in scenario.moments()
     )
 
 

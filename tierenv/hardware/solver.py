@@ -83,6 +83,22 @@ class Solution:
         return self.node_bandwidth_gbps / self.node_saturation_gbps
 
 
+def combine_background(
+    gbps_a: np.ndarray, reads_a: np.ndarray, gbps_b: np.ndarray, reads_b: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two open-loop loads on the same nodes as one (``solve``'s ``background_gbps`` and
+    ``background_read_fraction``): the GB/s add, the read shares are weighted by GB/s (1 on
+    a node with neither)."""
+    gbps = np.asarray(gbps_a, dtype=float) + gbps_b
+    reads = np.divide(
+        gbps_a * np.asarray(reads_a, dtype=float) + gbps_b * np.asarray(reads_b, dtype=float),
+        gbps,
+        out=np.ones(gbps.shape),
+        where=gbps > 0,
+    )
+    return gbps, reads
+
+
 def solve(
     nodes: NodeSet,
     mlp: np.ndarray,

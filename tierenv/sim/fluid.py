@@ -105,7 +105,7 @@ import numpy as np
 from tierenv.contracts.features import HOTNESS_BINS, FeatureError, ObservationSpec
 from tierenv.contracts.measurements import GroundTruth, Measurements, NodeInfo, StepResult
 from tierenv.damon.jit import njit
-from tierenv.hardware.solver import NodeSet, alone_throughput_gbps, solve
+from tierenv.hardware.solver import NodeSet, alone_throughput_gbps, combine_background, solve
 from tierenv.memory.interleave import MAX_WEIGHT, MIN_WEIGHT
 from tierenv.memory.migration_cost import MigrationCost
 from tierenv.sim.damos_setup import DamosSetup
@@ -929,13 +929,8 @@ class FluidModel:
         steps = state.step.copy() if active is None else np.where(active, state.step, 0)
         if p.has_traffic:
             # the scenario's open-loop traffic beside the copies, read shares weighted by GB/s
-            traffic, traffic_reads = p.traffic_gbps[steps], p.traffic_read_fraction[steps]
-            background = copies + traffic
-            background_reads = np.divide(
-                copies * copy_reads + traffic * traffic_reads,
-                background,
-                out=np.ones_like(background),
-                where=background > 0,
+            background, background_reads = combine_background(
+                copies, copy_reads, p.traffic_gbps[steps], p.traffic_read_fraction[steps]
             )
         else:
             background, background_reads = copies, copy_reads

@@ -37,7 +37,7 @@ import numpy as np
 
 from tierenv.contracts.measurements import GroundTruth, Measurements, NodeInfo, StepResult
 from tierenv.damon.kdamond import Kdamond
-from tierenv.hardware.solver import NodeSet, alone_throughput_gbps, solve
+from tierenv.hardware.solver import NodeSet, alone_throughput_gbps, combine_background, solve
 from tierenv.memory.interleave import check_weights
 from tierenv.memory.migration_cost import MigrationCost
 from tierenv.memory.state import MemoryState
@@ -537,14 +537,7 @@ class SimulatedHost:
         copies, copy_reads = self.migration_cost.background(
             moved_pages, self.scenario.page_size, interval
         )
-        traffic, traffic_reads = state.traffic
-        background = copies + traffic
-        background_reads = np.divide(
-            copies * copy_reads + traffic * traffic_reads,
-            background,
-            out=np.ones(n_nodes),
-            where=background > 0,
-        )
+        background, background_reads = combine_background(copies, copy_reads, *state.traffic)
         if apps:
             specs = [app.run.app for app in apps]
             solution = solve(
