@@ -29,6 +29,10 @@ from tierenv.hardware.solver import NodeSet, solve
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 MLC_DIR = SHARED / "data" / "mlc" / "bytedance-eurosys24"
+needs_shared_data = pytest.mark.skipif(
+    not SHARED.is_dir(),
+    reason=f"the reference measurements are not beside the repository ({SHARED})",
+)
 SHIPPED = shipped_profile_names()
 READ_FRACTIONS = (0.0, 0.5, 0.75, 1.0)
 # A denser set of mixes for comparing two profiles (includes the MLC -W5 mix 2/3).
@@ -117,6 +121,7 @@ def test_cxl_link_raises_capacity_under_a_mix_while_ddr_loses_it() -> None:
     assert float(ddr.saturation_gbps(0.75)) < 0.95 * float(ddr.saturation_gbps(1.0))
 
 
+@needs_shared_data
 @pytest.mark.parametrize(
     ("name", "device"),
     [("bytedance-cxl-asic", "cxl_log_d0_c16"), ("bytedance-ddr5-snc", "ddr5_log_d0_c8")],
@@ -129,6 +134,7 @@ def test_shipped_capacity_matches_the_measured_peaks(name: str, device: str) -> 
         assert model == pytest.approx(curve.peak_gbps(), rel=0.02), (name, code)
 
 
+@needs_shared_data
 @pytest.mark.slow
 def test_shipped_profiles_are_reproducible_from_the_data() -> None:
     """Rebuilding the profiles from ../shared gives the shipped files (to rounding)."""
@@ -302,6 +308,7 @@ def test_save_and_load_round_trip(tmp_path: Path, name: str) -> None:
     assert_same_model(load_profile(str(path)), profile, rtol=1e-4)
 
 
+@needs_shared_data
 def test_piecewise_profile_round_trips(tmp_path: Path) -> None:
     # The socket-local device only (d0): the d3 logs are the same device seen from the other
     # socket, a different node.
