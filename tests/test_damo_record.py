@@ -20,6 +20,9 @@ from tierenv.workload.damo_record import (
 RECORD = (
     Path(__file__).resolve().parents[2] / "shared" / "data" / "damo" / "damon.data.json_compressed"
 )
+pytestmark = pytest.mark.skipif(
+    not RECORD.is_file(), reason=f"the DAMON record is not beside the repository ({RECORD})"
+)
 PAGE = 4096
 
 

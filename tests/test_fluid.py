@@ -26,6 +26,9 @@ from tierenv.sim.host import SimulatedHost
 from tierenv.workload.scenario import load_scenario, parse_scenario
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+needs_shared_data = pytest.mark.skipif(
+    not DATA.is_dir(), reason=f"the reference data are not beside the repository ({DATA})"
+)
 PROPERTY_SETTINGS = settings(
     max_examples=int(os.environ.get("TIERENV_HYPOTHESIS_EXAMPLES", "20")),
     deadline=None,
@@ -208,6 +211,7 @@ def test_pages_are_conserved_and_a_full_node_refuses_migrations():
     assert state.pgmigrate_fail[0] == pytest.approx(failed)
 
 
+@needs_shared_data
 def test_traced_applications_follow_their_phases():
     host = f"""
 name = "traced"

@@ -12,6 +12,9 @@ from tierenv.workload.scenario import ScenarioError, parse_scenario
 from tierenv.workload.trace import MasimTrace, RecordTrace
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+needs_shared_data = pytest.mark.skipif(
+    not DATA.is_dir(), reason=f"the reference data are not beside the repository ({DATA})"
+)
 
 HOST = """
 name = "traced"
@@ -35,6 +38,7 @@ def scenario(kind: str, path: Path, duration: int = 60):
     return parse_scenario(HOST.format(duration=duration, kind=kind, path=path), source="t.toml")
 
 
+@needs_shared_data
 def test_masim_stairs_phases_are_followed_by_damon():
     trace = MasimTrace.load(DATA / "masim" / "stairs.cfg", 64 << 10)
     host = SimulatedHost(scenario("masim", DATA / "masim" / "stairs.cfg"), weights=[3, 1])
@@ -64,6 +68,7 @@ def test_masim_stairs_phases_are_followed_by_damon():
     assert hits >= 9
 
 
+@needs_shared_data
 def test_a_real_damon_record_replays_and_simulated_damon_finds_its_hot_regions():
     path = DATA / "damo" / "damon.data.json_compressed"
     trace = RecordTrace.load(path, 64 << 10)
@@ -90,6 +95,7 @@ def test_a_real_damon_record_replays_and_simulated_damon_finds_its_hot_regions()
     assert np.mean(agreement) > 0.8  # the record's hot pages read hot to the simulated DAMON
 
 
+@needs_shared_data
 def test_trace_errors_name_the_key_and_the_file(tmp_path):
     bad = tmp_path / "bad.cfg"
     bad.write_text("a, 4096\n\nphase\n10\nb, 1, 64, 1\n")
