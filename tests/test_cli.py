@@ -215,6 +215,59 @@ def test_interleave_bad_input(capsys, option: str, value: str, problem: str) -> 
     assert "nan" not in err.lower()  # a clear message, not a NaN that leaked through
 
 
+def test_interleave_on_three_nodes_tries_the_grid_and_given_weights(capsys) -> None:
+    nodes = "bytedance-ddr5-snc,bytedance-ddr5-remote-socket,bytedance-cxl-asic"
+    code, out, err = run(capsys, "interleave", "--nodes", nodes, "--mlp", "256")
+    assert code == 0 and err == ""
+    header, *rows = out.strip().splitlines()
+    assert header.split() == [
+        "weights", "GB/s", "vs", "node0",
+        *["node0", "GB/s", "node0", "ns", "node1", "GB/s", "node1", "ns"],
+        *["node2", "GB/s", "node2", "ns"],
+    ]  # fmt: skip
+    from tierenv.envs.discrete import default_levels, weight_grid
+
+    grid, _ = weight_grid(3, default_levels(3))
+    assert [row.split()[0] for row in rows] == [":".join(map(str, w)) for w in grid]
+    code, out, _ = run(capsys, "interleave", "--nodes", nodes, "--weights", "1:0:0", "2:1:1")
+    rows = [row.split() for row in out.strip().splitlines()[1:]]
+    assert [row[0] for row in rows] == ["1:0:0", "2:1:1"]
+    assert rows[0][2] == "+0.0%"
+    # Node 0 alone leaves the other nodes idle; 2:1:1 puts a quarter on each of them.
+    assert float(rows[0][5]) == 0.0 and float(rows[0][7]) == 0.0
+    load = [float(rows[1][3]), float(rows[1][5]), float(rows[1][7])]
+    assert load[1] == pytest.approx(load[0] / 2, rel=0.02)
+    assert load[2] == pytest.approx(load[0] / 2, rel=0.02)
+    # A two-socket host with CXL gains from spreading a bandwidth-bound stream.
+    assert float(rows[1][1]) > float(rows[0][1])
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (["--nodes", "bytedance-ddr5-snc"], "two or more profile names"),
+        (["--nodes", "bytedance-ddr5-snc,,bytedance-cxl-asic"], "two or more profile names"),
+        (["--weights", "1:1:1"], "3 weights for 2 nodes"),
+        (["--weights", "0:0"], "not all 0"),
+        (["--weights", "300:1"], "0..255"),
+        (["--weights", "a:b"], "integers like 3:1"),
+    ],
+)
+def test_interleave_bad_nodes_or_weights(capsys, args: list[str], problem: str) -> None:
+    code, out, err = run(capsys, "interleave", *args)
+    assert code == 2 and out == ""
+    assert err.startswith("tierenv interleave: error: ") and problem in err
+
+
+def test_scenarios_show_names_every_feature(capsys) -> None:
+    code, out, _ = run(capsys, "scenarios", "colloid-antagonist")
+    assert code == 0
+    assert "bound to node0 (unmanaged), not in the reward" in out
+    assert "DAMOS migrate_hot: quota 1 GiB/s" in out
+    code, out, _ = run(capsys, "scenarios", "micron-xeon6-cxl")
+    assert "at 60 s: mlc: reads 67%" in out
+
+
 # --- bench ---------------------------------------------------------------------------------
 
 

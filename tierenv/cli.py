@@ -18,7 +18,7 @@ subcommands:
   profiles    list the shipped memory-node profiles, or show one
   calibrate   fit a node profile to Intel MLC --loaded_latency logs or Mess curves
   validate    reproduce published DDR/CXL interleaving results with the model
-  interleave  throughput and node latencies of one application across DDR:CXL weights
+  interleave  throughput and node latencies of one application across interleave weights
   scenarios   list the shipped scenarios, or show one
   simulate    run a scenario with static weights: time-series table and plot
 
@@ -155,14 +155,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "interleave",
-        help="throughput of one application across DDR:CXL weights",
+        help="throughput of one application across interleave weights",
         description=(
-            "Solve the closed-loop model for one application on a two-node host at weights "
-            "w:1 (DDR:CXL) and print throughput and per-node bandwidth and latency."
+            "Solve the closed-loop model for one application at a range of interleave weights "
+            "and print its throughput and each node's bandwidth and latency. By default a "
+            "two-node host (--ddr, --cxl) at weights w:1; --nodes takes any number of node "
+            "profiles (local, CXL or remote views), node 0 first, and --weights the weight "
+            "vectors to try (default for more than two nodes: the discrete env's grid)."
         ),
     )
     p.add_argument("--ddr", default="spr-8460y-ddr5-socket", help="DDR node profile")
     p.add_argument("--cxl", default="generic-cxl-x8", help="CXL node profile")
+    p.add_argument(
+        "--nodes",
+        help="comma-separated node profiles, node 0 first (replaces --ddr and --cxl)",
+    )
+    p.add_argument(
+        "--weights",
+        nargs="+",
+        metavar="W0:W1[:W2...]",
+        help="weight vectors to try, one weight per node (0..255, not all 0), e.g. 3:1:1",
+    )
     p.add_argument("--mlp", type=float, default=512.0, help="64-B misses in flight (default 512)")
     p.add_argument(
         "--think-ns",
@@ -176,7 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.75,
         help="controller-level read fraction (default 0.75)",
     )
-    p.add_argument("--max-weight", type=int, default=16, help="largest w in w:1 (default 16)")
+    p.add_argument(
+        "--max-weight",
+        type=int,
+        default=16,
+        help="two nodes without --weights: largest w in w:1 (default 16)",
+    )
     p.set_defaults(handler=_interleave)
 
     p = sub.add_parser("scenarios", help="list the shipped scenarios or show one")
@@ -499,33 +517,63 @@ def _write_validation(names: list[str] | None, out: Path) -> bool:
 def _interleave(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from tierenv.envs.discrete import default_levels, weight_grid
     from tierenv.hardware.profile import load_profile
     from tierenv.hardware.solver import NodeSet, solve
 
-    nodes = NodeSet([load_profile(args.ddr), load_profile(args.cxl)])
-    if not 1 <= args.max_weight <= 255:
-        raise ValueError(f"--max-weight must be a weight in 1..255, got {args.max_weight}")
-    weights = [(1, 0)] + [(w, 1) for w in range(args.max_weight, 0, -1)] + [(0, 1)]
-    shares = np.array([c / (d + c) for d, c in weights])
-    split = np.stack([1 - shares, shares], axis=-1)[:, None, :]
+    if args.nodes is not None:
+        names = [name.strip() for name in args.nodes.split(",")]
+        if len(names) < 2 or not all(names):
+            raise ValueError(f"--nodes: expected two or more profile names, got {args.nodes!r}")
+        labels = [f"node{i}" for i in range(len(names))]
+    else:
+        names, labels = [args.ddr, args.cxl], ["DDR", "CXL"]
+    nodes = NodeSet([load_profile(name) for name in names])
+    n_nodes = len(names)
+    if args.weights is not None:
+        weights = [_weight_vector(text, n_nodes) for text in args.weights]
+    elif n_nodes == 2:
+        if not 1 <= args.max_weight <= 255:
+            raise ValueError(f"--max-weight must be a weight in 1..255, got {args.max_weight}")
+        weights = [(1, 0)] + [(w, 1) for w in range(args.max_weight, 0, -1)] + [(0, 1)]
+    else:
+        grid, _ = weight_grid(n_nodes, default_levels(n_nodes))
+        weights = [tuple(int(w) for w in row) for row in grid]
+    # Row 0 is node 0 alone, the reference of the "vs" column.
+    reference = (1,) + (0,) * (n_nodes - 1)
+    table = np.array([reference, *weights], dtype=float)
+    split = (table / table.sum(axis=1, keepdims=True))[:, None, :]
     solution = solve(nodes, args.mlp, args.think_ns, args.read_fraction, split)
-    base = solution.throughput_gbps[0, 0]
-    print(
-        f"{'DDR:CXL':>8} {'GB/s':>8} {'vs DDR':>8} {'DDR GB/s':>9} {'DDR ns':>8} "
-        f"{'CXL GB/s':>9} {'CXL ns':>8}"
-    )
-    for (d, c), x, bw, lat in zip(
-        weights,
-        solution.throughput_gbps[:, 0],
-        solution.node_bandwidth_gbps,
-        solution.node_latency_ns,
-        strict=True,
-    ):
-        print(
-            f"{d:>4}:{c:<3} {x:8.1f} {100 * (x / base - 1):+7.1f}% {bw[0]:9.1f} {lat[0]:8.1f} "
-            f"{bw[1]:9.1f} {lat[1]:8.1f}"
+    throughput = solution.throughput_gbps[:, 0]
+    first = ":".join(labels) if n_nodes == 2 and args.nodes is None else "weights"
+    width = max(len(first), *(len(":".join(map(str, w))) for w in weights))
+    node_columns = "".join(f" {label + ' GB/s':>11} {label + ' ns':>9}" for label in labels)
+    vs = f"vs {labels[0]}"
+    print(f"{first:>{width}} {'GB/s':>8} {vs:>8}{node_columns}")
+    for row, w in enumerate(weights, start=1):
+        cells = "".join(
+            f" {bw:11.1f} {lat:9.1f}"
+            for bw, lat in zip(
+                solution.node_bandwidth_gbps[row], solution.node_latency_ns[row], strict=True
+            )
         )
+        gain = 100 * (throughput[row] / throughput[0] - 1)
+        label = ":".join(map(str, w))
+        print(f"{label:>{width}} {throughput[row]:8.1f} {gain:+7.1f}%{cells}")
     return 0
+
+
+def _weight_vector(text: str, n_nodes: int) -> tuple[int, ...]:
+    """``--weights`` entry ``text`` ("3:1:1") as one weight per node, checked."""
+    try:
+        weights = tuple(int(part) for part in text.split(":"))
+    except ValueError:
+        raise ValueError(f"--weights: expected integers like 3:1, got {text!r}") from None
+    if len(weights) != n_nodes:
+        raise ValueError(f"--weights: {text!r} has {len(weights)} weights for {n_nodes} nodes")
+    if any(not 0 <= w <= 255 for w in weights) or not any(weights):
+        raise ValueError(f"--weights: {text!r} needs weights in 0..255, not all 0")
+    return weights
 
 
 def _scenarios(args: argparse.Namespace) -> int:
@@ -552,10 +600,21 @@ def _scenarios(args: argparse.Namespace) -> int:
     for run in scenario.apps:
         app = run.app
         until = f"{run.stop_s:g}" if run.stop_s is not None else "end"
+        notes = ""
+        if run.bind_node is not None:
+            notes += f", bound to node{run.bind_node} (unmanaged)"
+        if not run.in_reward:
+            notes += ", not in the reward"
         print(
             f"  {app.name}: {format_size(app.working_set_bytes)} "
             f"{app.distribution.kind}, mlp {app.mlp:g}, think {app.think_ns:g} ns, "
-            f"reads {app.read_fraction:.0%}, runs {run.start_s:g} s to {until}"
+            f"reads {app.read_fraction:.0%}, runs {run.start_s:g} s to {until}{notes}"
+        )
+    for traffic in scenario.traffic:
+        until = f"{traffic.stop_s:g}" if traffic.stop_s is not None else "end"
+        print(
+            f"  background traffic on node{traffic.node}: {traffic.gbps:g} GB/s, "
+            f"reads {traffic.read_fraction:.0%}, {traffic.start_s:g} s to {until}"
         )
     for event in scenario.events:
         changes = []
@@ -563,7 +622,24 @@ def _scenarios(args: argparse.Namespace) -> int:
             changes.append(f"intensity {event.intensity:g}")
         if event.hot_offset is not None:
             changes.append(f"hot set moves to {event.hot_offset:g}")
+        if event.think_ns is not None:
+            changes.append(f"think {event.think_ns:g} ns")
+        if event.read_fraction is not None:
+            changes.append(f"reads {event.read_fraction:.0%}")
         print(f"  at {event.at_s:g} s: {event.app}: {', '.join(changes)}")
+    damos = scenario.damos
+    if not damos.enabled:
+        print("  DAMOS migrate_hot: off")
+    else:
+        quota = (
+            "unlimited"
+            if damos.quota_bytes_per_s == 0
+            else f"{format_size(damos.quota_bytes_per_s)}/s"
+        )
+        print(
+            f"  DAMOS migrate_hot: quota {quota}, "
+            f"hot above {damos.min_access_percent:g} % of samples"
+        )
     return 0
 
 
