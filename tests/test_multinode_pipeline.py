@@ -1,0 +1,126 @@
+"""The pipeline beyond two nodes: on the suite's three- and four-node hosts a policy trains,
+exports to ONNX, and the daemon run against the simulated kernel makes the decisions the same
+policy makes in the simulator env, with DAMOS dests for every node."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from stable_baselines3 import PPO
+from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+from agents.controllers.base import ControlContext
+from agents.export import export_policy
+from agents.policies.learned import LearnedPolicy, one_torch_thread
+from tests.test_host_end_to_end import GROUPS, run_daemon_on
+from tests.test_learned_policy import sharpen, write_run
+from tierenv.contracts.features import ObservationSpec
+from tierenv.envs.weighted_interleave import WeightedInterleaveEnv
+from tierenv.host.simulated_kernel import SimulatedKernel
+from tierenv.sim.host import SimulatedHost
+from tierenv.workload.scenario import load_scenario
+
+SEED = 3
+STEPS = 12
+
+
+def shortened(name: str) -> Any:
+    """Shipped ``name`` cut to 16 s with every start, stop and event moved into it, so
+    applications still arrive and leave during the run."""
+    shipped = load_scenario(name)
+    scale = 16.0 / shipped.duration_s
+    apps = tuple(
+        dataclasses.replace(
+            run,
+            start_s=round(run.start_s * scale),
+            stop_s=None if run.stop_s is None else round(run.stop_s * scale),
+        )
+        for run in shipped.apps
+    )
+    events = tuple(dataclasses.replace(e, at_s=round(e.at_s * scale)) for e in shipped.events)
+    return dataclasses.replace(shipped, duration_s=16.0, apps=apps, events=events)
+
+
+@pytest.fixture(
+    scope="module", params=["two-socket-cxl", "caption-load-phases", "colloid-antagonist"]
+)
+def case(request, tmp_path_factory) -> dict[str, Any]:
+    scenario = shortened(request.param)
+    n_nodes = len(scenario.nodes)
+    venv = VecNormalize(
+        DummyVecEnv([lambda: WeightedInterleaveEnv(scenario, features=GROUPS)]),
+        norm_obs=True,
+        norm_reward=True,
+    )
+    model = PPO("MlpPolicy", venv, n_steps=64, batch_size=32, n_epochs=2, seed=0, device="cpu")
+    with one_torch_thread():
+        model.learn(128)
+    sharpen(model.policy.action_net)
+    names = ObservationSpec(n_nodes, GROUPS).names
+    run = write_run(
+        tmp_path_factory.mktemp("runs") / "ppo",
+        model,
+        venv,
+        "PPO",
+        features=list(names),
+        feature_groups=list(GROUPS),
+        n_nodes=n_nodes,
+    )
+    exported = export_policy(run, run / "policy.onnx")
+    return {"scenario": scenario, "run": run, "onnx": exported.onnx, "n_nodes": n_nodes}
+
+
+def env_decisions(scenario: Any, run: Path, initial: list[int]) -> list[list[int]]:
+    """The SB3 policy's weights in the simulator env, one interval after the initial ones (a
+    host's applications already run when the daemon starts)."""
+    env = WeightedInterleaveEnv(
+        scenario,
+        features=GROUPS,
+        initial_weights=initial,
+        host_factory=lambda _seed, weights: SimulatedHost(scenario, weights=weights, seed=SEED),
+    )
+    env.reset(seed=0)
+    env.step_weights(initial)
+    policy = LearnedPolicy(run / "model.zip")
+    policy.reset(
+        ControlContext(
+            nodes=env.node_info, interval_s=1.0, initial_weights=np.array(initial), seed=0
+        )
+    )
+    weights = []
+    for _ in range(STEPS):
+        chosen = policy.decide(env.last_result.measurements)
+        weights.append(chosen.tolist())
+        env.step_weights(chosen)
+    return weights
+
+
+def test_the_daemon_decides_as_the_policy_does_on_n_nodes(case, tmp_path) -> None:
+    scenario, n_nodes = case["scenario"], case["n_nodes"]
+    initial = [2] + [1] * (n_nodes - 1)
+    expected = env_decisions(scenario, case["run"], initial)
+    assert all(len(w) == n_nodes for w in expected)
+    assert len({tuple(w) for w in expected}) > 1, "the test policy must vary its weights"
+
+    kernel = SimulatedKernel(tmp_path / "host", scenario, seed=SEED, initial_weights=initial)
+    kernel.advance()
+    before = kernel.snapshot()
+    out = run_daemon_on(kernel, case["onnx"], tmp_path, STEPS)
+
+    assert out["code"] == 0, out["records"][-3:]
+    decided = [d["asked"] for d in out["decisions"]]
+    assert decided == expected
+    assert all(d["error"] is None and d["fallback"] is None for d in out["decisions"])
+    # Every kdamond's dests name all nodes, weighted as the policy asked.
+    for applied, dests in zip(decided[:-1], out["dests"][1:], strict=False):
+        assert all(d.tolist() == applied for d in dests)
+    after = kernel.snapshot()
+    wi = "kernel/mm/mempolicy/weighted_interleave"
+    assert {k: v for k, v in after.items() if k.startswith(wi)} == {
+        k: v for k, v in before.items() if k.startswith(wi)
+    }
+    assert after["kernel/mm/damon/admin/kdamonds/nr_kdamonds"].strip() == "0"
