@@ -261,7 +261,7 @@ def _refine(problem, point, value, moves, step, min_step):
     """Pattern search from ``point``: try every move of size ``step``; take the best that
     improves, else halve ``step``."""
     while step >= min_step:
-        trials = _feasible_moves(problem, point, moves, step)
+        trials = _feasible_moves(problem, point, moves, step, min_step)
         if len(trials) == 0:
             step /= 2
             continue
@@ -274,13 +274,15 @@ def _refine(problem, point, value, moves, step, min_step):
     return point, value
 
 
-def _feasible_moves(problem, point, moves, step) -> np.ndarray:
+def _feasible_moves(problem, point, moves, step, min_step) -> np.ndarray:
     """``point + t·move`` with t = ``step`` where feasible, else the largest feasible t
-    (bisection: along a move the conditions hold on an interval starting at 0)."""
+    (bisection: along a move the conditions hold on an interval starting at 0). Moves that
+    reach less than ``min_step`` are dropped: along a capacity boundary such slivers each
+    gain ~1e-12 and would keep the search zigzagging at one step size for hours."""
     # No entry below zero: shorten the move to what the losing entries hold.
     losing = np.where(moves < 0, point[None] / np.maximum(-moves, 1e-300), np.inf)
     reach = np.minimum(step, losing.min(axis=1))
-    useful = reach > 0
+    useful = reach >= min_step
     moves, reach = moves[useful], reach[useful]
     trials = point[None] + reach[:, None] * moves
     ok = problem.feasible(trials)
@@ -293,6 +295,6 @@ def _feasible_moves(problem, point, moves, step) -> np.ndarray:
             low, high = np.where(fits, middle, low), np.where(fits, high, middle)
         trials[~ok] = point[None] + low[:, None] * bad_moves
         keep = np.ones(len(trials), dtype=bool)
-        keep[np.flatnonzero(~ok)[low <= 0]] = False
+        keep[np.flatnonzero(~ok)[low < min_step]] = False
         trials = trials[keep]
     return np.clip(trials, 0.0, None)

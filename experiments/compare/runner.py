@@ -24,7 +24,7 @@ from agents.controllers import make_controller
 from experiments.compare.config import STATIC_BEST, CompareConfig, ConfigError, PolicySpec
 from experiments.compare.episode import Trial, TrialResult, run_trial
 from tierenv.envs.discrete import default_levels, weight_grid
-from tierenv.workload.scenario import Scenario, load_scenario
+from tierenv.workload.scenario import load_scenario
 
 
 @dataclass(frozen=True)
@@ -125,27 +125,12 @@ def _static_best_levels(policy: PolicySpec, where: str) -> Callable[[int], int]:
     return lambda n_nodes: levels
 
 
-#: The upper bound is computed where at most this many managed applications run at once
-#: (its local search over per-application splits grows steeply with more); elsewhere it is
-#: reported as missing (NaN, "-" in tables).
-MAX_BOUND_APPS = 2
-
-
-def _most_running_apps(scenario: Scenario) -> int:
-    return max(
-        sum(run.runs_at(moment) for run in scenario.managed_apps) for moment in scenario.moments()
-    )
-
-
 def run_task(task: Trial | BoundTask) -> TrialResult | np.ndarray:
     """One task, wherever it runs."""
     if isinstance(task, BoundTask):
         from agents.oracle import upper_bound
 
         scenario = load_scenario(task.scenario)
-        if _most_running_apps(scenario) > MAX_BOUND_APPS:
-            # the bound's search over per-application splits takes hours with more apps
-            return np.full(scenario.n_steps, np.nan)
         # Step k of an episode is interval k (reset only reports the idle host).
         return upper_bound(scenario).values
     return run_trial(task)
