@@ -19,7 +19,7 @@ subcommands:
   calibrate   fit a node profile to Intel MLC --loaded_latency logs or Mess curves
   validate    reproduce published DDR/CXL interleaving results with the model
   interleave  throughput and node latencies of one application across interleave weights
-  scenarios   list the shipped scenarios, or show one
+  scenarios   list the shipped scenarios, show one, or draw new ones (generate)
   simulate    run a scenario with static weights: time-series table and plot
 
 Run `tierenv SUBCOMMAND --help` for the options of each.
@@ -197,8 +197,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=_interleave)
 
-    p = sub.add_parser("scenarios", help="list the shipped scenarios or show one")
-    p.add_argument("name", nargs="?", help="a shipped scenario name or a scenario file")
+    p = sub.add_parser(
+        "scenarios",
+        help="list the shipped scenarios, show one, or draw new ones",
+        description=(
+            "With no argument, list the shipped scenarios; with a name or file, show it. "
+            "`tierenv scenarios generate DIST --seed N --count K --out DIR` draws K scenarios "
+            "from a scenario distribution (a shipped name or a TOML file) and writes them as "
+            "scenario files; `tierenv scenarios generate` lists the shipped distributions."
+        ),
+    )
+    p.add_argument(
+        "name", nargs="?", help="a shipped scenario name or a scenario file, or `generate`"
+    )
+    p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     p.set_defaults(handler=_scenarios)
 
     p = sub.add_parser(
@@ -576,10 +588,78 @@ def _weight_vector(text: str, n_nodes: int) -> tuple[int, ...]:
     return weights
 
 
+def _generate_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tierenv scenarios generate",
+        description=(
+            "Draw scenarios from a scenario distribution and write each as a scenario file "
+            "DIR/NAME.toml (NAME = DIST-sSEED-INDEX). Scenario INDEX of a seed is the same "
+            "whatever --count is. All files land together: they are written to a temporary "
+            "folder that is renamed to DIR."
+        ),
+    )
+    p.add_argument(
+        "distribution",
+        nargs="?",
+        metavar="DIST",
+        help="a shipped distribution name or a distribution file (none: list the shipped)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
+    p.add_argument("--count", type=int, default=10, help="scenarios to draw (default 10)")
+    p.add_argument("--first", type=int, default=0, help="index of the first (default 0)")
+    p.add_argument("--out", type=Path, help="folder to create (new, or empty)")
+    return p
+
+
+MAX_GENERATED = 10_000
+
+
+def _generate(argv: list[str]) -> int:
+    import os
+    import shutil
+
+    from tierenv.workload.generator import generate, load_distribution, shipped_distribution_names
+
+    args = _generate_parser().parse_args(argv)
+    if args.distribution is None:
+        for name in shipped_distribution_names():
+            d = load_distribution(name)
+            print(f"{name:<12} {d.n_nodes} nodes  {' '.join(d.description.split())}")
+        return 0
+    if args.out is None:
+        raise ValueError("generate: --out DIR is required (the folder to write)")
+    if not 1 <= args.count <= MAX_GENERATED:
+        raise ValueError(f"generate: --count must be in 1..{MAX_GENERATED}, got {args.count}")
+    if args.first < 0 or args.seed < 0:
+        raise ValueError("generate: --seed and --first must be >= 0")
+    out: Path = args.out
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"generate: {out} exists and is not an empty folder")
+    distribution = load_distribution(args.distribution)
+    drawn = generate(distribution, args.seed, args.count, args.first)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
+    try:
+        staging.mkdir()
+        for name, text in drawn:
+            (staging / f"{name}.toml").write_text(text)
+        if out.exists():
+            out.rmdir()
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    print(f"wrote {len(drawn)} scenarios from '{distribution.name}' (seed {args.seed}) to {out}")
+    return 0
+
+
 def _scenarios(args: argparse.Namespace) -> int:
     from tierenv.workload.scenario import load_scenario, shipped_scenario_names
     from tierenv.workload.units import format_size
 
+    if args.name == "generate":
+        return _generate(args.rest)
+    if args.rest:
+        raise ValueError(f"unexpected arguments after the scenario: {' '.join(args.rest)}")
     if args.name is None:
         for name in shipped_scenario_names():
             scenario = load_scenario(name)
