@@ -794,7 +794,11 @@ def _compare(args: argparse.Namespace) -> int:
         config = dataclasses.replace(
             config,
             seeds=seeds,
-            timeseries_seed=config.timeseries_seed if config.timeseries_seed in seeds else 0,
+            timeseries_seed=(
+                config.timeseries_seed
+                if config.timeseries_seed is None or config.timeseries_seed in seeds
+                else 0
+            ),
         )
     out = args.out or Path("results") / "compare" / config.name
     tensorboard = (

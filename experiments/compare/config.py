@@ -4,7 +4,7 @@ seeds. A YAML file, checked on load; every error names the file, the field and t
 ```yaml
 name: baselines                 # results go to results/compare/<name>/ unless --out says
 description: every baseline controller on every shipped scenario
-scenarios: all                  # or a list of shipped names / scenario file paths
+scenarios: all                  # or a list of shipped names, scenario files and folders of them
 seeds: 5                        # seeds 0..4, or an explicit list [0, 1, 2]
 env:                            # arguments of WeightedInterleaveEnv (optional)
   migration_cost_per_gib: 0.1
@@ -16,7 +16,7 @@ policies:                       # each: a unique name, a kind, the kind's parame
   - {name: ppo, kind: sb3, path: "runs/train/ppo-default/seed{index}"}  # {seed}, {index}
 reference: static-best          # probability of improvement is measured against it
 upper_bound: true               # compute the per-interval upper bound (simulator only)
-timeseries_seed: 0              # the seed whose weights-over-time are plotted
+timeseries_seed: 0              # the seed whose weights-over-time are plotted (null: none)
 ```
 
 ``kind: static-best`` is the best static weights in hindsight: every weight vector of the
@@ -76,7 +76,7 @@ class CompareConfig:
     env: dict[str, Any] = field(default_factory=dict)
     reference: str | None = None
     upper_bound: bool = True
-    timeseries_seed: int = 0
+    timeseries_seed: int | None = 0  # None: no weights-over-time plots
     description: str = ""
     source: str = "<config>"  # the file it came from (for messages and provenance)
     text: str = ""  # the file's text, copied into the results
@@ -149,7 +149,7 @@ def config_from_dict(data: Any, source: str = "<config>", text: str = "") -> Com
     if not isinstance(upper_bound, bool):
         raise fail("upper_bound", f"must be true or false, got {upper_bound!r}")
     timeseries_seed = data.get("timeseries_seed", seeds[0])
-    if timeseries_seed not in seeds:
+    if timeseries_seed is not None and timeseries_seed not in seeds:
         raise fail("timeseries_seed", f"{timeseries_seed!r} is not one of the seeds {seeds}")
     description = data.get("description", "")
     if not isinstance(description, str):
@@ -162,7 +162,7 @@ def config_from_dict(data: Any, source: str = "<config>", text: str = "") -> Com
         env=env,
         reference=reference,
         upper_bound=upper_bound,
-        timeseries_seed=int(timeseries_seed),
+        timeseries_seed=None if timeseries_seed is None else int(timeseries_seed),
         description=description.strip(),
         source=source,
         text=text,
@@ -176,10 +176,23 @@ def _scenarios(value: Any, fail) -> tuple[str, ...]:
         value = [value]
     if not isinstance(value, list) or not value:
         raise fail("scenarios", "must be 'all' or a non-empty list of scenario names or files")
-    names = []
+    names: list[str] = []
+    refs: list[str] = []
     for item in value:
         if not isinstance(item, str):
             raise fail("scenarios", f"{item!r} is not a scenario name or file")
+        if Path(item).is_dir():  # a folder of scenario files (a generated suite)
+            files = sorted(str(path) for path in Path(item).glob("*.toml"))
+            if not files:
+                raise fail("scenarios", f"folder {item} holds no scenario files (*.toml)")
+            refs.extend(files)
+            for file in files:
+                try:
+                    names.append(load_scenario(file).name)
+                except (ValueError, OSError) as err:
+                    raise fail("scenarios", str(err)) from err
+            continue
+        refs.append(item)
         try:
             names.append(load_scenario(item).name)
         except (ValueError, OSError) as err:
@@ -187,7 +200,7 @@ def _scenarios(value: Any, fail) -> tuple[str, ...]:
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
         raise fail("scenarios", f"two scenarios are named {twice[0]!r}")
-    return tuple(value)
+    return tuple(refs)
 
 
 def _seeds(value: Any, fail) -> tuple[int, ...]:

@@ -336,7 +336,7 @@ def _plots(results: CompareResults, out: Path, returns: pd.DataFrame) -> list[Pa
                 ylabel="evaluation return (mean over evaluation scenarios)",
             )
         )
-    for scenario in config.scenario_names:
+    for scenario in config.scenario_names if config.timeseries_seed is not None else ():
         figures.append(
             plots.plot_weight_timeseries(
                 results.steps,
