@@ -207,3 +207,17 @@ def test_the_command_writes_loadable_files_together(tmp_path: Path, capsys) -> N
     assert not (tmp_path / "x").exists()
     assert main(["scenarios", "generate"]) == 0
     assert "three-node" in capsys.readouterr().out
+
+
+SUITE = Path(__file__).resolve().parents[1] / "experiments" / "suites" / "test"
+
+
+def test_the_committed_suite_is_what_its_commands_draw() -> None:
+    """experiments/suites/README.md: 30 default, 10 three-node, 10 four-node, seed 1000."""
+    expected = {}
+    for name, count in (("default", 30), ("three-node", 10), ("four-node", 10)):
+        expected.update(generate(load_distribution(name), seed=1000, count=count))
+    committed = {path.stem: path.read_text() for path in SUITE.glob("*.toml")}
+    assert committed.keys() == expected.keys()
+    for name, text in expected.items():
+        assert committed[name] == text, f"{name}.toml differs from what the generator draws"
