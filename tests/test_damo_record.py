@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.shared_data import DAMO_RECORD, data_path, needs_data
 from tierenv.workload.damo_record import (
     DamonRecord,
     DamonSnapshot,
@@ -17,12 +18,8 @@ from tierenv.workload.damo_record import (
     load_damo_record,
 )
 
-RECORD = (
-    Path(__file__).resolve().parents[2] / "shared" / "data" / "damo" / "damon.data.json_compressed"
-)
-pytestmark = pytest.mark.skipif(
-    not RECORD.is_file(), reason=f"the DAMON record is not beside the repository ({RECORD})"
-)
+RECORD = data_path(DAMO_RECORD)
+pytestmark = needs_data(DAMO_RECORD)
 PAGE = 4096
 
 

@@ -7,7 +7,7 @@
 2. Hot-set detection: on a synthetic program with a known hot set, the monitor's regions
    must find it (size-weighted precision and recall), keep their count within the kernel's
    bounds, and show the bimodal nr_accesses distribution that real DAMON records show. The
-   real record in ../shared/data/damo (a real kernel, a program with hot and idle memory) is
+   real record in data/damo (a real kernel, a program with hot and idle memory) is
    read to state that distribution's real-world value next to the simulated one.
 """
 
@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import json
 import zlib
-from pathlib import Path
 
 import numpy as np
-import pytest
 from scipy import stats
 
+from tests.shared_data import DAMO_RECORD, data_path, needs_data
 from tierenv.damon import kernels
 from tierenv.damon.config import ContextConfig, MonitoringAttrs, Target
 from tierenv.damon.kdamond import Kdamond
@@ -28,10 +27,6 @@ from tierenv.damon.regions import RegionTable
 from tierenv.damon.rng import new_state
 from tierenv.memory.state import MemoryState
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-needs_shared_data = pytest.mark.skipif(
-    not DATA.is_dir(), reason=f"the reference data are not beside the repository ({DATA})"
-)
 MiB = 1 << 20
 GiB = 1 << 30
 PAGE = 4096
@@ -107,7 +102,7 @@ def detection_run(seed: int) -> dict[str, float]:
 def real_record_summary() -> dict[str, float]:
     """The same statistics from the real kernel's record (default 5 ms / 100 ms intervals,
     10..1000 regions, a 40 MB program)."""
-    raw = (DATA / "damo" / "damon.data.json_compressed").read_bytes()
+    raw = data_path(DAMO_RECORD).read_bytes()
     snapshots = json.loads(zlib.decompress(raw))[0]["snapshots"]
     nr = np.array([r["nr_accesses"]["samples"] for s in snapshots for r in s["regions"]])
     counts = [len(s["regions"]) for s in snapshots]
@@ -118,7 +113,7 @@ def real_record_summary() -> dict[str, float]:
     }
 
 
-@needs_shared_data
+@needs_data(DAMO_RECORD)
 def test_monitor_finds_a_known_hot_set_like_the_kernel():
     result = detection_run(seed=1)
     # regions of nr_accesses >= half the maximum are the hot set, and they cover it

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.shared_data import data_path, needs_data
 from tierenv.contracts import FeatureError, ObservationSpec, action_to_weights
 from tierenv.contracts.features import FEATURE_GROUPS
 from tierenv.sim.damos_setup import DamosSetup
@@ -25,10 +25,6 @@ from tierenv.sim.fluid import (
 from tierenv.sim.host import SimulatedHost
 from tierenv.workload.scenario import load_scenario, parse_scenario
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-needs_shared_data = pytest.mark.skipif(
-    not DATA.is_dir(), reason=f"the reference data are not beside the repository ({DATA})"
-)
 PROPERTY_SETTINGS = settings(
     max_examples=int(os.environ.get("TIERENV_HYPOTHESIS_EXAMPLES", "20")),
     deadline=None,
@@ -211,7 +207,7 @@ def test_pages_are_conserved_and_a_full_node_refuses_migrations():
     assert state.pgmigrate_fail[0] == pytest.approx(failed)
 
 
-@needs_shared_data
+@needs_data("masim/stairs.cfg")
 def test_traced_applications_follow_their_phases():
     host = f"""
 name = "traced"
@@ -227,7 +223,7 @@ capacity = "4 GiB"
 name = "traced"
 mlp = 20
 think_ns = 50
-trace = {{ kind = "masim", path = "{DATA / "masim" / "stairs.cfg"}" }}
+trace = {{ kind = "masim", path = "{data_path("masim/stairs.cfg")}" }}
 """
     scenario = parse_scenario(host, source="t.toml")
     throughput, _, _ = run_full(scenario, switched)

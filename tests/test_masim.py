@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.shared_data import data_path, needs_data
 from tierenv.workload.masim import (
     MasimAccess,
     MasimConfig,
@@ -18,10 +19,8 @@ from tierenv.workload.masim import (
     parse_masim,
 )
 
-MASIM = Path(__file__).resolve().parents[2] / "shared" / "data" / "masim"
-pytestmark = pytest.mark.skipif(
-    not MASIM.is_dir(), reason=f"the masim configs are not beside the repository ({MASIM})"
-)
+MASIM = data_path("masim")
+pytestmark = needs_data("masim")
 PAGE = 4096
 
 

@@ -12,6 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.shared_data import MESS_BWLAT, MLC, data_path, needs_data, needs_mess
+from tests.shared_data import MESS_CSV as MESS
 from tierenv.hardware.measurements import (
     MLC_TRAFFIC,
     MeasuredCurve,
@@ -22,15 +24,12 @@ from tierenv.hardware.measurements import (
     read_mlc_loaded_latency,
 )
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-needs_shared_data = pytest.mark.skipif(
-    not DATA.is_dir(), reason=f"the reference measurements are not beside the repository ({DATA})"
-)
-MLC_DIR = DATA / "mlc" / "bytedance-eurosys24"
+needs_mlc = needs_data(MLC)
+MLC_DIR = data_path(MLC)
 MLC_LOGS = sorted(MLC_DIR.glob("*_log_*"))
 CXL_W0 = MLC_DIR / "cxl_log_d0_c16_w0_r0"
-MESS_CSV = DATA / "mess" / "spr-8460y-ddr5_memory_curves.csv"
-BWLAT_DIR = DATA / "mess" / "cxl-expander-model"
+MESS_CSV = data_path(MESS)
+BWLAT_DIR = data_path(MESS_BWLAT)
 
 # Delays MLC v3.10 uses by default, lightest load first.
 DELAYS_IDLE_FIRST = [
@@ -198,12 +197,12 @@ def mlc_family(path: Path) -> str:
     return "remote" if path.name in REMOTE_MLC_LOGS else "local"
 
 
-@needs_shared_data
+@needs_mlc
 def test_all_mlc_logs_are_present() -> None:
     assert [p.name for p in MLC_LOGS] == sorted(LOCAL_MLC_LOGS + REMOTE_MLC_LOGS)
 
 
-@needs_shared_data
+@needs_mlc
 @pytest.mark.parametrize("path", MLC_LOGS, ids=lambda p: p.name)
 def test_mlc_log_has_19_rows_idle_first(path: Path) -> None:
     curve = read_mlc_loaded_latency(path)
@@ -220,7 +219,7 @@ def test_mlc_log_has_19_rows_idle_first(path: Path) -> None:
     assert curve.source == str(path)
 
 
-@needs_shared_data
+@needs_mlc
 @pytest.mark.parametrize("name", REMOTE_MLC_LOGS)
 def test_remote_mlc_log_is_slower_than_the_local_one(name: str) -> None:
     """The same memory and mix seen across the socket link: a higher idle latency."""
@@ -231,7 +230,7 @@ def test_remote_mlc_log_is_slower_than_the_local_one(name: str) -> None:
     assert remote.idle_latency_ns() > 1.2 * local.idle_latency_ns()
 
 
-@needs_shared_data
+@needs_mlc
 @pytest.mark.parametrize(
     ("code", "expected"), [("w0", 1.0), ("w2", 0.75), ("w5", 2 / 3), ("w6", 0.0)]
 )
@@ -242,7 +241,7 @@ def test_mlc_read_fraction_follows_w_code(device: str, code: str, expected: floa
     assert curve.label.startswith(f"MLC -W{code[1:]} (")
 
 
-@needs_shared_data
+@needs_mlc
 def test_mlc_cxl_reads_exact_values() -> None:
     curve = read_mlc_loaded_latency(CXL_W0)
     expected = sorted(CXL_W0_ROWS, key=lambda row: row[0], reverse=True)
@@ -258,7 +257,7 @@ def test_mlc_cxl_reads_exact_values() -> None:
     assert curve.label == "MLC -W0 (all reads)"
 
 
-@needs_shared_data
+@needs_mlc
 def test_mlc_ddr5_write_mix_exact_ends() -> None:
     curve = read_mlc_loaded_latency(MLC_DIR / "ddr5_log_d0_c8_w2_r0")
     assert (curve.latency_ns[0], curve.bandwidth_gbps[0]) == pytest.approx((100.24, 1.5805))
@@ -266,7 +265,7 @@ def test_mlc_ddr5_write_mix_exact_ends() -> None:
     assert curve.label == "MLC -W2 (2:1 read:write)"
 
 
-@needs_shared_data
+@needs_mlc
 def test_rising_branch_of_cxl_reads_ends_at_delay_50() -> None:
     # By hand: peak 48038.6 MB/s (delay 2), 0.98 * peak = 47077.8; walking from delay 20000 the
     # delay-100 row (46998.9) is still below it and the delay-50 row (47237.2) is the first above.
@@ -278,7 +277,7 @@ def test_rising_branch_of_cxl_reads_ends_at_delay_50() -> None:
     assert branch.read_fraction == 1.0
 
 
-@needs_shared_data
+@needs_mlc
 def test_rising_branch_uses_the_peak_not_the_zero_delay_row() -> None:
     # DDR5 2:1 peaks at delay 50 (61105.0 MB/s); 0.98 * peak = 59882.9 is first reached at delay
     # 200 (60037.7 MB/s), well before the zero-delay row.
@@ -287,7 +286,7 @@ def test_rising_branch_uses_the_peak_not_the_zero_delay_row() -> None:
     assert len(branch.bandwidth_gbps) == DELAYS_IDLE_FIRST.index(200) + 1
 
 
-@needs_shared_data
+@needs_mlc
 def test_rising_branch_fraction_one_ends_at_peak() -> None:
     curve = read_mlc_loaded_latency(CXL_W0)
     branch = curve.rising_branch(1.0)
@@ -309,14 +308,14 @@ def test_rising_branch_needs_two_points() -> None:
         curve.rising_branch()
 
 
-@needs_shared_data
+@needs_mlc
 def test_measured_curve_arrays_are_read_only() -> None:
     curve = read_mlc_loaded_latency(CXL_W0)
     with pytest.raises(ValueError, match="read-only"):
         curve.latency_ns[0] = 0.0
 
 
-@needs_shared_data
+@needs_mlc
 def test_mlc_read_fraction_override() -> None:
     curve = read_mlc_loaded_latency(MLC_DIR / "cxl_log_d0_c16_w2_r0", read_fraction=0.71)
     assert curve.read_fraction == 0.71
@@ -326,7 +325,7 @@ def test_mlc_read_fraction_override() -> None:
 # --- MLC variants written to tmp_path ---------------------------------------------------------
 
 
-@needs_shared_data
+@needs_mlc
 def test_space_padded_log_matches_tab_separated(tmp_path: Path) -> None:
     spaced = read_mlc_loaded_latency(mlc_log(tmp_path, space_rows(CXL_W0_ROWS)))
     shipped = read_mlc_loaded_latency(CXL_W0)
@@ -421,7 +420,7 @@ def test_mlc_rows_round_trip(tmp_path: Path, latencies: list[float], separator: 
 # --- Mess CSV ---------------------------------------------------------------------------------
 
 
-@needs_shared_data
+@needs_mess
 def test_mess_one_curve_per_read_pct() -> None:
     with MESS_CSV.open() as handle:
         distinct = {float(row["read_pct_rounded"]) for row in csv.DictReader(handle)}
@@ -434,7 +433,7 @@ def test_mess_one_curve_per_read_pct() -> None:
         assert len(curve.bandwidth_gbps) >= 2
 
 
-@needs_shared_data
+@needs_mess
 def test_mess_full_read_curve() -> None:
     full = read_mess_curves(MESS_CSV)[-1]
     assert full.read_fraction == 1.0
@@ -446,7 +445,7 @@ def test_mess_full_read_curve() -> None:
     assert len(full.bandwidth_gbps) == 11
 
 
-@needs_shared_data
+@needs_mess
 def test_mess_orders_by_pause_not_bandwidth() -> None:
     by_pct = {round(c.read_fraction * 100): c for c in read_mess_curves(MESS_CSV)}
     half = by_pct[50]
@@ -475,7 +474,7 @@ def test_mess_with_units_in_header_and_all_zero_kept(tmp_path: Path) -> None:
 # --- Mess-simulator bwlat ---------------------------------------------------------------------
 
 
-@needs_shared_data
+@needs_mess
 def test_bwlat_58() -> None:
     curve = read_bwlat_curve(BWLAT_DIR / "bwlat_58.txt")
     assert curve.read_fraction == 0.58
@@ -486,7 +485,7 @@ def test_bwlat_58() -> None:
     assert (curve.bandwidth_gbps[0], curve.latency_ns[0]) == pytest.approx((0.319998609, 107.434))
 
 
-@needs_shared_data
+@needs_mess
 @pytest.mark.parametrize("pct", [30, 58, 74, 90])
 def test_bwlat_files_idle_first(pct: int) -> None:
     path = BWLAT_DIR / f"bwlat_{pct}.txt"
@@ -498,7 +497,7 @@ def test_bwlat_files_idle_first(pct: int) -> None:
     assert curve.rising_branch().latency_ns[-1] < curve.latency_ns.max()
 
 
-@needs_shared_data
+@needs_mess
 def test_bwlat_override_and_missing_percentage(tmp_path: Path) -> None:
     path = write(tmp_path, "cxl_curve.txt", "3000 150\n2000 120\n1000 110\n")
     with pytest.raises(MeasurementError, match=r"cxl_curve\.txt: .*read_fraction"):
@@ -512,7 +511,7 @@ def test_bwlat_override_and_missing_percentage(tmp_path: Path) -> None:
 # --- Format detection -------------------------------------------------------------------------
 
 
-@needs_shared_data
+@needs_mess
 def test_read_measurements_detects_formats(tmp_path: Path) -> None:
     assert read_measurements(CXL_W0)[0].label == "MLC -W0 (all reads)"
     assert len(read_measurements(MESS_CSV)) == 42
@@ -532,7 +531,7 @@ def test_read_measurements_rejects_unknown_format(tmp_path: Path) -> None:
         read_measurements(path)
 
 
-@needs_shared_data
+@needs_mess
 def test_read_measurements_rejects_override_for_mess() -> None:
     with pytest.raises(MeasurementError, match=r"memory_curves\.csv: read_fraction"):
         read_measurements(MESS_CSV, read_fraction=0.5)
@@ -597,7 +596,7 @@ def test_missing_and_empty_files(tmp_path: Path, reader) -> None:
         reader(empty)
 
 
-@needs_shared_data
+@needs_mess
 @pytest.mark.parametrize("fraction", [1.5, -0.1, math.nan])
 def test_read_fraction_outside_unit_interval(fraction: float) -> None:
     with pytest.raises(MeasurementError, match="cxl_log_d0_c16_w0_r0: read_fraction"):

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tomli_w
 
+from tests.shared_data import MESS_BWLAT, MESS_CSV, MLC, data_path, needs_data, reference_root
 from tierenv.hardware.curves import PiecewiseCurve
 from tierenv.hardware.fit import fit_profile
 from tierenv.hardware.measurements import read_measurements
@@ -24,15 +25,11 @@ from tierenv.hardware.profile import (
     shipped_profile_names,
 )
 from tierenv.hardware.remote_view import REMOTE_VIEW_RECIPES
-from tierenv.hardware.shipped import PUBLISHED_SETUPS, build
+from tierenv.hardware.shipped import MEASURED_RECIPES, PUBLISHED_SETUPS, _measured, build
 from tierenv.hardware.solver import NodeSet, solve
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-MLC_DIR = SHARED / "data" / "mlc" / "bytedance-eurosys24"
-needs_shared_data = pytest.mark.skipif(
-    not SHARED.is_dir(),
-    reason=f"the reference measurements are not beside the repository ({SHARED})",
-)
+MLC_DIR = data_path(MLC)
+needs_mlc = needs_data(MLC)
 SHIPPED = shipped_profile_names()
 READ_FRACTIONS = (0.0, 0.5, 0.75, 1.0)
 # A denser set of mixes for comparing two profiles (includes the MLC -W5 mix 2/3).
@@ -121,7 +118,7 @@ def test_cxl_link_raises_capacity_under_a_mix_while_ddr_loses_it() -> None:
     assert float(ddr.saturation_gbps(0.75)) < 0.95 * float(ddr.saturation_gbps(1.0))
 
 
-@needs_shared_data
+@needs_mlc
 @pytest.mark.parametrize(
     ("name", "device"),
     [("bytedance-cxl-asic", "cxl_log_d0_c16"), ("bytedance-ddr5-snc", "ddr5_log_d0_c8")],
@@ -134,17 +131,37 @@ def test_shipped_capacity_matches_the_measured_peaks(name: str, device: str) -> 
         assert model == pytest.approx(curve.peak_gbps(), rel=0.02), (name, code)
 
 
-@needs_shared_data
+@needs_data(MLC, MESS_CSV, MESS_BWLAT)
 @pytest.mark.slow
 def test_shipped_profiles_are_reproducible_from_the_data() -> None:
-    """Rebuilding the profiles from ../shared gives the shipped files (to rounding)."""
-    rebuilt = {fit.profile.name: fit.profile for fit in build(SHARED)}
+    """Rebuilding the profiles from the reference data gives the shipped files (to
+    rounding); the Mess curves are only in ../shared."""
+    rebuilt = {
+        fit.profile.name: fit.profile for fit in build(reference_root(MLC, MESS_CSV, MESS_BWLAT))
+    }
     assert sorted(rebuilt) == SHIPPED
     for name, profile in rebuilt.items():
         shipped = load_profile(name)
         assert profile.kind == shipped.kind
         assert profile.idle_latency_ns == pytest.approx(shipped.idle_latency_ns, rel=1e-3)
         assert_same_model(profile, shipped, rtol=1e-3)
+
+
+MLC_RECIPES = [recipe for recipe in [*MEASURED_RECIPES, *REMOTE_VIEW_RECIPES] if recipe[0] == MLC]
+
+
+@needs_mlc
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", MLC_RECIPES, ids=lambda recipe: recipe[2]["name"])
+def test_mlc_profiles_are_reproducible_from_the_shipped_logs(recipe) -> None:
+    """The four profiles fitted to the ByteDance MLC logs, rebuilt from the copy in data/
+    (what a clone without ../shared has), give the shipped files."""
+    folder, pattern, arguments = recipe
+    profile = fit_profile(_measured(data_path(folder), pattern), **arguments).profile
+    shipped = load_profile(arguments["name"])
+    assert profile.kind == shipped.kind
+    assert profile.idle_latency_ns == pytest.approx(shipped.idle_latency_ns, rel=1e-3)
+    assert_same_model(profile, shipped, rtol=1e-3)
 
 
 # --- Profiles mirroring published setups -------------------------------------------------------
@@ -308,7 +325,7 @@ def test_save_and_load_round_trip(tmp_path: Path, name: str) -> None:
     assert_same_model(load_profile(str(path)), profile, rtol=1e-4)
 
 
-@needs_shared_data
+@needs_mlc
 def test_piecewise_profile_round_trips(tmp_path: Path) -> None:
     # The socket-local device only (d0): the d3 logs are the same device seen from the other
     # socket, a different node.

@@ -7,14 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.shared_data import DAMO_RECORD, data_path, needs_data
 from tierenv.sim.host import SimulatedHost
 from tierenv.workload.scenario import ScenarioError, parse_scenario
 from tierenv.workload.trace import MasimTrace, RecordTrace
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-needs_shared_data = pytest.mark.skipif(
-    not DATA.is_dir(), reason=f"the reference data are not beside the repository ({DATA})"
-)
 
 HOST = """
 name = "traced"
@@ -38,10 +34,10 @@ def scenario(kind: str, path: Path, duration: int = 60):
     return parse_scenario(HOST.format(duration=duration, kind=kind, path=path), source="t.toml")
 
 
-@needs_shared_data
+@needs_data("masim/stairs.cfg")
 def test_masim_stairs_phases_are_followed_by_damon():
-    trace = MasimTrace.load(DATA / "masim" / "stairs.cfg", 64 << 10)
-    host = SimulatedHost(scenario("masim", DATA / "masim" / "stairs.cfg"), weights=[3, 1])
+    trace = MasimTrace.load(data_path("masim/stairs.cfg"), 64 << 10)
+    host = SimulatedHost(scenario("masim", data_path("masim/stairs.cfg")), weights=[3, 1])
     vmas = trace.vmas()
     hits = 0
     for step in range(60):
@@ -68,9 +64,9 @@ def test_masim_stairs_phases_are_followed_by_damon():
     assert hits >= 9
 
 
-@needs_shared_data
+@needs_data(DAMO_RECORD)
 def test_a_real_damon_record_replays_and_simulated_damon_finds_its_hot_regions():
-    path = DATA / "damo" / "damon.data.json_compressed"
+    path = data_path(DAMO_RECORD)
     trace = RecordTrace.load(path, 64 << 10)
     host = SimulatedHost(scenario("damo-record", path, duration=50), weights=[3, 1])
     agreement = []
@@ -95,14 +91,14 @@ def test_a_real_damon_record_replays_and_simulated_damon_finds_its_hot_regions()
     assert np.mean(agreement) > 0.8  # the record's hot pages read hot to the simulated DAMON
 
 
-@needs_shared_data
+@needs_data(DAMO_RECORD)
 def test_trace_errors_name_the_key_and_the_file(tmp_path):
     bad = tmp_path / "bad.cfg"
     bad.write_text("a, 4096\n\nphase\n10\nb, 1, 64, 1\n")
     with pytest.raises(ScenarioError, match=r"apps\[0\].trace.path: .*bad.cfg:5"):
         scenario("masim", bad)
     truncated = tmp_path / "half.data"
-    truncated.write_bytes((DATA / "damo" / "damon.data.json_compressed").read_bytes()[:5000])
+    truncated.write_bytes(data_path(DAMO_RECORD).read_bytes()[:5000])
     with pytest.raises(ScenarioError, match=r"apps\[0\].trace.path: .*half.data"):
         scenario("damo-record", truncated)
     with pytest.raises(ScenarioError, match="unknown trace kind"):
