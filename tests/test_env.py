@@ -117,8 +117,10 @@ def test_info_reports_weights_reward_terms_and_measurements():
     assert info["migrated_bytes"] > 0
     for key in ("node_bandwidth_gbps", "node_latency_ns"):
         assert info[key].shape == (2,) and np.all(info[key] > 0)
-    assert info["app_names"] == ("bw-a",)
-    assert info["app_throughput_gbps"].shape == (1,)
+    # one column per application of the scenario; only bw-a runs in the first 60 s
+    assert env.unwrapped.app_names == ("bw-a", "bw-b")
+    assert info["app_running"].tolist() == [True, False]
+    assert info["app_throughput_gbps"].shape == (2,) and info["app_throughput_gbps"][1] == 0
 
 
 def test_observation_features_read_what_the_host_measured():
@@ -306,3 +308,177 @@ def test_discrete_variant_applies_exactly_the_grid_weights():
         assert np.array_equal(info["weights"], choices[index])
     with pytest.raises(ValueError, match=r"not in 0\.\.32"):
         env.step(33)
+
+
+# --- RL-tool compatibility and hostile input (issues 19 and 20) ---------------------------------
+
+
+def test_unknown_arguments_are_refused_in_pythons_own_wording():
+    """TorchRL's GymEnv passes frameskip and drops it only when the TypeError reads as
+    Python's; the message still lists the valid arguments."""
+    for env_id in (ENV_ID, "tierenv/WeightedInterleave-Discrete-v0"):
+        with pytest.raises(
+            TypeError,
+            match=r"__init__\(\) got an unexpected keyword argument 'frameskip' "
+            r"\(unknown argument\(s\): 'frameskip'; valid: .*scenario, features",
+        ):
+            gym.make(env_id, frameskip=4)
+
+
+def test_the_env_pickles_and_the_copy_goes_on_identically():
+    import pickle
+
+    env = gym.make(ENV_ID, render_mode="rgb_array")
+    env.reset(seed=3)
+    for _ in range(5):
+        env.step(np.array([0.5, -0.5], dtype=np.float32))
+    env.render()  # the cached figure is not pickled: rebuilt on first use
+    copy = pickle.loads(pickle.dumps(env))
+    for _ in range(5):
+        action = np.array([-0.2, 0.3], dtype=np.float32)
+        obs, reward, _, _, info = env.step(action)
+        copy_obs, copy_reward, _, _, copy_info = copy.step(action)
+        np.testing.assert_array_equal(obs, copy_obs)
+        assert reward == copy_reward
+        np.testing.assert_array_equal(info["weights"], copy_info["weights"])
+    np.testing.assert_array_equal(env.render(), copy.render())
+
+
+def test_the_ids_declare_the_default_scenarios_horizon():
+    from tierenv.envs.registration import DEFAULT_HORIZON_STEPS
+    from tierenv.envs.weighted_interleave import DEFAULT_SCENARIO
+
+    horizon = load_scenario(DEFAULT_SCENARIO).n_steps
+    assert DEFAULT_HORIZON_STEPS == horizon == 180
+    assert gym.spec(ENV_ID).max_episode_steps == horizon
+    assert gym.spec("tierenv/WeightedInterleave-Discrete-v0").max_episode_steps == horizon
+    # a host runs as long as it is stepped; the fluid env truncates at each scenario's end
+    assert gym.spec("tierenv/WeightedInterleaveHost-v0").max_episode_steps is None
+    assert gym.spec("tierenv/WeightedInterleaveFluid-v0").max_episode_steps is None
+
+
+def _steps_to_truncation(env: gym.Env) -> int:
+    env.reset(seed=0)
+    action = np.zeros(2, dtype=np.float32)
+    for step in range(1, 10_000):
+        *_, terminated, truncated, _ = env.step(action)
+        assert not terminated
+        if truncated:
+            return step
+    raise AssertionError("never truncated")
+
+
+def test_time_limit_and_the_scenario_end_agree():
+    """The default scenario: TimeLimit and the env truncate at the same step. A longer scenario
+    is cut by TimeLimit at the registered horizon unless make() lifts it."""
+    import dataclasses
+
+    env = gym.make(ENV_ID)
+    assert _steps_to_truncation(env) == 180
+    assert env.unwrapped.horizon_steps == 180 and env.unwrapped._ended  # the env's own end
+    longer = dataclasses.replace(load_scenario("co-runner"), duration_s=190.0)
+    assert _steps_to_truncation(gym.make(ENV_ID, scenario=longer)) == 180
+    assert _steps_to_truncation(gym.make(ENV_ID, scenario=longer, max_episode_steps=-1)) == 190
+    shorter = dataclasses.replace(load_scenario("co-runner"), duration_s=20.0)
+    assert _steps_to_truncation(gym.make(ENV_ID, scenario=shorter)) == 20
+
+
+def test_stepping_after_the_episode_ended_asks_for_a_reset(short_scenario):
+    env = WeightedInterleaveEnv(short_scenario)
+    assert _steps_to_truncation(env) == 12
+    for step in (lambda: env.step(np.zeros(2, np.float32)), lambda: env.step_weights([1, 1])):
+        with pytest.raises(gym.error.ResetNeeded, match=r"truncated at t=12 s .*call reset\(\)"):
+            step()
+    env.reset(seed=1)
+    env.step(np.zeros(2, np.float32))  # a new episode steps again
+
+
+def test_reset_refuses_options():
+    env = gym.make(ENV_ID)
+    with pytest.raises(ValueError, match=r"unknown reset option\(s\) 'scenario'.* takes none"):
+        env.reset(seed=0, options={"scenario": "steady-single"})
+    env.reset(seed=0, options={})  # nothing asked, nothing refused
+
+
+def test_action_errors_print_plain_numbers():
+    env = WeightedInterleaveEnv()
+    env.reset(seed=0)
+    with pytest.raises(ActionError) as error:
+        env.step(np.array([np.nan, 0.0]))
+    assert str(error.value) == "action has a non-finite value nan at index 0"
+    with pytest.raises(ActionError, match=r"value inf at index 1$"):
+        env.step(np.array([0.0, np.inf], dtype=np.float32))
+
+
+def test_info_is_numeric_with_the_same_keys_and_shapes_at_reset_and_every_step():
+    """Batched info readers (TorchRL's, Gymnasium's vector envs) stack info values: each is a
+    numpy number or array, the same key set and shapes throughout, application names aside."""
+    env = gym.make(ENV_ID)
+    _, first = env.reset(seed=0)
+    infos = [first]
+    for _ in range(65):  # bw-b starts at 60 s: the running set changes
+        infos.append(env.step(env.action_space.sample())[4])
+    for info in infos:
+        assert info.keys() == first.keys()
+        for key, value in info.items():
+            assert isinstance(value, np.ndarray | np.number | np.bool_), (key, type(value))
+            assert np.shape(value) == np.shape(first[key]) and value.dtype == first[key].dtype
+    assert env.unwrapped.app_names == ("bw-a", "bw-b")
+    assert infos[1]["app_running"].tolist() == [True, False]
+    assert infos[-1]["app_running"].tolist() == [True, True]
+
+
+def test_discrete_env_is_a_discrete_env_underneath_and_refuses_non_integers():
+    from tierenv.envs.discrete import WeightedInterleaveDiscreteEnv, weight_grid
+
+    env = gym.make("tierenv/WeightedInterleave-Discrete-v0")
+    assert isinstance(env.unwrapped, WeightedInterleaveDiscreteEnv)
+    assert env.unwrapped.action_space == gym.spaces.Discrete(33)
+    gym_check_env(env.unwrapped)
+    choices, _ = weight_grid(2)
+    env.reset(seed=0)
+    for action in (np.int64(4), np.array(4), np.array([4]), 4):
+        assert np.array_equal(env.step(action)[4]["weights"], choices[4])
+    for bad in (1.5, 2.5, np.float32(2.0), True, "3", [1, 2], None):
+        with pytest.raises(ActionError, match=r"action must be one integer in 0\.\.32"):
+            env.step(bad)
+    with pytest.raises(ActionError, match=r"action -1 is not in 0\.\.32"):
+        env.step(-1)
+    with pytest.raises(ValueError, match="quota_action=True is not available"):
+        gym.make("tierenv/WeightedInterleave-Discrete-v0", quota_action=True)
+    # same env otherwise: levels and the continuous env's arguments
+    coarse = gym.make("tierenv/WeightedInterleave-Discrete-v0", levels=3, scenario="steady-single")
+    assert coarse.action_space.n == len(weight_grid(2, 3)[0])
+
+
+def test_rgb_array_reuses_one_figure_and_draws_the_new_steps():
+    env = gym.make(ENV_ID, render_mode="rgb_array")
+    env.reset(seed=0)
+    for _ in range(3):
+        env.step(np.array([0.8, -0.8], dtype=np.float32))
+    first = env.render()
+    plot = env.unwrapped._plot
+    for _ in range(3):
+        env.step(np.array([-0.8, 0.8], dtype=np.float32))
+    second = env.render()
+    assert env.unwrapped._plot is plot  # one figure for the episode's frames
+    assert first.shape == second.shape == (384, 512, 3) and first.dtype == np.uint8
+    assert np.any(first != second)  # the new steps were drawn
+    # the same history drawn by a fresh figure gives the same picture
+    env.unwrapped._plot = None
+    np.testing.assert_array_equal(env.render(), second)
+
+
+def test_human_mode_draws_a_window_at_every_step():
+    import matplotlib
+
+    if matplotlib.get_backend().lower() != "agg":
+        pytest.skip(f"matplotlib backend {matplotlib.get_backend()} would open a real window")
+    env = gym.make(ENV_ID, render_mode="human")
+    env.reset(seed=0)
+    env.step(env.action_space.sample())
+    window = env.unwrapped._window
+    assert window is not None and window._image is not None
+    assert env.render() is None
+    env.close()
+    assert env.unwrapped._window is None

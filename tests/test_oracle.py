@@ -74,7 +74,8 @@ def _episode(name: str, controller: Controller) -> list[dict]:
     while True:
         weights = controller.decide(env.last_result.measurements)
         _, _, _, truncated, info = env.step_weights(weights)
-        infos.append(info)
+        # the running applications' names are in the measurements (info stays numeric)
+        infos.append({**info, "app_names": env.last_result.measurements.app_names})
         if truncated:
             return infos
 

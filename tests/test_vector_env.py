@@ -238,10 +238,11 @@ def test_bound_unrewarded_apps_phases_and_traffic_as_the_single_env():
         fluid, reward, _, truncated, info = envs.step(action[None])
         full, full_reward, _, full_truncated, full_info = single.step(action)
         assert truncated[0] == full_truncated == (k == scenario.n_steps - 1)
-        running = list(info["app_running"][0])
-        assert tuple(np.array(envs.app_names)[running]) == full_info["app_names"]
+        # the same columns (app_names) and the same running applications in both envs
+        assert single.app_names == envs.app_names
+        assert np.array_equal(info["app_running"][0], full_info["app_running"])
         np.testing.assert_allclose(
-            info["app_throughput_gbps"][0, running], full_info["app_throughput_gbps"], rtol=0.01
+            info["app_throughput_gbps"][0], full_info["app_throughput_gbps"], rtol=0.01
         )
         errors.append(abs(reward[0] / full_reward - 1))
         result = envs.last_outputs.step_result(0, envs.model.params)
@@ -345,3 +346,114 @@ def test_bad_arguments_are_refused(short_scenario):
     assert observations.shape == (2, len(envs.observation_names))
     with pytest.raises(ValueError, match="seed list"):
         envs.reset(seed=[1])
+
+
+# --- autoreset modes (issue 20) -----------------------------------------------------------------
+
+
+def _tiny(steps: int = 4):
+    return dataclasses.replace(load_scenario("co-runner"), duration_s=float(steps))
+
+
+def test_autoreset_mode_is_an_argument_and_in_the_instance_metadata():
+    for name, mode in [
+        ("same_step", AutoresetMode.SAME_STEP),
+        ("SameStep", AutoresetMode.SAME_STEP),
+        (AutoresetMode.DISABLED, AutoresetMode.DISABLED),
+        ("next-step", AutoresetMode.NEXT_STEP),
+    ]:
+        env = WeightedInterleaveVectorEnv(2, scenario=_tiny(), autoreset_mode=name)
+        assert env.autoreset_mode is mode and env.metadata["autoreset_mode"] is mode
+    # the class keeps the default for code that reads it there
+    assert WeightedInterleaveVectorEnv.metadata["autoreset_mode"] is AutoresetMode.NEXT_STEP
+    with pytest.raises(ValueError, match=r"autoreset_mode must be one of NEXT_STEP, .*'later'"):
+        WeightedInterleaveVectorEnv(2, autoreset_mode="later")
+    envs = gym.make_vec(
+        "tierenv/WeightedInterleaveFluid-v0", num_envs=2, autoreset_mode="same_step"
+    )
+    assert envs.metadata["autoreset_mode"] is AutoresetMode.SAME_STEP
+
+
+def test_same_step_autoreset_puts_the_last_step_in_final_obs_and_final_info():
+    scenario = _tiny(4)
+    same = WeightedInterleaveVectorEnv(3, scenario=scenario, autoreset_mode="same_step")
+    next_step = WeightedInterleaveVectorEnv(3, scenario=scenario)
+    reset_obs, reset_info = same.reset(seed=0)
+    next_step.reset(seed=0)
+    actions = np.tile(np.array([0.4, -0.4], dtype=np.float32), (3, 1))
+    for step in range(4):
+        obs, rewards, terminated, truncated, info = same.step(actions)
+        expected = next_step.step(actions)
+        np.testing.assert_array_equal(rewards, expected[1])
+        np.testing.assert_array_equal(truncated, expected[3])
+        assert not terminated.any()
+        if step < 3:
+            assert "final_obs" not in info
+            np.testing.assert_array_equal(obs, expected[0])
+    # the last step: every env ended and was reset in the same step
+    assert truncated.all()
+    np.testing.assert_array_equal(obs, reset_obs)
+    np.testing.assert_array_equal(info["time_s"], reset_info["time_s"])
+    assert info["_final_obs"].all() and info["_final_info"].all()
+    assert info["final_obs"].dtype == object
+    np.testing.assert_array_equal(np.stack(info["final_obs"]), expected[0])
+    np.testing.assert_array_equal(info["final_info"]["time_s"], expected[4]["time_s"])
+    assert info["final_info"]["_time_s"].all()
+    # the next step is the first interval of the new episode (no step is lost)
+    obs, rewards, _, truncated, info = same.step(actions)
+    assert np.all(info["time_s"] == 1.0) and not truncated.any() and np.all(rewards > 0)
+
+
+def test_same_step_marks_only_the_envs_that_ended():
+    envs = WeightedInterleaveVectorEnv(3, scenario=_tiny(4), autoreset_mode="same_step")
+    envs.reset(seed=0)
+    actions = np.zeros((3, 2), dtype=np.float32)
+    envs.step(actions)
+    envs.reset_envs(np.array([1]))  # env 1 starts over one step later than the others
+    for _ in range(3):
+        _, _, _, truncated, info = envs.step(actions)
+    assert truncated.tolist() == [True, False, True]
+    assert info["_final_obs"].tolist() == [True, False, True]
+    assert info["final_obs"][1] is None
+    assert info["final_info"]["_weights"].tolist() == [True, False, True]
+    assert info["time_s"].tolist() == [0.0, 3.0, 0.0]
+
+
+def test_disabled_autoreset_needs_a_masked_reset_before_stepping_an_ended_env():
+    envs = WeightedInterleaveVectorEnv(2, scenario=_tiny(3), autoreset_mode="disabled")
+    envs.reset(seed=0)
+    actions = np.zeros((2, 2), dtype=np.float32)
+    for _ in range(3):
+        last_obs, _, _, truncated, _ = envs.step(actions)
+    assert truncated.all()
+    with pytest.raises(RuntimeError, match=r"env\(s\) \[0, 1\] ended .*reset_mask"):
+        envs.step(actions)
+    obs, info = envs.reset(options={"reset_mask": np.array([True, False])})
+    assert info["time_s"].tolist() == [0.0, 3.0]
+    np.testing.assert_array_equal(obs[1], last_obs[1])  # untouched
+    with pytest.raises(RuntimeError, match=r"env\(s\) \[1\] ended"):
+        envs.step(actions)
+    envs.reset(options={"reset_mask": np.array([False, True])})
+    _, _, _, truncated, info = envs.step(actions)
+    assert info["time_s"].tolist() == [1.0, 1.0] and not truncated.any()
+    with pytest.raises(ValueError, match=r"reset_mask must be a boolean array of shape \(2,\)"):
+        envs.reset(options={"reset_mask": [1, 0]})
+    with pytest.raises(ValueError, match=r"unknown reset option\(s\) 'bogus'"):
+        envs.reset(options={"bogus": 1})
+
+
+def test_sb3_adapter_works_on_a_same_step_vector_env():
+    same = WeightedInterleaveVectorEnv(2, scenario=_tiny(3), autoreset_mode="same_step")
+    reference = Sb3FluidVecEnv(num_envs=2, scenario=_tiny(3))
+    adapter = Sb3FluidVecEnv(same)
+    adapter.reset()
+    reference.reset()
+    actions = np.zeros((2, 2), dtype=np.float32)
+    for _ in range(3):
+        obs, _, dones, infos = adapter.step(actions)
+        expected = reference.step(actions)
+    assert dones.all()
+    np.testing.assert_array_equal(obs, expected[0])
+    for got, want in zip(infos, expected[3], strict=True):
+        np.testing.assert_array_equal(got["terminal_observation"], want["terminal_observation"])
+        assert got["TimeLimit.truncated"] and want["TimeLimit.truncated"]

@@ -105,7 +105,7 @@ def run_trial(trial: Trial) -> TrialResult:
                 reward,
                 info["reward_throughput"],
                 info["reward_migration"],
-                len(info["app_names"]),
+                int(info["app_running"].sum()),
                 float(np.sum(info["app_throughput_gbps"])),
                 info["migrated_bytes"] / GiB,
                 measurements.weights,

@@ -33,6 +33,17 @@ class ActionError(ValueError):
     """An action the env cannot turn into weights (NaN, infinite or wrongly shaped)."""
 
 
+def plain(value: object) -> str:
+    """``value`` as plain Python numbers for messages (numpy 2 reprs read
+    ``np.float64(nan)`` and ``array([...])``)."""
+    if isinstance(value, np.ndarray | np.generic | list | tuple):
+        try:
+            return repr(np.asarray(value).tolist())
+        except ValueError:  # ragged
+            return repr(value)
+    return repr(value)
+
+
 def check_action(action: np.ndarray | list[float], n_nodes: int) -> np.ndarray:
     """``action`` as float64 of shape (..., n_nodes), clipped to [-1, 1]; NaN, infinity or a
     wrong last dimension raise ``ActionError``."""
@@ -42,8 +53,10 @@ def check_action(action: np.ndarray | list[float], n_nodes: int) -> np.ndarray:
             f"action must have {n_nodes} values (one per memory node), got shape {values.shape}"
         )
     if not np.all(np.isfinite(values)):
-        bad = np.argwhere(~np.isfinite(values))[0]
-        raise ActionError(f"action has a non-finite value {values[tuple(bad)]!r} at {tuple(bad)}")
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(values))[0])
+        # plain numbers: numpy 2 reprs would print np.float64(nan) at (np.int64(0),)
+        where = bad[0] if len(bad) == 1 else bad
+        raise ActionError(f"action has a non-finite value {float(values[bad])} at index {where}")
     return np.clip(values, ACTION_LOW, ACTION_HIGH)
 
 
@@ -98,7 +111,7 @@ def reference_shares_to_weights(shares: np.ndarray) -> np.ndarray:
 def _checked_shares(shares: np.ndarray) -> np.ndarray:
     values = np.asarray(shares, dtype=np.float64)
     if values.ndim == 0 or np.any(~np.isfinite(values)) or np.any(values <= 0):
-        raise ActionError(f"shares must be finite and positive, got {shares!r}")
+        raise ActionError(f"shares must be finite and positive, got {plain(shares)}")
     batch = values.reshape(-1, values.shape[-1])
     return batch / batch.sum(axis=1, keepdims=True)
 
@@ -151,7 +164,7 @@ def weights_to_action(weights: np.ndarray | list[int]) -> np.ndarray:
     ``action_to_weights`` for weights it can produce (baselines act through it)."""
     values = np.asarray(weights, dtype=np.float64)
     if values.ndim == 0 or np.any(values < MIN_WEIGHT) or np.any(values > MAX_WEIGHT):
-        raise ActionError(f"weights must be in {MIN_WEIGHT}..{MAX_WEIGHT}, got {weights!r}")
+        raise ActionError(f"weights must be in {MIN_WEIGHT}..{MAX_WEIGHT}, got {plain(weights)}")
     logs = np.log(values) / LOG_RATIO_PER_UNIT
     centre = (logs.max(axis=-1, keepdims=True) + logs.min(axis=-1, keepdims=True)) / 2
     return np.clip(logs - centre, ACTION_LOW, ACTION_HIGH).astype(np.float32)

@@ -6,7 +6,7 @@ ids) stays light for the daemon, which never builds an env.
 
 from typing import Any
 
-__all__ = ["WeightedInterleaveEnv"]
+__all__ = ["WeightedInterleaveDiscreteEnv", "WeightedInterleaveEnv"]
 
 
 def __getattr__(name: str) -> Any:
@@ -14,4 +14,8 @@ def __getattr__(name: str) -> Any:
         from tierenv.envs.weighted_interleave import WeightedInterleaveEnv
 
         return WeightedInterleaveEnv
+    if name == "WeightedInterleaveDiscreteEnv":
+        from tierenv.envs.discrete import WeightedInterleaveDiscreteEnv
+
+        return WeightedInterleaveDiscreteEnv
     raise AttributeError(f"module 'tierenv.envs' has no attribute {name!r}")

@@ -6,11 +6,10 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from tierenv.contracts.actions import action_to_weights, weights_to_shares
+from tierenv.contracts.actions import ActionError, action_to_weights, weights_to_shares
 from tierenv.envs.weighted_interleave import WeightedInterleaveEnv
 
 DEFAULT_LEVELS = 17
@@ -40,24 +39,46 @@ def weight_grid(n_nodes: int, levels: int = DEFAULT_LEVELS) -> tuple[np.ndarray,
     return weights[order], actions[first[order]]
 
 
-class DiscreteWeights(gym.ActionWrapper):
-    """Action ``k`` applies ``weight_grid(...)[k]`` through the shared action mapping (so the
-    weights are exactly those of the grid)."""
+class WeightedInterleaveDiscreteEnv(WeightedInterleaveEnv):
+    """``tierenv/WeightedInterleave-Discrete-v0``: ``WeightedInterleaveEnv`` whose action is an
+    index into a grid of weight vectors (``Discrete(len(choices))``, the env's own action
+    space, so ``env.unwrapped.action_space`` is discrete too).
 
-    def __init__(self, env: gym.Env, levels: int | None = None) -> None:
-        super().__init__(env)
-        n_nodes = env.unwrapped.n_nodes
-        levels = default_levels(n_nodes) if levels is None else levels
-        self.choices, self._actions = weight_grid(n_nodes, levels)
+    Action ``k`` applies ``choices[k]`` (``weight_grid(n_nodes, levels)``) through the shared
+    action mapping, so the weights are exactly those of the grid. An action must be an
+    integer (a Python or numpy integer, or an integer array of one element) in
+    ``0..len(choices) - 1``; anything else (1.5, True, "3", out of range) raises
+    ``ActionError``. Everything else (observations, reward, info, episodes, arguments) is the
+    continuous env's; ``levels`` sets the grid's values per node (default:
+    ``default_levels(n_nodes)``). The DAMOS quota action (``quota_action``) is continuous only.
+    """
+
+    def __init__(self, levels: int | None = None, **kwargs: Any) -> None:
+        if kwargs.get("quota_action"):
+            raise ValueError(
+                "quota_action=True is not available in the discrete env (its actions are "
+                "weight vectors only); use tierenv/WeightedInterleave-v0"
+            )
+        super().__init__(**kwargs)
+        levels = default_levels(self.n_nodes) if levels is None else levels
+        self.levels = levels
+        self.choices, self._actions = weight_grid(self.n_nodes, levels)
         self.action_space = spaces.Discrete(len(self.choices))
 
-    def action(self, action: Any) -> np.ndarray:
-        index = int(action)
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        self._check_running("step()")
+        return self._step_values(self._actions[self.choice_index(action)])
+
+    def choice_index(self, action: Any) -> int:
+        """``action`` as an index into ``choices``, or ``ActionError`` saying what is wrong."""
+        value = np.asarray(action)
+        if value.size != 1 or value.dtype.kind not in "iu":
+            shown = value.tolist() if value.dtype.kind in "biufc" else action
+            raise ActionError(
+                f"action must be one integer in 0..{len(self.choices) - 1} (an index into "
+                f"the weight grid), got {shown!r} ({value.dtype} of shape {value.shape})"
+            )
+        index = int(value.reshape(()))
         if not 0 <= index < len(self.choices):
-            raise ValueError(f"action {action!r} is not in 0..{len(self.choices) - 1}")
-        return self._actions[index]
-
-
-def make_discrete_env(levels: int | None = None, **kwargs: Any) -> DiscreteWeights:
-    """The registered entry point of the discrete variant."""
-    return DiscreteWeights(WeightedInterleaveEnv(**kwargs), levels)
+            raise ActionError(f"action {index} is not in 0..{len(self.choices) - 1}")
+        return index

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tierenv.contracts.actions import plain
 from tierenv.contracts.measurements import GroundTruth, Measurements
 
 GiB = 1 << 30
@@ -19,7 +20,7 @@ def check_migration_cost(migration_cost_per_gib: float) -> float:
     """The reward's migration coefficient, checked: finite and >= 0."""
     if not np.isfinite(migration_cost_per_gib) or migration_cost_per_gib < 0:
         raise ValueError(
-            f"migration_cost_per_gib must be finite and >= 0, got {migration_cost_per_gib!r}"
+            f"migration_cost_per_gib must be finite and >= 0, got {plain(migration_cost_per_gib)}"
         )
     return float(migration_cost_per_gib)
 

@@ -74,10 +74,25 @@ class WeightedInterleaveVectorEnv(VectorEnv):
     Never terminate; truncate at the scenario's end, after ``scenario.n_steps`` steps (or
     after ``max_episode_steps`` steps). ``reset`` returns the host before anything ran
     (``FluidModel.begin``: time 0, idle nodes, the initial weights), as the single env does:
-    the first step's action sets the weights the first pages are placed under. Autoreset mode
-    NEXT_STEP (``metadata["autoreset_mode"]``): the step after an env's episode ended resets
-    it without advancing it, ignoring its action, and returns its reset observation with
-    reward 0 and ``terminated = truncated = False``.
+    the first step's action sets the weights the first pages are placed under.
+
+    ## Autoreset
+    ``autoreset_mode`` (``metadata["autoreset_mode"]``, a ``gymnasium.vector.AutoresetMode``
+    or its name) chooses what happens to an env whose episode ended, as Gymnasium's own
+    vector envs do:
+
+    - ``NEXT_STEP`` (default): the next step resets it without advancing it, ignoring its
+      action, and returns its reset observation and info row with reward 0 and
+      ``terminated = truncated = False``.
+    - ``SAME_STEP``: the step that ends it also resets it: it returns the reset observation
+      and info row, the step's reward and ``truncated = True``; the last observation is in
+      ``info["final_obs"]`` (an object array, ``None`` for the envs that did not end) and the
+      last info in ``info["final_info"]`` (the step's info arrays, each with a ``_key`` mask),
+      with masks ``info["_final_obs"]`` and ``info["_final_info"]``. What CleanRL-style code
+      and TorchRL read.
+    - ``DISABLED``: nothing is reset; reset the ended envs with
+      ``reset(options={"reset_mask": mask})`` before stepping them again (stepping an ended
+      env raises ``RuntimeError``).
 
     ## Seeds
     The fluid model is deterministic (it replaces DAMON's random sampling by expectations),
@@ -95,7 +110,10 @@ class WeightedInterleaveVectorEnv(VectorEnv):
     ## Arguments
     ``num_envs`` and the single env's ``scenario``, ``features``, ``initial_weights``,
     ``migration_cost_per_gib``, ``quota_action``, ``damos``; ``n_chunks`` (the fluid model's
-    chunks per application) and ``max_episode_steps``.
+    chunks per application), ``max_episode_steps`` and ``autoreset_mode``.
+
+    ``reset`` takes one option, ``reset_mask`` (a boolean array over envs: reset those only,
+    the others keep their state and last observation).
     """
 
     metadata: ClassVar[dict[str, Any]] = {
@@ -115,9 +133,13 @@ class WeightedInterleaveVectorEnv(VectorEnv):
         n_chunks: int = DEFAULT_CHUNKS,
         max_episode_steps: int | None = None,
         render_mode: str | None = None,
+        autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         **unknown: Any,
     ) -> None:
         reject_unknown_arguments(type(self), unknown)
+        self.autoreset_mode = parse_autoreset_mode(autoreset_mode)
+        # per instance: the class's metadata stays NEXT_STEP for code that reads it there
+        self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}
         if not isinstance(num_envs, int | np.integer) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
         if render_mode is not None:
@@ -161,6 +183,8 @@ class WeightedInterleaveVectorEnv(VectorEnv):
         self.last_outputs: FluidOutputs | None = None  # the fluid model's report of the last step
         self._episode_steps = np.zeros(self.num_envs, dtype=np.int64)
         self._autoreset = np.zeros(self.num_envs, dtype=bool)
+        self._last_observations: np.ndarray | None = None
+        self._last_info: dict[str, np.ndarray] | None = None
 
     # ------------------------------------------------------------------------- gym API
     def reset(
@@ -169,11 +193,17 @@ class WeightedInterleaveVectorEnv(VectorEnv):
         seed: int | Sequence[int | None] | None = None,
         options: dict[str, Any] | None = None,
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Reset every env to time 0 (nothing run yet, the initial weights in force)."""
+        """Reset every env to time 0 (nothing run yet, the initial weights in force), or only
+        those of ``options={"reset_mask": mask}``."""
+        options = dict(options or {})
+        mask = options.pop("reset_mask", None)
         if options:
             raise ValueError(
-                f"unknown reset option(s) {', '.join(sorted(options))}: the batched env takes none"
+                f"unknown reset option(s) {', '.join(map(repr, sorted(options)))}: the batched "
+                "env takes only 'reset_mask'"
             )
+        if mask is not None:
+            return self._reset_masked(mask, seed)
         if seed is None or isinstance(seed, int | np.integer):
             super().reset(seed=None if seed is None else int(seed))
             self.env_seeds = [None if seed is None else int(seed) + i for i in range(self.num_envs)]
@@ -190,7 +220,30 @@ class WeightedInterleaveVectorEnv(VectorEnv):
         info = {
             key: np.repeat(value, self.num_envs, axis=0) for key, value in self._reset_info.items()
         }
-        return observations, info
+        self._last_observations, self._last_info = observations, info
+        return observations.copy(), _copy_info(info)
+
+    def _reset_masked(
+        self, mask: Any, seed: int | Sequence[int | None] | None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """``reset(options={"reset_mask": mask})``: the masked envs back to time 0."""
+        rows = np.asarray(mask)
+        if rows.dtype != bool or rows.shape != (self.num_envs,):
+            raise ValueError(
+                f"reset_mask must be a boolean array of shape ({self.num_envs},), got "
+                f"{rows.dtype} of shape {rows.shape}"
+            )
+        if self.state is None or self._last_observations is None or self._last_info is None:
+            raise RuntimeError("call reset() without reset_mask first")
+        if seed is not None:
+            seeds = [seed] * self.num_envs if isinstance(seed, int | np.integer) else list(seed)
+            for row in np.flatnonzero(rows):
+                self.env_seeds[row] = None if seeds[row] is None else int(seeds[row])
+        observations, info = self.reset_envs(rows)
+        self._last_observations[rows] = observations
+        for key, value in info.items():
+            self._last_info[key][rows] = value
+        return self._last_observations.copy(), _copy_info(self._last_info)
 
     def step(
         self, actions: np.ndarray
@@ -205,6 +258,14 @@ class WeightedInterleaveVectorEnv(VectorEnv):
         weights = action_to_weights(values[:, : self.n_nodes], self.n_nodes)
         quota = quota_from_actions(values[:, self.n_nodes]) if self.quota_action else None
         resetting = self._autoreset
+        if self.autoreset_mode is AutoresetMode.DISABLED and resetting.any():
+            raise RuntimeError(
+                f"env(s) {np.flatnonzero(resetting).tolist()} ended their episode and "
+                "autoreset_mode is DISABLED: reset them with reset(options={'reset_mask': "
+                "mask}) before stepping them again"
+            )
+        if self.autoreset_mode is not AutoresetMode.NEXT_STEP:
+            resetting = np.zeros(self.num_envs, dtype=bool)
         active = None
         if resetting.any():
             # the envs whose episode ended go back to time 0 and stay there this step: the
@@ -225,14 +286,39 @@ class WeightedInterleaveVectorEnv(VectorEnv):
             truncated |= self._episode_steps >= self.max_episode_steps
         truncated &= ~resetting
         terminated = np.zeros(self.num_envs, dtype=bool)
-        self._autoreset = terminated | truncated
-        return (
-            self._observe(outputs),
-            rewards,
-            terminated,
-            truncated,
-            self._info(outputs, throughput, migration),
-        )
+        ended = terminated | truncated
+        observations = self._observe(outputs)
+        info = self._info(outputs, throughput, migration)
+        if self.autoreset_mode is AutoresetMode.SAME_STEP and ended.any():
+            observations, info = self._reset_same_step(ended, observations, info)
+            self._autoreset = np.zeros(self.num_envs, dtype=bool)
+        else:
+            self._autoreset = ended
+        self._last_observations, self._last_info = observations, info
+        return observations, rewards, terminated, truncated, info
+
+    def _reset_same_step(
+        self, ended: np.ndarray, observations: np.ndarray, info: dict[str, Any]
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """SAME_STEP autoreset: the ended envs' last observation and info go to
+        ``final_obs``/``final_info`` (as Gymnasium's vector envs put them) and their rows
+        become their reset observation and info."""
+        final_obs = np.full(self.num_envs, None, dtype=object)
+        for row in np.flatnonzero(ended):
+            final_obs[row] = observations[row].copy()
+        final_info: dict[str, Any] = {}
+        for key, value in info.items():
+            final_info[key] = value.copy()
+            final_info[f"_{key}"] = ended.copy()
+        reset_observations, reset_info = self.reset_envs(ended)
+        observations = observations.copy()
+        observations[ended] = reset_observations
+        info = _copy_info(info)
+        for key, value in reset_info.items():
+            info[key][ended] = value
+        info["final_obs"], info["_final_obs"] = final_obs, ended.copy()
+        info["final_info"], info["_final_info"] = final_info, ended.copy()
+        return observations, info
 
     def reset_envs(self, envs: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
         """Reset only ``envs`` (indices or a boolean mask) now, outside the autoreset cycle
@@ -278,6 +364,25 @@ class WeightedInterleaveVectorEnv(VectorEnv):
             "reward_migration": migration,
             "solver_converged": outputs.solver_converged,
         }
+
+
+def parse_autoreset_mode(mode: AutoresetMode | str) -> AutoresetMode:
+    """``mode`` as an ``AutoresetMode`` (its value or name, any case, is accepted)."""
+    if isinstance(mode, AutoresetMode):
+        return mode
+    if isinstance(mode, str):
+        key = mode.replace("_", "").replace("-", "").lower()
+        for candidate in AutoresetMode:
+            if key == candidate.value.lower():  # "NextStep", "next_step", "NEXT_STEP"
+                return candidate
+    valid = ", ".join(m.name for m in AutoresetMode)
+    raise ValueError(f"autoreset_mode must be one of {valid}, got {mode!r}")
+
+
+def _copy_info(info: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: value.copy() if isinstance(value, np.ndarray) else value for key, value in info.items()
+    }
 
 
 def quota_from_actions(values: np.ndarray) -> np.ndarray:
@@ -344,7 +449,12 @@ class Sb3FluidVecEnv(VecEnv):
         observations, rewards, terminated, truncated, info = self.vector_env.step(actions)
         dones = terminated | truncated
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
-        if dones.any():
+        if dones.any() and self.vector_env.autoreset_mode is AutoresetMode.SAME_STEP:
+            # already reset by the vector env: the last observations are in final_obs
+            for row in np.flatnonzero(dones):
+                infos[row]["terminal_observation"] = info["final_obs"][row]
+                infos[row]["TimeLimit.truncated"] = bool(truncated[row] and not terminated[row])
+        elif dones.any():
             rows = np.flatnonzero(dones)
             reset_observations, _ = self.vector_env.reset_envs(rows)
             for row in rows:

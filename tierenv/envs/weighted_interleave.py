@@ -25,7 +25,7 @@ from tierenv.contracts.features import ObservationSpec
 from tierenv.contracts.host import Host
 from tierenv.contracts.measurements import StepResult
 from tierenv.envs.arguments import reject_unknown_arguments
-from tierenv.envs.render import History, ansi_line, render_rgb
+from tierenv.envs.render import EpisodePlot, History, HumanWindow, ansi_line
 from tierenv.envs.reward import check_migration_cost, compute_reward
 from tierenv.memory.interleave import initial_weights as initial_weights_for
 from tierenv.sim.damos_setup import DamosSetup
@@ -75,13 +75,23 @@ class WeightedInterleaveEnv(gym.Env):
 
     ## Episode end
     Never terminates (a continuing control task); truncates when the scenario ends (after
-    ``scenario.n_steps`` steps), or after ``max_episode_steps`` if given to
-    ``gymnasium.make``.
+    ``scenario.n_steps`` steps, ``max_episode_steps``). The registered id's
+    ``spec.max_episode_steps`` is the default scenario's horizon (180), so ``gymnasium.make``'s
+    ``TimeLimit`` truncates at the same step as the env. With another ``scenario``, a shorter
+    one ends by itself first; a longer one is cut at 180 steps by ``TimeLimit`` unless
+    ``gymnasium.make`` gets ``max_episode_steps=scenario.n_steps`` (or ``-1``: no ``TimeLimit``,
+    the scenario's end then truncates). ``step()`` after the episode ended raises
+    ``gymnasium.error.ResetNeeded``: the scenario has nothing more to simulate.
 
     ## Info
-    ``weights``, ``shares``, ``node_bandwidth_gbps``, ``node_latency_ns``, ``app_names``,
-    ``app_throughput_gbps``, ``migrated_bytes``, ``damos_quota_bytes_per_s``, ``time_s``,
-    ``weighted_speedup``, ``reward_throughput``, ``reward_migration``.
+    Numbers and numeric arrays only, the same keys and shapes at every step and at reset
+    (so batched info readers such as TorchRL's and Gymnasium's vector envs can stack them):
+    ``weights``, ``shares``, ``node_bandwidth_gbps``, ``node_latency_ns``,
+    ``app_throughput_gbps`` and ``app_running`` (one column per application of
+    ``env.app_names``, 0 and False while it does not run), ``migrated_bytes``,
+    ``damos_quota_bytes_per_s``, ``time_s``, ``weighted_speedup``, ``reward_throughput``,
+    ``reward_migration``. The names of the running applications are in
+    ``env.last_result.measurements.app_names``.
 
     ## Arguments
     - ``scenario``: a shipped scenario name, a scenario file path or a ``Scenario``.
@@ -100,10 +110,17 @@ class WeightedInterleaveEnv(gym.Env):
       ``wait``, ``log_path``, ``use_damos``) or as one ``host_options`` dict.
       Same spaces, with the host-observable features only; the reward needs each app's
       ``reference_gbps``; ``env.close()`` restores the host. Steps take real time.
-    - ``render_mode``: ``"ansi"`` (one line per step) or ``"rgb_array"`` (a plot).
+    - ``render_mode``: ``"ansi"`` (one line per step), ``"rgb_array"`` (a plot of the episode
+      so far, a few milliseconds per frame) or ``"human"`` (that plot in a matplotlib window,
+      updated at every step).
+
+    ``reset`` takes no ``options`` (any given are refused).
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
+    metadata: ClassVar[dict[str, Any]] = {
+        "render_modes": ["ansi", "rgb_array", "human"],
+        "render_fps": 4,
+    }
 
     def __init__(
         self,
@@ -151,35 +168,53 @@ class WeightedInterleaveEnv(gym.Env):
         )
         n_actions = self.n_nodes + (1 if self.quota_action else 0)
         self.action_space = spaces.Box(ACTION_LOW, ACTION_HIGH, (n_actions,), dtype=np.float32)
+        self.app_names = self._column_names()
         self._history = History()
+        self._plot: EpisodePlot | None = None
+        self._window: HumanWindow | None = None
         self._last: StepResult | None = None
+        self._ended = False
+
+    @property
+    def horizon_steps(self) -> int:
+        """Steps of an episode: the scenario's length in control intervals (the env truncates
+        there by itself)."""
+        return self.scenario.n_steps
 
     # ------------------------------------------------------------------------- gym API
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
+        if options:
+            raise ValueError(
+                f"unknown reset option(s) {', '.join(map(repr, sorted(options)))}: "
+                f"{type(self).__name__}.reset takes none"
+            )
         super().reset(seed=seed)
         host_seed = int(self.np_random.integers(2**63 - 1))
         self.host = self._host_factory(host_seed, self._initial_weights)
         self.host.set_weights(self._initial_weights)
         self._history = History()
+        self._ended = False
         observation, _, info = self._report(self.host.begin())
+        self._render_human()
         return observation, info
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        if self._last is None:
-            raise gym.error.ResetNeeded("call reset() before step()")
-        values = check_action(action, self.action_space.shape[0])
-        if values.shape != self.action_space.shape:
-            raise ActionError(
-                f"action must have shape {self.action_space.shape}, got {values.shape}"
-            )
+        self._check_running("step()")
+        return self._step_values(action)
+
+    def _step_values(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        """One step from action values (one per node, plus the quota with ``quota_action``)."""
+        size = self.n_nodes + (1 if self.quota_action else 0)
+        values = check_action(action, size)
+        if values.shape != (size,):
+            raise ActionError(f"action must have shape {(size,)}, got {values.shape}")
         weights = action_to_weights(values[: self.n_nodes], self.n_nodes)
         if self.quota_action:
             self.host.set_damos_quota(action_to_quota(values[self.n_nodes]))
         self.host.set_weights(weights)
-        observation, reward, info = self._report(self.host.step())
-        return observation, reward, False, self.host.done, info
+        return self._transition()
 
     def step_weights(
         self, weights: Sequence[int] | np.ndarray
@@ -188,11 +223,9 @@ class WeightedInterleaveEnv(gym.Env):
         controllers and oracles do: the same transition, reward and info as ``step`` without
         the action mapping (whose smallest-weights rounding would otherwise move such weights
         by up to 2 %). Bad weights raise ``ValueError`` before anything changes."""
-        if self._last is None:
-            raise gym.error.ResetNeeded("call reset() before step_weights()")
+        self._check_running("step_weights()")
         self.host.set_weights(weights)
-        observation, reward, info = self._report(self.host.step())
-        return observation, reward, False, self.host.done, info
+        return self._transition()
 
     @property
     def last_result(self) -> StepResult | None:
@@ -204,11 +237,16 @@ class WeightedInterleaveEnv(gym.Env):
         if self.render_mode == "ansi":
             return ansi_line(self._last, self.node_info) if self._last is not None else ""
         if self.render_mode == "rgb_array":
-            return render_rgb(self._history, self.node_info, self.scenario.name)
+            return self._frame()
+        if self.render_mode == "human":
+            self._render_human()
         return None
 
     def close(self) -> None:
         """Put a real host back (weights, auto switch, our kdamond); nothing for the simulator."""
+        if self._window is not None:
+            self._window.close()
+            self._window = None
         close = getattr(self.host, "close", None)
         if close is not None:
             failures = close()
@@ -216,7 +254,69 @@ class WeightedInterleaveEnv(gym.Env):
                 raise RuntimeError(f"the host could not be fully restored: {failures}")
         super().close()
 
+    # The plot's figure and its cached background are not picklable: rebuilt on first use.
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_plot"] = None
+        state["_window"] = None
+        return state
+
     # ---------------------------------------------------------------------- internals
+    def _check_running(self, call: str) -> None:
+        if self._last is None:
+            raise gym.error.ResetNeeded(f"call reset() before {call}")
+        if self._ended:
+            raise gym.error.ResetNeeded(
+                f"{call} after the episode ended: the scenario {self.scenario.name!r} was "
+                f"truncated at t={self._last.measurements.time_s:g} s "
+                f"({self.horizon_steps} steps); call reset() to start a new episode"
+            )
+
+    def _transition(self) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        observation, reward, info = self._report(self.host.step())
+        self._ended = bool(self.host.done)
+        self._render_human()
+        return observation, reward, False, self._ended, info
+
+    def _frame(self) -> np.ndarray:
+        if self._plot is None:
+            self._plot = EpisodePlot(self.node_info, self.scenario.name, self.scenario.duration_s)
+        return self._plot.frame(self._history)
+
+    def _render_human(self) -> None:
+        # Gymnasium's convention: in "human" mode the env draws itself at every step.
+        if self.render_mode != "human":
+            return
+        if self._window is None:
+            self._window = HumanWindow()
+        self._window.show(self._frame())
+
+    def _column_names(self) -> tuple[str, ...]:
+        """The applications info's per-application columns follow: the host's own list if it
+        declares one (a real host: the applications of its config), else the scenario's
+        managed applications."""
+        declared = getattr(self.host, "app_names", None)
+        if declared is None and hasattr(self.host, "references"):
+            declared = tuple(self.host.references)  # RealHost: the apps with a reference
+        if declared is None:
+            declared = tuple(run.app.name for run in self.scenario.managed_apps)
+        return tuple(declared)
+
+    def _app_columns(self, names: tuple[str, ...], values: np.ndarray) -> tuple[np.ndarray, ...]:
+        """``values`` of the running applications ``names`` spread over ``app_names``."""
+        throughput = np.zeros(len(self.app_names))
+        running = np.zeros(len(self.app_names), dtype=bool)
+        for name, value in zip(names, values, strict=True):
+            if name not in self.app_names:
+                raise RuntimeError(
+                    f"the host reported application {name!r}, which is not among the env's "
+                    f"applications {list(self.app_names)}"
+                )
+            column = self.app_names.index(name)
+            throughput[column] = value
+            running[column] = True
+        return throughput, running
+
     @staticmethod
     def _real_host_factory(options: dict[str, Any]) -> HostFactory:
         from tierenv.host.backend import RealHost
@@ -235,20 +335,22 @@ class WeightedInterleaveEnv(gym.Env):
         if result.truth is None and hasattr(self.host, "reference_gbps"):
             references = self.host.reference_gbps(m.app_names)
         reward = compute_reward(m, result.truth, self.migration_cost_per_gib, references)
+        throughput, running = self._app_columns(m.app_names, m.app_throughput_gbps)
+        # numpy scalars and arrays only (each with a dtype): what batched info readers stack
         info = {
-            "time_s": m.time_s,
+            "time_s": np.float64(m.time_s),
             "weights": m.weights,
             "shares": m.weights / m.weights.sum(),
             "node_bandwidth_gbps": m.node_bandwidth_gbps,
             "node_latency_ns": m.node_latency_ns,
-            "app_names": m.app_names,
-            "app_throughput_gbps": m.app_throughput_gbps,
-            "migrated_bytes": int(m.migrated_bytes.sum()),
-            "damos_quota_bytes_per_s": m.damos_quota_bytes_per_s,
-            "weighted_speedup": reward.throughput,
-            "reward_throughput": reward.throughput,
-            "reward_migration": reward.migration,
+            "app_throughput_gbps": throughput,
+            "app_running": running,
+            "migrated_bytes": np.int64(m.migrated_bytes.sum()),
+            "damos_quota_bytes_per_s": np.float64(m.damos_quota_bytes_per_s),
+            "weighted_speedup": np.float64(reward.throughput),
+            "reward_throughput": np.float64(reward.throughput),
+            "reward_migration": np.float64(reward.migration),
         }
-        if self.render_mode == "rgb_array":
+        if self.render_mode in ("rgb_array", "human"):
             self._history.add(m)
-        return observation, reward.total, info
+        return observation, float(reward.total), info

@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
 
@@ -83,7 +84,8 @@ class MemoryState:
             raise ValueError(f"engine must be 'auto', 'numba' or 'reference', got {engine!r}")
         if engine == "numba" and not kernels.AVAILABLE:
             raise ValueError("engine='numba' needs numba installed")
-        self._ops = reference if engine == "reference" else kernels
+        self._engine = engine
+        self._ops = _engine_ops(engine)
         self._page_size = int(page_size)
         self._shift = self._page_size.bit_length() - 1
         self._phys_base = int(phys_base)
@@ -125,6 +127,16 @@ class MemoryState:
         # Change counters, so that observers (DAMON's sampling index) rebuild only when needed
         self._residency_generation = 0  # a page became resident or not, a mapping changed
         self._placement_generation = 0  # ... or a page moved to another frame
+
+    # A module cannot be pickled: pickle the engine's name and look its kernels up again.
+    def __getstate__(self) -> dict[str, object]:
+        state = self.__dict__.copy()
+        del state["_ops"]
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._ops = _engine_ops(str(state["_engine"]))
 
     @property
     def residency_generation(self) -> int:
@@ -677,6 +689,11 @@ def _read_only(array: np.ndarray) -> np.ndarray:
     view = array.view()
     view.flags.writeable = False
     return view
+
+
+def _engine_ops(engine: str) -> ModuleType:
+    """The module whose functions implement ``engine`` (compiled kernels unless "reference")."""
+    return reference if engine == "reference" else kernels
 
 
 def _is_int(value: object) -> bool:
