@@ -30,6 +30,12 @@ from tierenv.envs.reward import check_migration_cost, compute_reward
 from tierenv.memory.interleave import initial_weights as initial_weights_for
 from tierenv.sim.damos_setup import DamosSetup
 from tierenv.sim.host import SimulatedHost
+from tierenv.workload.generator import (
+    ScenarioDistribution,
+    distribution_of,
+    draw_scenario,
+    managed_app_names,
+)
 from tierenv.workload.scenario import Scenario, load_scenario
 
 DEFAULT_SCENARIO = "co-runner"
@@ -94,7 +100,16 @@ class WeightedInterleaveEnv(gym.Env):
     ``env.last_result.measurements.app_names``.
 
     ## Arguments
-    - ``scenario``: a shipped scenario name, a scenario file path or a ``Scenario``.
+    - ``scenario``: a shipped scenario name, a scenario file path or a ``Scenario``; or a
+      scenario distribution, ``"random:NAME"`` (a shipped distribution such as
+      ``random:default``, or ``random:path/to/file.toml``) or a ``ScenarioDistribution``:
+      every ``reset`` then draws a new scenario from the env's ``np_random``, so the reset
+      seed fixes the whole sequence of scenarios (``tierenv.workload.generator``). The spaces
+      stay fixed (a distribution has one node count); ``app_names`` are ``app-0`` ... up to
+      the distribution's most applications; ``env.scenario`` is the current episode's.
+      Episodes last the drawn scenario's length (120-300 steps in the shipped
+      distributions): give ``gymnasium.make`` ``max_episode_steps=-1``, or its 180-step
+      ``TimeLimit`` cuts the longer ones.
     - ``features``: ``"default"`` (host-observable), ``"privileged"`` or a list of groups.
     - ``initial_weights``: ``"auto"`` (the kernel's auto weights from node bandwidth),
       ``"uniform"`` (1 per node) or a list of integers.
@@ -124,7 +139,7 @@ class WeightedInterleaveEnv(gym.Env):
 
     def __init__(
         self,
-        scenario: str | Path | Scenario = DEFAULT_SCENARIO,
+        scenario: str | Path | Scenario | ScenarioDistribution = DEFAULT_SCENARIO,
         features: str | Sequence[str] = "default",
         initial_weights: str | Sequence[int] = "auto",
         migration_cost_per_gib: float = DEFAULT_MIGRATION_COST_PER_GIB,
@@ -151,7 +166,21 @@ class WeightedInterleaveEnv(gym.Env):
                 f"render_mode {render_mode!r}: valid modes are "
                 f"{', '.join(self.metadata['render_modes'])} or None"
             )
-        self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+        self.distribution = distribution_of(scenario)
+        if self.distribution is not None:
+            if host_factory is not None:
+                raise ValueError(
+                    "a scenario distribution (random:...) draws scenarios for the simulated "
+                    "host; it cannot drive host_factory or backend='host'"
+                )
+            # until the first reset: a draw that fixes the spaces (every draw has its nodes)
+            self.scenario = draw_scenario(self.distribution, np.random.default_rng(0))
+        elif isinstance(scenario, Scenario):
+            self.scenario = scenario
+        else:
+            self.scenario = load_scenario(scenario)
+        self._damos_given = damos
+        self._initial_weights_given = initial_weights
         self.damos = damos or DamosSetup.for_scenario(self.scenario)
         self._host_factory = host_factory or self._simulated_host
         self.render_mode = render_mode
@@ -191,6 +220,8 @@ class WeightedInterleaveEnv(gym.Env):
                 f"{type(self).__name__}.reset takes none"
             )
         super().reset(seed=seed)
+        if self.distribution is not None:
+            self._draw_scenario()
         host_seed = int(self.np_random.integers(2**63 - 1))
         self.host = self._host_factory(host_seed, self._initial_weights)
         self.host.set_weights(self._initial_weights)
@@ -291,6 +322,17 @@ class WeightedInterleaveEnv(gym.Env):
             self._window = HumanWindow()
         self._window.show(self._frame())
 
+    def _draw_scenario(self) -> None:
+        """A new episode's scenario from the distribution, and what depends on its host."""
+        assert self.distribution is not None
+        self.scenario = draw_scenario(self.distribution, self.np_random)
+        self.damos = self._damos_given or DamosSetup.for_scenario(self.scenario)
+        self.node_info = self.scenario.node_info()
+        self._initial_weights = initial_weights_for(
+            self._initial_weights_given, self.node_info.peak_gbps
+        )
+        self._plot = None  # another host and length: a new figure
+
     def _column_names(self) -> tuple[str, ...]:
         """The applications info's per-application columns follow: the host's own list if it
         declares one (a real host: the applications of its config), else the scenario's
@@ -298,6 +340,8 @@ class WeightedInterleaveEnv(gym.Env):
         declared = getattr(self.host, "app_names", None)
         if declared is None and hasattr(self.host, "references"):
             declared = tuple(self.host.references)  # RealHost: the apps with a reference
+        if declared is None and self.distribution is not None:
+            declared = managed_app_names(self.distribution)
         if declared is None:
             declared = tuple(run.app.name for run in self.scenario.managed_apps)
         return tuple(declared)

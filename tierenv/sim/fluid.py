@@ -278,13 +278,7 @@ def build_params(
     _check_damos(damos, scenario.control_interval_s, scenario.page_size)
     nodes = NodeSet([node.profile for node in scenario.nodes])
     page_size = scenario.page_size
-    node_info = NodeInfo(
-        names=tuple(node.profile.name for node in scenario.nodes),
-        peak_gbps=np.array([float(node.profile.saturation_gbps(1.0)) for node in scenario.nodes]),
-        idle_latency_ns=nodes.idle_latency_ns.copy(),
-        capacity_bytes=np.array([node.capacity_bytes for node in scenario.nodes], dtype=float),
-        page_size=page_size,
-    )
+    node_info = scenario.node_info()
     timeline = _Timeline(scenario)
     n_steps, n_apps = timeline.running.shape
     chunk_first = np.zeros((n_apps, n_chunks), dtype=np.int64)

@@ -175,15 +175,7 @@ class SimulatedHost:
         memory = MemoryState(
             [node.capacity_bytes for node in scenario.nodes], page_size=scenario.page_size
         )
-        self._node_info = NodeInfo(
-            names=tuple(node.profile.name for node in scenario.nodes),
-            peak_gbps=np.array(
-                [float(node.profile.saturation_gbps(1.0)) for node in scenario.nodes]
-            ),
-            idle_latency_ns=self.nodes.idle_latency_ns.copy(),
-            capacity_bytes=np.array([node.capacity_bytes for node in scenario.nodes], dtype=float),
-            page_size=scenario.page_size,
-        )
+        self._node_info = scenario.node_info()
         self._state = _State(
             time_s=0.0,
             memory=memory,

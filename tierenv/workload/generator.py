@@ -514,6 +514,30 @@ class _Reader(TomlReader):
         )
 
 
+#: What names a distribution where a scenario is expected: ``"random:default"``.
+RANDOM_PREFIX = "random:"
+
+
+def distribution_of(scenario: object) -> ScenarioDistribution | None:
+    """The distribution ``scenario`` names (``"random:NAME"``, ``"random:FILE.toml"`` or a
+    ``ScenarioDistribution``), or None for an ordinary scenario reference."""
+    if isinstance(scenario, ScenarioDistribution):
+        return scenario
+    if isinstance(scenario, str) and scenario.startswith(RANDOM_PREFIX):
+        return load_distribution(scenario[len(RANDOM_PREFIX) :])
+    return None
+
+
+def managed_app_names(distribution: ScenarioDistribution) -> tuple[str, ...]:
+    """Every managed application name a draw can have (``app-0`` ... in draw order): fixed
+    columns for per-application info."""
+    return tuple(_app_name(i) for i in range(int(distribution.apps.count.high)))
+
+
+def _app_name(index: int) -> str:
+    return f"app-{index}"
+
+
 # --- drawing --------------------------------------------------------------------------------
 
 
@@ -635,7 +659,7 @@ def _draw_apps(
             distribution["hot_fraction"] = round(r.hot_fraction.draw(rng), 3)
             distribution["hot_share"] = round(r.hot_share.draw(rng), 3)
         app: dict[str, Any] = {
-            "name": f"app-{index}",
+            "name": _app_name(index),
             "_bytes": _grid(r.working_set.draw(rng), SIZE_GRAIN),
             "mlp": round(cores * per_core, 1),
             "think_ns": round(think, 1),

@@ -71,6 +71,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from tierenv.contracts.measurements import NodeInfo
+from tierenv.hardware.nodeset import NodeSet
 from tierenv.hardware.profile import NodeProfile, ProfileError, load_profile
 from tierenv.workload.access import Distribution
 from tierenv.workload.application import Application
@@ -219,6 +223,16 @@ class Scenario:
             if run.app.name == name:
                 return run
         raise KeyError(name)
+
+    def node_info(self) -> NodeInfo:
+        """The nodes' static facts as a host reports them (``Host.node_info``)."""
+        return NodeInfo(
+            names=tuple(node.profile.name for node in self.nodes),
+            peak_gbps=np.array([float(node.profile.saturation_gbps(1.0)) for node in self.nodes]),
+            idle_latency_ns=NodeSet([node.profile for node in self.nodes]).idle_latency_ns.copy(),
+            capacity_bytes=np.array([node.capacity_bytes for node in self.nodes], dtype=float),
+            page_size=self.page_size,
+        )
 
     @property
     def managed_apps(self) -> tuple[AppRun, ...]:
