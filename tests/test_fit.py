@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from scipy.optimize import brentq
 
+from tests.shared_data import MESS_BWLAT, MESS_CSV, MLC, data_path, needs_data, needs_mess
 from tierenv.cli import main
 from tierenv.hardware.fit import fit_profile, report_curve
 from tierenv.hardware.measurements import read_measurements
 from tierenv.hardware.profile import load_profile_file
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-MLC_DIR = DATA / "mlc" / "bytedance-eurosys24"
+MLC_DIR = data_path(MLC)
 MLC_LOGS = sorted(MLC_DIR.glob("*_log_*"))
 # Local views (d0: traffic and latency cores on the node's socket) and remote views (d7, d3:
 # the same DDR5 domain and CXL expander measured from the other socket's cores).
@@ -23,17 +23,15 @@ LOCAL_LOGS = sorted(MLC_DIR.glob("*_log_d0_*"))
 REMOTE_VIEWS = {"remote-ddr": "ddr5_log_d7_c16_w*_r0", "remote-cxl": "cxl_log_d3_c16_w*_r0"}
 REMOTE_LOGS = sorted(log for pattern in REMOTE_VIEWS.values() for log in MLC_DIR.glob(pattern))
 CXL_LOGS = sorted(MLC_DIR.glob("cxl_log_d0_*"))
-MESS_CSV = DATA / "mess" / "spr-8460y-ddr5_memory_curves.csv"
-BWLAT_FILES = sorted((DATA / "mess" / "cxl-expander-model").glob("bwlat_*.txt"))
+MESS_CSV_PATH = data_path(MESS_CSV)
+BWLAT_FILES = sorted(data_path(MESS_BWLAT).glob("bwlat_*.txt"))
 TOLERANCE = 0.05  # median absolute relative latency error on the rising branch
 
 # Inject delays of an MLC v3.10 --loaded_latency run, in the order the log prints them.
 MLC_DELAYS = [0, 2, 8, 15, 50, 100, 200, 300, 400, 500, 700, 1000, 1300, 1700, 2500, 3500, 5000]
 MLC_DELAYS += [9000, 20000]
 
-pytestmark = pytest.mark.skipif(
-    not MLC_DIR.is_dir(), reason=f"reference data not found at {DATA} (../shared is absent)"
-)
+pytestmark = needs_data(MLC)
 
 
 def kind_of(path: Path) -> str:
@@ -269,18 +267,20 @@ def test_profile_predicts_a_held_out_mix(held_out: Path) -> None:
 
 
 @pytest.mark.slow
+@needs_mess
 def test_calibrate_mess_csv(tmp_path: Path) -> None:
     out, plot = tmp_path / "mess.toml", tmp_path / "mess.png"
-    assert calibrate(str(MESS_CSV), "--out", str(out), "--plot", str(plot)) == 0
+    assert calibrate(str(MESS_CSV_PATH), "--out", str(out), "--plot", str(plot)) == 0
     assert plot.stat().st_size > 0
     profile = load_profile_file(out)
     assert profile.kind == "ddr"
-    curves = read_measurements(MESS_CSV)
+    curves = read_measurements(MESS_CSV_PATH)
     assert profile.latency.read_fraction.size == len(curves) == 42
     errors = [report_curve(profile, c).median_abs_error for c in curves]
     assert max(errors) <= TOLERANCE, f"worst median error {100 * max(errors):.2f}%"
 
 
+@needs_mess
 def test_calibrate_bwlat_with_anchored_idle_latency(tmp_path: Path) -> None:
     out, plot = tmp_path / "x8.toml", tmp_path / "x8.png"
     args = [str(f) for f in BWLAT_FILES]

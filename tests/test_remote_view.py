@@ -12,6 +12,7 @@ import pytest
 import tomli_w
 from scipy.integrate import quad
 
+from tests.shared_data import MLC, needs_data, reference_root
 from tierenv.hardware import solver_jit
 from tierenv.hardware.curves import LINK_FIELDS, SocketLink
 from tierenv.hardware.fit import fit_profile, report_curve
@@ -33,11 +34,8 @@ from tierenv.hardware.remote_view import (
 )
 from tierenv.hardware.solver import LINE_BYTES, NodeSet, solve
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-needs_data = pytest.mark.skipif(
-    not (SHARED / "data" / "mlc" / "bytedance-eurosys24").is_dir(),
-    reason=f"reference data not found at {SHARED / 'data'} (../shared is absent)",
-)
+SHARED = reference_root(MLC)  # the folder holding data/mlc: the repository or ../shared
+needs_mlc = needs_data(MLC)
 TOLERANCE = 0.05
 REMOTE = ["bytedance-ddr5-remote-view", "bytedance-cxl-remote-view"]
 LOCAL_OF = {
@@ -83,7 +81,7 @@ def test_shipped_remote_view_is_a_remote_profile(name: str) -> None:
         assert np.all(profile.latency_ns(grid, r) > local.latency_ns(grid, r))
 
 
-@needs_data
+@needs_mlc
 def test_shipped_files_are_what_the_recipes_fit(fits) -> None:
     for fit in fits:
         shipped = load_profile(fit.profile.name)
@@ -105,7 +103,7 @@ def _agree(new, old) -> bool:
 # --- Errors against the real logs ------------------------------------------------------------
 
 
-@needs_data
+@needs_mlc
 def test_each_log_is_reproduced_within_5_percent(fits) -> None:
     """Measured when last changed (median / max): DDR5 -W0 0.87 / 3.1 %, -W2 0.48 / 7.8 %;
     CXL -W0 0.25 / 2.3 %, -W2 0.15 / 3.4 %."""
@@ -120,7 +118,7 @@ def test_each_log_is_reproduced_within_5_percent(fits) -> None:
             assert again.max_abs_error <= 0.1
 
 
-@needs_data
+@needs_mlc
 def test_the_fit_finds_the_links_terms(fits) -> None:
     ddr, cxl = (fit.profile for fit in fits)
     # DDR5: the steep early rise (131 -> 188 ns by 5 GB/s) is the link's; its mixes need no
@@ -152,7 +150,7 @@ HELD_OUT_BOUND = {
 }
 
 
-@needs_data
+@needs_mlc
 @pytest.mark.parametrize("key", sorted(HELD_OUT_BOUND), ids=lambda k: k[1])
 def test_held_out_mix_errors_are_what_the_report_says(held_out, key) -> None:
     result = held_out[key]
@@ -162,7 +160,7 @@ def test_held_out_mix_errors_are_what_the_report_says(held_out, key) -> None:
     )
 
 
-@needs_data
+@needs_mlc
 def test_held_out_failures_come_from_the_write_share_terms(fits, held_out) -> None:
     """Give the one-mix profile what one mix cannot show (taken from the fit of both mixes)
     and the held-out error falls: DDR5 with the two-mix capacity to 2.7 / 3.1 %; CXL with the
@@ -193,7 +191,7 @@ def _recipe(name: str):
     return next(entry for entry in REMOTE_VIEW_RECIPES if entry[2]["name"] == name)
 
 
-@needs_data
+@needs_mlc
 def test_error_table_lists_every_log_fitted_and_held_out(fits, held_out) -> None:
     table = error_table(fits, list(held_out.values()))
     for _, log in held_out:
