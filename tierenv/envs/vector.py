@@ -50,6 +50,7 @@ from tierenv.sim.fluid import (
     check_features,
     observe,
 )
+from tierenv.workload.generator import distribution_of
 from tierenv.workload.scenario import Scenario, load_scenario
 
 
@@ -149,6 +150,12 @@ class WeightedInterleaveVectorEnv(VectorEnv):
         ):
             raise ValueError(
                 f"max_episode_steps must be a positive integer or None, got {max_episode_steps!r}"
+            )
+        if distribution_of(scenario) is not None:
+            raise ValueError(
+                f"scenario {scenario!r} is a distribution: MixedScenarioVectorEnv "
+                "(tierenv.envs.vector_mixed) or gymnasium.make_vec on "
+                "tierenv/WeightedInterleaveFluid-v0 draws scenarios per group of envs"
             )
         self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         self.model = FluidModel(self.scenario, n_chunks=n_chunks, damos=damos)
@@ -396,9 +403,15 @@ def quota_from_actions(values: np.ndarray) -> np.ndarray:
 
 def make_fluid_vec_env(
     num_envs: int, scenario: str | Path | Scenario = DEFAULT_SCENARIO, **kwargs: Any
-) -> WeightedInterleaveVectorEnv:
+) -> VectorEnv:
     """A batched ``tierenv/WeightedInterleave-v0`` on the fluid model (what
-    ``gymnasium.make_vec(..., vectorization_mode="vector_entry_point")`` builds)."""
+    ``gymnasium.make_vec(..., vectorization_mode="vector_entry_point")`` builds): one
+    scenario, or on a distribution (``scenario="random:default"``) scenarios drawn per group
+    of envs (``MixedScenarioVectorEnv``)."""
+    if distribution_of(scenario) is not None:
+        from tierenv.envs.vector_mixed import MixedScenarioVectorEnv
+
+        return MixedScenarioVectorEnv(num_envs, scenario=scenario, **kwargs)
     return WeightedInterleaveVectorEnv(num_envs, scenario=scenario, **kwargs)
 
 
@@ -418,13 +431,13 @@ class Sb3FluidVecEnv(VecEnv):
 
     def __init__(
         self,
-        vector_env: WeightedInterleaveVectorEnv | None = None,
+        vector_env: VectorEnv | None = None,
         num_envs: int | None = None,
         **kwargs: Any,
     ) -> None:
         if vector_env is not None and (num_envs is not None or kwargs):
             raise TypeError("give either vector_env or num_envs and env arguments, not both")
-        self.vector_env = vector_env or WeightedInterleaveVectorEnv(num_envs or 1, **kwargs)
+        self.vector_env = vector_env or make_fluid_vec_env(num_envs or 1, **kwargs)
         env = self.vector_env
         super().__init__(env.num_envs, env.single_observation_space, env.single_action_space)
         self._actions: np.ndarray | None = None
