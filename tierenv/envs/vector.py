@@ -17,7 +17,7 @@ matters on the full simulator (``WeightedInterleaveEnv``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -202,13 +202,7 @@ class WeightedInterleaveVectorEnv(VectorEnv):
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Reset every env to time 0 (nothing run yet, the initial weights in force), or only
         those of ``options={"reset_mask": mask}``."""
-        options = dict(options or {})
-        mask = options.pop("reset_mask", None)
-        if options:
-            raise ValueError(
-                f"unknown reset option(s) {', '.join(map(repr, sorted(options)))}: the batched "
-                "env takes only 'reset_mask'"
-            )
+        mask = reset_mask_option(options, self.num_envs)
         if mask is not None:
             return self._reset_masked(mask, seed)
         if seed is None or isinstance(seed, int | np.integer):
@@ -234,12 +228,7 @@ class WeightedInterleaveVectorEnv(VectorEnv):
         self, mask: Any, seed: int | Sequence[int | None] | None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """``reset(options={"reset_mask": mask})``: the masked envs back to time 0."""
-        rows = np.asarray(mask)
-        if rows.dtype != bool or rows.shape != (self.num_envs,):
-            raise ValueError(
-                f"reset_mask must be a boolean array of shape ({self.num_envs},), got "
-                f"{rows.dtype} of shape {rows.shape}"
-            )
+        rows = mask
         if self.state is None or self._last_observations is None or self._last_info is None:
             raise RuntimeError("call reset() without reset_mask first")
         if seed is not None:
@@ -297,35 +286,12 @@ class WeightedInterleaveVectorEnv(VectorEnv):
         observations = self._observe(outputs)
         info = self._info(outputs, throughput, migration)
         if self.autoreset_mode is AutoresetMode.SAME_STEP and ended.any():
-            observations, info = self._reset_same_step(ended, observations, info)
+            observations, info = same_step_autoreset(ended, observations, info, self.reset_envs)
             self._autoreset = np.zeros(self.num_envs, dtype=bool)
         else:
             self._autoreset = ended
         self._last_observations, self._last_info = observations, info
         return observations, rewards, terminated, truncated, info
-
-    def _reset_same_step(
-        self, ended: np.ndarray, observations: np.ndarray, info: dict[str, Any]
-    ) -> tuple[np.ndarray, dict[str, Any]]:
-        """SAME_STEP autoreset: the ended envs' last observation and info go to
-        ``final_obs``/``final_info`` (as Gymnasium's vector envs put them) and their rows
-        become their reset observation and info."""
-        final_obs = np.full(self.num_envs, None, dtype=object)
-        for row in np.flatnonzero(ended):
-            final_obs[row] = observations[row].copy()
-        final_info: dict[str, Any] = {}
-        for key, value in info.items():
-            final_info[key] = value.copy()
-            final_info[f"_{key}"] = ended.copy()
-        reset_observations, reset_info = self.reset_envs(ended)
-        observations = observations.copy()
-        observations[ended] = reset_observations
-        info = _copy_info(info)
-        for key, value in reset_info.items():
-            info[key][ended] = value
-        info["final_obs"], info["_final_obs"] = final_obs, ended.copy()
-        info["final_info"], info["_final_info"] = final_info, ended.copy()
-        return observations, info
 
     def reset_envs(self, envs: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
         """Reset only ``envs`` (indices or a boolean mask) now, outside the autoreset cycle
@@ -371,6 +337,54 @@ class WeightedInterleaveVectorEnv(VectorEnv):
             "reward_migration": migration,
             "solver_converged": outputs.solver_converged,
         }
+
+
+def reset_mask_option(options: dict[str, Any] | None, num_envs: int) -> np.ndarray | None:
+    """The ``reset_mask`` of reset ``options`` (a boolean array over the envs), checked; None
+    without one. Any other option is refused."""
+    options = dict(options or {})
+    mask = options.pop("reset_mask", None)
+    if options:
+        raise ValueError(
+            f"unknown reset option(s) {', '.join(map(repr, sorted(options)))}: the batched "
+            "env takes only 'reset_mask'"
+        )
+    if mask is None:
+        return None
+    rows = np.asarray(mask)
+    if rows.dtype != bool or rows.shape != (num_envs,):
+        raise ValueError(
+            f"reset_mask must be a boolean array of shape ({num_envs},), got "
+            f"{rows.dtype} of shape {rows.shape}"
+        )
+    return rows
+
+
+def same_step_autoreset(
+    ended: np.ndarray,
+    observations: np.ndarray,
+    info: dict[str, Any],
+    reset_envs: Callable[[np.ndarray], tuple[np.ndarray, dict[str, Any]]],
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """SAME_STEP autoreset of a step's results: the ended envs' last observation and info go
+    to ``final_obs``/``final_info`` (as Gymnasium's vector envs put them) and their rows
+    become the reset observation and info that ``reset_envs(ended)`` returns."""
+    final_obs = np.full(len(ended), None, dtype=object)
+    for row in np.flatnonzero(ended):
+        final_obs[row] = observations[row].copy()
+    final_info: dict[str, Any] = {}
+    for key, value in info.items():
+        final_info[key] = value.copy()
+        final_info[f"_{key}"] = ended.copy()
+    reset_observations, reset_info = reset_envs(ended)
+    observations = observations.copy()
+    observations[ended] = reset_observations
+    info = _copy_info(info)
+    for key, value in reset_info.items():
+        info[key][ended] = value
+    info["final_obs"], info["_final_obs"] = final_obs, ended.copy()
+    info["final_info"], info["_final_info"] = final_info, ended.copy()
+    return observations, info
 
 
 def parse_autoreset_mode(mode: AutoresetMode | str) -> AutoresetMode:

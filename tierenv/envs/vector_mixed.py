@@ -28,6 +28,8 @@ from tierenv.envs.vector import (
     WeightedInterleaveVectorEnv,
     _copy_info,
     parse_autoreset_mode,
+    reset_mask_option,
+    same_step_autoreset,
 )
 from tierenv.workload.generator import (
     ScenarioDistribution,
@@ -131,20 +133,8 @@ class MixedScenarioVectorEnv(VectorEnv):
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Draw a scenario for every group (from ``np_random``, seeded by ``seed``), or
         reset only the envs of ``options={"reset_mask": mask}``."""
-        options = dict(options or {})
-        mask = options.pop("reset_mask", None)
-        if options:
-            raise ValueError(
-                f"unknown reset option(s) {', '.join(map(repr, sorted(options)))}: the batched "
-                "env takes only 'reset_mask'"
-            )
-        if mask is not None:
-            rows = np.asarray(mask)
-            if rows.dtype != bool or rows.shape != (self.num_envs,):
-                raise ValueError(
-                    f"reset_mask must be a boolean array of shape ({self.num_envs},), got "
-                    f"{rows.dtype} of shape {rows.shape}"
-                )
+        rows = reset_mask_option(options, self.num_envs)
+        if rows is not None:
             if self._last_observations is None or self._last_info is None:
                 raise RuntimeError("call reset() without reset_mask first")
             observations, info = self.reset_envs(rows)
@@ -201,7 +191,7 @@ class MixedScenarioVectorEnv(VectorEnv):
         terminated = np.zeros(self.num_envs, dtype=bool)
         ended = truncated | terminated
         if self.autoreset_mode is AutoresetMode.SAME_STEP and ended.any():
-            observations, info = self._reset_same_step(ended, observations, info)
+            observations, info = same_step_autoreset(ended, observations, info, self.reset_envs)
             self._autoreset[:] = False
         else:
             self._autoreset = ended
@@ -275,24 +265,3 @@ class MixedScenarioVectorEnv(VectorEnv):
             if key not in info:
                 info[key] = np.zeros((self.num_envs, *value.shape[1:]), dtype=value.dtype)
             info[key][rows] = value
-
-    def _reset_same_step(
-        self, ended: np.ndarray, observations: np.ndarray, info: dict[str, Any]
-    ) -> tuple[np.ndarray, dict[str, Any]]:
-        """SAME_STEP autoreset, as ``WeightedInterleaveVectorEnv`` does it."""
-        final_obs = np.full(self.num_envs, None, dtype=object)
-        for row in np.flatnonzero(ended):
-            final_obs[row] = observations[row].copy()
-        final_info: dict[str, Any] = {}
-        for key, value in info.items():
-            final_info[key] = value.copy()
-            final_info[f"_{key}"] = ended.copy()
-        reset_observations, reset_info = self.reset_envs(ended)
-        observations = observations.copy()
-        observations[ended] = reset_observations
-        info = _copy_info(info)
-        for key, value in reset_info.items():
-            info[key][ended] = value
-        info["final_obs"], info["_final_obs"] = final_obs, ended.copy()
-        info["final_info"], info["_final_info"] = final_info, ended.copy()
-        return observations, info

@@ -81,7 +81,6 @@ from __future__ import annotations
 import math
 import tomllib
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -90,11 +89,11 @@ import tomli_w
 
 from tierenv.hardware.profile import ProfileError, load_profile
 from tierenv.workload.access import KINDS as DISTRIBUTION_KINDS
+from tierenv.workload.library import ShippedLibrary
 from tierenv.workload.scenario import Scenario, TomlReader, parse_scenario
 from tierenv.workload.units import format_size, parse_size
 
 GENERATOR_VERSION = 1
-DISTRIBUTION_SUFFIX = ".toml"
 #: Sizes are drawn in whole multiples of this (readable files, whole pages).
 SIZE_GRAIN = 64 << 20
 #: The read share at which a node's saturation sets the traffic scale (MLC's 2:1 mix).
@@ -152,6 +151,9 @@ _DAMOS_KEYS = ("quota_per_s", "min_access_percent")
 
 class DistributionError(ValueError):
     """A scenario distribution file that cannot be used (names file, line and key)."""
+
+
+DISTRIBUTIONS = ShippedLibrary("distributions", "distribution", DistributionError)
 
 
 @dataclass(frozen=True)
@@ -255,31 +257,13 @@ class ScenarioDistribution:
 
 
 def shipped_distribution_names() -> list[str]:
-    folder = resources.files("tierenv.workload") / "distributions"
-    return sorted(
-        entry.name[: -len(DISTRIBUTION_SUFFIX)]
-        for entry in folder.iterdir()
-        if entry.name.endswith(DISTRIBUTION_SUFFIX)
-    )
+    return DISTRIBUTIONS.names()
 
 
 def load_distribution(name_or_path: str | Path) -> ScenarioDistribution:
     """A shipped distribution by name, or a distribution file by path."""
-    path = Path(name_or_path)
-    if path.suffix != DISTRIBUTION_SUFFIX and not path.exists():
-        folder = resources.files("tierenv.workload") / "distributions"
-        candidate = folder / f"{name_or_path}{DISTRIBUTION_SUFFIX}"
-        if not candidate.is_file():
-            raise DistributionError(
-                f"{name_or_path}: no such distribution file or shipped distribution "
-                f"(shipped: {', '.join(shipped_distribution_names())})"
-            )
-        return parse_distribution(candidate.read_text(), source=f"{name_or_path}.toml")
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise DistributionError(f"{path}: cannot read: {error.strerror or error}") from error
-    return parse_distribution(text, source=str(path))
+    text, source, _ = DISTRIBUTIONS.read(name_or_path)
+    return parse_distribution(text, source=source)
 
 
 def parse_distribution(text: str, source: str = "<text>") -> ScenarioDistribution:

@@ -67,7 +67,6 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -78,10 +77,10 @@ from tierenv.hardware.nodeset import NodeSet
 from tierenv.hardware.profile import NodeProfile, ProfileError, load_profile
 from tierenv.workload.access import Distribution
 from tierenv.workload.application import Application
+from tierenv.workload.library import ShippedLibrary
 from tierenv.workload.trace import Trace, load_trace
 from tierenv.workload.units import parse_size
 
-SCENARIO_SUFFIX = ".toml"
 DEFAULT_PAGE_SIZE = 2 << 20
 
 _TOP_KEYS = (
@@ -131,6 +130,9 @@ MAX_TRAFFIC_GBPS = 10_000.0
 
 class ScenarioError(ValueError):
     """A scenario file is unusable; the message names the file, line, key and problem."""
+
+
+SCENARIOS = ShippedLibrary("scenarios", "scenario", ScenarioError)
 
 
 @dataclass(frozen=True)
@@ -256,30 +258,13 @@ class Scenario:
 
 
 def shipped_scenario_names() -> list[str]:
-    folder = resources.files("tierenv.workload") / "scenarios"
-    return sorted(
-        entry.name[: -len(SCENARIO_SUFFIX)]
-        for entry in folder.iterdir()
-        if entry.name.endswith(SCENARIO_SUFFIX)
-    )
+    return SCENARIOS.names()
 
 
 def load_scenario(name_or_path: str | Path) -> Scenario:
     """A shipped scenario by name, or a scenario file by path."""
-    path = Path(name_or_path)
-    if path.suffix != SCENARIO_SUFFIX and not path.exists():
-        candidate = resources.files("tierenv.workload") / "scenarios" / f"{name_or_path}.toml"
-        if not candidate.is_file():
-            raise ScenarioError(
-                f"{name_or_path}: no such scenario file or shipped scenario "
-                f"(shipped: {', '.join(shipped_scenario_names())})"
-            )
-        return parse_scenario(candidate.read_text(), source=f"{name_or_path}.toml")
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise ScenarioError(f"{path}: cannot read: {error.strerror or error}") from error
-    return parse_scenario(text, source=str(path), base=path.parent)
+    text, source, base = SCENARIOS.read(name_or_path)
+    return parse_scenario(text, source=source, base=base)
 
 
 def parse_scenario(text: str, source: str = "<text>", base: Path | None = None) -> Scenario:
