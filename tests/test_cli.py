@@ -268,6 +268,23 @@ def test_scenarios_show_names_every_feature(capsys) -> None:
     assert "at 60 s: mlc: reads 67%" in out
 
 
+def test_scenarios_shows_background_traffic_and_think_events(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "busy.toml"
+    path.write_text(
+        'name = "busy"\nduration_s = 60\n[damos]\nenabled = false\n'
+        '[[nodes]]\nprofile = "bytedance-ddr5-snc"\ncapacity = "64 GiB"\n'
+        '[[nodes]]\nprofile = "bytedance-cxl-asic"\ncapacity = "64 GiB"\n'
+        '[[apps]]\nname = "a"\nworking_set = "1 GiB"\nmlp = 16\nthink_ns = 5\n'
+        '[[events]]\nat_s = 30\napp = "a"\nthink_ns = 40\n'
+        "[[traffic]]\nnode = 1\ngbps = 12.5\nread_fraction = 0.5\nstop_s = 20\n"
+    )
+    code, out, _ = run(capsys, "scenarios", str(path))
+    assert code == 0
+    assert "background traffic on node1: 12.5 GB/s, reads 50%, 0 s to 20" in out
+    assert "at 30 s: a: think 40 ns" in out
+    assert "DAMOS migrate_hot: off" in out
+
+
 # --- bench ---------------------------------------------------------------------------------
 
 
