@@ -169,7 +169,7 @@ class OracleDP(Controller):
         if n_intervals == 0:
             self.value = 0.0
             return index
-        quota_per_s = self.damos.quota_bytes * 1000.0 / self.damos.quota_reset_interval_ms
+        quota_per_s = self.damos.quota_bytes_per_s
         # Interval 0: any choice may place the first pages; nothing is migrated yet.
         value = self.rewards[0].copy()
         back = np.zeros((n_intervals, n_choices), dtype=np.int64)

@@ -56,6 +56,11 @@ class DamosSetup:
             setup, quota_bytes=setup.quota_per_window(spec.quota_bytes_per_s, scenario.page_size)
         )
 
+    @property
+    def quota_bytes_per_s(self) -> float:
+        """The quota as a rate: ``quota_bytes`` per reset window (0: unlimited)."""
+        return self.quota_bytes * 1000.0 / self.quota_reset_interval_ms
+
     def quota_per_window(self, bytes_per_s: int, page_size: int) -> int:
         """The ``quotas/bytes`` for a rate of ``bytes_per_s`` (0: unlimited): whole pages per
         reset window, at least one page (the kernel charges whole minimum regions, so a quota

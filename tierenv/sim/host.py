@@ -334,9 +334,7 @@ class SimulatedHost:
             damon_regions={},
             damon_region_pages={},
             damos_stats={},
-            damos_quota_bytes_per_s=self.damos.quota_bytes
-            * 1000
-            / self.damos.quota_reset_interval_ms,
+            damos_quota_bytes_per_s=self.damos.quota_bytes_per_s,
             nr_accesses_max=self.damos.attrs.max_nr_accesses,
         )
         truth = GroundTruth(
@@ -595,9 +593,7 @@ class SimulatedHost:
                 for app in apps
                 if app.kdamond is not None and app.kdamond.schemes
             },
-            damos_quota_bytes_per_s=self.damos.quota_bytes
-            * 1000
-            / self.damos.quota_reset_interval_ms,
+            damos_quota_bytes_per_s=self.damos.quota_bytes_per_s,
             nr_accesses_max=self.damos.attrs.max_nr_accesses,
         )
         truth = GroundTruth(
