@@ -14,13 +14,27 @@ Beside ``policy.onnx`` goes ``policy.json``: what the graph expects (the ordered
 with their units), how it was made (run, versions, normalisation constants) and the graph's
 sha256, so a loader can refuse a graph that is not the one described. Every export is checked
 against SB3 on observations inside and outside the observation space before it is written.
+
+Both files are made in a temporary directory beside the output, then renamed into place, the
+graph first and the sidecar last; if the second rename fails the first is undone, so an old
+pair stays whole. (Only a kill between the two renames can leave a new graph beside the old
+sidecar, which every loader refuses on the checksum.)
+
+Trust boundary: exporting loads the run with stable-baselines3, and ``model.zip`` holds
+cloudpickled objects that SB3 unpickles, so export runs you trust (your own training runs)
+only. ``vecnormalize.pkl`` is read by a restricted unpickler that runs no code from the file.
+The exported pair holds no pickle: it is what to copy to a host.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+import tempfile
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +45,6 @@ import tierenv
 from agents.controllers.base import ControllerError
 from agents.policies.learned import RECURRENT, LearnedPolicy, one_torch_thread
 from tierenv.contracts import actions
-from tierenv.files import atomic_path, write_text_atomically
 
 FORMAT = "tierenv-onnx-policy"
 FORMAT_VERSION = 1
@@ -84,8 +97,10 @@ def export_policy(run: Path, out: Path) -> ExportedPolicy:
     VecNormalize's normalisation and SB3's Box post-processing included; it is checked against
     ``model.predict(deterministic=True)`` on several hundred observations (within the
     observation space and beyond it, so that normalisation clipping is exercised) and refused
-    when any action differs by more than 1e-5. Both files are written atomically: on any
-    failure neither is left half-written (an old pair is kept).
+    when any action differs by more than 1e-5. Both files land together: on any failure
+    nothing new is left and an old pair is kept (see the module docstring).
+
+    Trust: the run's ``model.zip`` is unpickled by SB3; export runs you trust only.
 
     Refused with ``ExportError`` (a ``ControllerError``, hence a ``ValueError``): RecurrentPPO
     runs (LSTM state is not exported yet), runs on simulator-only (privileged) features or
@@ -94,6 +109,12 @@ def export_policy(run: Path, out: Path) -> ExportedPolicy:
     run, out = Path(run), Path(out)
     if out.suffix != ".onnx":
         raise ExportError(f"export: the output must be an .onnx file, got {out}")
+    for path in (out, sidecar_path(out)):
+        if path.is_dir():
+            raise ExportError(
+                f"export: {path} is a directory; give the .onnx file to write, e.g. "
+                f"{path / 'policy.onnx'}"
+            )
     try:
         policy = LearnedPolicy(run)  # checks run.json, features, normaliser and model
     except ExportError:
@@ -108,18 +129,71 @@ def export_policy(run: Path, out: Path) -> ExportedPolicy:
         )
     import torch
 
-    with one_torch_thread():
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with (
+        one_torch_thread(),
+        tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as staging,
+    ):
+        tmp_onnx = Path(staging) / out.name
+        tmp_sidecar = sidecar_path(tmp_onnx)
         module = _ActionGraph(policy, where).eval()
-        with atomic_path(out, suffix=".onnx") as tmp_onnx:
-            _torch_export(module, len(policy.features), tmp_onnx)
-            observations = _check_observations(policy)
-            with torch.no_grad():
-                torch_actions = module(torch.as_tensor(observations)).numpy()
-            difference = _check_against_sb3(policy, tmp_onnx, observations, torch_actions, where)
-            digest = sha256_file(tmp_onnx)
-            metadata = _metadata(policy, digest, difference, observations.shape[0])
-            write_text_atomically(sidecar_path(out), json.dumps(metadata, indent=2) + "\n")
+        _torch_export(module, len(policy.features), tmp_onnx)
+        observations = _check_observations(policy)
+        with torch.no_grad():
+            torch_actions = module(torch.as_tensor(observations)).numpy()
+        difference = _check_against_sb3(policy, tmp_onnx, observations, torch_actions, where)
+        digest = sha256_file(tmp_onnx)
+        metadata = _metadata(policy, digest, difference, observations.shape[0])
+        tmp_sidecar.write_text(json.dumps(metadata, indent=2) + "\n")
+        try:
+            _install([(tmp_onnx, out), (tmp_sidecar, sidecar_path(out))], Path(staging))
+        except OSError as err:
+            raise ExportError(
+                f"export: could not put {out} and {sidecar_path(out).name} in place ({err}); "
+                "nothing new was left there"
+            ) from err
     return ExportedPolicy(out, sidecar_path(out), digest, metadata, difference)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _install(moves: Sequence[tuple[Path, Path]], staging: Path) -> None:
+    """Rename each new file over its target, in order. The old targets are first hard-linked
+    (or copied) into ``staging``; if a rename fails, the ones done are undone, so the targets
+    end all new or all as they were."""
+    backups: list[Path | None] = []
+    for index, (_, target) in enumerate(moves):
+        if target.exists():
+            backup = staging / f"old.{index}"
+            try:
+                os.link(target, backup)
+            except OSError:  # a file system without hard links
+                shutil.copy2(target, backup)
+            backups.append(backup)
+        else:
+            backups.append(None)
+    for source, _ in moves:
+        _fsync(source)  # the data is on disk before any name points at it
+    done: list[int] = []
+    try:
+        for index, (source, target) in enumerate(moves):
+            os.replace(source, target)
+            done.append(index)
+    except BaseException:
+        for index in reversed(done):
+            backup, target = backups[index], moves[index][1]
+            if backup is None:
+                target.unlink(missing_ok=True)
+            else:
+                os.replace(backup, target)
+        raise
+    _fsync(moves[0][1].parent)
 
 
 # ------------------------------------------------------------------------------ the graph

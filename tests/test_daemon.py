@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -285,7 +285,28 @@ def child(tree: str, journal: str, status: str, log: str) -> None:
     sys.exit(daemon.run())
 
 
-def start_child(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path, Path]:
+def stop_all(processes: Sequence[subprocess.Popen[Any]]) -> None:
+    """Kill whatever is still running and reap it (a failing test leaves no daemon behind)."""
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
+@pytest.fixture
+def children() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        yield started
+    finally:
+        stop_all(started)
+
+
+def start_child(
+    tmp_path: Path, children: list[subprocess.Popen[bytes]]
+) -> tuple[subprocess.Popen[bytes], Path, Path]:
+    """A daemon subprocess on the FakeKernel tree at ``tmp_path``, registered in ``children``
+    (killed at teardown), once it made two decisions."""
     journal, status = tmp_path / "journal.json", tmp_path / "status.json"
     code = (
         "from tests.test_daemon import child; "
@@ -294,31 +315,31 @@ def start_child(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path, Path]:
     )
     env = {k: v for k, v in os.environ.items() if k != "TIERENV_ALLOW_REAL_SYSFS"}
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).parents[1], env=env)
-    deadline = time.monotonic() + 60
+    children.append(proc)
+    deadline = time.monotonic() + 300  # a bound for a hung child, not a timing assertion
     while time.monotonic() < deadline:
         if status.exists() and json.loads(status.read_text())["intervals"] >= 2:
             return proc, journal, status
         assert proc.poll() is None, "daemon subprocess exited early"
         time.sleep(0.02)
-    proc.kill()
     raise AssertionError("daemon subprocess made no decisions")
 
 
-def test_sigterm_restores(tmp_path: Path) -> None:
+def test_sigterm_restores(tmp_path: Path, children) -> None:
     fk = fake(tmp_path)
     before = fk.snapshot()
-    proc, journal, status = start_child(tmp_path)
+    proc, journal, status = start_child(tmp_path, children)
     assert fk.root.read(f"{WI}/node0") == "3" and journal.exists()
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=30) == 0
+    assert proc.wait(timeout=300) == 0
     assert_restored(reopen(tmp_path), before, journal)
     assert json.loads(status.read_text())["stop_reason"] == "SIGTERM"
 
 
-def test_sigkill_then_restart_restores_from_journal_first(tmp_path: Path) -> None:
+def test_sigkill_then_restart_restores_from_journal_first(tmp_path: Path, children) -> None:
     fk = fake(tmp_path)
     before = fk.snapshot()
-    proc, journal, _ = start_child(tmp_path)
+    proc, journal, _ = start_child(tmp_path, children)
     proc.kill()
     proc.wait(timeout=30)
     assert journal.exists()  # nothing was restored: the kernel state outlived the daemon
@@ -330,6 +351,8 @@ def test_sigkill_then_restart_restores_from_journal_first(tmp_path: Path) -> Non
     assert daemon.run(max_intervals=1) == 0
     names = [e["event"] for e in events(log)]
     assert names[:2] == ["recovery", "recovered"] and names.index("started") > 1
+    # The killed daemon's lock was released by the kernel; its pid was still in the file.
+    assert events(log)[names.index("started")]["stale_lock_owner"] == str(proc.pid)
     # The first writes put the host back before our new kdamond was created.
     first = again.writes[: again.writes.index((f"{KDS}/nr_kdamonds", "1"))]
     assert (f"{KDS}/0/state", "off") in first and (f"{KDS}/nr_kdamonds", "0") in first

@@ -354,3 +354,46 @@ def test_the_command_line_exports_a_run(ppo_run, tmp_path, capsys) -> None:
     assert out.is_file() and out.with_suffix(".json").is_file()
     assert main(["export", str(tmp_path / "no-such-run")]) == 2
     assert "no-such-run" in capsys.readouterr().err
+
+
+def test_the_pair_lands_together_or_not_at_all(ppo_run, tmp_path, monkeypatch) -> None:
+    """Issue 19 item 4: the sidecar was renamed before the graph, so a failure in between left
+    a new sidecar beside the old graph. Now the second rename failing undoes the first."""
+    import errno
+    import os
+
+    out = tmp_path / "policy.onnx"
+    out.write_bytes(b"old graph")
+    out.with_suffix(".json").write_text("old sidecar")
+    targets = {out, out.with_suffix(".json")}
+    real_replace = os.replace
+    renamed: list[Path] = []
+
+    def replace(source: Any, target: Any, *args: Any, **kwargs: Any) -> None:
+        if Path(target) in targets:
+            renamed.append(Path(target))
+            if len(renamed) == 2:
+                raise OSError(errno.EIO, "injected failure", str(target))
+        real_replace(source, target, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises((ExportError, OSError), match="injected failure"):
+        export_policy(ppo_run[0], out)
+    assert len(renamed) >= 2
+    assert out.read_bytes() == b"old graph"
+    assert out.with_suffix(".json").read_text() == "old sidecar"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["policy.json", "policy.onnx"]
+    monkeypatch.setattr(os, "replace", real_replace)
+    result = export_policy(ppo_run[0], out)  # and without the failure, both are new
+    OnnxPolicy(result.onnx)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["policy.json", "policy.onnx"]
+
+
+@pytest.mark.parametrize("directory", ["policy.onnx", "policy.json"])
+def test_an_output_that_is_a_directory_is_refused_cleanly(ppo_run, tmp_path, directory) -> None:
+    """Issue 19 item 4: ``--out`` naming a directory left an orphan sidecar."""
+    (tmp_path / directory).mkdir()
+    with pytest.raises(ExportError, match="is a directory"):
+        export_policy(ppo_run[0], tmp_path / "policy.onnx")
+    assert [p.name for p in tmp_path.iterdir()] == [directory]
+    assert list((tmp_path / directory).iterdir()) == []

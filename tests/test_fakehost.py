@@ -1,6 +1,10 @@
 """``tierenv fakehost`` and ``tierenv daemon --fake-kernel`` as separate processes, the way a
 user tries the daemon without root: weights reach the simulated host; SIGTERM restores; after
-SIGKILL the next start restores from the journal before doing anything else."""
+SIGKILL the next start restores from the journal before doing anything else.
+
+Every process a test starts goes through the ``spawn`` fixture, which kills whatever is still
+running at teardown, so a failing test leaves no daemon or fake host behind. Waits have
+generous bounds (a hung process, not a slow one, fails them): nothing here is timed."""
 
 from __future__ import annotations
 
@@ -10,8 +14,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -29,7 +34,7 @@ def weights(host: Path) -> list[int]:
     return [int((host / WI / f"node{k}").read_text()) for k in range(2)]
 
 
-def wait_for(condition, timeout: float = 30.0, what: str = "") -> None:
+def wait_for(condition, timeout: float = 300.0, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -37,12 +42,39 @@ def wait_for(condition, timeout: float = 30.0, what: str = "") -> None:
         time.sleep(0.05)
 
 
+Spawn = Callable[..., subprocess.Popen]
+
+
 @pytest.fixture
-def fakehost(tmp_path) -> Iterator[tuple[Path, list[str]]]:
+def spawn() -> Iterator[Spawn]:
+    """``spawn(*args, **popen_kwargs)`` starts ``tierenv ARGS``; all are killed at teardown."""
+    started: list[subprocess.Popen] = []
+
+    def start(*args: str, **kwargs) -> subprocess.Popen:
+        process = tierenv(*args, **kwargs)
+        started.append(process)
+        return process
+
+    try:
+        yield start
+    finally:
+        for process in started:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+            if process.stdout is not None:
+                process.stdout.close()
+
+
+@pytest.fixture
+def fakehost(tmp_path, spawn) -> Iterator[tuple[Path, list[str]]]:
+    """A fake host (steady-single at 5x: one minute) and the daemon command it prints. At
+    teardown its output must show no error: it reads the files the daemon writes, and a torn
+    read used to crash it."""
     host = tmp_path / "host"
-    process = tierenv(
-        "fakehost", str(host), "--scenario", "steady-single", "--speed", "10",
-        stdout=subprocess.PIPE,
+    process = spawn(
+        "fakehost", str(host), "--scenario", "steady-single", "--speed", "5",
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     assert process.stdout is not None
     command = None
@@ -51,12 +83,17 @@ def fakehost(tmp_path) -> Iterator[tuple[Path, list[str]]]:
             command = line.removeprefix("run: tierenv ").split()
             break
     assert command is not None, "fakehost did not print the daemon command"
+    output: list[str] = []  # kept read, so a full pipe never blocks it
+    reader = threading.Thread(target=lambda: output.extend(process.stdout), daemon=True)
+    reader.start()
     wait_for(lambda: (host / "proc/4000").is_dir(), what="the simulated app")
-    try:
-        yield host, command
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
+    yield host, command
+    process.send_signal(signal.SIGTERM)
+    # 0, or killed by the SIGTERM when it had just reached the scenario's end and was exiting.
+    assert process.wait(timeout=300) in (0, -signal.SIGTERM)
+    reader.join(timeout=300)
+    errors = [line for line in output if "Traceback" in line or "error" in line.lower()]
+    assert errors == [], "fakehost failed while the daemon ran:\n" + "".join(output[-20:])
 
 
 @pytest.fixture(scope="module")
@@ -75,14 +112,14 @@ def daemon_args(host: Path, command: list[str], *extra: str) -> list[str]:
     return [*base, "--controller", "static", "--param", "weights=[1,3]", *extra]
 
 
-def test_sigterm_restores_the_simulated_host(fakehost, tmp_path):
+def test_sigterm_restores_the_simulated_host(fakehost, spawn, tmp_path):
     host, command = fakehost
     log = tmp_path / "log.jsonl"
-    daemon = tierenv(*daemon_args(host, command, "--log", str(log)))
+    daemon = spawn(*daemon_args(host, command, "--log", str(log)))
     wait_for(lambda: weights(host) == [1, 3], what="the daemon's weights")
     assert int((host / NR_KDAMONDS).read_text()) == 1
     daemon.send_signal(signal.SIGTERM)
-    assert daemon.wait(timeout=30) == 0
+    assert daemon.wait(timeout=300) == 0
     assert weights(host) == [1, 1]
     assert int((host / NR_KDAMONDS).read_text()) == 0
     assert not (host / "journal.json").exists()
@@ -91,18 +128,18 @@ def test_sigterm_restores_the_simulated_host(fakehost, tmp_path):
     assert stopped["restored"] is True
 
 
-def test_after_sigkill_the_next_start_restores_from_the_journal(fakehost, tmp_path):
+def test_after_sigkill_the_next_start_restores_from_the_journal(fakehost, spawn, tmp_path):
     host, command = fakehost
-    first = tierenv(*daemon_args(host, command, "--log", str(tmp_path / "first.jsonl")))
+    first = spawn(*daemon_args(host, command, "--log", str(tmp_path / "first.jsonl")))
     wait_for(lambda: weights(host) == [1, 3], what="the daemon's weights")
     first.kill()
-    first.wait(timeout=30)
+    first.wait(timeout=300)
     assert (host / "journal.json").exists()
     assert weights(host) == [1, 3] and int((host / NR_KDAMONDS).read_text()) == 1
 
     log = tmp_path / "second.jsonl"
-    second = tierenv(*daemon_args(host, command, "--log", str(log), "--max-intervals", "2"))
-    assert second.wait(timeout=60) == 0
+    second = spawn(*daemon_args(host, command, "--log", str(log), "--max-intervals", "2"))
+    assert second.wait(timeout=300) == 0
     events = [json.loads(line) for line in log.read_text().splitlines()]
     names = [e["event"] for e in events]
     assert names.index("recovered") < names.index("started")
@@ -126,7 +163,7 @@ def test_the_daemon_process_never_imports_torch(fakehost, tmp_path, policy_onnx)
     )
     env = {k: v for k, v in os.environ.items() if k != "TIERENV_ALLOW_REAL_SYSFS"}
     done = subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=120
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=600
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "HEAVY []" in done.stdout

@@ -14,7 +14,11 @@ Refused, with errors naming the run: policies on simulator-only (privileged) fea
 they could never act on a host; ``quota_action`` runs, since controllers set weights only;
 hosts whose node count or feature names differ from the run's.
 
-The model and ``vecnormalize.pkl`` are pickles: load runs you trust only.
+Trust: ``model.zip`` is loaded by stable-baselines3, which unpickles parts of it (cloudpickle):
+load runs you trust only, and never on a host as root (the daemon refuses this kind; it runs
+exported ONNX/JSON pairs). ``vecnormalize.pkl`` is read with a restricted unpickler that
+builds numpy arrays and plain records only and refuses any other callable, so a crafted one
+cannot run code.
 """
 
 from __future__ import annotations
@@ -114,14 +118,87 @@ class ObservationNormalizer:
         return np.clip(scaled, -self.clip_obs, self.clip_obs).astype(np.float32)
 
 
+class _Record:
+    """Stands in for a class of a ``VecNormalize`` pickle: takes any constructor arguments
+    and keeps its state as attributes; no code of the real class runs."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> _Record:
+        return object.__new__(cls)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        if (
+            isinstance(state, tuple)
+            and len(state) == 2
+            and all(part is None or isinstance(part, dict) for part in state)
+        ):  # (dict, slots) of __reduce_ex__
+            state = {**(state[0] or {}), **(state[1] or {})}
+        if isinstance(state, dict):  # other states (random generators') are not needed
+            self.__dict__.update({str(k): v for k, v in state.items()})
+
+
+def _record(*args: Any, **kwargs: Any) -> _Record:
+    return _Record()
+
+
+def _numpy_globals() -> dict[tuple[str, str], Any]:
+    """The numpy callables a pickled array needs: they build arrays, dtypes and scalars."""
+    core = np.core.multiarray if not hasattr(np, "_core") else np._core.multiarray
+    allowed: dict[tuple[str, str], Any] = {("numpy", "ndarray"): np.ndarray}
+    allowed[("numpy", "dtype")] = np.dtype
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        allowed[(module, "_reconstruct")] = core._reconstruct
+        allowed[(module, "scalar")] = core.scalar
+    return allowed
+
+
+# Everything else a VecNormalize pickle holds becomes a plain record: its statistics, spaces
+# and random generators (whose state is never used here).
+_RECORDS = {
+    ("stable_baselines3.common.vec_env.vec_normalize", "VecNormalize"),
+    ("stable_baselines3.common.running_mean_std", "RunningMeanStd"),
+    ("gymnasium.spaces.box", "Box"),
+    ("numpy.random._pickle", "__generator_ctor"),
+    ("numpy.random._pickle", "__bit_generator_ctor"),
+    ("numpy.random._pickle", "__randomstate_ctor"),
+    ("numpy.random._pcg64", "PCG64"),
+    ("numpy.random._mt19937", "MT19937"),
+    ("numpy.random.bit_generator", "SeedSequence"),
+    ("numpy.random.bit_generator", "__pyx_unpickle_SeedSequence"),
+}
+
+
+class _StatisticsUnpickler(pickle.Unpickler):
+    """Unpickles a ``VecNormalize.save`` file without running code from it: numpy's array
+    constructors are allowed, the known SB3/gymnasium classes become ``_Record``s, and any
+    other global (``os.system``, ``builtins.eval``, ...) is refused."""
+
+    numpy_globals = _numpy_globals()
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self.numpy_globals:
+            return self.numpy_globals[(module, name)]
+        if (module, name) in _RECORDS:
+            return _Record if name[:1].isupper() else _record
+        raise pickle.UnpicklingError(
+            f"refusing to load {module}.{name}: a VecNormalize statistics file holds numpy "
+            "arrays and SB3's statistics only, so this one was not written by VecNormalize.save"
+        )
+
+
 def load_normalizer(path: str | Path) -> ObservationNormalizer | None:
     """The observation statistics of a ``VecNormalize.save`` file, read without a live VecEnv
-    (``None`` when it did not normalise observations). Raises ``ControllerError``."""
+    and without running code from the file (``_StatisticsUnpickler``); ``None`` when it did
+    not normalise observations. Raises ``ControllerError``."""
     path = Path(path)
     try:
         with path.open("rb") as file:
-            saved = pickle.load(file)
+            saved = _StatisticsUnpickler(file).load()
     except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as err:
+        raise ControllerError(f"{path}: cannot read the VecNormalize statistics ({err})") from err
+    except (TypeError, ValueError, IndexError, KeyError) as err:  # a malformed stream
         raise ControllerError(f"{path}: cannot read the VecNormalize statistics ({err})") from err
     if not getattr(saved, "norm_obs", False):
         return None

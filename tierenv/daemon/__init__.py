@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tierenv.daemon.journal import DEFAULT_JOURNAL, Journal, read_journal, recover
+from tierenv.daemon.lock import LockHeldError, RootLock
 from tierenv.daemon.log import JsonLog
 from tierenv.daemon.loop import Daemon, DaemonError
 from tierenv.daemon.ratelimit import limit_shares
 from tierenv.host.page_nodes import PAGE_NODE_KINDS, page_node_query
-from tierenv.host.sysfs import SysfsRoot, default_proc_root
+from tierenv.host.sysfs import SysfsRoot, default_proc_root, refuse_real_tree
 
 if TYPE_CHECKING:
     from tierenv.host.collector import HostMetrics
@@ -28,6 +29,8 @@ __all__ = [
     "DaemonError",
     "Journal",
     "JsonLog",
+    "LockHeldError",
+    "RootLock",
     "Sources",
     "build_parser",
     "check_controller_fits",
@@ -46,8 +49,15 @@ Sources = Callable[[SysfsRoot, argparse.Namespace], "HostMetrics"]
 HELP = """Run a controller on this host: every interval, measure, decide and apply the
 interleave weights (and our kdamond's migrate_hot dests). Before changing anything the original
 weights, the auto switch and our kdamond are journaled; a journal left by a crash is restored
-first. On SIGTERM/SIGINT, an error or --max-intervals, everything is put back. The real /sys
-is used only with TIERENV_ALLOW_REAL_SYSFS=1."""
+first. On SIGTERM/SIGINT, an error or --max-intervals, everything is put back. One daemon runs
+per sysfs root (a second is refused). The real /sys is used only with
+TIERENV_ALLOW_REAL_SYSFS=1, and the journal, log and status files are never written inside
+/sys or /proc. Learned policies run only as exported ONNX/JSON pairs (--policy): the daemon
+never loads training run folders, whose pickles could run code as root."""
+
+#: The controllers a daemon may run with --controller: they load no files (an exported
+#: policy comes through --policy or kind onnx, which reads only the ONNX/JSON pair).
+DAEMON_CONTROLLERS = ("static", "kernel-auto", "caption", "bwap", "colloid", "onnx")
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
@@ -74,7 +84,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     )  # fmt: skip
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--policy", type=Path, help="an exported policy (.onnx with .json)")
-    which.add_argument("--controller", help="a controller kind, e.g. static (see --param)")
+    which.add_argument(
+        "--controller",
+        help=f"a controller kind: {', '.join(DAEMON_CONTROLLERS)} (parameters with --param)",
+    )
     p.add_argument(
         "--param", action="append", default=[], metavar="NAME=JSON",
         help="a controller parameter, e.g. weights=[3,1] (repeatable)",
@@ -103,6 +116,16 @@ def _controller(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
     if args.policy is not None:
         return make_controller("onnx", path=args.policy)
+    if args.controller not in DAEMON_CONTROLLERS:
+        why = {
+            "sb3": "it loads a training run's model.zip and vecnormalize.pkl, pickles that can "
+            "run any code (as root on a host); export the run on a machine you trust with "
+            "'tierenv export RUN --out policy.onnx' and pass --policy policy.onnx",
+        }.get(args.controller, "it is not a deployable controller")
+        raise ValueError(
+            f"--controller {args.controller}: refused, {why}. The daemon runs: "
+            f"{', '.join(DAEMON_CONTROLLERS)}"
+        )
     params = {}
     for item in args.param:
         name, _, value = item.partition("=")
@@ -165,6 +188,10 @@ def run_daemon(args: argparse.Namespace, sources: Sources | None = None) -> int:
     options to its own subparser). ``sources`` replaces :func:`host_metrics` (tests)."""
     metrics = None
     try:
+        for option, path in (("--journal", args.journal), ("--log", args.log),
+                             ("--status", args.status)):  # fmt: skip
+            if path is not None:
+                refuse_real_tree(path, f"the {option} file")
         root = _sysfs_root(args)
         controller = _controller(args)
         metrics = (sources or host_metrics)(root, args)
@@ -184,6 +211,12 @@ def run_daemon(args: argparse.Namespace, sources: Sources | None = None) -> int:
             status_path=args.status, use_damos=not args.no_damos,
             reuse_kdamond=args.reuse_kdamond, on_kdamond=metrics.attach_kdamond,
         )  # fmt: skip
+        try:
+            daemon.acquire_lock()  # before anything is read as a crash's journal
+        except (LockHeldError, OSError) as error:
+            print(f"tierenv daemon: {error}", file=sys.stderr)
+            log("refused", message=str(error))
+            return 2
         return daemon.run(max_intervals=args.max_intervals)
     finally:
         log.close()

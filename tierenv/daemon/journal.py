@@ -6,6 +6,11 @@ weights, the auto switch and which kdamond was ours. It is written atomically (t
 file, fsync, rename, fsync of the directory) so a reader sees either the old or the new
 journal, never half of one; a clean exit removes it, and the next start restores from any
 journal it finds before doing anything else (:func:`recover`).
+
+The journal follows every change of our kdamond: before the daemon stages it or changes its
+targets, the journal says what is being written (``kdamond_staging``, ``pending_target_pids``);
+once the change is done, it says what runs. So at any crash point the kdamond's files match
+what the journal allows, and the next start recognises it as ours and removes it.
 """
 
 from __future__ import annotations
@@ -22,14 +27,18 @@ from tierenv.host.interleave import InterleaveState, WeightedInterleave
 from tierenv.host.sysfs import SysfsError, SysfsRoot
 
 DEFAULT_JOURNAL = Path("/var/lib/tierenv/journal.json")  # systemd StateDirectory=tierenv
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 1 lacks the pending fields (their defaults are right)
 
 
 @dataclass(frozen=True)
 class Journal:
     """The state to put back. ``kdamond_index`` is the kdamond we create (or reuse), recorded
-    *before* it is created so a crash in between still finds it; ``target_pids`` identify it
-    as ours (a kdamond whose first target is another pid is left alone)."""
+    *before* it is created so a crash in between still finds it; ``target_pids`` (the targets
+    in force) identify it as ours: a kdamond monitoring other processes is left alone.
+    ``pending_target_pids``: targets being written now (a crash may leave them half written).
+    ``kdamond_staging``: our kdamond is being created or staged, so while it is off it may hold
+    a partial configuration of ours."""
 
     sysfs_root: str
     weights: dict[int, int]
@@ -38,6 +47,8 @@ class Journal:
     kdamond_index: int | None = None
     kdamond_reused: bool = False
     target_pids: tuple[int, ...] = ()
+    pending_target_pids: tuple[int, ...] | None = None
+    kdamond_staging: bool = False
     daemon_pid: int = field(default_factory=os.getpid)
     started_at: float = 0.0
     version: int = VERSION
@@ -49,12 +60,17 @@ class Journal:
         data = asdict(self)
         data["weights"] = {str(node): weight for node, weight in self.weights.items()}
         data["target_pids"] = list(self.target_pids)
+        if self.pending_target_pids is not None:
+            data["pending_target_pids"] = list(self.pending_target_pids)
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Journal:
-        if data.get("version") != VERSION:
-            raise ValueError(f"journal version {data.get('version')!r}, expected {VERSION}")
+        if data.get("version") not in READABLE_VERSIONS:
+            raise ValueError(
+                f"journal version {data.get('version')!r}, expected one of {READABLE_VERSIONS}"
+            )
+        pending = data.get("pending_target_pids")
         return cls(
             sysfs_root=str(data["sysfs_root"]),
             weights={int(node): int(w) for node, w in data["weights"].items()},
@@ -63,6 +79,8 @@ class Journal:
             kdamond_index=data["kdamond_index"],
             kdamond_reused=bool(data["kdamond_reused"]),
             target_pids=tuple(int(p) for p in data["target_pids"]),
+            pending_target_pids=None if pending is None else tuple(int(p) for p in pending),
+            kdamond_staging=bool(data.get("kdamond_staging", False)),
             daemon_pid=int(data["daemon_pid"]),
             started_at=float(data["started_at"]),
         )
@@ -118,6 +136,12 @@ def remove_journal(path: Path) -> None:
     _fsync_dir(path.parent)
 
 
+def _written(pids: tuple[int, ...], wanted: tuple[int, ...]) -> bool:
+    """Whether target files reading ``pids`` are ``wanted``, whole or partly written: an
+    ``nr_targets`` write makes every target with pid 0, then each pid is written in turn."""
+    return len(pids) == len(wanted) and all(p in (w, 0) for p, w in zip(pids, wanted, strict=True))
+
+
 def _ours(root: SysfsRoot, journal: Journal) -> tuple[bool, str]:
     """Whether the journal's kdamond still exists and holds our configuration (or nothing)."""
     index = journal.kdamond_index
@@ -129,15 +153,22 @@ def _ours(root: SysfsRoot, journal: Journal) -> tuple[bool, str]:
     if root.read_int(f"{kd}/contexts/nr_contexts") == 0:
         return True, f"kdamond {index} is empty"
     c = f"{kd}/contexts/0"
+    allowed = [journal.target_pids]
+    if journal.pending_target_pids is not None:
+        allowed.append(journal.pending_target_pids)
     try:
         pids = tuple(
             root.read_int(f"{c}/targets/{t}/pid_target")
             for t in range(root.read_int(f"{c}/targets/nr_targets"))
         )
+        staged = not pids or any(_written(pids, wanted) for wanted in allowed)
+        if journal.kdamond_staging and staged and root.read(f"{kd}/state").strip() != "on":
+            # Stopped while we staged it: whatever part of our configuration it holds is ours.
+            return True, f"kdamond {index} is off, staged by us (targets {list(pids)})"
         action = root.read(f"{c}/schemes/0/action").strip()
     except SysfsError as error:
-        return False, f"kdamond {index} is not ours ({error})"
-    if pids == journal.target_pids and action == "migrate_hot":
+        return False, f"kdamond {index} is not ours ({error}); left alone"
+    if action == "migrate_hot" and any(_written(pids, wanted) for wanted in allowed):
         return True, f"kdamond {index} targets {list(pids)} with migrate_hot"
     return False, f"kdamond {index} targets {list(pids)} with {action}, not ours; left alone"
 

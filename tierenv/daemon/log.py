@@ -13,6 +13,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from tierenv.host.sysfs import refuse_real_tree
+
 
 def jsonable(value: Any) -> Any:
     """numpy arrays/scalars, tuples and non-finite floats as plain JSON (NaN -> "nan")."""
@@ -39,6 +41,7 @@ class JsonLog:
         self.clock = clock
         self._own = isinstance(target, str | Path)
         if isinstance(target, str | Path):
+            refuse_real_tree(target, "a decision log")
             Path(target).parent.mkdir(parents=True, exist_ok=True)
             self.stream: IO[str] = open(target, "a", encoding="utf-8")  # noqa: SIM115
         else:

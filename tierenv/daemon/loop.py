@@ -17,6 +17,12 @@ Safety rules, and why:
   switch are restored, our kdamond is stopped and removed, and the journal deleted (kept if the
   restore failed, so the next start retries).
 * ``dry_run`` writes nothing to sysfs and no journal; the log says what would be written.
+* One daemon per sysfs root (:mod:`tierenv.daemon.lock`): a second one is refused before it
+  reads the first one's live journal as a crash's.
+* The journal follows every change of our kdamond (staging, new targets), written before and
+  after each change, so whatever the crash point, the next start recognises it as ours.
+* The journal, log, status and lock files are never created inside the real /sys or /proc
+  (:func:`tierenv.host.sysfs.refuse_real_tree`), opt-in or not.
 
 Our kdamond has one vaddr context whose targets are the live ``pids``, with the scheme
 ``DamosSetup().context`` gives (``migrate_hot`` with dests equal to the interleave weights) and
@@ -49,6 +55,7 @@ from tierenv.daemon.journal import (
     remove_journal,
     write_journal,
 )
+from tierenv.daemon.lock import RootLock
 from tierenv.daemon.log import JsonLog
 from tierenv.daemon.ratelimit import limit_shares, share_change
 from tierenv.damon.config import ContextConfig, Scheme, Target
@@ -61,7 +68,7 @@ from tierenv.host.damon import (
     probe,
 )
 from tierenv.host.interleave import InterleaveState, InterleaveWriteError, WeightedInterleave
-from tierenv.host.sysfs import SysfsError, SysfsRoot
+from tierenv.host.sysfs import SysfsError, SysfsRoot, refuse_real_tree
 from tierenv.memory.interleave import WeightError, check_weights
 from tierenv.sim.damos_setup import DamosSetup
 
@@ -130,14 +137,19 @@ class Daemon:
         self.measure = measure
         self.nodes = nodes
         self.interval_s = float(interval_s)
-        self.journal_path = Path(journal_path)
+        self.journal_path = refuse_real_tree(journal_path, "the daemon's journal")
         self._pids = pids
         self.pids = self.live_pids()
         self.on_kdamond = on_kdamond
         self.dry_run = dry_run
         self.max_change = max_change_per_interval
         self.log = log if log is not None else JsonLog(clock=clock)
-        self.status_path = Path(status_path) if status_path is not None else None
+        self.status_path = (
+            refuse_real_tree(status_path, "the daemon's status file")
+            if status_path is not None
+            else None
+        )
+        self.lock = RootLock(root.path)
         self.clock = clock
         self.sleep = sleep if sleep is not None else self._interruptible_sleep
         self.damos = damos if damos is not None else DamosSetup()
@@ -147,6 +159,7 @@ class Daemon:
         self.wi = WeightedInterleave(root)
         self.original: InterleaveState | None = None
         self.kdamond: Kdamond | None = None
+        self.journal: Journal | None = None  # what the journal file says now
         self.journaled = False
         self.applied: np.ndarray | None = None  # weights in force (safe fallback)
         self.dests: np.ndarray | None = None  # dests last committed
@@ -179,8 +192,10 @@ class Daemon:
     # -- setup -------------------------------------------------------------------------------
 
     def setup(self) -> None:
-        """Recover from a crash journal, probe, journal, snapshot and start our kdamond."""
+        """Lock the root, recover from a crash journal, probe, journal, snapshot and start
+        our kdamond."""
         self.started_at = self.clock()
+        self.acquire_lock()
         recover(self.root, self.journal_path, self.log, dry_run=self.dry_run)
         self.features = features = probe(self.root)
         if not features.weighted_interleave:
@@ -197,6 +212,7 @@ class Daemon:
             )
         self.applied = np.array([self.original.weights[n] for n in node_ids], dtype=np.int64)
         index = self._planned_index() if self.use_damos else None
+        self.pids = self.live_pids()  # processes may have come and gone since construction
         journal = Journal(
             sysfs_root=str(self.root.path),
             weights=dict(self.original.weights),
@@ -205,15 +221,21 @@ class Daemon:
             kdamond_index=index,
             kdamond_reused=self.reuse_kdamond is not None,
             target_pids=self.pids,
+            kdamond_staging=index is not None,
             started_at=self.started_at,
         )
         if self.dry_run:
             self.log("dry_run", would_write_journal=str(self.journal_path), **journal.to_json())
         else:
             write_journal(self.journal_path, journal)
+            self.journal = journal
             self.journaled = True
         if self.use_damos:
             self._start_kdamond()
+        if self.kdamond is not None:  # it runs: with the journaled targets, or the pending
+            self._journal(target_pids=self.pids, pending_target_pids=None, kdamond_staging=False)
+        elif index is not None:
+            self._journal(kdamond_index=None, kdamond_staging=False)  # weights only
         if self.kdamond is not None:  # now vaddr and dests can be seen without writing
             self.features = features = probe(self.root)
         self.log("features", complete=features.complete, missing=features.missing)
@@ -232,11 +254,31 @@ class Daemon:
             dry_run=self.dry_run,
             interval_s=self.interval_s,
             max_change_per_interval=self.max_change,
+            lock=str(self.lock.path),
+            stale_lock_owner=self.lock.previous_owner,
         )
         self._write_status("running")
 
     def live_pids(self) -> tuple[int, ...]:
         return tuple(int(p) for p in (self._pids() if callable(self._pids) else self._pids))
+
+    def acquire_lock(self) -> None:
+        """Take this sysfs root's lock (a dry run only checks that no daemon holds it);
+        raises :class:`~tierenv.daemon.lock.LockHeldError` naming the live owner."""
+        if self.dry_run:
+            self.lock.check_free()
+            return
+        if self.lock.held:
+            return
+        self.lock.acquire()  # a killed daemon's pid left in the file goes in "started"
+
+    def _journal(self, **changes: Any) -> None:
+        """Rewrite the journal with ``changes`` (atomically); before and after every change of
+        our kdamond, so a crash at any point leaves a journal that recognises it."""
+        if not self.journaled or self.journal is None:
+            return
+        self.journal = dataclasses.replace(self.journal, **changes)
+        write_journal(self.journal_path, self.journal)
 
     def _planned_index(self) -> int:
         if self.reuse_kdamond is not None:
@@ -264,7 +306,7 @@ class Daemon:
             return
         try:
             self.kdamond = Kdamond.create(self.root, reuse_idle=self.reuse_kdamond)
-            self._launch(self.kdamond, ctx)
+            self._launch_following(self.kdamond, ctx)
         except MissingFeatureError as error:
             # An older kernel: interleave weights still work; DAMOS cannot follow them.
             self.log("warning", message=f"{error}; continuing with weights only (no DAMOS)")
@@ -274,12 +316,38 @@ class Daemon:
             self.use_damos = False
             return
         except SysfsError as error:
+            if error.errno == errno.EINVAL and not self.live_pids():
+                raise DaemonError(
+                    "none of the managed processes is running; nothing to monitor (they "
+                    f"exited while our kdamond started: {error})"
+                ) from error
             hint = ""
             if error.errno == errno.EBUSY:
                 hint = " (DAMON is busy: see the message for DAMON_STAT; nothing was changed)"
             raise DaemonError(f"could not start our kdamond: {error}{hint}") from error
         except KdamondError as error:
             raise DaemonError(f"could not create our kdamond: {error}") from error
+
+    LAUNCH_ATTEMPTS = 5
+
+    def _launch_following(self, kd: Kdamond, ctx: ContextConfig) -> None:
+        """:meth:`_launch`, staged again for the live processes when ``state on`` failed with
+        EINVAL because a target exited in between (the kernel checks the pids at ``on``)."""
+        for attempt in range(1, self.LAUNCH_ATTEMPTS + 1):
+            try:
+                self._launch(kd, ctx)
+                return
+            except SysfsError as error:
+                live = self.live_pids()
+                if error.errno != errno.EINVAL or not live or live == self.pids:
+                    raise
+                if attempt == self.LAUNCH_ATTEMPTS:
+                    raise
+                self.log("kdamond", note=f"a target exited while starting; staging {list(live)}")
+                # The files hold self.pids; before they change, the journal allows both.
+                self._journal(target_pids=self.pids, pending_target_pids=live)
+                self.pids = live
+                ctx = self._context(self.applied)
 
     def _launch(self, kd: Kdamond, ctx: ContextConfig) -> None:
         """Stage and start ``kd``; its dests are then the weights in force."""
@@ -300,14 +368,22 @@ class Daemon:
             if not kd.is_on():
                 if not live:
                     return None
+                # The files hold self.pids (the stopped run's, or a failed restart's).
+                self._journal(target_pids=self.pids, pending_target_pids=live, kdamond_staging=True)
                 self.pids = live
-                self._launch(kd, self._context(self.applied))
-                return f"kdamond {kd.index} had stopped; restarted for pids {list(live)}"
+                self._launch_following(kd, self._context(self.applied))
+                self._journal(
+                    target_pids=self.pids, pending_target_pids=None, kdamond_staging=False
+                )
+                return f"kdamond {kd.index} had stopped; restarted for pids {list(self.pids)}"
             if live and set(live) != set(self.pids):
+                self._journal(target_pids=self.pids, pending_target_pids=live)
                 kd.set_targets(live)
                 self.pids = live
+                self._journal(target_pids=live, pending_target_pids=None)
                 return f"kdamond {kd.index} now monitors pids {list(live)}"
         except (KdamondError, SysfsError) as error:
+            # The journal keeps both target lists: the files hold one of them, or part of one.
             return f"could not update kdamond {kd.index} targets to {list(live)}: {error}"
         return None
 
@@ -449,6 +525,8 @@ class Daemon:
         if self.journaled and not failures:
             remove_journal(self.journal_path)
             self.journaled = False
+            self.journal = None
+        self.lock.release()  # a kept journal is restored by the next daemon to take the lock
         self.log(
             "stopped",
             reason=self.stop_reason,

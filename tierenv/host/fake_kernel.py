@@ -20,6 +20,12 @@ Emulated:
   target, region order, addr filter bounds.
 * Faults: :meth:`fail_write` makes the Nth next write (optionally only to a given file) fail
   with an errno. ``writes`` records every accepted write as ``(relative path, value)``.
+* Atomicity, as sysfs has it: another process (``tierenv fakehost``, the daemon) reading a file
+  sees its old or its new content, never an empty or half-written one, and an ``nr_*`` write
+  swaps in the whole new set of children at once, so a SIGKILL at any point leaves ``nr_*``
+  equal to the number of child directories. Files are written to a temporary name beside the
+  tree (``.fake-kernel-tmp``, so no reader listing a directory sees it) and renamed into place;
+  ``nr_*`` directories are built there and exchanged with ``renameat2(RENAME_EXCHANGE)``.
 
 Not emulated: monitoring, migration, stats (they stay 0), ``tried_regions`` contents,
 ``damon_sysfs_lock`` contention, file modes/ownership, ``refresh_ms`` refreshing,
@@ -28,17 +34,19 @@ filter-type/directory compatibility, quota-goal metric availability by version, 
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import json
 import os
 import re
 import shutil
+import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tierenv.damon.config import GOAL_METRICS, KERNEL_ACTIONS, KERNEL_FILTER_TYPES
-from tierenv.host.sysfs import RealFiles, SysfsRoot
+from tierenv.host.sysfs import RealFiles, SysfsRoot, refuse_real_tree
 
 ULONG_MAX = 2**64 - 1
 UINT_MAX = 2**32 - 1
@@ -171,6 +179,65 @@ def _fail(code: int, path: Path) -> OSError:
     return OSError(code, os.strerror(code), str(path))
 
 
+SCRATCH = ".fake-kernel-tmp"  # beside the tree's sys directory: same file system, not listed
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def scratch_dir(tree: Path) -> Path:
+    """Where temporary files and directories of the tree whose ``sys`` is ``tree`` are built."""
+    scratch = Path(tree).parent / SCRATCH
+    scratch.mkdir(parents=True, exist_ok=True)
+    return scratch
+
+
+def store(path: Path, text: str, scratch: Path) -> None:
+    """Replace ``path``'s content with ``text`` atomically (temporary file in ``scratch``, then
+    a rename): a concurrent reader sees the old or the new content, as sysfs reads are."""
+    fd, name = tempfile.mkstemp(dir=scratch, prefix="file.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.chmod(name, 0o644)
+        os.replace(name, path)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+
+
+def _libc_renameat2() -> Callable[..., int] | None:
+    try:
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # not glibc 2.28+: fall back to two renames
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p]
+    function.argtypes += [ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function
+
+
+_RENAMEAT2 = _libc_renameat2()
+
+
+def exchange_dirs(new: Path, old: Path) -> None:
+    """Swap directories ``new`` and ``old`` in one step (``old``'s path then holds ``new``'s
+    content and vice versa). Where the file system lacks ``RENAME_EXCHANGE``, two renames
+    (a kill between them leaves ``old``'s path missing; tmpfs and ext4 support it)."""
+    if _RENAMEAT2 is not None:
+        done = _RENAMEAT2(
+            _AT_FDCWD, os.fsencode(new), _AT_FDCWD, os.fsencode(old), _RENAME_EXCHANGE
+        )
+        if done == 0:
+            return
+        code = ctypes.get_errno()
+        if code not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise OSError(code, os.strerror(code), str(old))
+    parked = new.with_name(new.name + ".old")
+    os.rename(old, parked)
+    os.rename(new, old)
+    os.rename(parked, new)
+
+
 @dataclass
 class _Fault:
     nth: int
@@ -205,6 +272,9 @@ class FakeKernel:
     def __post_init__(self) -> None:
         self.profile = PROFILES[self.kernel]
         self.path = Path(self.tmp_path) / "sys"
+        for where in (Path(self.tmp_path), self.path, self.proc_path):
+            if where is not None:  # never build or write a fake tree inside the real ones
+                refuse_real_tree(where, "a fake kernel tree")
         self._disk = RealFiles()
         self._faults: list[_Fault] = []
         self._next_pid = 1000
@@ -219,7 +289,8 @@ class FakeKernel:
                 "proc_path": str(self.proc_path) if self.proc_path else None,
                 "damon_source": str(self.damon_source) if self.damon_source else None,
             }
-            (Path(self.tmp_path) / self.SETTINGS).write_text(json.dumps(settings, indent=1))
+            settings_path = Path(self.tmp_path) / self.SETTINGS
+            store(settings_path, json.dumps(settings, indent=1), self._scratch)
 
     @classmethod
     def attach(cls, tmp_path: str | Path) -> FakeKernel:
@@ -249,10 +320,18 @@ class FakeKernel:
 
     # -- tree building (no recorded writes) ----------------------------------------------------
 
+    @property
+    def _scratch(self) -> Path:
+        return scratch_dir(self.path)
+
+    def _store(self, path: Path, text: str) -> None:
+        """Replace a file of the tree atomically (see the module docstring)."""
+        store(path, text, self._scratch)
+
     def _put(self, rel: str | Path, value: object) -> None:
         path = self.path / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"{value}\n")
+        self._store(path, f"{value}\n")
 
     def _build(self) -> None:
         nodes = f"0-{self.n_nodes - 1}" if self.n_nodes > 1 else "0"
@@ -359,16 +438,30 @@ class FakeKernel:
         }
 
     def _recreate(self, nr_file: Path, count: int) -> None:
-        """What the kernel does on any nr_* write: remove every child, build 0..count-1."""
+        """What the kernel does on any nr_* write: remove every child, build 0..count-1.
+
+        The new directory (its other files copied, the children built, ``nr_*`` set) is built
+        beside the tree and exchanged with the old one in one rename, so a SIGKILL anywhere
+        leaves either the old or the new children, each matching its ``nr_*``."""
         parent = nr_file.parent
-        for child in parent.iterdir():
-            if child.is_dir() and child.name.isdigit():
-                shutil.rmtree(child)
-                self._ran = {kd for kd in self._ran if not kd.startswith(str(child))}
-        build = self._builders()[nr_file.name]
-        for index in range(count):
-            build(parent / str(index))
-        self._put(nr_file.relative_to(self.path), count)
+        staging = Path(tempfile.mkdtemp(dir=self._scratch, prefix="dir."))
+        try:
+            staging.chmod(0o755)
+            for entry in parent.iterdir():
+                if entry.is_dir() and entry.name.isdigit():
+                    prefix = str(entry)
+                    self._ran = {kd for kd in self._ran if not kd.startswith(prefix)}
+                elif entry.is_dir():
+                    shutil.copytree(entry, staging / entry.name)
+                else:
+                    shutil.copy2(entry, staging / entry.name)
+            build = self._builders()[nr_file.name]
+            for index in range(count):
+                build(staging / str(index))
+            self._store(staging / nr_file.name, f"{count}\n")
+            exchange_dirs(staging, parent)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # the old children, after the exchange
 
     def add_foreign_kdamond(self, running: bool = True, configured: bool = True) -> int:
         """Another DAMON user's kdamond (like this host's paddr pageout kdamond 0)."""
@@ -449,19 +542,19 @@ class FakeKernel:
                 if self.auto_weights is None:
                     raise _fail(errno.ENODEV, path)
                 for node, weight in enumerate(self.auto_weights):
-                    (wi / f"node{node}").write_text(f"{weight}\n")
-                path.write_text("true\n")
+                    self._store(wi / f"node{node}", f"{weight}\n")
+                self._store(path, "true\n")
             else:
-                path.write_text("false\n")
+                self._store(path, "false\n")
             return
         weight = kstrto(text)
         if weight == 0 and self.profile.zero_weight_resets:
             weight = 1
         if weight is None or not 1 <= weight <= 255:
             raise _fail(errno.EINVAL, path)
-        path.write_text(f"{weight}\n")
+        self._store(path, f"{weight}\n")
         if self.profile.auto_name:
-            (wi / self.profile.auto_name).write_text("false\n")  # a node write means manual
+            self._store(wi / self.profile.auto_name, "false\n")  # a node write means manual
 
     def _write_damon(self, path: Path, text: str) -> None:
         name = path.name
@@ -485,7 +578,7 @@ class FakeKernel:
                 raise _fail(errno.EINVAL, path)  # kstrtou* take no sign
             if not low <= number <= high:
                 raise _fail(errno.ERANGE, path)
-            path.write_text(f"{number}\n")  # the kernel shows the parsed value, in decimal
+            self._store(path, f"{number}\n")  # the kernel shows the parsed value, in decimal
             return
         elif name == "action":
             if text.strip() not in self.profile.actions:
@@ -495,7 +588,7 @@ class FakeKernel:
                 raise _fail(errno.EINVAL, path)
         elif name in BOOL_FILES and text.strip().upper() not in ("Y", "N", "1", "0"):
             raise _fail(errno.EINVAL, path)
-        path.write_text(f"{text}\n")
+        self._store(path, f"{text}\n")
 
     # -- state and validation ------------------------------------------------------------------
 
@@ -517,8 +610,8 @@ class FakeKernel:
                 raise _fail(errno.EBUSY, path)
             self._validate(kd, path)
             self._next_pid += 1
-            (kd / "pid").write_text(f"{self._next_pid}\n")
-            path.write_text("on\n")
+            self._store(kd / "pid", f"{self._next_pid}\n")
+            self._store(path, "on\n")
             self._ran.add(str(kd))
         elif not running:
             # A kdamond that ran and stopped takes "off" and cancels the others; one that
@@ -528,8 +621,8 @@ class FakeKernel:
             if command != "off":
                 raise _fail(errno.ECANCELED, path)
         elif command == "off":
-            (kd / "pid").write_text("-1\n")
-            path.write_text("off\n")
+            self._store(kd / "pid", "-1\n")
+            self._store(path, "off\n")
         elif command == "commit":
             self._validate(kd, path)
         elif command == "update_schemes_stats":
@@ -576,7 +669,7 @@ class FakeKernel:
                 continue
             for name in DAMOS_STAT_FILES:
                 total = sum(published["stats"].get(app, {}).get(name, 0) for app in apps)
-                (scheme / "stats" / name).write_text(f"{int(total)}\n")
+                self._store(scheme / "stats" / name, f"{int(total)}\n")
 
     def _fill_tried_regions(self, kd: Path) -> None:
         if (monitored := self._monitored(kd)) is None:
@@ -600,7 +693,7 @@ class FakeKernel:
                         (tried / str(index) / "probes").mkdir()
                     total += end - start
                     index += 1
-            (tried / "total_bytes").write_text(f"{total}\n")
+            self._store(tried / "total_bytes", f"{total}\n")
 
     def _pid_exists(self, pid: int) -> bool:
         if pid <= 0:

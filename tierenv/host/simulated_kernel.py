@@ -32,8 +32,11 @@ the same process, as the tests do.
 from __future__ import annotations
 
 import json
+import math
+import os
 import shutil
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -45,7 +48,7 @@ from tierenv.contracts.measurements import StepResult
 from tierenv.files import write_text_atomically
 from tierenv.host.fake_kernel import DAMOS_STAT_FILES, WI, FakeKernel
 from tierenv.host.metrics import PidGoneError
-from tierenv.host.sysfs import SysfsRoot
+from tierenv.host.sysfs import SysfsRoot, refuse_real_tree
 from tierenv.sim.host import SimulatedHost
 from tierenv.workload.scenario import Scenario, load_scenario
 
@@ -142,7 +145,7 @@ class SimulatedKernel(FakeKernel):
                 f"devices/system/node/node{k}/meminfo",
                 f"Node {k} MemTotal: {total} kB\nNode {k} MemFree: {total} kB",
             )
-        (self.proc_path / "vmstat").write_text("pgmigrate_success 0\npgmigrate_fail 0\n")
+        self._store(self.proc_path / "vmstat", "pgmigrate_success 0\npgmigrate_fail 0\n")
         if page % 1024:
             raise ValueError(f"page_size {page} is not a whole number of KiB (numa_maps)")
 
@@ -153,15 +156,22 @@ class SimulatedKernel(FakeKernel):
         for name, pid in self.app_pids.items():
             directory = self.proc_path / str(pid)
             if name not in running:
-                shutil.rmtree(directory, ignore_errors=True)
+                self._remove_process(directory)
                 continue
-            directory.mkdir(exist_ok=True)
-            self._write_process(directory, name, m.resident_pages[m.app_names.index(name)])
+            resident = m.resident_pages[m.app_names.index(name)]
+            if directory.is_dir():
+                self._write_process(directory, name, resident)
+            else:  # a new process appears with its files, as /proc/PID does
+                staging = Path(tempfile.mkdtemp(dir=self._scratch, prefix="proc."))
+                staging.chmod(0o755)
+                self._write_process(staging, name, resident)
+                os.rename(staging, directory)
             throughput = m.app_throughput_gbps[m.app_names.index(name)]
-            (self.run_path / "throughput" / name).write_text(f"{float(throughput)!r}\n")
-        (self.proc_path / "vmstat").write_text(
+            self._store(self.run_path / "throughput" / name, f"{float(throughput)!r}\n")
+        self._store(
+            self.proc_path / "vmstat",
             f"pgmigrate_success {memory.pgmigrate_success}\n"
-            f"pgmigrate_fail {memory.pgmigrate_fail}\n"
+            f"pgmigrate_fail {memory.pgmigrate_fail}\n",
         )
         for k in range(self.n_nodes):
             total = int(self.scenario.nodes[k].capacity_bytes) // 1024
@@ -196,8 +206,16 @@ class SimulatedKernel(FakeKernel):
             map_lines.append(f"{base + lo:x}-{base + hi:x} rw-p 00000000 00:00 0")
         if not np.array_equal(pages.sum(axis=0), resident):
             raise AssertionError(f"{name}: VMAs hold {pages.sum(axis=0)}, resident {resident}")
-        (directory / "numa_maps").write_text("\n".join(numa_lines) + "\n")
-        (directory / "maps").write_text("\n".join(map_lines) + "\n")
+        self._store(directory / "numa_maps", "\n".join(numa_lines) + "\n")
+        self._store(directory / "maps", "\n".join(map_lines) + "\n")
+
+    def _remove_process(self, directory: Path) -> None:
+        """An exited process's /proc/PID goes at once (moved aside, then deleted)."""
+        if not directory.is_dir():
+            return
+        gone = Path(tempfile.mkdtemp(dir=self._scratch, prefix="gone."))
+        os.rename(directory, gone / directory.name)
+        shutil.rmtree(gone, ignore_errors=True)
 
     def _append_perf(
         self,
@@ -257,12 +275,19 @@ class SimulatedKernel(FakeKernel):
     # -- DAMON as the kernel runs it -------------------------------------------------------------
 
     def _stop_orphaned_kdamonds(self) -> None:
-        """A vaddr kdamond stops once every target process has exited."""
-        for kd in self._running():
-            pids = self._targets(kd)
-            if pids and not any(self._pid_exists(pid) for pid in pids):
-                (kd / "state").write_text("off\n")
-                (kd / "pid").write_text("-1\n")
+        """A vaddr kdamond stops once every target process has exited.
+
+        The daemon (another process) may be replacing these directories right now: a file
+        that vanished or a count that no longer matches means it is, and the check waits
+        for the next interval rather than stopping a kdamond it half read."""
+        try:
+            for kd in self._running():
+                pids = self._targets(kd)
+                if pids and not any(self._pid_exists(pid) for pid in pids):
+                    self._store(kd / "state", "off\n")
+                    self._store(kd / "pid", "-1\n")
+        except (FileNotFoundError, NotADirectoryError, ValueError):
+            return
 
     def _publish_damon(self, result: StepResult) -> None:
         """What the simulator's kdamonds saw and did, for FakeKernel's update_* commands."""
@@ -310,9 +335,9 @@ class _SimulatedMovePages:
 def run_fakehost(directory: Path, scenario: str, seed: int = 0, speed: float = 1.0) -> int:
     """``tierenv fakehost``: advance a simulated kernel in real time until the scenario ends
     or SIGTERM/SIGINT."""
-    if speed <= 0:
-        raise ValueError(f"--speed must be > 0, got {speed}")
-    directory = Path(directory)
+    if not math.isfinite(speed) or speed <= 0:
+        raise ValueError(f"--speed must be a finite number > 0, got {speed}")
+    directory = refuse_real_tree(directory, "the fake host's trees")
     if directory.exists() and any(directory.iterdir()):
         raise ValueError(f"{directory} is not empty; give a new or empty directory")
     kernel = SimulatedKernel(directory, scenario, seed=seed)

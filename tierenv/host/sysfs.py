@@ -97,6 +97,21 @@ def check_allowed(path: Path) -> None:
         )
 
 
+def refuse_real_tree(path: str | os.PathLike[str], what: str) -> Path:
+    """Refuse to create or write ``what`` (a log, a status or journal file, a lock, a fake
+    tree) at ``path`` inside the real /sys or /proc, whatever ``TIERENV_ALLOW_REAL_SYSFS``
+    says: that opt-in lets tierenv write the kernel's own files, never create its files there.
+    Returns ``path`` as a ``Path``."""
+    path = Path(path)
+    if is_real_tree(path):
+        raise RealSysfsRefusedError(
+            f"refusing to write {what} at {path}: it lies inside the real kernel tree "
+            f"{Path(os.path.realpath(path))}; tierenv writes its own files only elsewhere "
+            "(a journal, log, status file or fake tree belongs in /var/lib, /var/log or /tmp)"
+        )
+    return path
+
+
 class Files(Protocol):
     """The three file operations the layer needs; the fake kernel implements them too."""
 
