@@ -107,6 +107,9 @@ def test_the_daemon_decides_as_the_policy_does_on_n_nodes(case, tmp_path) -> Non
     assert len({tuple(w) for w in expected}) > 1, "the test policy must vary its weights"
 
     kernel = SimulatedKernel(tmp_path / "host", scenario, seed=SEED, initial_weights=initial)
+    config = kernel.config_path.read_text()
+    for run in scenario.apps:  # the daemon manages the managed apps only, as on a host
+        assert (f'name = "{run.app.name}"' in config) == (run.bind_node is None)
     kernel.advance()
     before = kernel.snapshot()
     out = run_daemon_on(kernel, case["onnx"], tmp_path, STEPS)

@@ -352,7 +352,11 @@ def build_parser() -> argparse.ArgumentParser:
             "normalisation included, with a JSON sidecar (features, units, versions, the "
             "action-to-weights mapping, checksum). The export is checked against the SB3 "
             "policy on several hundred observations and refused beyond 1e-5. The exported "
-            "policy runs with numpy and onnxruntime only (kind onnx in tierenv compare)."
+            "policy runs with numpy and onnxruntime only (kind onnx in tierenv compare). "
+            "Trust: the run's model.zip is unpickled by stable-baselines3, so export only runs "
+            "you trust (your own training runs); vecnormalize.pkl is read without running code "
+            "from it. Both files are written to a temporary folder beside --out and renamed "
+            "into place together; --out must name an .onnx file."
         ),
     )
     p.add_argument("run", type=Path, help="training run folder (runs/train/NAME/seed_N)")
@@ -379,7 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
             "(divided by --speed) the weights written to DIR/sys place the simulator's pages "
             "and the interval's numa_maps, vmstat, meminfo, DAMON results, perf lines and "
             "throughput files are published. Run tierenv daemon --fake-kernel against it "
-            "with the command it prints. Stops at the scenario's end or on SIGTERM/SIGINT."
+            "with the command it prints. Stops at the scenario's end or on SIGTERM/SIGINT. "
+            "DIR must not lie inside /sys or /proc."
         ),
     )
     p.add_argument("dir", type=Path, help="directory for the trees (new or empty)")

@@ -251,7 +251,12 @@ class SimulatedKernel(FakeKernel):
         ]
         for node in self.scenario.nodes:
             lines += ["[[nodes]]", f'profile = "{node.profile.name}"', ""]
+        # The managed applications only: a bound co-runner runs on the host but is not
+        # the daemon's to manage (as on a real host, it is not in the config).
+        managed = {run.app.name for run in self.scenario.managed_apps}
         for name, pid in self.app_pids.items():
+            if name not in managed:
+                continue
             lines += [
                 "[[apps]]",
                 f'name = "{name}"',
