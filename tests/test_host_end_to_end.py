@@ -75,24 +75,26 @@ def policy(tmp_path_factory, scenario) -> tuple[Path, Path]:
     return train_and_export(tmp_path_factory.mktemp("runs"), scenario, GROUPS)
 
 
-def env_decisions(scenario: Any, run: Path, steps: int) -> tuple[list[list[int]], list[Any]]:
+def env_decisions(
+    scenario: Any, run: Path, steps: int, initial: list[int] = INITIAL, seed: int = SEED
+) -> tuple[list[list[int]], list[Any]]:
     """The SB3 policy in the simulator env: weights in force each interval, and the
     simulator's measurements."""
     env = WeightedInterleaveEnv(
         scenario,
         features=GROUPS,
-        initial_weights=INITIAL,
-        host_factory=lambda _seed, weights: SimulatedHost(scenario, weights=weights, seed=SEED),
+        initial_weights=initial,
+        host_factory=lambda _seed, weights: SimulatedHost(scenario, weights=weights, seed=seed),
     )
     env.reset(seed=0)
     # A host's applications already run when the daemon starts: the simulated kernel ran
     # its first interval under the initial weights, so the env does the same before the
     # policy's first decision.
-    env.step_weights(INITIAL)
+    env.step_weights(initial)
     policy = LearnedPolicy(run / "model.zip")
     policy.reset(
         ControlContext(
-            nodes=env.node_info, interval_s=1.0, initial_weights=np.array(INITIAL), seed=0
+            nodes=env.node_info, interval_s=1.0, initial_weights=np.array(initial), seed=0
         )
     )
     weights, measurements = [], []

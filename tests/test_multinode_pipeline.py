@@ -5,23 +5,19 @@ policy makes in the simulator env, with DAMOS dests for every node."""
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
-from agents.controllers.base import ControlContext
 from agents.export import export_policy
-from agents.policies.learned import LearnedPolicy, one_torch_thread
-from tests.test_host_end_to_end import GROUPS, run_daemon_on
+from agents.policies.learned import one_torch_thread
+from tests.test_host_end_to_end import GROUPS, env_decisions, run_daemon_on
 from tests.test_learned_policy import sharpen, write_run
 from tierenv.contracts.features import ObservationSpec
 from tierenv.envs.weighted_interleave import WeightedInterleaveEnv
 from tierenv.host.simulated_kernel import SimulatedKernel
-from tierenv.sim.host import SimulatedHost
 from tierenv.workload.scenario import load_scenario
 
 SEED = 3
@@ -74,35 +70,10 @@ def case(request, tmp_path_factory) -> dict[str, Any]:
     return {"scenario": scenario, "run": run, "onnx": exported.onnx, "n_nodes": n_nodes}
 
 
-def env_decisions(scenario: Any, run: Path, initial: list[int]) -> list[list[int]]:
-    """The SB3 policy's weights in the simulator env, one interval after the initial ones (a
-    host's applications already run when the daemon starts)."""
-    env = WeightedInterleaveEnv(
-        scenario,
-        features=GROUPS,
-        initial_weights=initial,
-        host_factory=lambda _seed, weights: SimulatedHost(scenario, weights=weights, seed=SEED),
-    )
-    env.reset(seed=0)
-    env.step_weights(initial)
-    policy = LearnedPolicy(run / "model.zip")
-    policy.reset(
-        ControlContext(
-            nodes=env.node_info, interval_s=1.0, initial_weights=np.array(initial), seed=0
-        )
-    )
-    weights = []
-    for _ in range(STEPS):
-        chosen = policy.decide(env.last_result.measurements)
-        weights.append(chosen.tolist())
-        env.step_weights(chosen)
-    return weights
-
-
 def test_the_daemon_decides_as_the_policy_does_on_n_nodes(case, tmp_path) -> None:
     scenario, n_nodes = case["scenario"], case["n_nodes"]
     initial = [2] + [1] * (n_nodes - 1)
-    expected = env_decisions(scenario, case["run"], initial)
+    expected, _ = env_decisions(scenario, case["run"], STEPS, initial, SEED)
     assert all(len(w) == n_nodes for w in expected)
     assert len({tuple(w) for w in expected}) > 1, "the test policy must vary its weights"
 
