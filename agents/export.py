@@ -45,6 +45,7 @@ import tierenv
 from agents.controllers.base import ControllerError
 from agents.policies.learned import RECURRENT, LearnedPolicy, one_torch_thread
 from tierenv.contracts import actions
+from tierenv.files import fsync_path
 
 FORMAT = "tierenv-onnx-policy"
 FORMAT_VERSION = 1
@@ -155,14 +156,6 @@ def export_policy(run: Path, out: Path) -> ExportedPolicy:
     return ExportedPolicy(out, sidecar_path(out), digest, metadata, difference)
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _install(moves: Sequence[tuple[Path, Path]], staging: Path) -> None:
     """Rename each new file over its target, in order. The old targets are first hard-linked
     (or copied) into ``staging``; if a rename fails, the ones done are undone, so the targets
@@ -179,7 +172,7 @@ def _install(moves: Sequence[tuple[Path, Path]], staging: Path) -> None:
         else:
             backups.append(None)
     for source, _ in moves:
-        _fsync(source)  # the data is on disk before any name points at it
+        fsync_path(source)  # the data is on disk before any name points at it
     done: list[int] = []
     try:
         for index, (source, target) in enumerate(moves):
@@ -193,7 +186,7 @@ def _install(moves: Sequence[tuple[Path, Path]], staging: Path) -> None:
             else:
                 os.replace(backup, target)
         raise
-    _fsync(moves[0][1].parent)
+    fsync_path(moves[0][1].parent)
 
 
 # ------------------------------------------------------------------------------ the graph

@@ -53,3 +53,12 @@ def read_yaml(path: str | Path, what: str, error: type[Exception] = ValueError) 
         return yaml.safe_load(text), text
     except yaml.YAMLError as err:
         raise error(f"{path}: not valid YAML: {err}") from err
+
+
+def fsync_path(path: str | Path) -> None:
+    """Flush a file's or a folder's entries to disk (a folder: so renames in it last)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

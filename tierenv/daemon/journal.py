@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tierenv.files import fsync_path
 from tierenv.host.damon import KDAMONDS, Kdamond
 from tierenv.host.interleave import InterleaveState, WeightedInterleave
 from tierenv.host.sysfs import SysfsError, SysfsRoot
@@ -86,14 +87,6 @@ class Journal:
         )
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def atomic_write_json(path: Path, data: object) -> None:
     """Replace ``path`` with ``data`` so that a crash leaves the old or the new file whole."""
     path = Path(path)
@@ -105,7 +98,7 @@ def atomic_write_json(path: Path, data: object) -> None:
         file.flush()
         os.fsync(file.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_path(path.parent)
 
 
 def write_journal(path: Path, journal: Journal) -> None:
@@ -133,7 +126,7 @@ def remove_journal(path: Path) -> None:
         path.unlink()
     except FileNotFoundError:
         return
-    _fsync_dir(path.parent)
+    fsync_path(path.parent)
 
 
 def _written(pids: tuple[int, ...], wanted: tuple[int, ...]) -> bool:
