@@ -73,6 +73,13 @@ def test_a_bad_policy_fails_before_anything_runs(short_scenario) -> None:
     bad = [{"name": "x", "kind": "static-best", "levels": 1}]
     with pytest.raises(ConfigError, match="levels must be an integer >= 2"):
         plan(small_config(short_scenario, policies=bad))
+    # a huge grid is refused before it is built (levels 100000 once asked for 22 GB)
+    bad = [{"name": "x", "kind": "static-best", "levels": 100_000}]
+    with pytest.raises(ConfigError, match=r"grid of 10000000000 points.*levels <= 64 on 2"):
+        plan(small_config(short_scenario, policies=bad))
+    bad = [{"name": "x", "kind": "static-best", "levels": {2: 65}}]
+    with pytest.raises(ConfigError, match="at most 4096"):
+        plan(small_config(short_scenario, policies=bad))
 
 
 def test_results_hold_every_policy_seed_and_step(inline_results, short_scenario) -> None:

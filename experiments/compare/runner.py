@@ -58,6 +58,7 @@ def plan(config: CompareConfig) -> list[Trial | BoundTask]:
             levels = _static_best_levels(policy, where)
             for scenario in config.scenarios:
                 n_nodes = node_counts[scenario]
+                _check_grid_size(levels(n_nodes), n_nodes, where)
                 for weights in weight_grid(n_nodes, levels(n_nodes))[0]:
                     grid_point = PolicySpec(
                         f"{policy.name}[{':'.join(map(str, weights))}]",
@@ -98,6 +99,22 @@ def for_seed(params: dict[str, Any], seed: int, index: int) -> dict[str, Any]:
         else value
         for key, value in params.items()
     }
+
+
+#: The most grid points (levels^nodes) static-best may try per scenario: each is a whole
+#: episode per seed, and the grid is built in memory (levels 100000 on two nodes asked for
+#: tens of GB).
+MAX_GRID_POINTS = 4096
+
+
+def _check_grid_size(levels: int, n_nodes: int, where: str) -> None:
+    points = levels**n_nodes
+    if points > MAX_GRID_POINTS:
+        largest = int(MAX_GRID_POINTS ** (1 / n_nodes) + 1e-9)
+        raise ConfigError(
+            f"{where}: levels {levels} on {n_nodes} nodes is a grid of {points} points to try; "
+            f"at most {MAX_GRID_POINTS} (levels <= {largest} on {n_nodes} nodes)"
+        )
 
 
 def _static_best_levels(policy: PolicySpec, where: str) -> Callable[[int], int]:
