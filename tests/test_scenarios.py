@@ -213,6 +213,11 @@ def test_a_minimal_scenario_parses():
         (GOOD + '[[events]]\nat_s = 2\napp = "a"\nhot_offset = 0.5\n', r"has no hot set"),
         (GOOD.replace("duration_s = 10", "duration_s = 10\nduration_s = 11"), r"tiny.toml: .*"),
         (GOOD.replace('profile = "bytedance-ddr5-snc"', 'profile = "nope"'), r"nodes\[0\].profile"),
+        (
+            GOOD.replace("duration_s = 10", "duration_s = 10\ncontrol_interval_s = 1e-9"),
+            r"tiny.toml:4: control_interval_s: 1e-09 s over duration_s 10.0 s is 1e\+10 control "
+            r"intervals; at most 1000000",
+        ),
     ],
 )
 def test_bad_scenarios_are_refused_with_file_line_and_key(text, expected):

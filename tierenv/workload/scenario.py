@@ -126,6 +126,8 @@ _TRAFFIC_KEYS = ("node", "gbps", "read_fraction", "start_s", "stop_s")
 _DAMOS_KEYS = ("enabled", "quota_per_s", "min_access_percent")
 DEFAULT_QUOTA_PER_S = 200 << 20  # damo's weighted-interleave recipe (see tierenv.sim.damos_setup)
 MAX_TRAFFIC_GBPS = 10_000.0
+#: The most control intervals a scenario may have (a day at 1 s is 86,400).
+MAX_STEPS = 1_000_000
 
 
 class ScenarioError(ValueError):
@@ -281,6 +283,12 @@ def parse_scenario(text: str, source: str = "<text>", base: Path | None = None) 
     interval = reader.number(data, "control_interval_s", "", low=0.0, strict=True, default=1.0)
     if interval > duration:
         reader.fail("control_interval_s", f"{interval} s is longer than duration_s {duration} s")
+    if duration / interval > MAX_STEPS:
+        reader.fail(
+            "control_interval_s",
+            f"{interval} s over duration_s {duration} s is {duration / interval:.3g} control "
+            f"intervals; at most {MAX_STEPS} (every interval is simulated and kept)",
+        )
     page_size = reader.size(data, "page_size", "", default=DEFAULT_PAGE_SIZE)
     if page_size < 4096 or page_size & (page_size - 1):
         reader.fail("page_size", f"{page_size} bytes is not a power of two >= 4096")
