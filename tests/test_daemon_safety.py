@@ -218,3 +218,26 @@ def test_fakehost_refuses_a_real_tree(guarded: Path) -> None:
     with pytest.raises(RealSysfsRefusedError):
         FakeKernel(guarded / "tree")
     assert list(guarded.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "problem"),
+    [
+        ("--interval", "inf", "number of seconds in (0, 86400]"),
+        ("--interval", "nan", "number of seconds in (0, 86400]"),
+        ("--interval", "0", "number of seconds in (0, 86400]"),
+        ("--interval", "soon", "expected seconds"),
+        ("--max-intervals", "-1", "at least 1"),
+        ("--max-intervals", "1.5", "whole number"),
+    ],
+)
+def test_bad_interval_options_are_refused_before_anything_runs(
+    tmp_path, option: str, value: str, problem: str, capsys
+) -> None:
+    argv = ["--sysfs-root", str(tmp_path / "sys"), "--controller", "kernel-auto", option, value]
+    with pytest.raises(SystemExit) as caught:
+        main(argv)
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert option in err and problem in err
+    assert not (tmp_path / "sys").exists()

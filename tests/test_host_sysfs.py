@@ -269,7 +269,7 @@ def test_never_touches_a_foreign_kdamond(tmp_path: Path, running: bool) -> None:
     fake = FakeKernel(tmp_path)
     fake.add_foreign_kdamond(running=running)
     before = fake.snapshot(KDAMONDS)
-    with pytest.raises(KdamondError, match="reuse_idle"):
+    with pytest.raises(KdamondError, match="--reuse-kdamond INDEX"):
         Kdamond.create(fake.root)
     assert fake.snapshot(KDAMONDS) == before and not fake.writes
     if running:

@@ -7,6 +7,7 @@ are injected (``sources``), so the loop can be tested against ``FakeKernel`` tre
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -92,7 +93,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         "--param", action="append", default=[], metavar="NAME=JSON",
         help="a controller parameter, e.g. weights=[3,1] (repeatable)",
     )  # fmt: skip
-    p.add_argument("--interval", type=float, default=1.0, help="control interval, seconds")
+    p.add_argument(
+        "--interval", type=_positive_seconds, default=1.0, help="control interval, seconds"
+    )
     p.add_argument("--journal", type=Path, default=DEFAULT_JOURNAL, help="crash journal path")
     p.add_argument("--log", type=Path, help="JSON-lines decision log (default: stdout)")
     p.add_argument("--status", type=Path, help="status file, rewritten atomically each interval")
@@ -103,7 +106,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         "--max-change", type=float, metavar="SHARE",
         help="largest change of any node's weight share per interval (e.g. 0.1)",
     )  # fmt: skip
-    p.add_argument("--max-intervals", type=int, help="stop after this many decisions")
+    p.add_argument("--max-intervals", type=_positive_count, help="stop after this many decisions")
     p.add_argument("--reuse-kdamond", type=int, metavar="INDEX", help="use this idle kdamond")
     p.add_argument("--no-damos", action="store_true", help="set weights only, no kdamond")
     return p
@@ -131,6 +134,36 @@ def _controller(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         name, _, value = item.partition("=")
         params[name] = json.loads(value)
     return make_controller(args.controller, **params)
+
+
+#: The longest control interval the daemon takes (a day): beyond it a typo, not a choice.
+MAX_INTERVAL_S = 86_400.0
+
+
+def _positive_seconds(text: str) -> float:
+    """An ``--interval``: a finite number of seconds in (0, MAX_INTERVAL_S]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected seconds such as 1 or 0.5, got {text!r}"
+        ) from None
+    if not (math.isfinite(value) and 0 < value <= MAX_INTERVAL_S):
+        raise argparse.ArgumentTypeError(
+            f"must be a number of seconds in (0, {MAX_INTERVAL_S:g}], got {text!r}"
+        )
+    return value
+
+
+def _positive_count(text: str) -> int:
+    """A ``--max-intervals``: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None, sources: Sources | None = None) -> int:

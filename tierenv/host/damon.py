@@ -225,14 +225,15 @@ class Kdamond:
                 f"kdamond(s) {running} already run on this host. Adding a kdamond means writing "
                 "nr_kdamonds, which the kernel refuses (EBUSY) while any kdamond runs and which "
                 "would recreate every kdamond directory with defaults. Leave them alone: stop "
-                "them yourself, or reuse an idle kdamond directory with reuse_idle=<index>"
+                "them yourself, or reuse an idle kdamond directory (the daemon's --reuse-kdamond "
+                "INDEX)"
             )
         staged = [i for i in existing if not _is_empty_and_off(root, i)]
         if staged:
             raise KdamondError(
                 f"kdamond(s) {staged} are off but hold a configuration; writing nr_kdamonds to "
-                "add ours would reset them to defaults. Reuse one explicitly with "
-                "reuse_idle=<index> if it is free, or clear it yourself"
+                "add ours would reset them to defaults. Reuse one explicitly (the daemon's "
+                "--reuse-kdamond INDEX) if it is free, or clear it yourself"
             )
         index = len(existing)
         root.write(f"{KDAMONDS}/nr_kdamonds", index + 1)
