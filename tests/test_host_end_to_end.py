@@ -62,10 +62,12 @@ def train_and_export(root: Path, scenario: Any, groups: list[str]) -> tuple[Path
     with one_torch_thread():
         model.learn(128)
     sharpen(model.policy.action_net)
-    names = ObservationSpec(2, groups).names
+    n_nodes = len(scenario.nodes)
+    names = ObservationSpec(n_nodes, groups).names
     run = write_run(
-        root / "ppo", model, venv, "PPO", features=list(names), feature_groups=list(groups)
-    )
+        root / "ppo", model, venv, "PPO", features=list(names), feature_groups=list(groups),
+        n_nodes=n_nodes,
+    )  # fmt: skip
     exported = export_policy(run, run / "policy.onnx")
     return run, exported.onnx
 

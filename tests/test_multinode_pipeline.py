@@ -8,15 +8,8 @@ import dataclasses
 from typing import Any
 
 import pytest
-from stable_baselines3 import PPO
-from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
-from agents.export import export_policy
-from agents.policies.learned import one_torch_thread
-from tests.test_host_end_to_end import GROUPS, env_decisions, run_daemon_on
-from tests.test_learned_policy import sharpen, write_run
-from tierenv.contracts.features import ObservationSpec
-from tierenv.envs.weighted_interleave import WeightedInterleaveEnv
+from tests.test_host_end_to_end import GROUPS, env_decisions, run_daemon_on, train_and_export
 from tierenv.host.simulated_kernel import SimulatedKernel
 from tierenv.workload.scenario import load_scenario
 
@@ -46,28 +39,8 @@ def shortened(name: str) -> Any:
 )
 def case(request, tmp_path_factory) -> dict[str, Any]:
     scenario = shortened(request.param)
-    n_nodes = len(scenario.nodes)
-    venv = VecNormalize(
-        DummyVecEnv([lambda: WeightedInterleaveEnv(scenario, features=GROUPS)]),
-        norm_obs=True,
-        norm_reward=True,
-    )
-    model = PPO("MlpPolicy", venv, n_steps=64, batch_size=32, n_epochs=2, seed=0, device="cpu")
-    with one_torch_thread():
-        model.learn(128)
-    sharpen(model.policy.action_net)
-    names = ObservationSpec(n_nodes, GROUPS).names
-    run = write_run(
-        tmp_path_factory.mktemp("runs") / "ppo",
-        model,
-        venv,
-        "PPO",
-        features=list(names),
-        feature_groups=list(GROUPS),
-        n_nodes=n_nodes,
-    )
-    exported = export_policy(run, run / "policy.onnx")
-    return {"scenario": scenario, "run": run, "onnx": exported.onnx, "n_nodes": n_nodes}
+    run, onnx = train_and_export(tmp_path_factory.mktemp("runs"), scenario, GROUPS)
+    return {"scenario": scenario, "run": run, "onnx": onnx, "n_nodes": len(scenario.nodes)}
 
 
 def test_the_daemon_decides_as_the_policy_does_on_n_nodes(case, tmp_path) -> None:
