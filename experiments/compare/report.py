@@ -192,29 +192,40 @@ def _bound_row(episodes: pd.DataFrame, scenarios: list[str]) -> str:
     return "| *upper bound* | " + " | ".join(cells) + " |\n"
 
 
+def relative_returns(episodes: pd.DataFrame, reference: str) -> pd.DataFrame:
+    """Per scenario (rows), every policy's mean return over the seeds divided by
+    ``reference``'s (columns; the reference's own column holds its mean return), plus an
+    ``upper bound`` column where the bound was computed."""
+    means = episodes.groupby(["scenario", "policy"])["return"].mean().unstack()
+    base = means[reference]
+    table = means.drop(columns=reference).div(base, axis=0)
+    table.insert(0, reference, base)
+    if "bound_return" in episodes:
+        bounds = episodes.groupby("scenario")["bound_return"].first()
+        if not bounds.empty:
+            table["upper bound"] = bounds / base
+    return table
+
+
 def _per_scenario_section(
     episodes: pd.DataFrame, policies: list[str], scenarios: list[str], reference: str
 ) -> list:
     """One row per scenario: every policy's (and the bound's) mean return over the
     reference's, the headroom view of a comparison."""
-    means = episodes.groupby(["policy", "scenario"])["return"].mean()
+    table = relative_returns(episodes, reference)
     others = [p for p in policies if p != reference]
-    bounds = (
-        episodes.groupby("scenario")["bound_return"].first()
-        if "bound_return" in episodes
-        else pd.Series(dtype=float)
-    )
+    bounded = "upper bound" in table
     header = ["scenario", f"{reference} return", *others]
-    if not bounds.empty:
+    if bounded:
         header.append("upper bound")
     rows = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for scenario in scenarios:
-        base = means.get((reference, scenario), math.nan)
-        cells = [scenario, f"{base:.2f}"]
-        cells += [f"{means.get((p, scenario), math.nan) / base:.3f}" for p in others]
-        if not bounds.empty:
-            bound = bounds.get(scenario, math.nan)
-            cells.append(f"{bound / base:.3f}" if np.isfinite(bound) else "-")
+        row = table.loc[scenario] if scenario in table.index else pd.Series(dtype=float)
+        cells = [scenario, f"{row.get(reference, math.nan):.2f}"]
+        cells += [f"{row.get(p, math.nan):.3f}" for p in others]
+        if bounded:
+            bound = row.get("upper bound", math.nan)
+            cells.append(f"{bound:.3f}" if np.isfinite(bound) else "-")
         rows.append("| " + " | ".join(cells) + " |")
     return [
         f"## Per scenario, relative to `{reference}`",

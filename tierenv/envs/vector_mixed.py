@@ -40,8 +40,7 @@ from tierenv.workload.generator import (
 from tierenv.workload.scenario import Scenario
 
 #: Default groups: one per this many envs, between 1 and MAX_DEFAULT_GROUPS. Each group steps
-#: its own fluid model, so groups cost speed: at 1,024 envs, 4 groups ran 26,000 env-steps/s
-#: and 16 groups 9,800 on this 2-core machine under load (one scenario: 43,000).
+#: its own fluid model (one compiled call per group and step), so groups cost speed.
 ENVS_PER_GROUP = 256
 MAX_DEFAULT_GROUPS = 16
 #: Arguments passed on to every group's fluid env.
@@ -119,6 +118,8 @@ class MixedScenarioVectorEnv(VectorEnv):
         self.app_names = managed_app_names(distribution)
         self.quota_action = probe.quota_action
         self._groups: list[WeightedInterleaveVectorEnv | None] = [None] * len(self._rows)
+        # each group's application columns among app_names (app-k is column k)
+        self._columns: list[list[int]] = [[] for _ in self._rows]
         self.scenarios: list[Scenario | None] = [None] * len(self._rows)
         self._autoreset = np.zeros(self.num_envs, dtype=bool)
         self._last_observations: np.ndarray | None = None
@@ -236,8 +237,10 @@ class MixedScenarioVectorEnv(VectorEnv):
     def _redraw(self, g: int) -> tuple[np.ndarray, dict[str, Any]]:
         scenario = draw_scenario(self.distribution, self.np_random)
         self.scenarios[g] = scenario
-        self._groups[g] = self._build(scenario, len(self._rows[g]))
-        return self._groups[g].reset()
+        group = self._build(scenario, len(self._rows[g]))
+        self._groups[g] = group
+        self._columns[g] = [self.app_names.index(name) for name in group.app_names]
+        return group.reset()
 
     def _empty_batch(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         observations = np.zeros(self.observation_space.shape, dtype=np.float32)
@@ -255,7 +258,7 @@ class MixedScenarioVectorEnv(VectorEnv):
         """A group's rows into the batch; its per-application columns into the
         distribution's (``app-k`` is column k)."""
         observations[rows] = group_observations
-        columns = [self.app_names.index(name) for name in self._group(g).app_names]
+        columns = self._columns[g]
         for key, value in group_info.items():
             value = np.asarray(value)
             if key in _APP_KEYS:

@@ -198,6 +198,7 @@ class WeightedInterleaveEnv(gym.Env):
         n_actions = self.n_nodes + (1 if self.quota_action else 0)
         self.action_space = spaces.Box(ACTION_LOW, ACTION_HIGH, (n_actions,), dtype=np.float32)
         self.app_names = self._column_names()
+        self._app_column = {name: k for k, name in enumerate(self.app_names)}
         self._history = History()
         self._plot: EpisodePlot | None = None
         self._window: HumanWindow | None = None
@@ -351,12 +352,12 @@ class WeightedInterleaveEnv(gym.Env):
         throughput = np.zeros(len(self.app_names))
         running = np.zeros(len(self.app_names), dtype=bool)
         for name, value in zip(names, values, strict=True):
-            if name not in self.app_names:
+            column = self._app_column.get(name)
+            if column is None:
                 raise RuntimeError(
                     f"the host reported application {name!r}, which is not among the env's "
                     f"applications {list(self.app_names)}"
                 )
-            column = self.app_names.index(name)
             throughput[column] = value
             running[column] = True
         return throughput, running

@@ -585,7 +585,7 @@ def draw_mapping(
         managed_budget = min(managed_budget, 0.9 * node_capacity - co_runner["_bytes"])
     _fit_working_sets(apps, managed_budget, d.page_size)
     traffic = _draw_traffic(d, host, duration, rng) if rng.random() < d.traffic.share else None
-    quota = _grid(d.quota_per_s.draw(rng), 1 << 20)
+    quota = max(_grid(d.quota_per_s.draw(rng), 1 << 20), 1 << 20)  # whole MiB/s, at least one
     label = name or f"{d.name}-drawn"
     mapping: dict[str, Any] = {
         "name": label,
@@ -594,7 +594,7 @@ def draw_mapping(
         "control_interval_s": interval,
         "page_size": format_size(d.page_size),
         "damos": {
-            "quota_per_s": format_size(max(quota, 1 << 20)),
+            "quota_per_s": format_size(quota),
             "min_access_percent": d.min_access_percent,
         },
         "nodes": [
@@ -779,7 +779,7 @@ def _describe(
         parts.append(f"a co-runner bound to node {co_runner['bind_node']};")
     if traffic is not None:
         parts.append(f"{traffic['gbps']:g} GB/s of background traffic on node {traffic['node']};")
-    parts.append(f"DAMOS migrate_hot at {format_size(max(quota, 1 << 20))}/s.")
+    parts.append(f"DAMOS migrate_hot at {format_size(quota)}/s.")
     return " ".join(parts)
 
 
