@@ -10,6 +10,7 @@ import pytest
 from gymnasium.vector import AutoresetMode
 
 import tierenv  # noqa: F401  (registers the ids)
+from tests.test_variation import signature
 from tierenv.envs.vector import Sb3FluidVecEnv, WeightedInterleaveVectorEnv
 from tierenv.envs.vector_mixed import MixedScenarioVectorEnv
 
@@ -98,8 +99,6 @@ def test_sb3_adapter_and_bad_arguments() -> None:
     venv.step(np.zeros((4, 4), dtype=np.float32))
     with pytest.raises(ValueError, match="MixedScenarioVectorEnv"):
         WeightedInterleaveVectorEnv(2, scenario="random:default")
-    with pytest.raises(ValueError, match="not a distribution"):
-        MixedScenarioVectorEnv(2, "co-runner")
     with pytest.raises(TypeError, match="unexpected keyword argument 'frameskip'"):
         MixedScenarioVectorEnv(2, "random:default", frameskip=4)
     with pytest.raises(ValueError, match="groups"):
@@ -107,3 +106,21 @@ def test_sb3_adapter_and_bad_arguments() -> None:
     assert MixedScenarioVectorEnv(2, "random:default").metadata["autoreset_mode"] is (
         AutoresetMode.NEXT_STEP
     )
+
+
+def test_one_scenario_runs_a_fresh_realisation_per_group_and_episode() -> None:
+    """Given one scenario, the groups run its realisations (tierenv.workload.variation): they
+    differ between groups and episodes, a seed fixes them, and the info columns are the
+    scenario's applications."""
+    env = MixedScenarioVectorEnv(4, "co-runner", groups=2)
+    env.reset(seed=3)
+    assert env.app_names == ("bw-a", "bw-b")
+    assert all(s.name == "co-runner" and not s.variation.active for s in env.scenarios)
+    first = [signature(s) for s in env.scenarios]
+    assert first[0] != first[1]
+    again = MixedScenarioVectorEnv(4, "co-runner", groups=2)
+    again.reset(seed=3)
+    assert [signature(s) for s in again.scenarios] == first
+    for _ in range(env.scenarios[0].n_steps + 1):  # the end, then NEXT_STEP's autoreset redraws
+        env.step(np.zeros((4, 2), dtype=np.float32))
+    assert all(signature(new) != old for new, old in zip(env.scenarios, first, strict=True))

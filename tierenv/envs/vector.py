@@ -96,9 +96,13 @@ class WeightedInterleaveVectorEnv(VectorEnv):
       env raises ``RuntimeError``).
 
     ## Seeds
-    The fluid model is deterministic (it replaces DAMON's random sampling by expectations),
-    so a seed does not change any env's trajectory: ``reset(seed=s)`` records per-env seeds
-    ``s + i`` (or a list, one per env) in ``env_seeds`` and seeds ``np_random``, nothing else.
+    The fluid model is deterministic (it replaces DAMON's random sampling by expectations)
+    and every env runs the scenario as written (its nominal run, without the ``[variation]``
+    the single env realises at every reset), so a seed does not change any env's
+    trajectory: ``reset(seed=s)`` records per-env seeds ``s + i`` (or a list, one per env) in
+    ``env_seeds`` and seeds ``np_random``, nothing else. For runs that vary as the single
+    env's do, use ``MixedScenarioVectorEnv(num_envs, scenario)`` (``tierenv.envs.vector_mixed``):
+    its groups of envs run a fresh realisation of the scenario every episode.
 
     ## Info
     A dict of arrays with the number of envs as first dimension (all keys present for every

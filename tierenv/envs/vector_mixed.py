@@ -10,6 +10,13 @@ envs in 4 groups sees 4 scenarios at a time and a fresh set every episode, and a
 the whole sequence. The spaces are the single env's on the distribution (one node
 count); the per-application info columns are the distribution's ``app-0`` ... names.
 
+Every group's scenario is also realised (``tierenv.workload.variation.realise``: phase
+boundaries, intensities and zipf layouts vary as between repeated runs) from ``np_random``
+when it is drawn. Given one scenario instead of a distribution (a name, a file or a
+``Scenario``), the groups run realisations of that scenario, a fresh one per group and
+episode: the fluid counterpart of the single env's seeded runs (``WeightedInterleaveVectorEnv``
+runs the scenario as written in every env and episode).
+
 A group whose envs are reset only in part (``reset(options={"reset_mask": ...})`` or
 ``reset_envs``) keeps its scenario for them.
 """
@@ -17,6 +24,7 @@ A group whose envs are reset only in part (``reset(options={"reset_mask": ...})`
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -37,7 +45,8 @@ from tierenv.workload.generator import (
     draw_scenario,
     managed_app_names,
 )
-from tierenv.workload.scenario import Scenario
+from tierenv.workload.scenario import Scenario, load_scenario
+from tierenv.workload.variation import realise
 
 #: Default groups: one per this many envs, between 1 and MAX_DEFAULT_GROUPS. Each group steps
 #: its own fluid model (one compiled call per group and step), so groups cost speed.
@@ -59,7 +68,8 @@ _APP_KEYS = ("app_throughput_gbps", "app_running")
 class MixedScenarioVectorEnv(VectorEnv):
     """``num_envs`` fluid-model envs on scenarios drawn from a distribution (module
     docstring). Arguments: ``num_envs``; ``scenario``, ``"random:NAME"``, ``"random:FILE"``
-    or a ``ScenarioDistribution``; ``groups`` (default: one per 256 envs, 1 to 16; at most
+    or a ``ScenarioDistribution``, or one scenario (name, file or ``Scenario``) whose runs
+    vary; ``groups`` (default: one per 256 envs, 1 to 16; at most
     ``num_envs``; more groups mix more scenarios per batch but step slower);
     ``autoreset_mode`` as ``WeightedInterleaveVectorEnv``'s (``NEXT_STEP``, ``SAME_STEP``,
     ``DISABLED``); and the fluid env's ``features``, ``initial_weights``,
@@ -75,7 +85,7 @@ class MixedScenarioVectorEnv(VectorEnv):
     def __init__(
         self,
         num_envs: int = 1,
-        scenario: str | ScenarioDistribution = "random:default",
+        scenario: str | Path | Scenario | ScenarioDistribution = "random:default",
         groups: int | None = None,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         render_mode: str | None = None,
@@ -84,10 +94,10 @@ class MixedScenarioVectorEnv(VectorEnv):
         unknown = {k: v for k, v in kwargs.items() if k not in GROUP_ARGUMENTS}
         reject_unknown_arguments(type(self), unknown)
         distribution = distribution_of(scenario)
+        self.nominal_scenario: Scenario | None = None
         if distribution is None:
-            raise ValueError(
-                f"scenario {scenario!r} is not a distribution (random:NAME); one scenario "
-                "runs on WeightedInterleaveVectorEnv"
+            self.nominal_scenario = (
+                scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
             )
         if not isinstance(num_envs, int | np.integer) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
@@ -108,14 +118,16 @@ class MixedScenarioVectorEnv(VectorEnv):
             [np.full(len(rows), g) for g, rows in enumerate(self._rows)]
         )
         # a draw from a fixed generator fixes the spaces (every draw has the same nodes)
-        probe = self._build(draw_scenario(distribution, np.random.default_rng(0)), 1)
+        probe = self._build(self._nominal(np.random.default_rng(0)), 1)
         self.single_observation_space = probe.single_observation_space
         self.single_action_space = probe.single_action_space
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.observation_names = probe.observation_names
         self.n_nodes = probe.n_nodes
-        self.app_names = managed_app_names(distribution)
+        self.app_names = (
+            probe.app_names if distribution is None else managed_app_names(distribution)
+        )
         self.quota_action = probe.quota_action
         self._groups: list[WeightedInterleaveVectorEnv | None] = [None] * len(self._rows)
         # each group's application columns among app_names (app-k is column k)
@@ -234,8 +246,15 @@ class MixedScenarioVectorEnv(VectorEnv):
             raise RuntimeError("call reset() before step()")
         return group
 
+    def _nominal(self, rng: np.random.Generator) -> Scenario:
+        """The scenario as written: drawn from the distribution, or the one given."""
+        if self.distribution is None:
+            assert self.nominal_scenario is not None
+            return self.nominal_scenario
+        return draw_scenario(self.distribution, rng)
+
     def _redraw(self, g: int) -> tuple[np.ndarray, dict[str, Any]]:
-        scenario = draw_scenario(self.distribution, self.np_random)
+        scenario = realise(self._nominal(self.np_random), self.np_random)
         self.scenarios[g] = scenario
         group = self._build(scenario, len(self._rows[g]))
         self._groups[g] = group

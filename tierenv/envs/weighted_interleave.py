@@ -37,6 +37,7 @@ from tierenv.workload.generator import (
     managed_app_names,
 )
 from tierenv.workload.scenario import Scenario, load_scenario
+from tierenv.workload.variation import realise
 
 DEFAULT_SCENARIO = "co-runner"
 DEFAULT_MIGRATION_COST_PER_GIB = 0.1
@@ -78,6 +79,15 @@ class WeightedInterleaveEnv(gym.Env):
     ``step``'s action sets the weights of the first interval, in which the applications that
     start at time 0 allocate their pages: every policy places even its first pages by its own
     weights. (A real host's ``begin`` measures one interval: its applications already run.)
+
+    ## Seeds
+    ``reset(seed=s)`` fixes the episode. On the simulator it draws, from ``np_random``, the
+    seed of DAMON's sampling and then the run's realisation of the scenario (its
+    ``[variation]``, ``tierenv.workload.variation``: phase boundaries moved by up to a few
+    control intervals, each phase's intensity spread by a few percent, zipf hot chunks placed
+    anew), so repeated episodes differ as repeated runs on a machine do, and every policy
+    reset with the same seed sees the same run. ``env.scenario`` is the episode's realised
+    scenario (what oracles are given); ``env.nominal_scenario`` the one as written.
 
     ## Episode end
     Never terminates (a continuing control task); truncates when the scenario ends (after
@@ -174,11 +184,14 @@ class WeightedInterleaveEnv(gym.Env):
                     "host; it cannot drive host_factory or backend='host'"
                 )
             # until the first reset: a draw that fixes the spaces (every draw has its nodes)
-            self.scenario = draw_scenario(self.distribution, np.random.default_rng(0))
+            self.nominal_scenario = draw_scenario(self.distribution, np.random.default_rng(0))
         elif isinstance(scenario, Scenario):
-            self.scenario = scenario
+            self.nominal_scenario = scenario
         else:
-            self.scenario = load_scenario(scenario)
+            self.nominal_scenario = load_scenario(scenario)
+        # the episode's run of the nominal scenario (realised at every reset on the simulator)
+        self.scenario = self.nominal_scenario
+        self._realises = host_factory is None
         self._damos_given = damos
         self._initial_weights_given = initial_weights
         self.damos = damos or DamosSetup.for_scenario(self.scenario)
@@ -224,6 +237,9 @@ class WeightedInterleaveEnv(gym.Env):
         if self.distribution is not None:
             self._draw_scenario()
         host_seed = int(self.np_random.integers(2**63 - 1))
+        if self._realises:
+            # after the host seed, so DAMON's sampling stream does not depend on the variation
+            self.scenario = realise(self.nominal_scenario, self.np_random)
         self.host = self._host_factory(host_seed, self._initial_weights)
         self.host.set_weights(self._initial_weights)
         self._history = History()
@@ -326,7 +342,8 @@ class WeightedInterleaveEnv(gym.Env):
     def _draw_scenario(self) -> None:
         """A new episode's scenario from the distribution, and what depends on its host."""
         assert self.distribution is not None
-        self.scenario = draw_scenario(self.distribution, self.np_random)
+        self.nominal_scenario = draw_scenario(self.distribution, self.np_random)
+        self.scenario = self.nominal_scenario
         self.damos = self._damos_given or DamosSetup.for_scenario(self.scenario)
         self.node_info = self.scenario.node_info()
         self._initial_weights = initial_weights_for(

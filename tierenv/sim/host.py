@@ -5,7 +5,9 @@ pages (``MemoryState``), one kdamond per application (``Kdamond`` with the ``Dam
 scheme) and the throughput solver. ``step()`` advances simulated time by one control
 interval and returns what a real host could measure (``Measurements``) and, kept apart, what
 only a simulator knows (``GroundTruth``). Everything random draws from the seed, so the same
-seed and weights give the same run; ``snapshot()``/``restore()`` branch a run.
+seed and weights give the same run; ``snapshot()``/``restore()`` branch a run. The host runs
+the scenario it is given as written: a scenario's ``[variation]`` (how repeated runs differ)
+is drawn by ``tierenv.workload.variation.realise`` before, as the env does at every reset.
 
 ``begin()`` reports the host before anything has run (time 0, idle): the weights set after it
 are the ones the applications starting at time 0 allocate under, so every policy, static ones

@@ -57,6 +57,11 @@ Schema (sizes as "16 GiB" or bytes; times in seconds)::
     quota_per_s = "200 MiB"           # migrate_hot quota; 0 = unlimited
     min_access_percent = 5.0          # a region is hot when seen in this share of samples
 
+    [variation]                       # how repeated runs differ (tierenv.workload.variation)
+    arrival_jitter_s = 2.0            # moments of change move by up to this
+    intensity_spread = 0.02           # per-phase lognormal spread of intensity
+    layout = true                     # zipf: hot chunks placed anew in every run
+
 Every key is checked: an unknown key, a negative rate, an application larger than the
 memory, a bound application that may not fit on its node, or two events at once on one
 application give a ``ScenarioError`` naming the file, the line and the key.
@@ -80,6 +85,7 @@ from tierenv.workload.application import Application
 from tierenv.workload.library import ShippedLibrary
 from tierenv.workload.trace import Trace, load_trace
 from tierenv.workload.units import parse_size
+from tierenv.workload.variation import Variation
 
 DEFAULT_PAGE_SIZE = 2 << 20
 
@@ -94,6 +100,7 @@ _TOP_KEYS = (
     "events",
     "traffic",
     "damos",
+    "variation",
 )
 _NODE_KEYS = ("profile", "capacity")
 _APP_KEYS = (
@@ -124,6 +131,14 @@ _DISTRIBUTION_KEYS = (
 _EVENT_KEYS = ("at_s", "app", "intensity", "hot_offset", "think_ns", "read_fraction")
 _TRAFFIC_KEYS = ("node", "gbps", "read_fraction", "start_s", "stop_s")
 _DAMOS_KEYS = ("enabled", "quota_per_s", "min_access_percent")
+_VARIATION_KEYS = ("arrival_jitter_s", "intensity_spread", "layout")
+# the distribution keys each kind reads ("kind" aside): any other is a mistake
+_KIND_KEYS = {
+    "uniform": (),
+    "sequential": (),
+    "zipf": ("exponent", "chunk_pages", "seed"),
+    "hotcold": ("hot_fraction", "hot_share", "hot_offset"),
+}
 DEFAULT_QUOTA_PER_S = 200 << 20  # damo's weighted-interleave recipe (see tierenv.sim.damos_setup)
 MAX_TRAFFIC_GBPS = 10_000.0
 #: The most control intervals a scenario may have (a day at 1 s is 86,400).
@@ -216,6 +231,8 @@ class Scenario:
     control_interval_s: float = 1.0
     page_size: int = DEFAULT_PAGE_SIZE
     source: str = "<scenario>"
+    # how repeated runs differ; ``tierenv.workload.variation.realise`` draws one run
+    variation: Variation = field(default_factory=Variation)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -329,6 +346,7 @@ def parse_scenario(text: str, source: str = "<text>", base: Path | None = None) 
         for i, entry in enumerate(reader.tables(data, "traffic"))
     )
     damos = reader.damos(data.get("damos", {}))
+    variation = reader.variation(data.get("variation", {}))
     scenario = Scenario(
         name=name,
         description=description,
@@ -341,6 +359,7 @@ def parse_scenario(text: str, source: str = "<text>", base: Path | None = None) 
         control_interval_s=interval,
         page_size=page_size,
         source=source,
+        variation=variation,
     )
     _check_capacity(scenario, reader)
     return scenario
@@ -509,6 +528,14 @@ class TomlReader:
         if not isinstance(distribution_table, dict):
             self.fail(f"{path}.distribution", "expected a table")
         self.keys(distribution_table, _DISTRIBUTION_KEYS, f"{path}.distribution")
+        kind = distribution_table.get("kind", "uniform")
+        for key in distribution_table:
+            if key != "kind" and kind in _KIND_KEYS and key not in _KIND_KEYS[kind]:
+                self.fail(
+                    f"{path}.distribution.{key}",
+                    f"a {kind} distribution has no {key}"
+                    + (f"; it takes {', '.join(_KIND_KEYS[kind])}" if _KIND_KEYS[kind] else ""),
+                )
         try:
             distribution = Distribution(**distribution_table)
         except (TypeError, ValueError) as error:
@@ -604,6 +631,24 @@ class TomlReader:
             table, "min_access_percent", "damos", low=0.0, high=100.0, strict=True, default=5.0
         )
         return DamosSpec(enabled, quota, percent)
+
+    def variation(self, table: Any) -> Variation:
+        if not isinstance(table, dict):
+            self.fail("variation", "expected a table ([variation])")
+        self.keys(table, _VARIATION_KEYS, "variation")
+        defaults = Variation()
+        jitter = self.number(
+            table, "arrival_jitter_s", "variation", low=0.0, default=defaults.arrival_jitter_s
+        )
+        spread = self.number(
+            table, "intensity_spread", "variation", low=0.0, default=defaults.intensity_spread
+        )
+        layout = self.boolean(table, "layout", "variation", default=defaults.layout)
+        try:
+            return Variation(jitter, spread, layout)
+        except ValueError as error:
+            self.fail(f"variation.{str(error).split(':', 1)[0]}", str(error).split(": ", 1)[-1])
+        raise AssertionError  # unreachable: fail raises
 
     def trace(self, table: dict, path: str, page_size: int, base: Path | None) -> Trace | None:
         spec = table.get("trace")
