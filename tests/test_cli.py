@@ -198,10 +198,10 @@ def test_interleave_options(capsys) -> None:
 @pytest.mark.parametrize(
     ("option", "value", "problem"),
     [
-        ("--mlp", "0", "mlp"),
-        ("--mlp", "-5", "mlp"),
-        ("--mlp", "nan", "mlp"),
-        ("--think-ns", "-1", "think_ns"),
+        ("--mlp", "0", "--mlp 0: "),
+        ("--mlp", "-5", "--mlp -5: "),
+        ("--mlp", "nan", "--mlp nan: "),
+        ("--think-ns", "-1", "--think-ns -1: "),
         ("--read-fraction", "1.5", "read_fraction"),
         ("--ddr", "nope", "unknown profile 'nope'"),
     ],
@@ -212,7 +212,7 @@ def test_interleave_bad_input(capsys, option: str, value: str, problem: str) -> 
     assert out == ""
     assert err.startswith("tierenv interleave: error: ")
     assert problem in err
-    assert "nan" not in err.lower()  # a clear message, not a NaN that leaked through
+    assert "infs or NaNs" not in err  # a clear message, not a NaN that leaked through
 
 
 def test_interleave_on_three_nodes_tries_the_grid_and_given_weights(capsys) -> None:
@@ -264,6 +264,7 @@ def test_scenarios_show_names_every_feature(capsys) -> None:
     assert code == 0
     assert "bound to node0 (unmanaged), not in the reward" in out
     assert "DAMOS migrate_hot: quota 1 GiB/s" in out
+    assert "runs vary per seed: moments by up to 2 s, phase intensity spread 0.02" in out
     code, out, _ = run(capsys, "scenarios", "micron-xeon6-cxl")
     assert "at 60 s: mlc: reads 67%" in out
 
@@ -283,6 +284,12 @@ def test_scenarios_shows_background_traffic_and_think_events(tmp_path: Path, cap
     assert "background traffic on node1: 12.5 GB/s, reads 50%, 0 s to 20" in out
     assert "at 30 s: a: think 40 ns" in out
     assert "DAMOS migrate_hot: off" in out
+    path.write_text(
+        path.read_text()
+        + "[variation]\narrival_jitter_s = 0\nintensity_spread = 0\nlayout = false\n"
+    )
+    code, out, _ = run(capsys, "scenarios", str(path))
+    assert "runs vary: no" in out
 
 
 # --- bench ---------------------------------------------------------------------------------

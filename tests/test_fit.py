@@ -155,7 +155,8 @@ def test_calibrate_fails_when_the_tolerance_is_not_met(tmp_path: Path, capsys) -
     log = MLC_DIR / "cxl_log_d0_c16_w2_r0"  # fitted to about 4 %, far above 0.01 %
     out, plot = tmp_path / "p.toml", tmp_path / "p.png"
     assert calibrate(str(log), "--tolerance", "0.01", "--out", str(out), "--plot", str(plot)) == 1
-    assert "exceeds the tolerance" in capsys.readouterr().out
+    assert "exceeds the tolerance 0.01%; nothing written" in capsys.readouterr().out
+    assert not out.exists() and not plot.exists()  # a failed fit is not left to be picked up
 
 
 # --- Generalization 1: synthetic MLC logs -----------------------------------------------------

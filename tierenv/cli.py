@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import os
+import re
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
+from tierenv.hardware.fit import IDLE_ANCHOR_RANGE_NS
 from tierenv.hardware.profile import NODE_KINDS
 from tierenv.hardware.shipped import TOLERANCE as FIT_TOLERANCE
 
@@ -26,6 +33,13 @@ Run `tierenv SUBCOMMAND --help` for the options of each.
 """
 
 
+# Bounds of `interleave`'s application: a whole socket's miss buffers (cores x L2 MSHRs) hold
+# a few thousand lines, and a millisecond between misses is an idle application. Beyond them
+# the solver's numbers overflow or mean nothing.
+MAX_MLP = 100_000.0
+MAX_THINK_NS = 1e6
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -36,9 +50,43 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args)
     except BrokenPipeError:  # output piped into head & co.
         return 0
+    except UnicodeDecodeError as err:  # a loader read a binary file without naming it
+        print(f"tierenv {args.command}: error: {_not_text(args, err)}", file=sys.stderr)
+        return 2
     except (ValueError, OSError) as err:
         print(f"tierenv {args.command}: error: {err}", file=sys.stderr)
         return 2
+
+
+MAX_TEXT_CHECKED = 64 << 20  # bytes of a named file read to find the one that is not text
+
+
+def _not_text(args: argparse.Namespace, err: UnicodeDecodeError) -> str:
+    """The error for a file that is not UTF-8 text, naming the first such file on the
+    command line: the decoder's own message names no file."""
+    names: list[str | Path] = []
+    for value in vars(args).values():
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, Path):
+                names.append(item)
+            elif isinstance(item, str):  # a profile or scenario name, or a --nodes list
+                names.extend(part for part in item.split(",") if part)
+    for name in names:
+        path = Path(name)
+        try:
+            if not path.is_file():
+                continue
+            with open(path, "rb") as handle:
+                handle.read(MAX_TEXT_CHECKED).decode("utf-8")
+        except UnicodeDecodeError as bad:
+            if bad.end < MAX_TEXT_CHECKED - 4:  # not a character cut at the read limit
+                return (
+                    f"{path}: not a UTF-8 text file (byte 0x{bad.object[bad.start]:02x} at "
+                    f"offset {bad.start})"
+                )
+        except OSError:
+            continue
+    return f"a file it read is not UTF-8 text ({err})"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,17 +132,23 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Fit a node profile to one node's measured curves: Intel MLC --loaded_latency logs "
             "(read mix from -W), Mess processed memory_curves.csv files or Mess-simulator "
-            "bwlat_<R>.txt files. Each curve's rising branch (idle up to 98%% of peak) is fitted; "
+            "bwlat_<R>.txt files. Each curve's rising branch (idle up to 98% of peak) is fitted; "
             "the saturated rows only set the peak. A remote view (--kind remote-ddr or "
             "remote-cxl: the node measured from another socket's cores) is fitted with the "
             "socket link's terms: an idle latency that grows with the write share and an early "
-            "rise, shared by all mixes. Prints per-curve errors, writes the profile "
-            "(TOML) and a plot (PNG). Exits 1 if any curve's median absolute latency error "
-            "exceeds --tolerance."
+            "rise, shared by all mixes. Prints per-curve errors and writes the profile (TOML) "
+            "and, with --plot, a plot of the fit (PNG). Exits 1 and writes nothing if any "
+            "curve's median absolute latency error exceeds --tolerance. The files are written "
+            "under temporary names and renamed into place together at the end. A file given "
+            "twice (or a copy of one) is refused."
         ),
     )
     p.add_argument("files", nargs="+", type=Path, help="measurement files of ONE memory node")
-    p.add_argument("--name", help="profile name (default: from the first file name)")
+    p.add_argument(
+        "--name",
+        help="profile name, a plain file stem: letters, digits, '.', '_', '+', '-', starting "
+        "with a letter or digit (default: the first file's name without its suffix)",
+    )
     p.add_argument(
         "--kind",
         choices=NODE_KINDS,
@@ -113,7 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--idle-latency-ns",
         type=float,
         default=None,
-        help="anchor the idle latency (for device-side curves without the on-chip path)",
+        help="anchor the idle latency (for device-side curves without the on-chip path): "
+        f"{IDLE_ANCHOR_RANGE_NS[0]:g} to {IDLE_ANCHOR_RANGE_NS[1]:g} ns; the curves are shifted "
+        "to it and their errors are relative to the shifted curves",
     )
     p.add_argument(
         "--read-fraction",
@@ -124,14 +180,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out", type=Path, default=None, help="profile file to write (default: NAME.toml)"
     )
-    p.add_argument("--plot", type=Path, default=None, help="PNG to write (default: NAME-fit.png)")
+    p.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        help="also write a PNG of the fit here, e.g. beside the profile (default: no plot)",
+    )
     p.add_argument("--points", action="store_true", help="also print every point's error")
     p.add_argument(
         "--tolerance",
         type=float,
         default=100 * FIT_TOLERANCE,
-        help="largest acceptable median absolute latency error, %% "
-        f"(default {100 * FIT_TOLERANCE:g})",
+        help="largest acceptable median absolute latency error, %% (above 0, at most 100; "
+        f"default {100 * FIT_TOLERANCE:g})",
     )
     p.set_defaults(handler=_calibrate)
 
@@ -176,12 +237,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="W0:W1[:W2...]",
         help="weight vectors to try, one weight per node (0..255, not all 0), e.g. 3:1:1",
     )
-    p.add_argument("--mlp", type=float, default=512.0, help="64-B misses in flight (default 512)")
+    p.add_argument(
+        "--mlp",
+        type=float,
+        default=512.0,
+        help=f"64-B misses in flight, above 0 and at most {MAX_MLP:g} (default 512)",
+    )
     p.add_argument(
         "--think-ns",
         type=float,
         default=0.0,
-        help="compute time between misses per slot, ns (default 0)",
+        help=f"compute time between misses per slot, ns, 0 to {MAX_THINK_NS:g} (default 0)",
     )
     p.add_argument(
         "--read-fraction",
@@ -267,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Run every policy of an experiment config (YAML: scenarios, seeds, policies; see "
             "experiments/baselines.yaml) on every scenario and seed, then write raw episodes "
-            "(CSV), tables with interquartile means and 95%% bootstrap confidence intervals, "
+            "(CSV), tables with interquartile means and 95% bootstrap confidence intervals, "
             "probability of improvement over the reference policy, plots (PNG) and "
             "TensorBoard scalars. Trials run in local processes, or on Ray with --ray."
         ),
@@ -416,15 +482,47 @@ def _profiles(args: argparse.Namespace) -> int:
     return 0
 
 
+_PLAIN_STEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
+
+
 def _calibrate(args: argparse.Namespace) -> int:
     from tierenv.hardware.fit import fit_profile
     from tierenv.hardware.fit_report import fit_table, plot_fit, point_table
-    from tierenv.hardware.measurements import read_measurements
+    from tierenv.hardware.measurements import read_measurement_files
     from tierenv.hardware.profile import REMOTE_KINDS
     from tierenv.provenance import stamp
 
-    curves = [c for path in args.files for c in read_measurements(path, args.read_fraction)]
+    # Every option is checked before the fit, which takes seconds to minutes.
+    if args.name is not None and not _PLAIN_STEM.fullmatch(args.name):
+        raise ValueError(
+            f"--name {args.name!r}: not a plain file stem (letters, digits, '.', '_', '+', '-', "
+            "starting with a letter or digit; no '/')"
+        )
     name = args.name or args.files[0].stem
+    if not _PLAIN_STEM.fullmatch(name):
+        raise ValueError(
+            f"{args.files[0]}: its name gives the profile name {name!r}, which is not a plain "
+            "file stem; choose one with --name"
+        )
+    if not 0 < args.tolerance <= 100:  # NaN fails too
+        raise ValueError(f"--tolerance {args.tolerance:g}: must be a percentage in (0, 100]")
+    low, high = IDLE_ANCHOR_RANGE_NS
+    if args.idle_latency_ns is not None and not low <= args.idle_latency_ns <= high:
+        raise ValueError(
+            f"--idle-latency-ns {args.idle_latency_ns:g}: outside the physical range "
+            f"{low:g}..{high:g} ns of a memory node's idle latency"
+        )
+    out = args.out or Path(f"{name}.toml")
+    outputs = [("--out", out)] + ([("--plot", args.plot)] if args.plot is not None else [])
+    for option, path in outputs:
+        _check_writable(option, path, folder=False)
+        for given in args.files:
+            if path.exists() and given.exists() and path.samefile(given):
+                raise ValueError(f"{option} {path}: is the measurement file {given}")
+    if args.plot is not None and _same_place(out, args.plot):
+        raise ValueError(f"--plot {args.plot}: the same file as the profile (--out)")
+
+    curves = read_measurement_files(args.files, args.read_fraction)
     kind = args.kind
     if kind is None:
         kind = "cxl" if any("cxl" in f.name.lower() for f in args.files) else "ddr"
@@ -458,15 +556,92 @@ def _calibrate(args: argparse.Namespace) -> int:
         for report in fit.reports:
             print(f"{report.curve.source} ({report.curve.label})")
             print(point_table(report))
-    out = args.out or Path(f"{name}.toml")
-    fit.profile.save(out)
-    plot = plot_fit(fit, args.plot or Path(f"{name}-fit.png"))
-    print(f"profile written to {out}\nplot written to {plot}")
     worst = max(r.median_abs_error for r in fit.reports)
     if worst > tolerance:
-        print(f"median absolute error {100 * worst:.2f}% exceeds the tolerance {args.tolerance}%")
+        # A profile that misses its tolerance must not be picked up as if it were good.
+        print(
+            f"median absolute error {100 * worst:.2f}% exceeds the tolerance "
+            f"{args.tolerance:g}%; nothing written (--points shows each point's error)"
+        )
         return 1
+    with _staged([out] + ([args.plot] if args.plot is not None else [])) as staged:
+        fit.profile.save(staged[0])
+        if args.plot is not None:
+            plot_fit(fit, staged[1])
+    print(f"profile written to {out}")
+    if args.plot is not None:
+        print(f"plot written to {args.plot}")
     return 0
+
+
+def _check_writable(option: str, path: Path, folder: bool) -> None:
+    """Fail at once, not after minutes of work, when ``path`` cannot be written as a file
+    (``folder`` False) or a folder: a file where a folder is needed or the other way round,
+    a parent that is a file, or no permission to create what is missing."""
+    if path.exists() and path.is_dir() != folder:
+        problem = "exists and is not a folder" if folder else "is a folder; name a file"
+        raise ValueError(f"{option} {path}: {problem}")
+    existing = path if folder and path.is_dir() else path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent  # the folder in which the first missing part is created
+    if not existing.is_dir():
+        raise ValueError(f"{option} {path}: cannot be written, {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{option} {path}: cannot be written, no permission in {existing}")
+
+
+def _same_place(a: Path, b: Path) -> bool:
+    """Whether two output paths name one file (spelled differently, or one file twice)."""
+    return a.resolve() == b.resolve()
+
+
+@contextmanager
+def _staged(finals: Sequence[Path]) -> Iterator[list[Path]]:
+    """Temporary files beside ``finals`` to write; renamed over them together when the block
+    ends without an error. After an error, or a rename that fails, every final path keeps
+    what it had. A kill during the renames can leave hidden ``.NAME.*`` files, never a
+    half-written final file."""
+    temps: list[Path] = []
+    try:
+        for final in finals:
+            temps.append(_temp_beside(final, ".partial"))
+        yield temps
+        _land_together(list(zip(temps, finals, strict=True)))
+    finally:
+        for temp in temps:
+            temp.unlink(missing_ok=True)
+
+
+def _temp_beside(final: Path, suffix: str) -> Path:
+    """A new empty file in ``final``'s folder (so that a rename onto ``final`` is atomic)."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=suffix)
+    os.close(fd)
+    return Path(name)
+
+
+def _land_together(staged: list[tuple[Path, Path]]) -> None:
+    """Rename each (temporary, final) pair; if one rename fails, undo the earlier ones."""
+    backups: dict[Path, Path] = {}  # final -> a copy of what it held
+    done: list[Path] = []
+    try:
+        for _, final in staged:
+            if final.exists():
+                backups[final] = _temp_beside(final, ".old")
+                shutil.copy2(final, backups[final])
+        for temp, final in staged:
+            os.replace(temp, final)
+            done.append(final)
+    except BaseException:
+        for final in done:
+            if final in backups:
+                os.replace(backups.pop(final), final)
+            else:
+                final.unlink(missing_ok=True)
+        raise
+    finally:
+        for backup in backups.values():
+            backup.unlink(missing_ok=True)
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -479,6 +654,7 @@ def _report(args: argparse.Namespace) -> int:
             f"reference data not found at {args.shared / 'data'}; run from the project root "
             "next to ../shared, or pass --shared"
         )
+    _check_writable("--results", args.results, folder=True)  # before the fits, not after
     print(f"[1/3] fitting node profiles to the measurements in {args.shared / 'data'} ...")
     fits = build(args.shared)
     calibration = args.results / "calibration"
@@ -538,6 +714,10 @@ def _interleave(args: argparse.Namespace) -> int:
     from tierenv.hardware.profile import load_profile
     from tierenv.hardware.solver import NodeSet, solve
 
+    if not 0 < args.mlp <= MAX_MLP:  # NaN fails too
+        raise ValueError(f"--mlp {args.mlp:g}: misses in flight must be in (0, {MAX_MLP:g}]")
+    if not 0 <= args.think_ns <= MAX_THINK_NS:
+        raise ValueError(f"--think-ns {args.think_ns:g}: must be in [0, {MAX_THINK_NS:g}] ns")
     if args.nodes is not None:
         names = [name.strip() for name in args.nodes.split(",")]
         if len(names) < 2 or not all(names):
@@ -725,6 +905,15 @@ def _scenarios(args: argparse.Namespace) -> int:
             f"  DAMOS migrate_hot: quota {quota}, "
             f"hot above {damos.min_access_percent:g} % of samples"
         )
+    variation = scenario.variation
+    if not variation.active:
+        print("  runs vary: no (every seed runs the scenario as written)")
+    else:
+        print(
+            f"  runs vary per seed: moments by up to {variation.arrival_jitter_s:g} s, "
+            f"phase intensity spread {variation.intensity_spread:g}, "
+            f"zipf layout {'per run' if variation.layout else 'fixed'}"
+        )
     return 0
 
 
@@ -772,6 +961,7 @@ def _bench(args: argparse.Namespace) -> int:
     if args.repeats < 1:
         raise ValueError(f"--repeats must be at least 1, got {args.repeats}")
     batch_sizes = _batch_sizes(args.batch_sizes)
+    _check_writable("--out", args.out, folder=False)  # before minutes of timing
     tables = run_benchmark(args.scenarios or None, args.repeats, batch_sizes, args.batched_scenario)
     print(tables)
     command = " ".join(["tierenv bench", *args.scenarios])
@@ -811,6 +1001,9 @@ def _compare(args: argparse.Namespace) -> int:
         if args.no_tensorboard
         else (args.tensorboard or Path("runs") / "compare" / config.name)
     )
+    _check_writable("--out", out, folder=True)  # before the trials, not after
+    if tensorboard is not None:
+        _check_writable("--tensorboard", tensorboard, folder=True)
     command = f"tierenv compare {args.config}"  # what reproduces the numbers
     if args.seeds is not None:
         command += f" --seeds {args.seeds}"
@@ -840,6 +1033,7 @@ def _train(args: argparse.Namespace) -> int:
             seeds = [int(part) for part in args.seeds.split(",") if part.strip()]
         except ValueError:
             raise ValueError(f"--seeds: {args.seeds!r} is not a comma-separated list") from None
+    _check_writable("--runs", args.runs, folder=True)
     runs = train(
         load_config(args.config),
         seeds=seeds,
@@ -858,6 +1052,8 @@ def _tune(args: argparse.Namespace) -> int:
     from agents.training import load_config
     from agents.training.tune import tune
 
+    if args.out is not None:
+        _check_writable("--out", args.out, folder=False)  # before the trials, not after
     command = f"tierenv tune {args.config} --trials {args.trials}"
     if args.timesteps is not None:
         command += f" --timesteps {args.timesteps}"
@@ -877,6 +1073,9 @@ def _tune(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from experiments.demo import run_demo
 
+    # Training takes minutes: a bad folder must fail before it, not after.
+    _check_writable("--out", args.out, folder=True)
+    _check_writable("--runs", args.runs, folder=True)
     run_demo(out=args.out, runs=args.runs, workers=args.workers, progress=not args.quiet)
     return 0
 

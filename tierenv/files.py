@@ -46,9 +46,14 @@ def read_yaml(path: str | Path, what: str, error: type[Exception] = ValueError) 
 
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise error(f"{path}: cannot read the {what} ({err.strerror})") from err
+    except UnicodeDecodeError as err:
+        raise error(
+            f"{path}: not a UTF-8 text file (byte {err.object[err.start]:#04x} at offset "
+            f"{err.start}); expected a YAML {what}"
+        ) from None
     try:
         return yaml.safe_load(text), text
     except yaml.YAMLError as err:

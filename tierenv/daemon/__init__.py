@@ -131,8 +131,15 @@ def _controller(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         )
     params = {}
     for item in args.param:
-        name, _, value = item.partition("=")
-        params[name] = json.loads(value)
+        name, equals, value = item.partition("=")
+        if not name or not equals:
+            raise ValueError(f"--param {item!r}: expected NAME=JSON, e.g. weights=[3,1]")
+        try:
+            params[name] = json.loads(value)
+        except json.JSONDecodeError as err:
+            raise ValueError(
+                f"--param {item!r}: value {value!r} is not JSON ({err.msg}, column {err.colno})"
+            ) from None
     return make_controller(args.controller, **params)
 
 

@@ -38,6 +38,10 @@ UNLOADED_SHARE = 0.5  # the lightest point of a usable sweep carries less of the
 CXL_LINK_ONLY_TOLERANCE = 0.03  # log-error up to which links alone explain a CXL device
 DEFAULT_WRITE_PENALTY = 0.3  # DDR4/DDR5 fits lie in 0.25-0.45 (reference §1.4); used with one mix
 LINK_CAPACITY_KINDS = ("cxl", "remote-cxl")  # capacity from read/write links and media
+# Physical range of an anchored idle latency, ns: no DRAM answers a load in under 20 ns (tRCD +
+# CL alone take about 28 ns), and memory beyond 2 us is no load/store tier (CXL behind two
+# switch levels is under 1 us). Outside it, the shifted curves make every error look like 0 %.
+IDLE_ANCHOR_RANGE_NS = (20.0, 2000.0)
 
 
 @dataclass(frozen=True)
@@ -82,16 +86,23 @@ class ProfileFit:
 
 
 def fit_curve(
-    curve: MeasuredCurve, idle_latency_ns: float | None = None, min_bmax_gbps: float = 0.0
+    curve: MeasuredCurve,
+    idle_latency_ns: float | None = None,
+    min_bmax_gbps: float = 0.0,
+    rising_only: bool = False,
 ) -> CurveFit:
     """Fit the p-form to a curve's rising branch; ``idle_latency_ns`` fixes L0 if given.
 
     The asymptote Bmax lies between the measured peak (or ``min_bmax_gbps``, the modelled
     capacity, if higher) and 1.5 times it (reference §2.4): a fit may not wander off to a
-    nearly straight line that ignores the knee.
+    nearly straight line that ignores the knee. ``rising_only``: ``curve`` holds rising-branch
+    points already (see ``_merged``); cutting it again would drop its top points.
     """
-    _require_unloaded_rows(curve)
-    rising = curve.rising_branch(RISING_FRACTION)
+    if rising_only:
+        rising = curve
+    else:
+        _require_unloaded_rows(curve)
+        rising = curve.rising_branch(RISING_FRACTION)
     bw, lat = rising.bandwidth_gbps, rising.latency_ns
     peak = max(float(bw.max()), min_bmax_gbps)
     lightest = float(lat[0])
@@ -230,19 +241,22 @@ def fit_profile(
 ) -> ProfileFit:
     """Fit one node's profile to its measured curves (one or more read/write mixes).
 
-    ``idle_latency_ns`` anchors the idle latency: curves whose latency excludes the on-chip
-    path (Mess-simulator device curves) are shifted up to it, keeping their shape.
+    ``idle_latency_ns`` anchors the idle latency (within ``IDLE_ANCHOR_RANGE_NS``): curves
+    whose latency excludes the on-chip path (Mess-simulator device curves) are shifted up to
+    it, keeping their shape. A curve given twice is refused.
     ``link`` fits a remote view (kind remote-ddr or remote-cxl): the node as measured from
     another socket's cores, behind the socket link (see the module docstring).
     """
     if not curves:
         raise ValueError("fit_profile needs at least one measured curve")
-    if idle_latency_ns is not None and not (np.isfinite(idle_latency_ns) and idle_latency_ns > 0):
+    low, high = IDLE_ANCHOR_RANGE_NS
+    if idle_latency_ns is not None and not low <= idle_latency_ns <= high:  # NaN fails too
         raise ValueError(
-            "idle_latency_ns (--idle-latency-ns) must be a positive number, "
-            f"got {idle_latency_ns!r}"
+            f"idle_latency_ns (--idle-latency-ns) {idle_latency_ns:g} is outside the physical "
+            f"range {low:g}..{high:g} ns of a memory node's idle latency"
         )
     curves = list(curves)
+    _refuse_duplicates(curves)
     if link:
         if kind not in REMOTE_KINDS:
             raise ValueError(
@@ -284,7 +298,9 @@ def fit_profile(
         params = []
         for r in mixes:
             capacity = float(bandwidth(r))
-            fit = fit_curve(_merged(groups[r]), idle_latency_ns=idle, min_bmax_gbps=capacity)
+            fit = fit_curve(
+                _merged(groups[r]), idle_latency_ns=idle, min_bmax_gbps=capacity, rising_only=True
+            )
             headroom = max(fit.bmax_gbps / capacity, 1.0)
             params.append((r, fit.a_ns, fit.exponent, headroom))
         columns = np.array(params).T
@@ -292,7 +308,7 @@ def fit_profile(
     elif form == "piecewise":
         loads, excess = [], []
         for r in mixes:
-            rising = _merged(groups[r]).rising_branch(RISING_FRACTION)
+            rising = _merged(groups[r])
             bw, lat = _monotone_points(rising.bandwidth_gbps, rising.latency_ns, idle)
             loads.append(bw / float(bandwidth(r)))
             excess.append(lat - idle)
@@ -316,15 +332,14 @@ def _fit_remote_view(
     curves: list[MeasuredCurve], name: str, kind: str, description: str, provenance: dict
 ) -> NodeProfile:
     """One least-squares fit of a remote view over all its mixes (shared link, per-mix memory)."""
+    for curve in curves:
+        _require_unloaded_rows(curve)
     groups = _group_by_mix(curves)
     mixes = np.array(sorted(groups))
-    merged = [_merged(groups[r]) for r in mixes]
-    for curve in merged:
-        _require_unloaded_rows(curve)
     bandwidth = fit_saturation(
         kind, mixes, np.array([max(c.peak_gbps() for c in groups[r]) for r in mixes])
     )
-    rising = [curve.rising_branch(RISING_FRACTION) for curve in merged]
+    rising = [_merged(groups[r]) for r in mixes]
     capacity = np.array([float(bandwidth(r)) for r in mixes])
     # The asymptote of each mix's memory curve lies beyond its capacity and the points fitted.
     floor = np.maximum(capacity, [float(c.bandwidth_gbps.max()) for c in rising])
@@ -366,7 +381,10 @@ def _fit_remote_view(
         upper += [50.0 * rise_here + 1e3, 8.0, bmin * 1.5]
     lower, upper = np.array(lower), np.array(upper)
     # Starting memory curves: each mix fitted alone with the local p-form.
-    alone = [fit_curve(c, min_bmax_gbps=cap) for c, cap in zip(merged, capacity, strict=True)]
+    alone = [
+        fit_curve(c, min_bmax_gbps=cap, rising_only=True)
+        for c, cap in zip(rising, capacity, strict=True)
+    ]
     write_start = 0.0
     if free_write:
         idles = np.array([fit.idle_latency_ns for fit in alone])
@@ -424,11 +442,25 @@ def _group_by_mix(curves: Sequence[MeasuredCurve]) -> dict[float, list[MeasuredC
     return groups
 
 
+def _refuse_duplicates(curves: Sequence[MeasuredCurve]) -> None:
+    # A curve given twice would count its points twice; it is a slip, not more data.
+    first_with: dict[tuple, str] = {}
+    for curve in curves:
+        key = (curve.read_fraction, curve.bandwidth_gbps.tobytes(), curve.latency_ns.tobytes())
+        if key in first_with:
+            raise ValueError(
+                f"{curve.source}: the same measurement as {first_with[key]}; pass each curve once"
+            )
+        first_with[key] = curve.source
+
+
 def _merged(curves: list[MeasuredCurve]) -> MeasuredCurve:
-    """Curves measured at the same mix (e.g. different thread counts) fitted as one."""
-    if len(curves) == 1:
-        return curves[0]
+    """The rising-branch points of curves measured at one mix (e.g. at different thread
+    counts), as one curve sorted by bandwidth. Each curve is cut at its own peak; the result
+    is a rising branch already: cut again at the joint peak, it would lose its top points."""
     points = [c.rising_branch(RISING_FRACTION) for c in curves]
+    if len(points) == 1:
+        return points[0]
     bw = np.concatenate([p.bandwidth_gbps for p in points])
     lat = np.concatenate([p.latency_ns for p in points])
     order = np.argsort(bw, kind="stable")

@@ -10,11 +10,13 @@ without anyone noticing.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import math
 import os
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -448,7 +450,40 @@ def read_measurements(path: PathLike, read_fraction: float | None = None) -> lis
     ``read_fraction`` overrides the read share of single-curve formats; a Mess CSV carries its
     own per-curve read share, so an override there is an error rather than silently ignored.
     """
-    source, text = _read_text(path)
+    return _parse_any(*_read_text(path), read_fraction)
+
+
+def read_measurement_files(
+    paths: Sequence[PathLike], read_fraction: float | None = None
+) -> list[MeasuredCurve]:
+    """Read several files of one node, refusing a file given twice.
+
+    The same file named twice (or a byte-identical copy) is refused, not deduplicated: it is
+    almost always a slip (overlapping globs, a copy under a new name, the wrong run picked),
+    silently dropping it would hide which run the user thinks is in the fit, and keeping it
+    would count its points twice.
+    """
+    first_with: dict[str, str] = {}  # contents -> the first source that had them
+    curves: list[MeasuredCurve] = []
+    for path in paths:
+        source, text = _read_text(path)
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        if digest in first_with:
+            earlier = first_with[digest]
+            if earlier == source:
+                problem = "given twice"
+            elif os.path.samefile(earlier, source):
+                problem = f"given twice (also as {earlier})"
+            else:
+                problem = f"the same contents as {earlier}"
+            raise _fail(source, None, f"{problem}; pass each measurement once")
+        first_with[digest] = source
+        curves.extend(_parse_any(source, text, read_fraction))
+    return curves
+
+
+def _parse_any(source: str, text: str, read_fraction: float | None) -> list[MeasuredCurve]:
+    """Parse text already read from ``source``, detecting its format."""
     if _looks_like_mlc(text):
         return [_parse_mlc(source, text, read_fraction)]
     if "read_pct_rounded" in text.splitlines()[0]:

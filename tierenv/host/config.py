@@ -113,6 +113,11 @@ def load_host_config(path: str | Path) -> HostConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise HostConfigError(f"host config {path}: {error}") from None
+    except UnicodeDecodeError as error:
+        raise HostConfigError(
+            f"host config {path}: not a UTF-8 text file (byte {error.object[error.start]:#04x} "
+            f"at offset {error.start})"
+        ) from None
     return parse_host_config(text, str(path), path.parent)
 
 

@@ -38,6 +38,11 @@ class ShippedLibrary:
                 )
             return candidate.read_text(), f"{name_or_path}{SUFFIX}", None
         try:
-            return path.read_text(), str(path), path.parent
+            return path.read_text(encoding="utf-8"), str(path), path.parent
         except OSError as error:
             raise self.error(f"{path}: cannot read: {error.strerror or error}") from error
+        except UnicodeDecodeError as error:
+            raise self.error(
+                f"{path}: not a UTF-8 text file (byte {error.object[error.start]:#04x} at "
+                f"offset {error.start}); expected a {self.kind} TOML"
+            ) from None
