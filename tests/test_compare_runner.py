@@ -60,7 +60,9 @@ def test_plan_expands_static_best_into_its_grid(short_scenario) -> None:
     labels = sorted({t.policy.name for t in sweep})
     assert labels == ["best[1:1]", "best[1:250]", "best[250:1]"]
     assert len(sweep) == 3 * 2
-    assert [t.scenario for t in tasks if isinstance(t, BoundTask)] == [short_scenario]
+    # one bound per seed: each seed plays its own run of the scenario (its [variation])
+    bounds = [(t.scenario, t.seed) for t in tasks if isinstance(t, BoundTask)]
+    assert bounds == [(short_scenario, seed) for seed in (0, 1)]
 
 
 def test_a_bad_policy_fails_before_anything_runs(short_scenario) -> None:

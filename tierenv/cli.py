@@ -356,6 +356,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-tensorboard", action="store_true", help="write no TensorBoard logs")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="discard trials kept from an interrupted run of this config and start over "
+        "(otherwise a rerun resumes: only unfinished trials run)",
+    )
     p.set_defaults(handler=_compare)
 
     p = sub.add_parser(
@@ -975,9 +981,8 @@ def _bench(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from experiments.compare.command import compare_to_folder
     from experiments.compare.config import load_config
-    from experiments.compare.report import write_results
-    from experiments.compare.runner import run_compare
 
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be at least 1, got {args.workers}")
@@ -1009,14 +1014,17 @@ def _compare(args: argparse.Namespace) -> int:
         command += f" --seeds {args.seeds}"
     if args.out is not None:
         command += f" --out {args.out}"
-    results = run_compare(
+    summary = compare_to_folder(
         config,
+        out,
+        command=command,
+        tensorboard_dir=tensorboard,
         workers=args.workers,
         use_ray=args.ray,
         ray_address=args.ray_address,
         show_progress=not args.quiet,
+        fresh=args.fresh,
     )
-    summary = write_results(results, out, command=command, tensorboard_dir=tensorboard)
     print(summary.table)
     print(f"results: {out}/ (summary.md, episodes.csv, steps.csv.gz, *.png)")
     if tensorboard is not None:

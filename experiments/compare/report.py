@@ -1,7 +1,8 @@
 """Write a comparison's results: raw episodes and steps (CSV), the summary tables (Markdown:
 IQM with 95 % bootstrap CIs, scores relative to the reference, probability of improvement,
-gap to the upper bound), plots (PNG) and TensorBoard scalars. Every file is written
-atomically; ``summary.md`` records the command, commit, machine and the config itself.
+gap to the upper bound), plots (PNG) and TensorBoard scalars. The folder is replaced as a
+whole once every file is written; ``summary.md`` records the command, commit, machine and the
+config itself.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ import io
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 import pandas as pd
 
 from experiments.compare import plots, stats
 from experiments.compare.config import CompareConfig
+from experiments.compare.folders import check_replaceable, replaced_folder
 from experiments.compare.runner import CompareResults, for_seed
 from experiments.compare.tensorboard import write_tensorboard
 from tierenv.files import atomic_path, write_text_atomically
@@ -43,25 +45,57 @@ def write_results(
     command: str,
     tensorboard_dir: str | Path | None = None,
 ) -> Summary:
-    """Write every results file under ``out``; returns the summary."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    config = results.config
-    _write_csv(results.episodes, out / "episodes.csv")
-    _write_csv(results.steps, out / "steps.csv.gz")
-    if not results.sweep.empty:
-        _write_csv(results.sweep, out / "static_sweep.csv")
-    write_text_atomically(out / "config.yaml", config.yaml_text())
+    """Write every results file under ``out``; returns the summary.
 
-    returns = stats.summarise(
-        results.episodes, "return", confidence=CONFIDENCE, resamples=RESAMPLES, seed=0
-    )
-    figures = _plots(results, out, returns)
-    summary = summarise_results(results, command, figures, returns)
-    write_text_atomically(out / "summary.md", summary.markdown)
+    ``out`` (and the TensorBoard folder) is replaced as a whole when everything is written
+    (``folders.replaced_folder``): a failure or a kill leaves the previous results intact,
+    never files of two runs side by side. Folders holding other files are refused."""
+    check_replaceable(out, is_results_file, "results folder")
     if tensorboard_dir is not None:
-        write_tensorboard(results.steps, tensorboard_dir)
+        check_replaceable(tensorboard_dir, is_tensorboard_file, "TensorBoard folder")
+    with replaced_folder(out, is_results_file, "results folder") as stage:
+        config = results.config
+        _write_csv(results.episodes, stage / "episodes.csv")
+        _write_csv(results.steps, stage / "steps.csv.gz")
+        if not results.sweep.empty:
+            _write_csv(results.sweep, stage / "static_sweep.csv")
+        write_text_atomically(stage / "config.yaml", config.yaml_text())
+
+        returns = stats.summarise(
+            results.episodes, "return", confidence=CONFIDENCE, resamples=RESAMPLES, seed=0
+        )
+        figures = _plots(results, stage, returns)
+        summary = summarise_results(results, command, figures, returns)
+        write_text_atomically(stage / "summary.md", summary.markdown)
+        if tensorboard_dir is not None:
+            # Replaced just before the results: a kill in between leaves new logs beside the
+            # previous results, which the next run (resumed) replaces too.
+            with replaced_folder(
+                tensorboard_dir, is_tensorboard_file, "TensorBoard folder"
+            ) as logs:
+                write_tensorboard(results.steps, logs)
     return summary
+
+
+#: The files ``write_results`` writes (besides ``*.png`` plots).
+RESULT_FILES = ("episodes.csv", "steps.csv.gz", "static_sweep.csv", "config.yaml", "summary.md")
+
+
+def is_results_file(relative: PurePath, is_dir: bool) -> bool:
+    """Whether an entry of a results folder is one ``write_results`` writes (or the
+    temporary file of one, left by a run killed before results were staged)."""
+    name = relative.name
+    if is_dir or len(relative.parts) != 1:
+        return False
+    if name.startswith("."):  # ".episodes.csv.abc123": an interrupted atomic write
+        return any(name[1:].startswith(f"{known}.") for known in RESULT_FILES) or ".png." in name
+    return name in RESULT_FILES or name.endswith(".png")
+
+
+def is_tensorboard_file(relative: PurePath, is_dir: bool) -> bool:
+    """Whether an entry of a TensorBoard folder is one ``write_tensorboard`` writes: run
+    folders (scenario/policy/seed) and event files."""
+    return is_dir or relative.name.startswith("events.out.tfevents.")
 
 
 def summarise_results(
@@ -184,7 +218,7 @@ def _bound_row(episodes: pd.DataFrame, scenarios: list[str]) -> str:
     """The per-interval upper bound's return, under the table it bounds."""
     if "bound_return" not in episodes:
         return ""
-    bounds = episodes.groupby("scenario")["bound_return"].first()
+    bounds = episodes.groupby("scenario")["bound_return"].mean()  # one bound per seed's run
     cells = [
         f"{bounds[s]:.2f}" if s in bounds.index and np.isfinite(bounds[s]) else "-"
         for s in scenarios
@@ -201,7 +235,9 @@ def relative_returns(episodes: pd.DataFrame, reference: str) -> pd.DataFrame:
     table = means.drop(columns=reference).div(base, axis=0)
     table.insert(0, reference, base)
     if "bound_return" in episodes:
-        bounds = episodes.groupby("scenario")["bound_return"].first()
+        # each seed's run has its bound (its realisation); episodes of a scenario share seeds
+        bounds = episodes.groupby(["scenario", "seed"])["bound_return"].first()
+        bounds = bounds.groupby("scenario").mean()
         if not bounds.empty:
             table["upper bound"] = bounds / base
     return table

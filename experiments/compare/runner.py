@@ -3,18 +3,23 @@
 Trials (and the per-interval upper bounds) are independent tasks. They run inline with one
 worker, in local processes by default, or as Ray tasks (``use_ray`` / ``ray_address``: Ray
 core's scheduler, a local Ray instance or an existing cluster). Results are assembled in
-plan order, so the numbers do not depend on where or in which order tasks ran.
+plan order, so the numbers do not depend on where or in which order tasks ran. With a
+checkpoint (``experiments.compare.checkpoint``) each task is kept as it finishes and a rerun
+skips the kept ones; a worker that dies is reported as ``WorkerLostError`` naming its task.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import signal
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -26,13 +31,19 @@ from experiments.compare.episode import Trial, TrialResult, run_trial
 from tierenv.envs.discrete import default_levels, weight_grid
 from tierenv.workload.scenario import load_scenario
 
+if TYPE_CHECKING:
+    from experiments.compare.checkpoint import Checkpoint
+
 
 @dataclass(frozen=True)
 class BoundTask:
-    """The per-interval upper bound of the reward's throughput term on a scenario (the load,
-    and so the bound, does not depend on the seed)."""
+    """The per-interval upper bound of the reward's throughput term on the run of a scenario
+    that the env plays at ``seed`` (the run's realisation, ``tierenv.workload.variation``,
+    sets the load; the policy does not)."""
 
     scenario: str
+    seed: int = 0
+    env: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
 
 @dataclass
@@ -85,7 +96,11 @@ def plan(config: CompareConfig) -> list[Trial | BoundTask]:
             for seed in config.seeds
         ]
     if config.upper_bound:
-        tasks += [BoundTask(scenario) for scenario in config.scenarios]
+        tasks += [
+            BoundTask(scenario, seed, config.env)
+            for scenario in config.scenarios
+            for seed in config.seeds
+        ]
     return tasks
 
 
@@ -146,11 +161,21 @@ def run_task(task: Trial | BoundTask) -> TrialResult | np.ndarray:
     """One task, wherever it runs."""
     if isinstance(task, BoundTask):
         from agents.oracle import upper_bound
+        from tierenv.envs.weighted_interleave import WeightedInterleaveEnv
 
-        scenario = load_scenario(task.scenario)
+        # the run the trials at this seed play: the env realises it at reset
+        env = WeightedInterleaveEnv(task.scenario, **task.env)
+        env.reset(seed=task.seed)
+        scenario = env.scenario
+        env.close()
         # Step k of an episode is interval k (reset only reports the idle host).
         return upper_bound(scenario).values
     return run_trial(task)
+
+
+class WorkerLostError(ChildProcessError):
+    """A worker process died under a task (e.g. the out-of-memory killer's SIGKILL). An
+    OSError, so the command line prints the message as one line."""
 
 
 def execute(
@@ -159,43 +184,161 @@ def execute(
     use_ray: bool = False,
     ray_address: str | None = None,
     show_progress: bool = True,
+    done: Mapping[int, Any] | None = None,
+    on_result: Callable[[int, Any], None] | None = None,
 ) -> tuple[list[Any], str, int]:
     """Run ``tasks``; returns their results in task order, the executor used and the number
-    of workers."""
+    of workers. ``done`` holds results already known by task index (those tasks do not run);
+    ``on_result(index, result)`` is called in this process as each task finishes."""
     workers = workers or os.cpu_count() or 1
-    bar = tqdm(total=len(tasks), desc="trials", unit="trial", disable=not show_progress)
+    results: list[Any] = [None] * len(tasks)
+    todo = []
+    for index, task in enumerate(tasks):
+        if done is not None and index in done:
+            results[index] = done[index]
+        else:
+            todo.append((index, task))
+    bar = tqdm(
+        total=len(tasks),
+        initial=len(tasks) - len(todo),
+        desc="trials",
+        unit="trial",
+        disable=not show_progress,
+    )
+
+    def finish(index: int, result: Any) -> None:
+        results[index] = result
+        if on_result is not None:
+            on_result(index, result)
+        bar.update()
+
     try:
         if use_ray or ray_address:
-            return _execute_ray(tasks, workers, ray_address, bar.update), "ray", workers
+            _execute_ray(todo, workers, ray_address, finish)
+            return results, "ray", workers
         if workers == 1:
-            results = []
-            for task in tasks:
-                results.append(run_task(task))
-                bar.update()
+            for index, task in todo:
+                finish(index, run_task(task))
             return results, "inline", 1
-        return _execute_processes(tasks, workers, bar.update), "processes", workers
+        _execute_processes(todo, workers, finish)
+        return results, "processes", workers
     finally:
         bar.close()
 
 
+# In a worker process: which worker started which task, by task position (set by
+# _worker_init; written without a lock, each slot by one worker only).
+_STARTED: Any = None
+
+
+def _worker_init(started: Any) -> None:
+    global _STARTED
+    _STARTED = started
+
+
+def _run_in_worker(slot: int, task: Trial | BoundTask) -> TrialResult | np.ndarray:
+    if _STARTED is not None:
+        _STARTED[slot] = os.getpid()
+    return run_task(task)
+
+
 def _execute_processes(
-    tasks: Sequence[Trial | BoundTask], workers: int, advance: Callable[[], Any]
-) -> list[Any]:
-    results: list[Any] = [None] * len(tasks)
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(run_task, task): i for i, task in enumerate(tasks)}
-        for future in as_completed(futures):
-            results[futures[future]] = future.result()
-            advance()
-    return results
+    todo: Sequence[tuple[int, Trial | BoundTask]],
+    workers: int,
+    finish: Callable[[int, Any], None],
+) -> None:
+    if not todo:
+        return
+    context = multiprocessing.get_context()
+    # Which worker runs what, so that a worker's death can name its task: the pool itself
+    # only says that "a process ... was terminated abruptly".
+    started = context.RawArray("q", len(todo))
+    finished: set[int] = set()
+    broken = False
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_worker_init, initargs=(started,)
+    ) as pool:
+        processes = getattr(pool, "_processes", None)  # pid -> Process (private; optional)
+        futures = {
+            pool.submit(_run_in_worker, slot, task): slot for slot, (_, task) in enumerate(todo)
+        }
+        try:
+            for future in as_completed(futures):
+                slot = futures[future]
+                try:
+                    result = future.result()
+                except BrokenProcessPool:
+                    broken = True
+                    break
+                finished.add(slot)
+                finish(todo[slot][0], result)
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)  # do not wait for the rest
+            raise
+    if broken:  # the pool has now joined its processes: their exit codes are known
+        # Keep what finished before the break but was not yet handed over (as_completed
+        # may yield the broken future first).
+        for future, slot in futures.items():
+            if (
+                slot not in finished
+                and future.done()
+                and not future.cancelled()
+                and future.exception() is None
+            ):
+                finished.add(slot)
+                finish(todo[slot][0], future.result())
+        codes = {
+            pid: process.exitcode
+            for pid, process in (processes.items() if isinstance(processes, dict) else ())
+        }
+        running = {
+            slot: started[slot]
+            for slot in range(len(todo))
+            if slot not in finished and started[slot]
+        }
+        raise _lost_worker([(todo[s][1], pid) for s, pid in running.items()], codes)
+
+
+def _lost_worker(
+    running: Sequence[tuple[Trial | BoundTask, int]], codes: Mapping[int, int | None]
+) -> WorkerLostError:
+    """The error for a dead worker: which one and how it died (when the pool's processes
+    could be read), and the tasks it (or, if unknown, any worker) was running. The pool
+    stops every other worker with SIGTERM, so a worker that ended otherwise is the one."""
+    dead = {pid: code for pid, code in codes.items() if code not in (None, 0, -signal.SIGTERM)}
+    culprits = [(task, pid) for task, pid in running if pid in dead] or list(running)
+    if dead:
+        pid, code = next(iter(dead.items()))
+        if code == -signal.SIGKILL:
+            how = "killed by SIGKILL, e.g. by the out-of-memory killer"
+        elif code is not None and code < 0 and -code in signal.valid_signals():
+            how = f"killed by {signal.Signals(-code).name}"
+        else:
+            how = f"exit status {code}"
+        who = f"worker process {pid} died ({how})"
+    else:
+        who = "a worker process died (killed, e.g. by the out-of-memory killer)"
+    if not culprits:
+        return WorkerLostError(who)
+    named = [describe_task(task) for task, _ in culprits[:3]]
+    if len(culprits) > 3:
+        named.append(f"{len(culprits) - 3} more")
+    return WorkerLostError(f"{who} while running {', '.join(named)}")
+
+
+def describe_task(task: Trial | BoundTask) -> str:
+    """A task in a message: ``policy on scenario seed N`` or ``the upper bound of S``."""
+    if isinstance(task, BoundTask):
+        return f"the upper bound of {task.scenario} seed {task.seed}"
+    return f"{task.policy.name} on {task.scenario} seed {task.seed}"
 
 
 def _execute_ray(
-    tasks: Sequence[Trial | BoundTask],
+    todo: Sequence[tuple[int, Trial | BoundTask]],
     workers: int,
     address: str | None,
-    advance: Callable[[], Any],
-) -> list[Any]:
+    finish: Callable[[int, Any], None],
+) -> None:
     try:
         import ray
     except ImportError as err:
@@ -208,18 +351,27 @@ def _execute_ray(
             ray.init(address=address, log_to_driver=False)
         else:  # a local Ray instance sized like the process pool
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    crashes = tuple(
+        getattr(ray.exceptions, name)
+        for name in ("WorkerCrashedError", "OutOfMemoryError")
+        if hasattr(ray.exceptions, name)
+    )
     try:
         remote = ray.remote(num_cpus=1)(run_task)
-        refs = [remote.remote(task) for task in tasks]
-        index = {ref: i for i, ref in enumerate(refs)}
-        results: list[Any] = [None] * len(tasks)
+        refs = {remote.remote(task): (index, task) for index, task in todo}
         pending = list(refs)
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             for ref in done:
-                results[index[ref]] = ray.get(ref)
-                advance()
-        return results
+                index, task = refs[ref]
+                try:
+                    result = ray.get(ref)
+                except crashes as err:
+                    raise WorkerLostError(
+                        f"a Ray worker died while running {describe_task(task)} "
+                        f"({type(err).__name__})"
+                    ) from err
+                finish(index, result)
     finally:
         if started_here:
             ray.shutdown()
@@ -231,8 +383,11 @@ def run_compare(
     use_ray: bool = False,
     ray_address: str | None = None,
     show_progress: bool = True,
+    checkpoint: Checkpoint | None = None,
 ) -> CompareResults:
-    """Plan, run and assemble a comparison."""
+    """Plan, run and assemble a comparison. With a ``checkpoint``, tasks finished by an
+    earlier run of the same config are not run again, and each finished task is kept there
+    at once (so a kill or a lost worker loses only the tasks that were running)."""
     start = time.perf_counter()
     tasks = plan(config)
     if show_progress:
@@ -242,10 +397,31 @@ def run_compare(
             + (", static grids and bounds)" if config.upper_bound else ", static grids)"),
             file=sys.stderr,
         )
-    outputs, executor, workers = execute(tasks, workers, use_ray, ray_address, show_progress)
+    done = checkpoint.open(config, tasks) if checkpoint is not None else {}
+    finished = len(done)
+
+    def keep(index: int, result: Any) -> None:  # in this process, as each task finishes
+        nonlocal finished
+        if checkpoint is not None:
+            checkpoint.save(tasks[index], result)
+        finished += 1
+
+    try:
+        outputs, executor, workers = execute(
+            tasks, workers, use_ray, ray_address, show_progress, done=done, on_result=keep
+        )
+    except WorkerLostError as err:
+        kept = (
+            f"are kept in {checkpoint.folder}: run the same command again to resume"
+            if checkpoint is not None
+            else "are lost (no checkpoint folder was given)"
+        )
+        raise WorkerLostError(
+            f"{err}; the {finished} of {len(tasks)} tasks that finished {kept}"
+        ) from None
     trials = [out for task, out in zip(tasks, outputs, strict=True) if isinstance(task, Trial)]
     bounds = {
-        task.scenario: out
+        (task.scenario, task.seed): out
         for task, out in zip(tasks, outputs, strict=True)
         if isinstance(task, BoundTask)
     }
@@ -256,7 +432,10 @@ def run_compare(
     steps = _steps_frame(chosen, bounds)
     if bounds:
         bound_returns = {key: float(np.sum(values)) for key, values in bounds.items()}
-        episodes["bound_return"] = episodes["scenario"].map(bound_returns)
+        episodes["bound_return"] = [
+            bound_returns.get(key, np.nan)
+            for key in zip(episodes["scenario"], episodes["seed"], strict=True)
+        ]
     # Tables and files name scenarios by their own names, not by the paths given.
     names = dict(zip(config.scenarios, config.scenario_names, strict=True))
     for frame in (episodes, steps, sweep):
@@ -320,7 +499,9 @@ def _renamed(result: TrialResult, name: str) -> TrialResult:
     return TrialResult(renamed, f"{result.label} (best static)", result.wall_s, result.steps)
 
 
-def _steps_frame(results: Iterable[TrialResult], bounds: dict[str, np.ndarray]) -> pd.DataFrame:
+def _steps_frame(
+    results: Iterable[TrialResult], bounds: dict[tuple[str, int], np.ndarray]
+) -> pd.DataFrame:
     frames = []
     for result in results:
         trial = result.trial
@@ -328,7 +509,7 @@ def _steps_frame(results: Iterable[TrialResult], bounds: dict[str, np.ndarray]) 
         frame.insert(0, "seed", trial.seed)
         frame.insert(0, "policy", trial.policy.name)
         frame.insert(0, "scenario", trial.scenario)
-        bound = bounds.get(trial.scenario)
+        bound = bounds.get((trial.scenario, trial.seed))
         if bound is not None:
             if len(bound) != len(frame):
                 raise RuntimeError(
