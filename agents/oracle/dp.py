@@ -8,10 +8,13 @@ sets the weights interval 0's first pages are placed under, before anything is a
     V_t(k) = r_t(k) + max_k' [V_{t-1}(k') − c · bytes_t(k' → k)] / GiB,   V_0(k) = r_0(k)
 
 Assumes (the model, not the simulator):
-- r_t(k): the modelled weighted speedup at interval t's load with every application's access
-  split equal to choice k's node shares, capped by capacity as ``OracleGreedy`` does; the split
-  is reached at once (no DAMOS lag: with the default 200 MiB/s quota a large change really
-  takes tens of seconds, so the DP's value overestimates what following it earns);
+- r_t(k): the modelled weighted speedup at interval t's load with every resident page where
+  choice k's weighted interleave puts it (``PlacementSplits``: a node gets runs of pages as
+  long as its weight, so the access split is not the weights' node shares when runs are long
+  against the working set), capped by capacity as ``OracleGreedy`` does; the placement is
+  reached at once (no DAMOS lag: with the default 200 MiB/s quota a large change really
+  takes tens of seconds, so the DP's value overestimates what following it earns; cold pages
+  that DAMOS leaves behind after a switch are counted where k would put them);
 - bytes_t(k' → k) = Σ over applications running in both t−1 and t of
   mismatch(k', k) × hot bytes_t(k, app), each capped at what the DAMOS quota can still move
   before the scenario ends (quota × remaining intervals): ``mismatch`` is the fraction of
@@ -36,9 +39,13 @@ import numpy as np
 
 from agents.controllers.base import ControlContext, Controller, ControllerError
 from agents.oracle.greedy import _next_interval
-from agents.oracle.model import capacity_limits, clip_to_capacity, modelled_speedup
+from agents.oracle.model import (
+    PlacementSplits,
+    capacity_limits,
+    clip_splits_to_capacity,
+    modelled_speedup,
+)
 from agents.oracle.timeline import LoadTimeline, load_timeline
-from tierenv.contracts.actions import weights_to_shares
 from tierenv.contracts.measurements import Measurements
 from tierenv.envs.discrete import default_levels, weight_grid
 from tierenv.envs.reward import GiB
@@ -132,7 +139,7 @@ class OracleDP(Controller):
         """r[t, k] and, per interval, each app's DAMOS-hot bytes for every choice (K,)."""
         timeline = self.timeline
         nodes = timeline.nodes
-        shares = weights_to_shares(self.choices)
+        placement = PlacementSplits(self.choices)
         rewards = np.zeros((timeline.n_intervals, len(self.choices)))
         hot: list[dict[str, np.ndarray]] = [{} for _ in range(timeline.n_intervals)]
         for intervals in timeline.distinct().values():
@@ -140,7 +147,7 @@ class OracleDP(Controller):
             if not apps:
                 continue
             capacity = timeline.free_capacity_pages(intervals[0])
-            splits = clip_to_capacity(shares, capacity_limits(apps, capacity))
+            splits = clip_splits_to_capacity(placement(apps), capacity_limits(apps, capacity))
             values, throughput = modelled_speedup(
                 nodes, apps, splits, fixed=timeline.fixed_load(intervals[0])
             )

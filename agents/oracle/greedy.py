@@ -5,7 +5,10 @@ Assumes:
 - every application's access split equals the weights' node shares (DAMOS ``migrate_hot``
   interleaves hot pages by the weights and new pages are allocated by them), capped where a
   node's capacity cannot hold that share of an app's accesses (``clip_to_capacity``: the
-  node's room shared between apps by resident pages, hottest pages first);
+  node's room shared between apps by resident pages, hottest pages first). That holds when
+  the interleave's runs of pages (as long as each weight) are short against the working set;
+  with long runs over a small set the pages' real placement differs (``OracleDP`` models it,
+  ``agents.oracle.model.PlacementSplits``; this search over continuous shares does not);
 - placement follows at once: no migration lag (DAMOS's quota) and no copy traffic; the
   migration cost term is ignored.
 It is "greedy" because it never weighs a change's migration cost against later gains

@@ -133,6 +133,9 @@ class AppLoad:
     touched_pages: int  # pages [0, touched_pages) are resident (first-touched in page order)
     hot_pages: int  # pages in the hot set (GroundTruth.app_hot_pages counts these per node)
     in_reward: bool = True  # counts in the reward
+    # (n_pages,) each page's interleave index (its virtual page number): weighted interleave
+    # and DAMOS dests put page p on interleave_targets(index[p], nodes, weights)
+    interleave_index: np.ndarray | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -234,9 +237,17 @@ class SimulatedHost:
                     touched_pages=int(app.touched_pages),
                     hot_pages=int(np.count_nonzero(_hot_set(app)[: app.touched_pages])),
                     in_reward=app.run.in_reward,
+                    interleave_index=self._interleave_index(app),
                 )
             )
         return tuple(loads)
+
+    def _interleave_index(self, app: _App) -> np.ndarray:
+        """The app's pages' interleave indices (read-only; fixed while the app runs)."""
+        vaddr = self.memory.app_page_vaddr(app.memory_id)
+        index = np.asarray(vaddr, dtype=np.int64) // self.scenario.page_size
+        index.flags.writeable = False
+        return index
 
     def current_fixed_load(self) -> FixedLoad:
         """The bound co-runners' and background traffic's load as it stands now (the same
