@@ -85,9 +85,11 @@ State layout: ``FluidState`` arrays have a leading env axis B; ``step(state, wei
 advances every env one control interval (or only the ``active`` ones), updating ``state`` in
 place (``state.copy()`` branches a run), and returns ``FluidOutputs``. ``observe(outputs,
 spec)`` builds the observation features of ``tierenv.contracts.features`` for the whole batch.
-The compiled interval (``_advance``) takes three structs of arrays: ``KernelState`` (the parts
-of ``FluidState`` it updates), ``KernelParams`` (``FluidParams.kernel``) and
-``KernelOutputs``.
+Everything of an interval before the solve (weight change, scenario changes, first touches,
+DAMON, the DAMOS walk and migrations) is one compiled step in ``tierenv.sim.fluid_kernel``,
+``advance(state, params, weights, active, out)``, over three structs of arrays:
+``KernelState`` (the parts of ``FluidState`` it updates), ``KernelParams``
+(``FluidParams.kernel``) and ``KernelOutputs``; it is built from small helpers, one per step.
 """
 
 from __future__ import annotations
@@ -98,26 +100,25 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any
 
 import numpy as np
 
 from tierenv.contracts.features import HOTNESS_BINS, FeatureError, ObservationSpec
 from tierenv.contracts.measurements import GroundTruth, Measurements, NodeInfo, StepResult
-from tierenv.damon.jit import njit
 from tierenv.hardware.solver import NodeSet, alone_throughput_gbps, combine_background, solve
 from tierenv.memory.interleave import MAX_WEIGHT, MIN_WEIGHT
 from tierenv.memory.migration_cost import MigrationCost
 from tierenv.sim.damos_setup import DamosSetup
+from tierenv.sim.fluid_kernel import KernelOutputs, KernelParams, KernelState, advance
+from tierenv.sim.fluid_kernel import pattern_transition as pattern_transition  # re-exported
 from tierenv.workload.application import LINE_BYTES
-from tierenv.workload.scenario import Scenario
+from tierenv.workload.scenario import Event, Scenario
 
 GiB = 1 << 30
 DEFAULT_CHUNKS = 32
 MAX_CHUNKS = 1024
 TIME_EPSILON = 1e-9  # the host's tolerance when comparing times with scenario moments
-SCALE_ROUNDS = 4  # fixed-point rounds for migrations into nearly full nodes
-QUOTA_EXACT = 1e-9  # pages: a DAMOS budget this close to 0 ran out exactly
 
 
 class FluidModelError(ValueError):
@@ -125,29 +126,6 @@ class FluidModelError(ValueError):
 
 
 # ------------------------------------------------------------------------- static parameters
-class KernelParams(NamedTuple):
-    """The static arrays and numbers the compiled interval (``_advance``) reads (shapes as
-    ``FluidParams``)."""
-
-    running: np.ndarray  # (T, A) bool
-    starting: np.ndarray  # (T, A) bool
-    stopping: np.ndarray  # (T, A) bool
-    phase: np.ndarray  # (T, A) int64
-    new_pages: np.ndarray  # (T, A, K)
-    touched_pages: np.ndarray  # (T, A, K)
-    chunk_pages: np.ndarray  # (A, K)
-    phase_share: np.ndarray  # (A, P, K)
-    phase_hot: np.ndarray  # (A, P, K)
-    phase_alone_gbps: np.ndarray  # (A, P)
-    capacity_pages: np.ndarray  # (N,)
-    bind_node: np.ndarray  # (A,) int64: the node a bound app's pages go to (-1: managed)
-    hotness_thresholds: np.ndarray  # (bins - 1,) int64
-    damos_enabled: bool
-    misses_per_gbps_sample: float  # misses per sample interval per GB/s of throughput
-    max_nr_accesses: int
-    min_nr_accesses: int
-
-
 @dataclass(frozen=True, eq=False)
 class FluidParams:
     """Everything about a scenario the fluid model needs, built once (``build_params``).
@@ -415,17 +393,15 @@ class _Timeline:
 
     def __init__(self, scenario: Scenario) -> None:
         self.scenario = scenario
-        interval = scenario.control_interval_s
         starts: list[float] = []
         now = 0.0
         # the host's own float accumulation, so boundary moments compare the same way
         while now < scenario.duration_s - TIME_EPSILON:
             starts.append(now)
-            now += interval
+            now += scenario.control_interval_s
         self.start_s = np.array(starts)
         n_steps, n_apps, n_nodes = len(starts), len(scenario.apps), len(scenario.nodes)
-        page_size = scenario.page_size
-        self.n_pages = [run.app.n_pages(page_size) for run in scenario.apps]
+        self.n_pages = [run.app.n_pages(scenario.page_size) for run in scenario.apps]
         self.running = np.zeros((n_steps, n_apps), dtype=bool)
         self.starting = np.zeros((n_steps, n_apps), dtype=bool)
         self.stopping = np.zeros((n_steps, n_apps), dtype=bool)
@@ -436,73 +412,107 @@ class _Timeline:
         # phase key: (hot_offset or trace segment, intensity, read fraction, think_ns, and the
         # read fraction the reference throughput alone was computed with)
         self.phase_keys: list[list[tuple]] = [[] for _ in scenario.apps]
-        status = ["waiting"] * n_apps
-        intensity = [1.0] * n_apps
-        where = [run.app.distribution.hot_offset for run in scenario.apps]  # or segment
-        reads = [run.app.read_fraction for run in scenario.apps]
-        think = [run.app.think_ns for run in scenario.apps]
-        alone_reads = list(reads)
-        touched = [0] * n_apps
-        events_done = 0
-        events = scenario.events
+        # the host's per-application state as the replay goes on
+        self._status = ["waiting"] * n_apps
+        self._intensity = [1.0] * n_apps
+        self._where = [run.app.distribution.hot_offset for run in scenario.apps]  # or segment
+        self._reads = [run.app.read_fraction for run in scenario.apps]
+        self._think = [run.app.think_ns for run in scenario.apps]
+        self._alone_reads = list(self._reads)
+        self._touched_now = [0] * n_apps
+        self._events_done = 0
         for k, start in enumerate(starts):
             moment = start + TIME_EPSILON
-            for a, run in enumerate(scenario.apps):
-                if status[a] == "running" and run.stop_s is not None and run.stop_s <= moment:
-                    status[a] = "stopped"
-                    self.stopping[k, a] = True
-                if status[a] == "waiting" and run.start_s <= moment:
-                    status[a] = "running"
-                    self.starting[k, a] = True
-                    where[a] = self._follow_trace(a, start, where[a], reads)
-                    alone_reads[a] = reads[a]
-                    if run.app.growth_bytes_per_s == 0:
-                        touched[a] = self.n_pages[a]
-            while events_done < len(events) and events[events_done].at_s <= moment:
-                event = events[events_done]
-                a = next(i for i, run in enumerate(scenario.apps) if run.app.name == event.app)
-                if status[a] == "running":
-                    if event.intensity is not None:
-                        intensity[a] = event.intensity
-                    if event.think_ns is not None:
-                        think[a] = event.think_ns
-                    if event.read_fraction is not None:
-                        reads[a] = event.read_fraction
-                    if (event.intensity, event.think_ns, event.read_fraction) != (None,) * 3:
-                        alone_reads[a] = reads[a]  # the host recomputes alone here only
-                    if event.hot_offset is not None:
-                        where[a] = event.hot_offset
-                events_done += 1
-            # open-loop traffic as the host sums it (SimulatedHost._traffic)
-            read_gbps = np.zeros(n_nodes)
-            for flow in scenario.traffic:
-                if flow.runs_at(moment):
-                    self.traffic_gbps[k, flow.node] += flow.gbps
-                    read_gbps[flow.node] += flow.gbps * flow.read_fraction
-            np.divide(
-                read_gbps,
-                self.traffic_gbps[k],
-                out=self.traffic_read_fraction[k],
-                where=self.traffic_gbps[k] > 0,
-            )
-            for a, run in enumerate(scenario.apps):
-                if status[a] != "running":
-                    continue
-                where[a] = self._follow_trace(a, start, where[a], reads)
-                rate = run.app.growth_bytes_per_s
-                if rate and touched[a] < self.n_pages[a]:
-                    target = int((start - run.start_s + interval) * rate // page_size)
-                    touched[a] = max(touched[a], min(self.n_pages[a], target))
-                key = (where[a], intensity[a], reads[a], think[a], alone_reads[a])
-                if key not in self.phase_keys[a]:
-                    self.phase_keys[a].append(key)
-                self.phase[k, a] = self.phase_keys[a].index(key)
-                self.running[k, a] = True
-                self.touched[k, a] = touched[a]
+            self._stops_and_starts(k, start, moment)
+            self._events(moment)
+            self._traffic(k, moment)
+            self._run(k, start)
         for a, run in enumerate(scenario.apps):
             if not self.phase_keys[a]:  # never runs within the scenario: one dummy phase
                 d = run.app.distribution
-                self.phase_keys[a].append((d.hot_offset, 1.0, reads[a], think[a], reads[a]))
+                reads, think = self._reads[a], self._think[a]
+                self.phase_keys[a].append((d.hot_offset, 1.0, reads, think, reads))
+
+    def _stops_and_starts(self, k: int, start: float, moment: float) -> None:
+        """Applications stopping, then starting, at interval ``k``'s start."""
+        status, where, reads = self._status, self._where, self._reads
+        for a, run in enumerate(self.scenario.apps):
+            if status[a] == "running" and run.stop_s is not None and run.stop_s <= moment:
+                status[a] = "stopped"
+                self.stopping[k, a] = True
+            if status[a] == "waiting" and run.start_s <= moment:
+                status[a] = "running"
+                self.starting[k, a] = True
+                where[a] = self._follow_trace(a, start, where[a], reads)
+                self._alone_reads[a] = reads[a]
+                if run.app.growth_bytes_per_s == 0:
+                    self._touched_now[a] = self.n_pages[a]
+
+    def _events(self, moment: float) -> None:
+        """The scenario's events due by ``moment``, on the applications they name (an event
+        naming an application that is not running is used up without effect)."""
+        events = self.scenario.events
+        while self._events_done < len(events) and events[self._events_done].at_s <= moment:
+            event = events[self._events_done]
+            a = next(i for i, run in enumerate(self.scenario.apps) if run.app.name == event.app)
+            if self._status[a] == "running":
+                self._apply_event(a, event)
+            self._events_done += 1
+
+    def _apply_event(self, a: int, event: Event) -> None:
+        """An event's changes to a running application's phase."""
+        if event.intensity is not None:
+            self._intensity[a] = event.intensity
+        if event.think_ns is not None:
+            self._think[a] = event.think_ns
+        if event.read_fraction is not None:
+            self._reads[a] = event.read_fraction
+        if (event.intensity, event.think_ns, event.read_fraction) != (None,) * 3:
+            self._alone_reads[a] = self._reads[a]  # the host recomputes alone here only
+        if event.hot_offset is not None:
+            self._where[a] = event.hot_offset
+
+    def _traffic(self, k: int, moment: float) -> None:
+        """Open-loop traffic in interval ``k`` as the host sums it (``SimulatedHost._traffic``):
+        GB/s per node and the read share of it."""
+        read_gbps = np.zeros(self.traffic_gbps.shape[1])
+        for flow in self.scenario.traffic:
+            if flow.runs_at(moment):
+                self.traffic_gbps[k, flow.node] += flow.gbps
+                read_gbps[flow.node] += flow.gbps * flow.read_fraction
+        np.divide(
+            read_gbps,
+            self.traffic_gbps[k],
+            out=self.traffic_read_fraction[k],
+            where=self.traffic_gbps[k] > 0,
+        )
+
+    def _run(self, k: int, start: float) -> None:
+        """The running applications in interval ``k``: traces' phases, growth (pages touched
+        by the interval's end) and the phase in force."""
+        scenario = self.scenario
+        touched, where = self._touched_now, self._where  # pages touched so far, per app
+        for a, run in enumerate(scenario.apps):
+            if self._status[a] != "running":
+                continue
+            where[a] = self._follow_trace(a, start, where[a], self._reads)
+            rate = run.app.growth_bytes_per_s
+            if rate and touched[a] < self.n_pages[a]:
+                elapsed = start - run.start_s + scenario.control_interval_s
+                target = int(elapsed * rate // scenario.page_size)
+                touched[a] = max(touched[a], min(self.n_pages[a], target))
+            key = (
+                where[a],
+                self._intensity[a],
+                self._reads[a],
+                self._think[a],
+                self._alone_reads[a],
+            )
+            if key not in self.phase_keys[a]:
+                self.phase_keys[a].append(key)
+            self.phase[k, a] = self.phase_keys[a].index(key)
+            self.running[k, a] = True
+            self.touched[k, a] = touched[a]
 
     def _follow_trace(self, a: int, start: float, where: float, reads: list[float]) -> float:
         run = self.scenario.apps[a]
@@ -578,45 +588,6 @@ def chunk_bounds(
 
 
 # ---------------------------------------------------------------------------- dynamic state
-class KernelState(NamedTuple):
-    """The parts of ``FluidState`` the compiled interval reads and updates in place."""
-
-    step: np.ndarray  # (B,) int64
-    weights: np.ndarray  # (B, N) int64 weights in force before the interval
-    pages: np.ndarray  # (B, A, K, N, N)
-    walked_pages: np.ndarray  # (B, A, N, N)
-    used_pages: np.ndarray  # (B, N)
-    throughput_gbps: np.ndarray  # (B, A)
-    cursor: np.ndarray  # (B, A)
-    quota_pages: np.ndarray  # (B,)
-
-
-class KernelOutputs(NamedTuple):
-    """What the compiled interval reports per env (all apps, bound ones included)."""
-
-    moved: np.ndarray  # (B, N, N) pages migrated from row to column node
-    failed: np.ndarray  # (B,) migrations refused by a full node
-    split: np.ndarray  # (B, A, N) access split
-    resident: np.ndarray  # (B, A, N)
-    hot_pages: np.ndarray  # (B, A, N)
-    hotness: np.ndarray  # (B, N, bins) DAMON-monitored pages per hotness bin
-    access: np.ndarray  # (B, N) DAMON's access-weighted pages
-    free: np.ndarray  # (B, N) free pages after the interval
-
-    @classmethod
-    def zeros(cls, batch: int, n_apps: int, n_nodes: int) -> KernelOutputs:
-        return cls(
-            moved=np.zeros((batch, n_nodes, n_nodes)),
-            failed=np.zeros(batch),
-            split=np.zeros((batch, n_apps, n_nodes)),
-            resident=np.zeros((batch, n_apps, n_nodes)),
-            hot_pages=np.zeros((batch, n_apps, n_nodes)),
-            hotness=np.zeros((batch, n_nodes, len(HOTNESS_BINS))),
-            access=np.zeros((batch, n_nodes)),
-            free=np.zeros((batch, n_nodes)),
-        )
-
-
 @dataclass(eq=False)
 class FluidState:
     """Per env (leading axis B): everything that changes while the model runs."""
@@ -894,22 +865,12 @@ class FluidModel:
             elif not active.any():
                 return self.begin(state)
         idle = None if active is None else self.begin(state)
-        waiting = state.step >= p.n_steps
-        past = np.flatnonzero(waiting if active is None else waiting & active)
-        if past.size:
-            raise FluidModelError(
-                f"env(s) {past[:8].tolist()} reached the scenario's end ({p.n_steps} intervals);"
-                " reset them before stepping"
-            )
+        self._check_not_ended(state, active)
         if quota_bytes_per_s is not None:
-            quota = np.broadcast_to(np.asarray(quota_bytes_per_s, dtype=float), (batch,))
-            if active is None:
-                state.quota_pages[:] = p.quota_pages_for(quota)
-            else:
-                state.quota_pages[active] = p.quota_pages_for(quota[active])
+            self._set_quota(state, quota_bytes_per_s, active)
         n_nodes, n_apps = p.n_nodes, p.n_apps
         out = KernelOutputs.zeros(batch, n_apps, n_nodes)
-        _advance(
+        advance(
             state.kernel(),
             p.kernel,
             weights,
@@ -983,10 +944,33 @@ class FluidModel:
             damos_quota_bytes_per_s=self._quota_bytes_per_s(state),
             page_size=p.page_size,
         )
-        if idle is not None:
+        if idle is not None and active is not None:  # idle is set exactly when active is
             outputs = _merge_rows(outputs, idle, ~active)
         self.timings["outputs"] += time.perf_counter() - finished
         return outputs
+
+    def _check_not_ended(self, state: FluidState, active: np.ndarray | None) -> None:
+        """Refuse to step envs (the ``active`` ones, default all) past the scenario's end."""
+        n_steps = self.params.n_steps
+        waiting = state.step >= n_steps
+        past = np.flatnonzero(waiting if active is None else waiting & active)
+        if past.size:
+            raise FluidModelError(
+                f"env(s) {past[:8].tolist()} reached the scenario's end ({n_steps} intervals);"
+                " reset them before stepping"
+            )
+
+    def _set_quota(
+        self, state: FluidState, quota_bytes_per_s: np.ndarray, active: np.ndarray | None
+    ) -> None:
+        """DAMOS quotas ((B,) bytes/s, 0 = unlimited) in force from now in the ``active`` envs
+        (default all)."""
+        p = self.params
+        quota = np.broadcast_to(np.asarray(quota_bytes_per_s, dtype=float), (state.batch_size,))
+        if active is None:
+            state.quota_pages[:] = p.quota_pages_for(quota)
+        else:
+            state.quota_pages[active] = p.quota_pages_for(quota[active])
 
     def _quota_bytes_per_s(self, state: FluidState) -> np.ndarray:
         """(B,) the DAMOS quota in force, bytes/s (0: unlimited)."""
@@ -1126,7 +1110,7 @@ class FluidModel:
 
 def _merge_rows(outputs: FluidOutputs, other: FluidOutputs, rows: np.ndarray) -> FluidOutputs:
     """``outputs`` with the envs ``rows`` (a (B,) mask) taken from ``other``."""
-    changes = {}
+    changes: dict[str, Any] = {}
     for f in dataclasses.fields(outputs):
         value = getattr(outputs, f.name)
         if isinstance(value, np.ndarray):
@@ -1190,408 +1174,3 @@ def observe(outputs: FluidOutputs, params: FluidParams, spec: ObservationSpec) -
     columns = [FLUID_FEATURES[name](outputs, params) for name in spec.group_names]
     values = np.concatenate(columns, axis=1)
     return np.clip(values, spec.low, spec.high).astype(np.float32)
-
-
-# ------------------------------------------------------------------------- compiled kernels
-@njit(cache=True)
-def _cyclic_overlap(first_a: int, length_a: int, first_b: int, length_b: int, size: int) -> int:
-    """Points shared by [first_a, +length_a) and [first_b, +length_b) on a circle of ``size``
-    (each length < size)."""
-    offset = (first_b - first_a) % size
-    direct = max(0, min(length_a, offset + length_b) - offset)
-    wrapped = max(0, min(length_a, offset + length_b - size))
-    return direct + wrapped
-
-
-@njit(cache=True)
-def pattern_transition(old: np.ndarray, new: np.ndarray, out: np.ndarray) -> None:
-    """``out[t, u]``: of the interleave indices weights ``old`` give node t, the share that
-    weights ``new`` give node u (both patterns periodic; exact over a common period).
-
-    Index i goes to the node whose cumulative-weight interval holds ``i mod sum(weights)``.
-    Over a common period the pair (i mod P, i mod Q) takes every value with equal residues
-    mod g = gcd(P, Q) once, so the count for (t, u) is a sum over residues r mod g of the
-    counts of r in each node's interval; each count is ``length // g`` plus one for residues
-    in a cyclic stretch of ``length % g``, which makes the sum closed-form.
-    """
-    n_nodes = old.size
-    period_old = 0
-    period_new = 0
-    for node in range(n_nodes):
-        period_old += old[node]
-        period_new += new[node]
-    a, b = period_old, period_new
-    while b:
-        a, b = b, a % b
-    common = a
-    low_old = 0
-    for t in range(n_nodes):
-        length_old = old[t]
-        whole_old, rest_old = length_old // common, length_old % common
-        low_new = 0
-        for u in range(n_nodes):
-            length_new = new[u]
-            whole_new, rest_new = length_new // common, length_new % common
-            pairs = (
-                common * whole_old * whole_new
-                + whole_old * rest_new
-                + whole_new * rest_old
-                + _cyclic_overlap(low_old % common, rest_old, low_new % common, rest_new, common)
-            )
-            # pairs / (P Q / g) is the joint frequency; divided by old[t] / P, the conditional
-            out[t, u] = pairs * common / (period_new * length_old)
-            low_new += length_new
-        low_old += length_old
-
-
-@njit(cache=True)
-def _hotness_bins(trials: int, p: float, thresholds: np.ndarray, out: np.ndarray) -> None:
-    """out[j]: probability that Binomial(trials, p) falls in hotness bin j, whose lower edge
-    is ``thresholds[j - 1]`` (bin 0 starts at 0): a region's nr_accesses in one aggregation."""
-    n_bins = out.size
-    out[:] = 0.0
-    if p <= 0.0 or p >= 1.0:
-        count = 0 if p <= 0.0 else trials
-        bin_of = 0
-        for j in range(n_bins - 1):
-            if count >= thresholds[j]:
-                bin_of = j + 1
-        out[bin_of] = 1.0
-        return
-    pmf = math.exp(trials * math.log1p(-p))  # P(X = 0)
-    ratio = p / (1.0 - p)
-    below = 0.0  # P(X < count)
-    count = 0
-    for j in range(n_bins - 1):
-        while count < thresholds[j] and count <= trials:
-            below += pmf
-            pmf *= (trials - count) / (count + 1) * ratio
-            count += 1
-        out[j] = below
-    out[n_bins - 1] = 1.0
-    for j in range(n_bins - 1, 0, -1):
-        out[j] = max(out[j] - out[j - 1], 0.0)
-
-
-@njit(cache=True)
-def _allocate(
-    chunk: np.ndarray, count: float, weights: np.ndarray, weight_sum: float, free: np.ndarray
-) -> None:
-    """First touch of ``count`` pages of one chunk (``chunk``: (N, N) pages by node and
-    target): each target gets its weight share; a full node falls back to the next node with
-    free frames, cyclically (the kernel's fallback)."""
-    n_nodes = free.size
-    for target in range(n_nodes):
-        wanted = count * weights[target] / weight_sum
-        for step in range(n_nodes):
-            if wanted <= 0.0:
-                break
-            node = (target + step) % n_nodes
-            placed = min(wanted, max(free[node], 0.0))
-            chunk[node, target] += placed
-            free[node] -= placed
-            wanted -= placed
-
-
-@njit(cache=True)
-def _walk(
-    eligible: np.ndarray,
-    chunk_pages: np.ndarray,
-    budget: float,
-    position: float,
-    walked: np.ndarray,
-) -> tuple[float, bool]:
-    """The DAMOS pass of one kdamond: chunks in address order from ``position`` (in chunks),
-    charging eligible pages until ``budget`` runs out. ``walked[c]`` becomes the share of
-    chunk c's not-yet-walked pages (in this pass) that get the action. Returns the new
-    position and whether the quota ran out (else the pass reached the end: restart at 0).
-
-    A quota that runs out exactly where no eligible page follows does not end the pass: the
-    kernel recorded where it stopped (``charge_addr_from``), so its next window resumes
-    there and walks nothing; the position is then the end (a quota that divides the
-    eligible pages wastes one window per pass)."""
-    n_chunks = chunk_pages.size
-    walked[:] = 0.0
-    c = int(position)
-    start_fraction = position - c
-    while c < n_chunks:
-        per_unit = eligible[c] * chunk_pages[c]
-        remaining = 1.0 - start_fraction
-        if per_unit * remaining <= budget:
-            budget -= per_unit * remaining
-            walked[c] = eligible[c]
-        else:
-            advance = budget / per_unit
-            walked[c] = eligible[c] * advance / remaining
-            return c + start_fraction + advance, True
-        c += 1
-        start_fraction = 0.0
-    if budget <= QUOTA_EXACT:
-        return float(n_chunks), True
-    return 0.0, False
-
-
-@njit(cache=True)
-def _advance(state, params, weights, active, out):
-    """Everything of one interval before the solve, env by env (``state``: ``KernelState``,
-    updated in place; ``params``: ``KernelParams``; ``weights``: (B, N) the interval's;
-    ``active``: (B,) bool, envs left out untouched; ``out``: ``KernelOutputs``, zeroed):
-    weight change, scenario changes, first touches, the DAMOS walk and migrations, and the
-    per-env reports. Bound apps' pages go to their node only; no kdamond walks them."""
-    pages = state.pages
-    walked_pages = state.walked_pages
-    used = state.used_pages
-    throughput = state.throughput_gbps
-    cursor = state.cursor
-    running = params.running
-    phase = params.phase
-    new_pages = params.new_pages
-    chunk_pages = params.chunk_pages
-    share = params.phase_share
-    capacity = params.capacity_pages
-    bind_node = params.bind_node
-    max_nr = params.max_nr_accesses
-    min_nr = params.min_nr_accesses
-    moved = out.moved
-    failed = out.failed
-    n_env, n_apps, n_chunks, n_nodes, _ = pages.shape
-    transition = np.empty((n_nodes, n_nodes))
-    mixed = np.empty(n_nodes)
-    free = np.empty(n_nodes)
-    prob = np.zeros(n_chunks)
-    eligible = np.zeros(n_chunks)
-    walked = np.zeros(n_chunks)
-    unwalked = np.empty((n_nodes, n_nodes))
-    flows = np.empty((n_nodes, n_nodes))
-    inflow = np.empty(n_nodes)
-    outflow = np.empty(n_nodes)
-    scale = np.empty(n_nodes)
-    for b in range(n_env):
-        if not active[b]:
-            continue
-        k = state.step[b]
-        weight_sum = 0.0
-        changed = False
-        for n in range(n_nodes):
-            weight_sum += weights[b, n]
-            if weights[b, n] != state.weights[b, n]:
-                changed = True
-        if changed:
-            pattern_transition(state.weights[b], weights[b], transition)
-            for a in range(n_apps):
-                if not running[k, a] or bind_node[a] >= 0:
-                    continue  # nothing resident (or freed below), or not interleaved
-                _retarget(walked_pages[b, a], transition, mixed)
-                for c in range(n_chunks):
-                    _retarget(pages[b, a, c], transition, mixed)
-        for a in range(n_apps):
-            if params.stopping[k, a]:
-                for c in range(n_chunks):
-                    for n in range(n_nodes):
-                        for t in range(n_nodes):
-                            used[b, n] -= pages[b, a, c, n, t]
-                pages[b, a] = 0.0
-            if params.stopping[k, a] or params.starting[k, a]:
-                walked_pages[b, a] = 0.0
-                cursor[b, a] = 0.0
-            if params.starting[k, a]:
-                throughput[b, a] = params.phase_alone_gbps[a, phase[k, a]]
-        for n in range(n_nodes):
-            free[n] = capacity[n] - used[b, n]
-        for a in range(n_apps):
-            if not running[k, a]:
-                continue
-            node = bind_node[a]
-            for c in range(n_chunks):
-                count = new_pages[k, a, c]
-                if count <= 0.0:
-                    continue
-                if node < 0:
-                    _allocate(pages[b, a, c], count, weights[b], weight_sum, free)
-                elif count <= free[node]:  # MPOL_BIND: all on the node, or nothing
-                    pages[b, a, c, node, node] += count
-                    free[node] -= count
-        for a in range(n_apps):
-            if not running[k, a]:
-                continue
-            ph = phase[k, a]
-            monitored = params.damos_enabled and bind_node[a] < 0
-            if monitored:
-                samples_per_share = throughput[b, a] * params.misses_per_gbps_sample
-                for c in range(n_chunks):
-                    size = chunk_pages[a, c]
-                    if size <= 0.0:
-                        prob[c] = 0.0
-                        eligible[c] = 0.0
-                        continue
-                    # DAMON checks one random page of the region per sample; untouched pages
-                    # are never accessed
-                    per_page = share[a, ph, c] / size * samples_per_share
-                    accessed = 1.0 if per_page > 40.0 else -math.expm1(-per_page)
-                    prob[c] = params.touched_pages[k, a, c] / size * accessed
-                    # merged regions report the size-weighted mean count, rounded down: the
-                    # expected count against the scheme's integer minimum
-                    eligible[c] = 1.0 if prob[c] * max_nr >= min_nr else 0.0
-                first = int(cursor[b, a])
-                cursor[b, a], exhausted = _walk(
-                    eligible, chunk_pages[a], state.quota_pages[b], cursor[b, a], walked
-                )
-                last = int(cursor[b, a]) if exhausted else n_chunks
-                # walked pages by (node, target): a share of each chunk's pages not yet
-                # walked in this pass (the cursor's chunk keeps those apart)
-                flows[:] = 0.0
-                for c in range(first, min(last + 1, n_chunks)):
-                    if walked[c] > 0.0:
-                        for n in range(n_nodes):
-                            for t in range(n_nodes):
-                                if t != n:
-                                    rest = pages[b, a, c, n, t]
-                                    if c == first:
-                                        rest -= walked_pages[b, a, n, t]
-                                    flows[n, t] += walked[c] * rest
-                # into a full node only as far as frames are free or freed by the same pass
-                for t in range(n_nodes):
-                    scale[t] = 1.0
-                    inflow[t] = 0.0
-                    for n in range(n_nodes):
-                        inflow[t] += flows[n, t]
-                for _ in range(SCALE_ROUNDS):
-                    for n in range(n_nodes):
-                        outflow[n] = 0.0
-                        for t in range(n_nodes):
-                            outflow[n] += flows[n, t] * scale[t]
-                    for t in range(n_nodes):
-                        if inflow[t] > 0.0:
-                            room = max(free[t], 0.0) + outflow[t]
-                            scale[t] = min(scale[t], room / inflow[t])
-                for t in range(n_nodes):
-                    failed[b] += (1.0 - scale[t]) * inflow[t]
-                for c in range(first, min(last + 1, n_chunks)):
-                    if walked[c] <= 0.0:
-                        continue
-                    for n in range(n_nodes):
-                        for t in range(n_nodes):
-                            rest = pages[b, a, c, n, t]
-                            if c == first:
-                                rest -= walked_pages[b, a, n, t]
-                            unwalked[n, t] = walked[c] * rest
-                    for n in range(n_nodes):
-                        for t in range(n_nodes):
-                            if t != n:
-                                amount = scale[t] * unwalked[n, t]
-                                pages[b, a, c, n, t] -= amount
-                                pages[b, a, c, t, t] += amount
-                                unwalked[n, t] -= amount
-                                unwalked[t, t] += amount
-                                moved[b, n, t] += amount
-                                free[t] -= amount
-                                free[n] += amount
-                    # the part of the chunk where this pass stopped, for the next window
-                    if exhausted and c == last:
-                        if c != first:
-                            walked_pages[b, a] = 0.0
-                        for n in range(n_nodes):
-                            for t in range(n_nodes):
-                                walked_pages[b, a, n, t] += unwalked[n, t]
-                if not exhausted or (last != first and (last >= n_chunks or walked[last] <= 0.0)):
-                    walked_pages[b, a] = 0.0
-            _report(
-                b,
-                a,
-                ph,
-                pages,
-                chunk_pages,
-                share,
-                params.phase_hot,
-                prob,
-                max_nr,
-                params.hotness_thresholds,
-                monitored,
-                out.split,
-                out.resident,
-                out.hot_pages,
-                out.hotness,
-                out.access,
-            )
-        for n in range(n_nodes):
-            out.free[b, n] = free[n]
-            used[b, n] = capacity[n] - free[n]
-
-
-@njit(cache=True)
-def _retarget(table: np.ndarray, transition: np.ndarray, mixed: np.ndarray) -> None:
-    """Pages by (node, target) after the weights changed: each old target's pages spread over
-    the new targets by the patterns' joint frequency (``mixed``: scratch of N values)."""
-    n_nodes = table.shape[0]
-    for n in range(n_nodes):
-        for u in range(n_nodes):
-            total = 0.0
-            for t in range(n_nodes):
-                total += table[n, t] * transition[t, u]
-            mixed[u] = total
-        for u in range(n_nodes):
-            table[n, u] = mixed[u]
-
-
-@njit(cache=True)
-def _report(
-    b,
-    a,
-    ph,
-    pages,
-    chunk_pages,
-    share,
-    hot,
-    prob,
-    max_nr,
-    thresholds,
-    monitored,
-    split,
-    resident,
-    hot_pages,
-    hotness,
-    access,
-):
-    """One app's placement, access split, hot pages per node and (``monitored``: a kdamond
-    watches it) DAMON's view of it."""
-    n_chunks, n_nodes = pages.shape[2], pages.shape[3]
-    n_bins = hotness.shape[2]
-    bin_probability = np.empty(n_bins)
-    total_split = 0.0
-    for c in range(n_chunks):
-        size = chunk_pages[a, c]
-        if size <= 0.0:
-            continue
-        per_page_share = share[a, ph, c] / size
-        certain = -1  # the one bin when the count is certain (p = 0 or 1: the usual case)
-        if monitored:
-            if prob[c] <= 0.0:
-                certain = 0
-            elif prob[c] >= 1.0:
-                certain = 0
-                for j in range(n_bins - 1):
-                    if max_nr >= thresholds[j]:
-                        certain = j + 1
-            else:
-                # the regions' reported counts scatter around the mean as binomial samples
-                _hotness_bins(max_nr, prob[c], thresholds, bin_probability)
-        for n in range(n_nodes):
-            on_node = 0.0
-            for t in range(n_nodes):
-                on_node += pages[b, a, c, n, t]
-            resident[b, a, n] += on_node
-            split[b, a, n] += per_page_share * on_node
-            total_split += per_page_share * on_node
-            hot_pages[b, a, n] += hot[a, ph, c] * on_node
-            if monitored:
-                if certain >= 0:
-                    hotness[b, n, certain] += on_node
-                else:
-                    for j in range(n_bins):
-                        hotness[b, n, j] += on_node * bin_probability[j]
-                access[b, n] += prob[c] * on_node
-    for n in range(n_nodes):
-        if total_split > 0.0:
-            split[b, a, n] /= total_split
-        else:
-            split[b, a, n] = 1.0 / n_nodes
