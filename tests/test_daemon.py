@@ -20,6 +20,7 @@ from agents.controllers import make_controller
 from agents.controllers.base import Controller
 from tierenv.contracts.measurements import Measurements, NodeInfo
 from tierenv.daemon import Daemon, JsonLog, limit_shares, read_journal
+from tierenv.daemon.journal import Journal, write_journal
 from tierenv.daemon.ratelimit import share_change
 from tierenv.host.fake_kernel import FakeKernel
 from tierenv.host.interleave import WeightedInterleave
@@ -359,3 +360,77 @@ def test_sigkill_then_restart_restores_from_journal_first(tmp_path: Path, childr
     assert (f"{WI}/node0", "1") in first and (AUTO, "true") in first
     assert [d["applied"] for d in decisions(log)] == [[2, 1]]
     assert_restored(again, before, journal)
+
+
+# ------------------------------------------------------------------------ corrupt journals
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["{not json", '{"version": 2}', "[1, 2]", "\udcff"],
+    ids=["syntax", "fields", "list", "binary"],
+)
+def test_a_corrupt_journal_is_kept_aside_and_never_reported_restored(
+    tmp_path: Path, content: str
+) -> None:
+    """Issue 19 item 10: a corrupt journal logged "restored": true though nothing was
+    restored, and the operator was told to delete the only evidence."""
+    fk = fake(tmp_path)
+    before = fk.snapshot()
+    journal = tmp_path / "state" / "journal.json"
+    journal.parent.mkdir()
+    journal.write_bytes(content.encode("utf-8", "surrogateescape"))
+    daemon, log = make_daemon(fk, tmp_path, make_controller("static", weights=[2, 1]))
+    assert daemon.run(max_intervals=1) == 1
+    kept = tmp_path / "state" / "journal.json.corrupt-1"
+    assert not journal.exists() and kept.read_bytes() == content.encode("utf-8", "surrogateescape")
+    found = {e["event"]: e for e in events(log)}
+    assert found["recovery"]["restored"] is False and found["recovery"]["kept_as"] == str(kept)
+    assert found["recovery"]["reason"].startswith("unreadable: ")
+    assert found["stopped"]["restored"] is False
+    assert "nothing was restored" in found["stopped"]["failures"][0]
+    assert fk.snapshot() == before  # nothing was written to the host
+
+    # The next start refuses too (its weights may be the crashed run's, not the originals);
+    # an earlier kept journal is never replaced.
+    journal.write_text("{again")
+    again, log2 = make_daemon(fk, tmp_path / "second", make_controller("static", weights=[2, 1]))
+    again.journal_path = journal
+    assert again.run(max_intervals=1) == 1
+    stopped = events(log2)[-1]
+    assert stopped["event"] == "stopped" and stopped["restored"] is False
+    assert f"kept at {kept}" in stopped["failures"][0]
+    assert journal.read_text() == "{again"
+    assert kept.read_bytes() == content.encode("utf-8", "surrogateescape")
+    assert fk.snapshot() == before
+
+    # Once the operator deleted the kept file, the next start sets the new one aside.
+    kept.unlink()
+    third, _ = make_daemon(fk, tmp_path / "third", make_controller("static", weights=[2, 1]))
+    third.journal_path = journal
+    assert third.run(max_intervals=1) == 1
+    assert kept.read_text() == "{again" and not journal.exists()
+
+
+def test_a_dry_run_leaves_a_corrupt_journal_where_it_is(tmp_path: Path) -> None:
+    fk = fake(tmp_path)
+    journal = tmp_path / "state" / "journal.json"
+    journal.parent.mkdir()
+    journal.write_text("{not json")
+    daemon, log = make_daemon(fk, tmp_path, make_controller("static", weights=[2, 1]), dry_run=True)
+    assert daemon.run(max_intervals=1) == 1
+    assert journal.read_text() == "{not json" and sorted(journal.parent.iterdir()) == [journal]
+    found = {e["event"]: e for e in events(log)}
+    assert found["recovery"]["restored"] is False and found["stopped"]["restored"] is False
+
+
+def test_a_journal_that_cannot_be_restored_is_not_reported_restored(tmp_path: Path) -> None:
+    fk = fake(tmp_path)
+    journal = tmp_path / "state" / "journal.json"
+    write_journal(journal, Journal(sysfs_root="/elsewhere", weights={0: 1, 1: 1}, auto=True,
+                                   auto_name="__auto_type"))  # fmt: skip
+    daemon, log = make_daemon(fk, tmp_path, make_controller("static", weights=[2, 1]))
+    assert daemon.run(max_intervals=1) == 1
+    stopped = events(log)[-1]
+    assert stopped["restored"] is False and "/elsewhere" in stopped["failures"][0]
+    assert read_journal(journal) is not None  # kept for the next start to retry

@@ -21,6 +21,7 @@ from tierenv.hardware.profile import (
     ProfileError,
     load_profile,
     load_profile_file,
+    profile_from_dict,
     shipped_profile_dir,
     shipped_profile_names,
 )
@@ -553,3 +554,70 @@ def test_unknown_profile_name_lists_the_shipped_ones() -> None:
     for name in SHIPPED:
         assert name in message
     assert not (shipped_profile_dir() / "no-such-node.toml").exists()
+
+
+# Issue 19 item 10: an unknown key was accepted (a typo silently fell back to a default).
+# case -> (profile data, field named in the message)
+UNKNOWN_KEYS: dict[str, tuple[dict[str, Any], str]] = {
+    "top": (edited("idle_latency_us", 0.25), "idle_latency_us"),
+    "bandwidth": (edited("bandwidth.media_gpbs", 54.0), "bandwidth.media_gpbs"),
+    "latency": (edited("latency.shape", "convex"), "latency.shape"),
+    "parametric_mix": (edited("latency.mixes.1.exponnet", 0.5), "latency.mixes[1].exponnet"),
+    "piecewise_mix": (with_piecewise(a_ns=30.0), "latency.mixes[0].a_ns"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNKNOWN_KEYS))
+def test_an_unknown_key_is_refused_with_file_line_and_key(tmp_path: Path, case: str) -> None:
+    data, field = UNKNOWN_KEYS[case]
+    path = write_profile(tmp_path, f"unknown_{case}", data)
+    key = field.rsplit(".", 1)[-1]
+    lines = path.read_text().splitlines()
+    line = next(n for n, text in enumerate(lines, 1) if re.search(rf"\b{key} =", text))
+    with pytest.raises(ProfileError) as info:
+        load_profile_file(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: field '{field}': unknown field at line {line} "), message
+    # Without the file's text (a parsed mapping) there is no line, but still the key.
+    with pytest.raises(ProfileError, match=rf"^<p>: field '{re.escape(field)}': unknown field \("):
+        profile_from_dict(data, "<p>")
+
+
+def test_an_unknown_key_in_an_array_of_tables_has_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "arrays.toml"
+    lines = tomli_w.dumps({k: v for k, v in VALID.items() if k != "latency"}).splitlines()
+    lines += ["[latency]", 'form = "parametric"', "[[latency.mixes]]"]
+    lines += ["read_fraction = 1.0", "a_ns = 40.0", "exponent = 0.5", "headroom = 1.03"]
+    lines += ["[[latency.mixes]]", "read_fraction = 0.75", "a_ns = 300.0", "exponent = 0.4"]
+    lines += ["headroom = 1.07", "'knee' = 0.9"]
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ProfileError) as info:
+        load_profile_file(path)
+    assert str(info.value).startswith(
+        f"{path}: field 'latency.mixes[1].knee': unknown field at line {len(lines)} "
+    )
+
+
+def test_a_binary_profile_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "binary.toml"
+    path.write_bytes(b'name = "x"\n\xff\xfe\x00')
+    with pytest.raises(ProfileError) as info:
+        load_profile_file(path)
+    assert str(info.value) == (
+        f"{path}: not a UTF-8 text file (byte 0xff at offset 11); expected a TOML node profile"
+    )
+
+
+def test_the_line_of_an_unknown_key_after_a_multiline_array(tmp_path: Path) -> None:
+    """Array items on their own lines ("[10.0],") are not table headers."""
+    path = tmp_path / "multiline.toml"
+    lines = tomli_w.dumps({k: v for k, v in VALID.items() if k != "latency"}).splitlines()
+    lines += ["[latency]", 'form = "piecewise"', "[[latency.mixes]]", "read_fraction = 1.0"]
+    lines += ["bandwidth_gbps = [", "  10.0,", "]", "latency_ns = [", "  [260.0],", "]"]
+    lines += ["knee = 1"]
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ProfileError) as info:
+        load_profile_file(path)
+    assert str(info.value).startswith(
+        f"{path}: field 'latency.mixes[0].knee': unknown field at line {len(lines)} "
+    )

@@ -319,7 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--batch-sizes",
         default="1,64,1024,4096",
-        help="comma-separated numbers of batched fluid envs to time ('' or 0: none)",
+        help="comma-separated numbers of batched fluid envs to time, each at most 65,536 "
+        "('' or 0: none)",
     )
     p.add_argument("--batched-scenario", default="co-runner", help="scenario of the batched rows")
     p.add_argument(

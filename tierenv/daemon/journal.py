@@ -15,6 +15,8 @@ what the journal allows, and the next start recognises it as ours and removes it
 
 from __future__ import annotations
 
+import glob
+import itertools
 import json
 import os
 from collections.abc import Callable
@@ -30,6 +32,7 @@ from tierenv.host.sysfs import SysfsError, SysfsRoot
 DEFAULT_JOURNAL = Path("/var/lib/tierenv/journal.json")  # systemd StateDirectory=tierenv
 VERSION = 2
 READABLE_VERSIONS = (1, 2)  # version 1 lacks the pending fields (their defaults are right)
+CORRUPT_SUFFIX = ".corrupt"  # a corrupt journal is renamed to <name>.corrupt-<n>
 
 
 @dataclass(frozen=True)
@@ -105,19 +108,46 @@ def write_journal(path: Path, journal: Journal) -> None:
     atomic_write_json(path, journal.to_json())
 
 
+class CorruptJournalError(ValueError):
+    """A journal file that exists but cannot be read: the originals it held are unknown."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(f"journal {path} is unreadable ({problem})")
+        self.path = Path(path)
+        self.problem = problem
+
+
 def read_journal(path: Path) -> Journal | None:
-    """The journal at ``path``, or None if there is none. A corrupt one raises ValueError
-    (the daemon then refuses to start rather than guess what the originals were)."""
+    """The journal at ``path``, or None if there is none. A corrupt one raises
+    :class:`CorruptJournalError` (the daemon then refuses to start rather than guess what the
+    originals were)."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data = Path(path).read_bytes()
     except FileNotFoundError:
         return None
     try:
-        return Journal.from_json(json.loads(text))
-    except (ValueError, KeyError, TypeError) as error:
-        raise ValueError(
-            f"journal {path} is unreadable ({error}); restore the weights by hand and delete it"
-        ) from error
+        return Journal.from_json(json.loads(data.decode("utf-8")))
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise CorruptJournalError(Path(path), f"{type(error).__name__}: {error}") from error
+
+
+def kept_journals(path: Path) -> list[Path]:
+    """Corrupt journals set aside beside ``path`` (see :func:`set_aside`)."""
+    path = Path(path)
+    return sorted(path.parent.glob(f"{glob.escape(path.name)}{CORRUPT_SUFFIX}*"))
+
+
+def set_aside(path: Path) -> Path:
+    """Rename a corrupt journal to ``<name>.corrupt-<n>`` (never over an earlier one) and
+    return the new path: it is evidence of what the crashed daemon left, so it is not deleted."""
+    path = Path(path)
+    for n in itertools.count(1):
+        kept = path.with_name(f"{path.name}{CORRUPT_SUFFIX}-{n}")
+        if not kept.exists():  # the root's lock is held: no other daemon renames here
+            os.rename(path, kept)
+            fsync_path(path.parent)
+            return kept
+    raise AssertionError("unreachable")
 
 
 def remove_journal(path: Path) -> None:
@@ -172,8 +202,36 @@ def recover(
     """If a journal is left at ``path``, put the host back as it records: remove our kdamond
     (if it is still ours), restore the weights and the auto switch, then delete the journal.
     With ``dry_run`` nothing is written; what would be done is logged. Returns the journal
-    found (None if none). Raises if the restore fails; the journal is then kept."""
-    journal = read_journal(path)
+    found (None if none). Raises if the restore fails; the journal is then kept.
+
+    A corrupt journal is renamed aside (:func:`set_aside`) and logged as ``recovery`` with
+    ``restored: false``; while a journal set aside is there, every start is refused: the
+    weights in force may be the crashed daemon's, and taking them as the originals would lose
+    the real ones for good. The operator restores by hand, then deletes the kept file."""
+    kept = kept_journals(path)
+    if kept:
+        reason = (
+            f"an unreadable journal was kept at {kept[0]} and nothing was restored from it; "
+            "restore the original weights and auto switch by hand, then delete it"
+        )
+        log("recovery", journal=str(path), restored=False, reason=reason, dry_run=dry_run)
+        raise ValueError(reason)
+    try:
+        journal = read_journal(path)
+    except CorruptJournalError as error:
+        aside = error.path if dry_run else set_aside(error.path)
+        log(
+            "recovery",
+            journal=str(path),
+            restored=False,
+            reason=f"unreadable: {error.problem}",
+            kept_as=str(aside),
+            dry_run=dry_run,
+        )
+        raise ValueError(
+            f"{error}; nothing was restored from it{'' if dry_run else f'; kept as {aside}'}: "
+            "restore the original weights and auto switch by hand, then delete it"
+        ) from error
     if journal is None:
         return None
     log(

@@ -5,6 +5,9 @@ Safety rules, and why:
 * Before anything is written, a journal (:mod:`tierenv.daemon.journal`) records the original
   weights, the auto switch and the kdamond index we are about to use; a journal left by a
   crashed run is restored from first. So a SIGKILL at any point is undone by the next start.
+  A corrupt journal is renamed aside (``<journal>.corrupt-N``, evidence) and logged with
+  ``restored: false``; starts are refused while it is there, since the weights in force may
+  be the crashed run's and must not be taken for the originals.
 * Weights go through :meth:`WeightedInterleave.write_weights` (a transaction: a refused write
   puts the nodes already written back), then the kdamond's ``dests`` are committed only when
   they changed. If the commit fails the weights are put back too, so pages allocated from now
@@ -161,6 +164,7 @@ class Daemon:
         self.kdamond: Kdamond | None = None
         self.journal: Journal | None = None  # what the journal file says now
         self.journaled = False
+        self.unrecovered: str | None = None  # why a crash journal was not restored
         self.applied: np.ndarray | None = None  # weights in force (safe fallback)
         self.dests: np.ndarray | None = None  # dests last committed
         self.features: Features | None = None
@@ -196,7 +200,13 @@ class Daemon:
         our kdamond."""
         self.started_at = self.clock()
         self.acquire_lock()
-        recover(self.root, self.journal_path, self.log, dry_run=self.dry_run)
+        try:
+            recover(self.root, self.journal_path, self.log, dry_run=self.dry_run)
+        except Exception as error:
+            # This run changed nothing, but the crashed run's changes are still in force:
+            # "stopped" must not report the host restored.
+            self.unrecovered = f"recovery: {error}"
+            raise
         self.features = features = probe(self.root)
         if not features.weighted_interleave:
             raise DaemonError(features.missing["weighted_interleave"])
@@ -509,8 +519,9 @@ class Daemon:
 
     def teardown(self) -> list[str]:
         """Stop and remove our kdamond, restore the weights and auto switch, then delete the
-        journal (kept when something could not be restored). Returns the failures."""
-        failures: list[str] = []
+        journal (kept when something could not be restored). Returns the failures, a crash
+        journal left unrestored at start among them."""
+        failures: list[str] = [] if self.unrecovered is None else [self.unrecovered]
         if self.kdamond is not None:
             try:
                 self.kdamond.remove()

@@ -6,8 +6,9 @@ random actions (new weights every step, the worst case for DAMOS and the solver)
 reports env steps per second, simulated seconds per wall second, and where a step's time
 goes: the simulated host (DAMON, DAMOS, solver) against the env's own work (action mapping,
 features, reward, info). Medians over repeats after an untimed warm-up episode; one core.
-Then the batched fluid env (``bench_batched``) at several batch sizes: aggregate env-steps
-per second and where a vector step's time goes.
+Then the batched fluid env (``bench_batched``) at several batch sizes (at most
+``MAX_BATCH_SIZE``, 65,536 envs): aggregate env-steps per second and where a vector step's
+time goes. Sizes and scenario names are checked before anything is timed.
 """
 
 from __future__ import annotations
@@ -18,7 +19,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tierenv.envs.bench_batched import DEFAULT_BATCH_SIZES, batched_table, bench_batched
+from tierenv.envs.bench_batched import (
+    DEFAULT_BATCH_SIZES,
+    batched_table,
+    bench_batched,
+    check_batch_sizes,
+)
 from tierenv.envs.weighted_interleave import DEFAULT_SCENARIO, WeightedInterleaveEnv
 from tierenv.workload.scenario import load_scenario, shipped_scenario_names
 
@@ -121,9 +127,13 @@ def run_benchmark(
 ) -> str:
     """The benchmark's Markdown tables (without the provenance stamp): one env at full
     fidelity for each scenario, then the batched fluid env at each of ``batch_sizes`` (none
-    when empty) on ``batched_scenario``."""
+    when empty) on ``batched_scenario``. Bad sizes or scenarios fail before anything runs."""
+    batch_sizes = check_batch_sizes(batch_sizes)
+    names = list(scenarios or shipped_scenario_names())
+    for name in names + ([batched_scenario] if batch_sizes else []):
+        load_scenario(name)  # a bad name fails now, not after minutes of timing
     rows: list[SingleEnvRow] = []
-    for name in scenarios or shipped_scenario_names():
+    for name in names:
         scenario_rows = bench_single(name, repeats)
         for row in scenario_rows:
             progress(f"{name} ({row.policy} policy): {row.steps_per_s:,.0f} steps/s")

@@ -10,6 +10,7 @@ pass (scenario changes, allocation, DAMOS walk, migrations, per-env reports), th
 throughput ``solve``, and everything else (action mapping, observation features, reward,
 info, drawing the random actions).
 Timed after untimed warm-up steps (which also compile the kernels); one process, one core.
+Batch sizes are limited to ``MAX_BATCH_SIZE`` (65,536) envs, checked before any allocation.
 """
 
 from __future__ import annotations
@@ -24,6 +25,25 @@ from tierenv.envs.vector import WeightedInterleaveVectorEnv
 from tierenv.workload.scenario import load_scenario
 
 DEFAULT_BATCH_SIZES = (1, 64, 1024, 4096)
+#: The largest batch timed: its envs are allocated at once (about 5 KB each on the shipped
+#: scenarios, so 65,536 envs take about 0.3 GB over the interpreter's own), and per-env rates
+#: stop changing long before it. Larger sizes are refused before anything is allocated.
+MAX_BATCH_SIZE = 65_536
+
+
+def check_batch_sizes(batch_sizes: Sequence[int]) -> list[int]:
+    """``batch_sizes`` as a list, each a whole number of envs in 1..``MAX_BATCH_SIZE``;
+    otherwise a ``ValueError`` naming the option (``--batch-sizes``) and the value."""
+    sizes = list(batch_sizes)
+    for size in sizes:
+        if isinstance(size, bool) or not isinstance(size, int | np.integer):
+            raise ValueError(f"--batch-sizes: {size!r} is not a whole number of envs")
+        if not 1 <= size <= MAX_BATCH_SIZE:
+            raise ValueError(
+                f"--batch-sizes: {size:,} envs is outside 1..{MAX_BATCH_SIZE:,} (a batch's envs "
+                "are allocated at once, about 5 KB each)"
+            )
+    return [int(size) for size in sizes]
 
 
 @dataclass(frozen=True)
@@ -60,6 +80,7 @@ def bench_batched(
     """One row per batch size: ``steps`` vector steps of random actions through the
     ``VectorEnv`` (default: one whole episode, so every phase of the scenario counts), after
     ``warmup_steps`` untimed ones."""
+    batch_sizes = check_batch_sizes(batch_sizes)
     scenario = load_scenario(scenario_name)
     steps = scenario.n_steps if steps is None else steps
     if steps < 1 or warmup_steps < 0:

@@ -41,6 +41,7 @@ adds the socket link's mix-dependent idle latency and early rise to the curve, a
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from importlib import resources
@@ -62,6 +63,24 @@ from tierenv.hardware.curves import (
 )
 
 NODE_KINDS = ("ddr", "cxl", "remote-ddr", "remote-cxl")
+# The fields a profile may have, by table: any other key is refused (a typo would silently
+# fall back to a default or be ignored). ``[provenance]`` is free-form.
+TOP_FIELDS = (
+    "name",
+    "kind",
+    "description",
+    "idle_latency_ns",
+    "bandwidth",
+    "latency",
+    "link",
+    "provenance",
+)
+BANDWIDTH_FIELDS = ("media_gbps", "write_penalty", "read_link_gbps", "write_link_gbps")
+LATENCY_FIELDS = ("form", "mixes")
+MIX_FIELDS = {
+    "parametric": ("read_fraction", "a_ns", "exponent", "headroom"),
+    "piecewise": ("read_fraction", "bandwidth_gbps", "latency_ns"),
+}
 REMOTE_KINDS = ("remote-ddr", "remote-cxl")
 PROFILE_SUFFIX = ".toml"
 
@@ -207,11 +226,21 @@ class NodeProfile:
         write_text_atomically(Path(path), tomli_w.dumps(_rounded(self.to_dict())))
 
 
-def profile_from_dict(data: dict[str, Any], source: str = "<profile>") -> NodeProfile:
-    """Build a profile from parsed TOML, naming ``source`` and the field in every error."""
+def profile_from_dict(
+    data: dict[str, Any], source: str = "<profile>", text: str | None = None
+) -> NodeProfile:
+    """Build a profile from parsed TOML, naming ``source`` and the field in every error (and
+    the line of an unknown key when the file's ``text`` is given)."""
 
     def fail(fieldname: str, problem: str) -> ProfileError:
         return ProfileError(f"{source}: field '{fieldname}': {problem}")
+
+    def unknown(table: dict[str, Any], prefix: str, valid: tuple[str, ...]) -> None:
+        for key in table:
+            if key not in valid:
+                line = None if text is None else _line_of(text, prefix, key)
+                at = "" if line is None else f" at line {line}"
+                raise fail(f"{prefix}{key}", f"unknown field{at} (expected {', '.join(valid)})")
 
     def number(table: dict[str, Any], key: str, prefix: str, required: bool = True) -> float | None:
         if key not in table:
@@ -225,6 +254,7 @@ def profile_from_dict(data: dict[str, Any], source: str = "<profile>") -> NodePr
             raise fail(prefix + key, f"must not be negative, got {value!r}")
         return float(value)
 
+    unknown(data, "", TOP_FIELDS)
     for key in ("name", "kind"):
         if not isinstance(data.get(key), str) or not data[key]:
             raise fail(key, "missing or not a string")
@@ -237,6 +267,7 @@ def profile_from_dict(data: dict[str, Any], source: str = "<profile>") -> NodePr
     bw_table = data.get("bandwidth")
     if not isinstance(bw_table, dict):
         raise fail("bandwidth", "missing table")
+    unknown(bw_table, "bandwidth.", BANDWIDTH_FIELDS)
     try:
         bandwidth = SaturationBandwidth(
             media_gbps=number(bw_table, "media_gbps", "bandwidth."),
@@ -252,10 +283,15 @@ def profile_from_dict(data: dict[str, Any], source: str = "<profile>") -> NodePr
     lat_table = data.get("latency")
     if not isinstance(lat_table, dict) or not isinstance(lat_table.get("mixes"), list):
         raise fail("latency.mixes", "missing list of mixes")
+    unknown(lat_table, "latency.", LATENCY_FIELDS)
     mixes = lat_table["mixes"]
     if not mixes:
         raise fail("latency.mixes", "empty")
     form = lat_table.get("form", "parametric")
+    for index, mix in enumerate(mixes):
+        _require_table(mix, f"latency.mixes[{index}]", fail)
+        if form in MIX_FIELDS:
+            unknown(mix, f"latency.mixes[{index}].", MIX_FIELDS[form])
     try:
         if form == "parametric":
             columns = {key: [] for key in ("read_fraction", "a_ns", "exponent", "headroom")}
@@ -285,6 +321,8 @@ def profile_from_dict(data: dict[str, Any], source: str = "<profile>") -> NodePr
             raise
         raise fail("latency", str(err)) from None
 
+    if isinstance(data.get("link"), dict):
+        unknown(data["link"], "link.", LINK_FIELDS)
     link = _link_from_table(data, form, fail, number)
     provenance = data.get("provenance", {})
     if not isinstance(provenance, dict):
@@ -316,13 +354,29 @@ def _link_from_table(data: dict[str, Any], form: str, fail, number) -> SocketLin
         )
     if form != "parametric":
         raise fail("link", f"a remote view needs latency.form = 'parametric', got {form!r}")
-    unknown = sorted(set(table) - set(LINK_FIELDS))
-    if unknown:
-        raise fail(f"link.{unknown[0]}", f"unknown field (expected {', '.join(LINK_FIELDS)})")
     values = {key: number(table, key, "link.") for key in LINK_FIELDS}
     if values["rise_gbps"] == 0:
         raise fail("link.rise_gbps", "must be positive")
     return SocketLink(**values)
+
+
+def _line_of(text: str, prefix: str, key: str) -> int | None:
+    """The line of ``key`` in the TOML table ``prefix`` (``"bandwidth."``; ``""`` is the top;
+    mixes may be inline tables under ``[latency]`` or ``[[latency.mixes]]``), or None when it
+    is spelled in a way this simple scan does not follow (dotted keys, multi-line strings)."""
+    table = prefix.split("[")[0].rstrip(".")
+    tables = {table, "latency"} if table == "latency.mixes" else {table}
+    quoted = re.escape(key)
+    pattern = re.compile(rf"(?:^|[{{,])\s*(?:{quoted}|\"{quoted}\"|'{quoted}')\s*=")
+    header = ""
+    for number, line in enumerate(text.splitlines(), 1):
+        # a header, not the continuation of an array value such as "  [1.0, 2.0],"
+        match = re.match(r"\s*\[\[?\s*([A-Za-z_\"'][\w.\-\"' ]*?)\s*\]\]?\s*(?:#.*)?$", line)
+        if match:
+            header = re.sub(r"\s", "", match.group(1))
+        elif header in tables and pattern.search(line):
+            return number
+    return None
 
 
 def _require_table(value: Any, fieldname: str, fail) -> None:
@@ -345,14 +399,19 @@ def _number_list(table: dict[str, Any], key: str, prefix: str, fail) -> list[flo
 def load_profile_file(path: str | Path) -> NodeProfile:
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ProfileError(f"{path}: cannot read profile: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise ProfileError(
+            f"{path}: not a UTF-8 text file (byte {err.object[err.start]:#04x} at offset "
+            f"{err.start}); expected a TOML node profile"
+        ) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ProfileError(f"{path}: not valid TOML: {err}") from None
-    return profile_from_dict(data, str(path))
+    return profile_from_dict(data, str(path), text)
 
 
 def shipped_profile_dir() -> Path:
