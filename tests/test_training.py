@@ -318,3 +318,72 @@ def test_a_fluid_training_venv_round_trips_through_a_checkpoint_snapshot() -> No
     inner = venv.venv
     for original, restored in zip(inner.step(actions)[:3], copy.step(actions)[:3], strict=True):
         np.testing.assert_array_equal(original, restored)
+
+
+# ----------------------------------------------------------- distributions and suites
+SUITE = Path(__file__).resolve().parents[1] / "experiments" / "suites" / "test"
+
+
+def test_configs_train_on_a_distribution_and_evaluate_on_a_suite(tmp_path):
+    config_file = tmp_path / "cfg.yaml"
+    shutil.copytree(SUITE, tmp_path / "suite")
+    data = base(
+        env={"backend": "fluid", "n_envs": 4, "scenarios": ["random:default"]},
+        eval={"scenarios": ["suite/default-s1000-00[0-2].toml"]},
+    )
+    config_file.write_text(yaml.safe_dump(data))
+    config = load_config(config_file)
+    assert config.env.scenarios == ("random:default",) and config.n_nodes == 2
+    assert [Path(s).name for s in config.eval.scenarios] == [
+        f"default-s1000-00{k}.toml" for k in range(3)
+    ]
+    # a folder expands to its scenario files, a distribution file is taken beside the config
+    (tmp_path / "mine.toml").write_text(
+        (
+            Path(__file__).resolve().parents[1] / "tierenv/workload/distributions/default.toml"
+        ).read_text()
+    )
+    data["env"]["scenarios"] = ["random:mine.toml"]
+    data["eval"]["scenarios"] = ["suite"]
+    config_file.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=r"same number of memory nodes.*three-node-s1000"):
+        load_config(config_file)  # the suite folder mixes two-, three- and four-node scenarios
+    data["eval"]["scenarios"] = ["random:default"]
+    config_file.write_text(yaml.safe_dump(data))
+    config = load_config(config_file)
+    assert config.env.scenarios == (f"random:{(tmp_path / 'mine.toml').resolve()}",)
+
+
+def test_bad_distribution_and_empty_pattern_are_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"env\.scenarios: bad scenario 'random:nope'.*default"):
+        parse_config(base(env={"scenarios": ["random:nope"]}))
+    with pytest.raises(ConfigError, match=r"eval\.scenarios: .*'none-\*\.toml' names no scenario"):
+        parse_config(base(eval={"scenarios": ["none-*.toml"]}), base=tmp_path)
+    with pytest.raises(ConfigError, match=r"same number of memory nodes.*random:three-node 3"):
+        parse_config(base(eval={"scenarios": ["co-runner", "random:three-node"]}))
+
+
+def test_fluid_training_batches_vary_runs_with_the_seed():
+    """The fluid backend draws a run of each scenario per episode (its [variation]), as the
+    full env does: the same seed repeats the rewards, another seed changes them."""
+    from agents.training.envs import make_base_venv
+
+    config = parse_config(
+        base(env={"backend": "fluid", "n_envs": 4, "scenarios": ["co-runner", "random:default"]})
+    )
+
+    def rewards(seed: int) -> np.ndarray:
+        venv = make_base_venv(config)
+        venv.seed(seed)
+        venv.reset()
+        actions = np.zeros((venv.num_envs, 2), dtype=np.float32)
+        return np.concatenate([venv.step(actions)[1] for _ in range(40)])
+
+    np.testing.assert_array_equal(rewards(0), rewards(0))
+    assert not np.array_equal(rewards(0), rewards(1))
+
+
+def test_a_distribution_is_named_by_its_reference():
+    env = MultiScenarioEnv(["random:default"])
+    _, info = env.reset(seed=0)
+    assert info["scenario"] == "random:default"

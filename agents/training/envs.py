@@ -6,11 +6,16 @@ per training scenario, one drawn per episode from the env's own seeded ``np_rand
 worker processes gain nothing once the PPO update shares the cores, and ``train`` already
 runs seeds in parallel processes; in-process envs can also be pickled for exact resume.
 
-Backend ``fluid``: the batched fluid model (``Sb3FluidVecEnv``) runs one scenario per
-batch, so ``n_envs`` is split across the training scenarios (as evenly as possible, the
-first scenarios getting the remainder) and the batches are concatenated by
-``ConcatVecEnv``: every rollout mixes the scenarios in fixed proportions instead of drawing
-one per episode. The fluid model is deterministic, so seeds change only the policy.
+Backend ``fluid``: the batched fluid model (``MixedScenarioVectorEnv`` behind
+``Sb3FluidVecEnv``) runs one batch per training scenario or distribution, so ``n_envs`` is
+split across them (as evenly as possible, the first ones getting the remainder) and the
+batches are concatenated by ``ConcatVecEnv``: every rollout mixes the scenarios in fixed
+proportions instead of drawing one per episode. Each batch draws a run of its scenario (the
+scenario's ``[variation]``), or a scenario of its distribution, per group of envs and episode
+from its seed, so a seed fixes the runs as well as the policy's initialisation.
+
+A training scenario may be a distribution (``random:default``): the full backend draws a
+scenario per episode, the fluid one per group and episode.
 
 Both are wrapped in ``VecNormalize`` when the config normalises observations or rewards.
 """
@@ -41,6 +46,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices
 
 from agents.training.config import TrainConfig
 from tierenv.envs.vector import Sb3FluidVecEnv
+from tierenv.envs.vector_mixed import MixedScenarioVectorEnv
 from tierenv.envs.weighted_interleave import WeightedInterleaveEnv
 
 
@@ -76,7 +82,11 @@ class MultiScenarioEnv(gym.Env):
                     f"scenario {env.scenario.name!r} has {env.n_nodes} memory nodes but "
                     f"{first.scenario.name!r} has {first.n_nodes}: one policy needs one node count"
                 )
-        self.scenario_names = [env.scenario.name for env in self.envs]
+        # a distribution is named as given (its draws change every episode)
+        self.scenario_names = [
+            str(scenario) if env.distribution is not None else env.nominal_scenario.name
+            for scenario, env in zip(scenarios, self.envs, strict=True)
+        ]
         self.n_nodes = first.n_nodes
         self.observation_names = first.observation_names
         self.observation_space = first.observation_space
@@ -187,12 +197,16 @@ def make_base_venv(config: TrainConfig) -> VecEnv:
     env = config.env
     if env.backend == "fluid":
         counts = split_envs(env.n_envs, len(env.scenarios))
+        # MixedScenarioVectorEnv, not the plain fluid env, even for one scenario: it draws a
+        # run of the scenario (its [variation]) per group and episode, as the full env does
         parts = [
             Sb3FluidVecEnv(
-                num_envs=count,
-                scenario=scenario,
-                features=env.features,
-                migration_cost_per_gib=env.migration_cost_per_gib,
+                MixedScenarioVectorEnv(
+                    count,
+                    scenario=scenario,
+                    features=env.features,
+                    migration_cost_per_gib=env.migration_cost_per_gib,
+                )
             )
             for scenario, count in zip(env.scenarios, counts, strict=True)
         ]

@@ -45,14 +45,20 @@ class Evaluator:
             )
             for scenario in config.eval.scenarios
         }
+        # results are keyed by scenario name; a distribution (a new draw per episode) by
+        # its reference
+        self.labels = {
+            reference: reference if env.distribution is not None else env.nominal_scenario.name
+            for reference, env in self.envs.items()
+        }
 
     def __call__(
         self, model: BaseAlgorithm, normalizer: VecNormalize | None
     ) -> dict[str, list[float]]:
         out: dict[str, list[float]] = {}
         with preserved_rng(), torch.no_grad():
-            for env in self.envs.values():
-                out[env.scenario.name] = [
+            for reference, env in self.envs.items():
+                out[self.labels[reference]] = [
                     run_episode(model, env, normalizer, self.config.eval.seed + episode)
                     for episode in range(self.config.eval.episodes)
                 ]

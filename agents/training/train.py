@@ -128,46 +128,63 @@ def train_run(
         if _finished(out_dir, config.timesteps):
             return out_dir
         checkpoint = latest_checkpoint(out_dir)
-    if checkpoint is None:
-        _check_fresh(out_dir)
-        _clear_run(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(single.to_yaml())
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        model = _learn(single, int(seed), out_dir, checkpoint, progress, position, on_eval)
+        model = None
+        if checkpoint is None:
+            _check_fresh(out_dir)
+            # Built before anything is written: whatever SB3 refuses leaves no run folder.
+            model = _new_model(single, int(seed), out_dir)
+            _clear_run(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.yaml").write_text(single.to_yaml())
+        model = _learn(single, out_dir, model, checkpoint, progress, position, on_eval)
     finally:
         torch.set_num_threads(threads)
     _save_final(model, single, int(seed), out_dir)
     return out_dir
 
 
+def _new_model(config: TrainConfig, seed: int, out_dir: Path) -> BaseAlgorithm:
+    """A fresh model on the config's training envs; what SB3 refuses is a ``ConfigError``."""
+    cls = algorithm_class(config.algorithm)
+    venv = make_train_venv(config)
+    try:
+        return cls(
+            config.policy,
+            venv,
+            seed=seed,
+            device="cpu",
+            verbose=0,
+            tensorboard_log=str(out_dir / "tb"),
+            **build_hyperparameters(config),
+        )
+    except (AssertionError, ValueError, TypeError, RuntimeError) as error:
+        venv.close()
+        raise ConfigError(
+            f"{config.source}: hyperparameters: {config.algorithm} refused them: {error}"
+        ) from error
+
+
 # ------------------------------------------------------------------------------ internals
 def _learn(
     config: TrainConfig,
-    seed: int,
     out_dir: Path,
+    model: BaseAlgorithm | None,
     checkpoint: Path | None,
     progress: bool,
     position: int,
     on_eval: EvalHook | None,
 ) -> BaseAlgorithm:
-    cls = algorithm_class(config.algorithm)
-    tb = str(out_dir / "tb")
-    if checkpoint is None:
-        model = cls(
-            config.policy,
-            make_train_venv(config),
-            seed=seed,
-            device="cpu",
-            verbose=0,
-            tensorboard_log=tb,
-            **build_hyperparameters(config),
-        )
+    """Train ``model`` (a fresh one) or the model of ``checkpoint`` to the config's steps."""
+    if model is not None:
         _write_eval_header(out_dir / "eval.csv")
     else:
-        model = load_checkpoint(cls, checkpoint, tensorboard_log=tb)
+        assert checkpoint is not None
+        model = load_checkpoint(
+            algorithm_class(config.algorithm), checkpoint, tensorboard_log=str(out_dir / "tb")
+        )
         _truncate_eval(out_dir / "eval.csv", model.num_timesteps)
     evaluator = Evaluator(config)
 
@@ -182,7 +199,7 @@ def _learn(
         Periodic(config.checkpoint_every, lambda _step: save_checkpoint(model, out_dir)),
     ]
     if progress:
-        label = f"{config.name} seed {seed}"
+        label = f"{config.name} seed {config.seeds[0]}"
         callbacks.insert(0, ProgressBar(config.timesteps, label, position))
     remaining = config.timesteps - model.num_timesteps
     if remaining > 0:

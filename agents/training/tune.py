@@ -80,7 +80,7 @@ def hyperparameters_for(config: TrainConfig, params: dict[str, Any]) -> dict[str
     params["batch_size"] = min(params["batch_size"], params["n_steps"] * config.env.n_envs)
     out.update(params)
     out["policy_kwargs"] = dict(out.get("policy_kwargs") or {}) | {"net_arch": [width, width]}
-    return check_hyperparameters(config.algorithm, config.policy, out)
+    return check_hyperparameters(config.algorithm, config.policy, out, env=config.env)
 
 
 def tune(
