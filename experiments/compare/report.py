@@ -130,9 +130,10 @@ def summarise_results(
         "",
         "Sum of rewards over the episode (weighted speedup per interval minus the migration "
         f"cost): interquartile mean over seeds [{CONFIDENCE:.0%} percentile-bootstrap CI]. "
-        "A seed changes DAMON's sampling and region splits, nothing in the workload: where "
-        "DAMON sees every region at its maximum access count, a policy's episodes are the "
-        "same for every seed and its interval has zero width.",
+        "A seed fixes the run of the workload (each scenario's `[variation]`: phase moments, "
+        "intensities, layout) and DAMON's sampling; every policy sees the same run at a "
+        "seed, so comparisons at a seed are paired. A scenario whose variation is switched "
+        "off varies only through DAMON's sampling.",
         "",
         table + _bound_row(episodes, scenarios),
     ]
