@@ -81,6 +81,9 @@ def plan(config: CompareConfig) -> list[Trial | BoundTask]:
                         for seed in config.seeds
                     ]
             continue
+        if policy.kind == STATIC_DEPLOYABLE:
+            tasks += _deployable_trials(policy, config, where)
+            continue
         per_seed = {
             seed: PolicySpec(policy.name, policy.kind, for_seed(policy.params, seed, index))
             for index, seed in enumerate(config.seeds)
@@ -102,6 +105,33 @@ def plan(config: CompareConfig) -> list[Trial | BoundTask]:
             for seed in config.seeds
         ]
     return tasks
+
+
+#: The kind of the deployable static weights (``experiments.deployable``): per scenario, the
+#: weights its table gives the host with the scenario's node profiles.
+STATIC_DEPLOYABLE = "static-deployable"
+
+
+def _deployable_trials(policy: PolicySpec, config: CompareConfig, where: str) -> list[Trial]:
+    """The ``static-deployable`` policy's trials: a static policy per scenario with the
+    weights its table gives that scenario's hardware."""
+    from experiments.deployable import DeployableError, load_table, weights_for
+
+    if set(policy.params) != {"table"}:
+        raise ConfigError(
+            f"{where}: kind {STATIC_DEPLOYABLE} takes one parameter, table (a deployable.json "
+            f"written by `python -m experiments.deployable`), got {sorted(policy.params)}"
+        )
+    trials = []
+    try:
+        table = load_table(policy.params["table"])
+        for scenario in config.scenarios:
+            entry = weights_for(table, load_scenario(scenario), where)
+            spec = PolicySpec(policy.name, "static", {"weights": list(entry.weights)})
+            trials += [Trial(scenario, spec, seed, config.env) for seed in config.seeds]
+    except DeployableError as err:
+        raise ConfigError(str(err)) from err
+    return trials
 
 
 def for_seed(params: dict[str, Any], seed: int, index: int) -> dict[str, Any]:
