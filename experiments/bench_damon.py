@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tierenv.damon.abi import GiB
 from tierenv.damon.config import (
     AccessPattern,
     ContextConfig,
@@ -39,7 +40,6 @@ from tierenv.memory.state import MemoryState
 from tierenv.provenance import stamp
 
 MiB = 1 << 20
-GiB = 1 << 30
 BASE = 0x7F00_0000_0000
 TARGET_SPEEDUP = 2000
 

@@ -15,9 +15,8 @@ import numpy as np
 
 from agents.controllers import ControlContext, make_controller
 from experiments.compare.config import PolicySpec
+from tierenv.damon.abi import GiB
 from tierenv.envs.weighted_interleave import WeightedInterleaveEnv
-
-GiB = float(1 << 30)
 
 # Per-step columns (besides the per-node ones) and the episode metrics built from them.
 STEP_COLUMNS = (

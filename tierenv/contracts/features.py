@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from tierenv.contracts.measurements import GroundTruth, Measurements, NodeInfo
+from tierenv.damon.abi import GiB
 
-GiB = 1 << 30
 # DAMON hotness bins by nr_accesses / max_nr_accesses: lower edges. "warm" starts where the
 # migrate_hot scheme's 5 % threshold does.
 HOTNESS_BINS = (("idle", 0.0), ("warm", 0.05), ("hot", 0.25), ("hottest", 0.5))

@@ -7,6 +7,11 @@ aggregation intervals, basis points, per-mille. The rules come from
 ``shared/reference/damon-kernel-semantics.md`` (§1.1 attrs, §2.2-2.8 DAMOS, §3.2 formats, §3.5
 errors).
 
+Each field is declared once, in its dataclass: the spec in the field's metadata gives its kernel
+type and range, its key in the mapping form below (relative to its object; also the path in
+error messages) and how it is read from and written to that form. Checking, ``from_dict`` and
+``to_dict`` all walk these declarations.
+
 Three levels of checking:
 
 * every dataclass checks its own fields when built (``__post_init__``), so a frozen object with a
@@ -24,7 +29,6 @@ Mapping schema (every section and key optional; defaults are the kernel's, excep
 pattern, which matches everything)::
 
     operations: vaddr                      # vaddr | paddr
-    addr_unit: 1
     monitoring_attrs:
       intervals: {sample_us: 5000, aggr_us: 100000, update_us: 60000000,
                   intervals_goal: {access_bp: 0, aggrs: 0, min_sample_us: 0, max_sample_us: 0}}
@@ -44,69 +48,57 @@ pattern, which matches everything)::
         dests: [{id: 0, weight: 3}, {id: 1, weight: 1}]
         filters: [{type: addr, matching: true, allow: false, addr_start: 0, addr_end: 4096,
                    target_idx: 0}]
+    addr_unit: 1
 
-Integers may be strings in the kernel's ``kstrtoul(base 0)`` grammar (``"4096"``, ``"0x1000"``,
-``"010"`` is octal 8); any ``min``/``max`` may be ``"max"``, the field's kernel maximum.
-Booleans may be ``kstrtobool`` words (``Y``/``N``, ``1``/``0``, ``on``/``off``, ``true``/``false``).
+Integers may be strings in the grammar of the kernel's ``kstrtoll(base 0)`` (``"4096"``,
+``"0x1000"``, ``"010"`` is octal 8, ``"-1"``; see :func:`tierenv.damon.abi.parse_integer`); the
+range is then the field's own (a negative value for an unsigned file is reported as such, where
+the kernel's ``kstrtoul`` would just say EINVAL). Any ``min``/``max`` may be ``"max"``, the
+field's kernel maximum.
+
+Booleans may be the whole words ``true``/``false``, ``yes``/``no``, ``y``/``n``, ``t``/``f``,
+``on``/``off`` or ``1``/``0`` (any case, surrounding spaces ignored). Each means what the kernel's
+``kstrtobool`` makes of it, but this is deliberately not the kernel's rule: ``kstrtobool`` looks
+only at the first one or two characters (``"yellow"`` is true, ``"nope"`` false), whereas in a
+config file such a word is a typo to report. The host backend writes ``Y``/``N`` to sysfs.
 """
 
 from __future__ import annotations
 
 import math
 import operator
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, field, fields
 from fractions import Fraction
-from typing import Any
+from functools import cache
+from typing import Any, NamedTuple
 
-ULONG_MAX = 2**64 - 1
-UINT_MAX = 2**32 - 1
-INT_MAX = 2**31 - 1
-DAMOS_MAX_SCORE = 99
+from tierenv.damon.abi import (
+    CORE_FILTER_TYPES,
+    DAMOS_MAX_SCORE,
+    GOAL_METRICS,
+    INT_MAX,
+    KERNEL_ACTIONS,
+    KERNEL_FILTER_TYPES,
+    KERNEL_OPERATIONS,
+    MIGRATE_ACTIONS,
+    MIN_NR_REGIONS,
+    NODE_GOAL_METRICS,
+    NUMA_NO_NODE,
+    OPS_FILTER_TYPES,
+    UINT_MAX,
+    ULONG_MAX,
+    WATERMARK_METRICS,
+    KernelParseError,
+    parse_integer,
+)
 
+# The kernel's keywords (tierenv.damon.abi) that the simulator implements.
 OPERATIONS = ("vaddr", "paddr")
-KERNEL_OPERATIONS = ("vaddr", "fvaddr", "paddr")
-KERNEL_ACTIONS = (
-    "willneed",
-    "cold",
-    "pageout",
-    "hugepage",
-    "nohugepage",
-    "lru_prio",
-    "lru_deprio",
-    "migrate_hot",
-    "migrate_cold",
-    "stat",
-)
 SIMULATED_ACTIONS = ("migrate_hot", "migrate_cold", "stat")
-MIGRATE_ACTIONS = ("migrate_hot", "migrate_cold")
-GOAL_METRICS = (
-    "user_input",
-    "some_mem_psi_us",
-    "node_mem_used_bp",
-    "node_mem_free_bp",
-    "node_memcg_used_bp",
-    "node_memcg_free_bp",
-    "active_mem_bp",
-)
 SIMULATED_GOAL_METRICS = ("user_input", "node_mem_used_bp", "node_mem_free_bp")
-# Goal metrics measured on one node: their ``nid`` file matters.
-NODE_GOAL_METRICS = (
-    "node_mem_used_bp",
-    "node_mem_free_bp",
-    "node_memcg_used_bp",
-    "node_memcg_free_bp",
-)
-WATERMARK_METRICS = ("none", "free_mem_rate")
-CORE_FILTER_TYPES = ("addr", "target")
-OPS_FILTER_TYPES = ("anon", "memcg", "young", "hugepage_size", "unmapped", "active")
-KERNEL_FILTER_TYPES = CORE_FILTER_TYPES + OPS_FILTER_TYPES
 SIMULATED_FILTER_TYPES = CORE_FILTER_TYPES
-
-MIN_NR_REGIONS = 3  # damon_set_attrs: min_nr_regions < 3 is -EINVAL
 
 
 # --- Errors and paths -------------------------------------------------------------------------
@@ -146,20 +138,6 @@ class DamonConfigError(ValueError):
         return (DamonConfigError, (self.path, self.problem, self.source))
 
 
-# A nested object was checked when it was built (the dataclasses are frozen), so building a
-# parent checks only its own fields and its children's types; ``validate`` checks all again.
-_RECHECK_CHILDREN: ContextVar[bool] = ContextVar("recheck_children", default=False)
-
-
-@contextmanager
-def _rechecking_children() -> Iterator[None]:
-    token = _RECHECK_CHILDREN.set(True)
-    try:
-        yield
-    finally:
-        _RECHECK_CHILDREN.reset(token)
-
-
 @contextmanager
 def _located(prefix: str) -> Iterator[None]:
     """Re-raise errors of a nested object with the path of that object in front."""
@@ -184,7 +162,7 @@ def _a(name: str) -> str:
     return f"an {name}" if name[:1] in "AEIOUaeiou" else f"a {name}"
 
 
-# --- Field checks (shared by every dataclass) -------------------------------------------------
+# --- Values: checks of built objects, readers of the mapping form -----------------------------
 
 
 def _as_int(value: Any, path: str) -> int:
@@ -194,106 +172,465 @@ def _as_int(value: Any, path: str) -> int:
     return operator.index(value)
 
 
-def _int_field(obj: Any, name: str, path: str, low: int, high: int, kind: str) -> int:
-    """Check ``obj.name`` is an int in [low, high] (the kernel file's type); store it as int."""
-    value = _as_int(getattr(obj, name), path)
+def _in_range(value: Any, path: str, low: int, high: int, kind: str) -> int:
+    """An int in [low, high], the range of the kernel file's C type ``kind`` (or narrower)."""
+    value = _as_int(value, path)
     if value < low:
         if low == 0:
             raise DamonConfigError(path, f"{value} is negative; the kernel file is {kind}")
         raise DamonConfigError(path, f"{value} is below the smallest allowed value {low}")
     if value > high:
         raise DamonConfigError(path, f"{value} exceeds the {kind} maximum {high}")
-    object.__setattr__(obj, name, value)
     return value
 
 
-def _ulong(obj: Any, name: str, path: str | None = None) -> int:
-    return _int_field(obj, name, name if path is None else path, 0, ULONG_MAX, "unsigned long")
+def _is_sequence(value: Any) -> bool:
+    return isinstance(value, Sequence) and not isinstance(value, str | bytes | Mapping)
 
 
-def _uint(obj: Any, name: str, path: str | None = None) -> int:
-    return _int_field(obj, name, name if path is None else path, 0, UINT_MAX, "unsigned int")
+def _pair(value: Any, path: str) -> tuple[Any, Any]:
+    if not _is_sequence(value):
+        raise DamonConfigError(path, f"expected a (min, max) pair, got {_describe(value)}")
+    if len(value) != 2:
+        raise DamonConfigError(path, f"expected a (min, max) pair, got {len(value)} items")
+    return value[0], value[1]
 
 
-def _nid(obj: Any, name: str, path: str | None = None) -> int:
-    """A node id in an ``int`` file: -1 (NUMA_NO_NODE) or a node; lower values mean nothing."""
-    return _int_field(obj, name, name if path is None else path, -1, INT_MAX, "int")
+def _int_value(value: Any, path: str, maximum: int | None = None) -> int:
+    """An int, or a string in the kernel's base-0 grammar, or ``"max"`` where ``maximum`` is set.
 
-
-def _bool_field(obj: Any, name: str) -> None:
-    value = getattr(obj, name)
-    if not isinstance(value, bool):
-        raise DamonConfigError(name, f"expected a bool, got {_describe(value)}")
-
-
-def _keyword(obj: Any, name: str, known: Sequence[str], simulated: Sequence[str], what: str) -> str:
-    """A sysfs keyword: unknown to the kernel and known-but-not-simulated are different errors."""
-    value = getattr(obj, name)
+    Range checks are left to the dataclasses, so that the message is the same however the
+    value arrived.
+    """
     if not isinstance(value, str):
-        raise DamonConfigError(name, f"expected a string, got {_describe(value)}")
-    if value not in known:
-        raise DamonConfigError(name, f"unknown {what} {value!r}; expected one of {_choices(known)}")
-    if value not in simulated:
-        raise DamonConfigError(
-            name,
-            f"{what} {value!r} is known to the kernel but not simulated; "
-            f"the simulator supports {_choices(simulated)}",
-        )
+        return _as_int(value, path)
+    if maximum is not None and value == "max":
+        return maximum
+    try:
+        return parse_integer(value)
+    except KernelParseError:
+        accepted = "an integer (decimal, 0x hex or 0-prefixed octal)"
+        if maximum is not None:
+            accepted += " or 'max'"
+        raise DamonConfigError(path, f"{value!r} is not {accepted}") from None
+
+
+def _str_value(value: Any, path: str) -> str:
+    if not isinstance(value, str):
+        raise DamonConfigError(path, f"expected a string, got {_describe(value)}")
     return value
 
 
-def _tuple_field(obj: Any, name: str, item_type: type) -> tuple[Any, ...]:
-    """Store a sequence field as a tuple (hashable, comparable) and check its item type."""
-    value = getattr(obj, name)
-    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Sequence):
-        raise DamonConfigError(
-            name, f"expected a sequence of {item_type.__name__}, got {_describe(value)}"
-        )
-    items = tuple(value)
-    for index, item in enumerate(items):
-        if not isinstance(item, item_type):
+# Whole words only (see the module docstring); each means what kstrtobool makes of it.
+BOOL_WORDS = {
+    **dict.fromkeys(("y", "yes", "1", "on", "t", "true"), True),
+    **dict.fromkeys(("n", "no", "0", "off", "f", "false"), False),
+}
+
+
+def _bool_value(value: Any, path: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in BOOL_WORDS:
+        return BOOL_WORDS[value.strip().lower()]
+    raise DamonConfigError(
+        path, f"expected a bool (true/false, Y/N, 1/0, on/off), got {_describe(value)}"
+    )
+
+
+def _section(data: Any, path: str, keys: Sequence[str]) -> Mapping[str, Any]:
+    """A mapping whose keys are all known; the path of an unknown key is named."""
+    if not isinstance(data, Mapping):
+        raise DamonConfigError(path, f"expected a mapping, got {_describe(data)}")
+    for key in data:
+        if key not in keys:
             raise DamonConfigError(
-                f"{name}[{index}]", f"expected {_a(item_type.__name__)}, got {_describe(item)}"
+                _join(path, str(key)), f"unknown key; expected one of {_choices(keys)}"
             )
-        if _RECHECK_CHILDREN.get():
-            with _located(f"{name}[{index}]"):
-                item._check()
-    object.__setattr__(obj, name, items)
-    return items
+    return data
 
 
-def _child(obj: Any, name: str, item_type: type, path: str | None = None) -> None:
-    value = getattr(obj, name)
-    path = name if path is None else path
-    if not isinstance(value, item_type):
-        raise DamonConfigError(path, f"expected {_a(item_type.__name__)}, got {_describe(value)}")
-    if _RECHECK_CHILDREN.get():
+def _list_value(value: Any, path: str) -> Sequence[Any]:
+    if not _is_sequence(value):
+        raise DamonConfigError(path, f"expected a list, got {_describe(value)}")
+    return value
+
+
+def _build(cls: type, path: str, **kwargs: Any) -> Any:
+    with _located(path):
+        return cls(**kwargs)
+
+
+# --- Field declarations -----------------------------------------------------------------------
+#
+# A field's spec (in its dataclass metadata) knows its mapping key ``at`` and how to check a
+# value of a built object, read one from the mapping form and write one back. Nested objects
+# were checked when they were built (every dataclass is frozen), so a parent checks only its
+# children's types, unless ``deep`` (``validate``) asks to check them again.
+
+
+class _Spec:
+    at: str | None = None  # the key path in the owner's mapping form; None: the field name
+    leading = False  # read before the other keys are looked at: its value decides which apply
+
+    def check(self, value: Any, path: str, deep: bool) -> Any:
+        """The field's value, normalised (ints as int, sequences as tuples), or an error."""
+        return value
+
+    def read(self, value: Any, path: str) -> Any:
+        """The field's value from the mapping form (checked by the dataclass afterwards)."""
+        return value
+
+    def write(self, value: Any, max_keyword: bool) -> Any:
+        """The mapping form of the field's value."""
+        return value
+
+
+class _Int(_Spec):
+    def __init__(self, low: int, high: int, kind: str, at: str | None, max_keyword: bool) -> None:
+        self.low, self.high, self.kind, self.at = low, high, kind, at
+        self.max_keyword = max_keyword  # "max" stands for ``high`` in the mapping form
+
+    def check(self, value: Any, path: str, deep: bool) -> int:
+        return _in_range(value, path, self.low, self.high, self.kind)
+
+    def read(self, value: Any, path: str) -> int:
+        return _int_value(value, path, self.high if self.max_keyword else None)
+
+    def write(self, value: int, max_keyword: bool) -> int | str:
+        return "max" if max_keyword and self.max_keyword and value == self.high else value
+
+
+class _Bool(_Spec):
+    def check(self, value: Any, path: str, deep: bool) -> bool:
+        if not isinstance(value, bool):
+            raise DamonConfigError(path, f"expected a bool, got {_describe(value)}")
+        return value
+
+    def read(self, value: Any, path: str) -> bool:
+        return _bool_value(value, path)
+
+
+class _Keyword(_Spec):
+    """A sysfs keyword: unknown to the kernel and known-but-not-simulated are different errors."""
+
+    def __init__(
+        self, known: Sequence[str], simulated: Sequence[str], what: str, leading: bool
+    ) -> None:
+        self.known, self.simulated, self.what, self.leading = known, simulated, what, leading
+
+    def check(self, value: Any, path: str, deep: bool) -> str:
+        value = _str_value(value, path)
+        if value not in self.known:
+            raise DamonConfigError(
+                path, f"unknown {self.what} {value!r}; expected one of {_choices(self.known)}"
+            )
+        if value not in self.simulated:
+            raise DamonConfigError(
+                path,
+                f"{self.what} {value!r} is known to the kernel but not simulated; "
+                f"the simulator supports {_choices(self.simulated)}",
+            )
+        return value
+
+    def read(self, value: Any, path: str) -> str:
+        return _str_value(value, path)
+
+
+def _check_child(value: Any, path: str, deep: bool, cls: type) -> None:
+    if not isinstance(value, cls):
+        raise DamonConfigError(path, f"expected {_a(cls.__name__)}, got {_describe(value)}")
+    if deep:
         with _located(path):
-            value._check()
+            value._check(deep=True)
+
+
+class _Child(_Spec):
+    def __init__(self, cls: type, at: str | None) -> None:
+        self.cls, self.at = cls, at
+
+    def check(self, value: Any, path: str, deep: bool) -> Any:
+        _check_child(value, path, deep, self.cls)
+        return value
+
+    def read(self, value: Any, path: str) -> Any:
+        return _from_mapping(self.cls, value, path)
+
+    def write(self, value: Any, max_keyword: bool) -> dict[str, Any]:
+        return _to_mapping(value, max_keyword)
+
+
+class _Children(_Spec):
+    """A tuple of nested objects; a list of mappings in the mapping form."""
+
+    def __init__(self, cls: type) -> None:
+        self.cls = cls
+
+    def check(self, value: Any, path: str, deep: bool) -> tuple[Any, ...]:
+        if not _is_sequence(value):
+            raise DamonConfigError(
+                path, f"expected a sequence of {self.cls.__name__}, got {_describe(value)}"
+            )
+        items = tuple(value)
+        for index, item in enumerate(items):
+            _check_child(item, f"{path}[{index}]", deep, self.cls)
+        return items
+
+    def read(self, value: Any, path: str) -> tuple[Any, ...]:
+        return tuple(
+            _from_mapping(self.cls, item, f"{path}[{index}]")
+            for index, item in enumerate(_list_value(value, path))
+        )
+
+    def write(self, value: tuple[Any, ...], max_keyword: bool) -> list[dict[str, Any]]:
+        return [_to_mapping(item, max_keyword) for item in value]
+
+
+class _Span(_Spec):
+    """An access-pattern :class:`Range` whose bounds the field narrows to its kernel type.
+
+    In the mapping form a missing ``min`` is 0 and a missing ``max`` the type's maximum.
+    """
+
+    def __init__(self, high: int, kind: str) -> None:
+        self.bound = _Int(0, high, kind, None, max_keyword=True)
+
+    def check(self, value: Any, path: str, deep: bool) -> Range:
+        _check_child(value, path, deep, Range)
+        for name in ("min", "max"):
+            self.bound.check(getattr(value, name), f"{path}.{name}", deep)
+        return value
+
+    def read(self, value: Any, path: str) -> Range:
+        section = _section(value, path, ("min", "max"))
+        bounds = {"min": 0, "max": self.bound.high} | {
+            key: self.bound.read(section[key], _join(path, key))
+            for key in ("min", "max")
+            if key in section
+        }
+        return _build(Range, path, **bounds)
+
+    def write(self, value: Range, max_keyword: bool) -> dict[str, int | str]:
+        return {
+            "min": self.bound.write(value.min, max_keyword),
+            "max": self.bound.write(value.max, max_keyword),
+        }
+
+
+class _Regions(_Spec):
+    """A target's ``(start, end)`` regions: address order, no overlap, as on/commit checks."""
+
+    def check(self, value: Any, path: str, deep: bool) -> tuple[tuple[int, int], ...]:
+        if not _is_sequence(value):
+            raise DamonConfigError(
+                path, f"expected a sequence of (start, end) pairs, got {_describe(value)}"
+            )
+        regions: list[tuple[int, int]] = []
+        for index, region in enumerate(value):
+            where = f"{path}[{index}]"
+            start, end = _pair(region, where)
+            start = _as_int(start, f"{where}.start")
+            end = _as_int(end, f"{where}.end")
+            for name, number in (("start", start), ("end", end)):
+                if not 0 <= number <= ULONG_MAX:
+                    raise DamonConfigError(
+                        f"{where}.{name}", f"{number} is outside the unsigned long range"
+                    )
+            if start > end:
+                raise DamonConfigError(
+                    f"{where}.end",
+                    f"{end:#x} is below start {start:#x} (the kernel returns -EINVAL at on)",
+                )
+            if regions and regions[-1][1] > start:
+                previous = regions[-1]
+                raise DamonConfigError(
+                    f"{where}.start",
+                    f"{start:#x} overlaps or precedes {path}[{index - 1}] "
+                    f"[{previous[0]:#x}, {previous[1]:#x}); regions must be sorted and "
+                    "non-overlapping (the kernel returns -EINVAL at on)",
+                )
+            regions.append((start, end))
+        return tuple(regions)
+
+    def read(self, value: Any, path: str) -> tuple[tuple[int, int], ...]:
+        regions = []
+        for index, region in enumerate(_list_value(value, path)):
+            where = f"{path}[{index}]"
+            item = _section(region, where, ("start", "end"))
+            for key in ("start", "end"):
+                if key not in item:
+                    raise DamonConfigError(f"{where}.{key}", "missing")
+            start, end = (_int_value(item[key], f"{where}.{key}") for key in ("start", "end"))
+            regions.append((start, end))
+        return tuple(regions)
+
+    def write(self, value: tuple[tuple[int, int], ...], max_keyword: bool) -> list[dict]:
+        return [{"start": start, "end": end} for start, end in value]
+
+
+# Field declarators: ``name: type = _ulong(default, at=...)`` in a dataclass body.
+
+
+def _declare(spec: _Spec, default: Any) -> Any:
+    return field(default=default, metadata={"spec": spec})
+
+
+def _ulong(default: Any = MISSING, *, at: str | None = None, max_keyword: bool = False) -> Any:
+    return _declare(_Int(0, ULONG_MAX, "unsigned long", at, max_keyword), default)
+
+
+def _uint(default: Any = MISSING, *, at: str | None = None) -> Any:
+    return _declare(_Int(0, UINT_MAX, "unsigned int", at, max_keyword=False), default)
+
+
+def _int(default: Any = MISSING, *, low: int, high: int = INT_MAX, kind: str = "int") -> Any:
+    """An ``int`` file (or ``kind``) in a narrower range: what a value can mean."""
+    return _declare(_Int(low, high, kind, None, max_keyword=False), default)
+
+
+def _nid(default: Any = NUMA_NO_NODE) -> Any:
+    """A node id in an ``int`` file: -1 (NUMA_NO_NODE) or a node; lower values mean nothing."""
+    return _int(default, low=NUMA_NO_NODE)
+
+
+def _bool(default: Any = MISSING) -> Any:
+    return _declare(_Bool(), default)
+
+
+def _keyword(
+    default: Any, known: Sequence[str], simulated: Sequence[str], what: str, leading: bool = False
+) -> Any:
+    return _declare(_Keyword(known, simulated, what, leading), default)
+
+
+def _child(cls: type, *, at: str | None = None) -> dict[str, _Spec]:
+    """Metadata of a nested-object field, declared as ``field(default=cls(), metadata=...)``."""
+    return {"spec": _Child(cls, at)}
+
+
+def _span(high: int, kind: str) -> dict[str, _Spec]:
+    """Metadata of an access-pattern range field (declared like :func:`_child`)."""
+    return {"spec": _Span(high, kind)}
+
+
+def _children(cls: type) -> Any:
+    return _declare(_Children(cls), ())
+
+
+# --- Walking the declarations -----------------------------------------------------------------
+
+
+class _Slot(NamedTuple):
+    name: str
+    spec: _Spec
+    at: str
+    required: bool
+
+
+@cache
+def _slots(cls: type) -> tuple[_Slot, ...]:
+    return tuple(
+        _Slot(f.name, spec, spec.at or f.name, f.default is MISSING)
+        for f in fields(cls)
+        if (spec := f.metadata.get("spec")) is not None
+    )
+
+
+@cache
+def _layout(cls: type) -> dict[str, Any]:
+    """The mapping form's key tree: key -> a slot, or the next level's tree."""
+    tree: dict[str, Any] = {}
+    for slot in _slots(cls):
+        *sections, key = slot.at.split(".")
+        level = tree
+        for section in sections:
+            level = level.setdefault(section, {})
+        level[key] = slot
+    return tree
+
+
+def _at(obj: Any, name: str) -> str:
+    """The path of ``obj``'s field ``name`` in its mapping form (and in error messages)."""
+    return next(slot.at for slot in _slots(type(obj)) if slot.name == name)
+
+
+class _Checked:
+    """Base of the config dataclasses: every declared field is checked when the object is built."""
+
+    def __post_init__(self) -> None:
+        self._check(deep=False)
+
+    def _check(self, deep: bool) -> None:
+        for slot in _slots(type(self)):
+            value = slot.spec.check(getattr(self, slot.name), slot.at, deep)
+            object.__setattr__(self, slot.name, value)
+        self._check_fields_together()
+
+    def _check_fields_together(self) -> None:
+        """Checks that involve several fields, run after each field was checked."""
+
+
+def _from_mapping(cls: type, data: Any, path: str) -> Any:
+    """Build ``cls`` from its mapping form at ``path``, naming the path of any error."""
+    if not isinstance(data, Mapping):
+        raise DamonConfigError(path, f"expected a mapping, got {_describe(data)}")
+    kwargs: dict[str, Any] = {}
+    for slot in _slots(cls):
+        if slot.spec.leading:
+            where = _join(path, slot.at)
+            if slot.at not in data:
+                raise DamonConfigError(where, "missing")
+            kwargs[slot.name] = slot.spec.check(slot.spec.read(data[slot.at], where), where, False)
+    layout = _layout(cls)
+    section = _section(data, path, tuple(layout))
+    for slot in _slots(cls):
+        if slot.required and slot.at not in section:
+            raise DamonConfigError(_join(path, slot.at), "missing")
+    _read_level(section, path, layout, kwargs)
+    return _build(cls, path, **kwargs)
+
+
+def _read_level(
+    section: Mapping[str, Any], path: str, layout: dict[str, Any], kwargs: dict[str, Any]
+) -> None:
+    for key, entry in layout.items():
+        if key not in section:
+            continue
+        where = _join(path, key)
+        if isinstance(entry, dict):
+            _read_level(_section(section[key], where, tuple(entry)), where, entry, kwargs)
+        elif entry.name not in kwargs:  # a leading field was read already
+            kwargs[entry.name] = entry.spec.read(section[key], where)
+
+
+def _to_mapping(obj: Any, max_keyword: bool) -> dict[str, Any]:
+    mapping: dict[str, Any] = {}
+    for slot in _slots(type(obj)):
+        *sections, key = slot.at.split(".")
+        level = mapping
+        for section in sections:
+            level = level.setdefault(section, {})
+        level[key] = slot.spec.write(getattr(obj, slot.name), max_keyword)
+    return mapping
 
 
 # --- Monitoring attributes --------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class IntervalsGoal:
+class IntervalsGoal(_Checked):
     """Monitoring-intervals auto-tuning (6.15+): aim for ``access_bp`` of the maximum observable
     access events, retuning every ``aggrs`` aggregation intervals within [min, max] sample_us.
 
     ``aggrs == 0`` disables tuning (kernel default); the sample bounds are then not checked.
     """
 
-    access_bp: int = 0
-    aggrs: int = 0
-    min_sample_us: int = 0
-    max_sample_us: int = 0
+    access_bp: int = _ulong(0)
+    aggrs: int = _ulong(0)
+    min_sample_us: int = _ulong(0)
+    max_sample_us: int = _ulong(0)
 
-    def __post_init__(self) -> None:
-        self._check()
-
-    def _check(self) -> None:
-        for name in ("access_bp", "aggrs", "min_sample_us", "max_sample_us"):
-            _ulong(self, name)
+    def _check_fields_together(self) -> None:
         if self.enabled and self.min_sample_us > self.max_sample_us:
             raise DamonConfigError(
                 "min_sample_us",
@@ -306,64 +643,48 @@ class IntervalsGoal:
         return self.aggrs != 0
 
 
-# sysfs-style paths of MonitoringAttrs fields, used in error messages.
-_ATTRS_PATHS = {
-    "sample_us": "intervals.sample_us",
-    "aggr_us": "intervals.aggr_us",
-    "update_us": "intervals.update_us",
-    "intervals_goal": "intervals.intervals_goal",
-    "min_nr_regions": "nr_regions.min",
-    "max_nr_regions": "nr_regions.max",
-}
-
-
 @dataclass(frozen=True)
-class MonitoringAttrs:
+class MonitoringAttrs(_Checked):
     """``monitoring_attrs/``: sampling and aggregation intervals (µs) and the region count bounds.
 
     Checked as ``damon_set_attrs()`` does at on/commit (-EINVAL), plus ``aggr_us > 0``, which the
     kernel does not require but without which nothing is ever aggregated.
     """
 
-    sample_us: int = 5000
-    aggr_us: int = 100_000
-    update_us: int = 60_000_000
-    min_nr_regions: int = 10
-    max_nr_regions: int = 1000
-    intervals_goal: IntervalsGoal = IntervalsGoal()
+    sample_us: int = _ulong(5000, at="intervals.sample_us")
+    aggr_us: int = _ulong(100_000, at="intervals.aggr_us")
+    update_us: int = _ulong(60_000_000, at="intervals.update_us")
+    min_nr_regions: int = _ulong(10, at="nr_regions.min", max_keyword=True)
+    max_nr_regions: int = _ulong(1000, at="nr_regions.max", max_keyword=True)
+    intervals_goal: IntervalsGoal = field(
+        default=IntervalsGoal(), metadata=_child(IntervalsGoal, at="intervals.intervals_goal")
+    )
 
-    def __post_init__(self) -> None:
-        self._check()
-
-    def _check(self) -> None:
-        paths = _ATTRS_PATHS
-        for name in ("sample_us", "aggr_us", "update_us", "min_nr_regions", "max_nr_regions"):
-            _ulong(self, name, paths[name])
-        _child(self, "intervals_goal", IntervalsGoal, paths["intervals_goal"])
+    def _check_fields_together(self) -> None:
         if self.aggr_us == 0:
             raise DamonConfigError(
-                paths["aggr_us"], "0 is not allowed: an aggregation interval must be positive"
+                _at(self, "aggr_us"), "0 is not allowed: an aggregation interval must be positive"
             )
         if self.sample_us > self.aggr_us:
             raise DamonConfigError(
-                paths["sample_us"],
+                _at(self, "sample_us"),
                 f"{self.sample_us} exceeds aggr_us {self.aggr_us} (damon_set_attrs: -EINVAL)",
             )
         if self.min_nr_regions < MIN_NR_REGIONS:
             raise DamonConfigError(
-                paths["min_nr_regions"],
+                _at(self, "min_nr_regions"),
                 f"{self.min_nr_regions} is below {MIN_NR_REGIONS} (damon_set_attrs: -EINVAL)",
             )
         if self.min_nr_regions > self.max_nr_regions:
             raise DamonConfigError(
-                paths["min_nr_regions"],
+                _at(self, "min_nr_regions"),
                 f"{self.min_nr_regions} exceeds nr_regions.max {self.max_nr_regions} "
                 "(damon_set_attrs: -EINVAL)",
             )
         goal = self.intervals_goal
         if goal.enabled and not goal.min_sample_us <= self.sample_us <= goal.max_sample_us:
             raise DamonConfigError(
-                paths["sample_us"],
+                _at(self, "sample_us"),
                 f"{self.sample_us} is outside intervals_goal [min_sample_us, max_sample_us] = "
                 f"[{goal.min_sample_us}, {goal.max_sample_us}] (damon_set_attrs: -EINVAL)",
             )
@@ -383,29 +704,18 @@ class MonitoringAttrs:
 
 
 @dataclass(frozen=True)
-class Range:
+class Range(_Checked):
     """A closed interval ``[min, max]`` of one access-pattern quantity.
 
     ``min > max`` is accepted, as the kernel accepts it: such a range matches nothing. Bounds are
     unsigned; the enclosing :class:`AccessPattern` narrows them to the field's kernel type.
     """
 
-    min: int
-    max: int
-
-    def __post_init__(self) -> None:
-        self._check()
-
-    def _check(self) -> None:
-        _ulong(self, "min")
-        _ulong(self, "max")
+    min: int = _ulong()
+    max: int = _ulong()
 
     def contains(self, value: int) -> bool:
         return self.min <= value <= self.max
-
-
-_SZ_ALL = Range(0, ULONG_MAX)
-_UINT_ALL = Range(0, UINT_MAX)
 
 
 def _user_number(value: Any, path: str) -> Fraction:
@@ -420,16 +730,8 @@ def _user_number(value: Any, path: str) -> Fraction:
     return number
 
 
-def _pair(value: Any, path: str) -> tuple[Any, Any]:
-    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Sequence):
-        raise DamonConfigError(path, f"expected a (min, max) pair, got {_describe(value)}")
-    if len(value) != 2:
-        raise DamonConfigError(path, f"expected a (min, max) pair, got {len(value)} items")
-    return value[0], value[1]
-
-
 @dataclass(frozen=True)
-class AccessPattern:
+class AccessPattern(_Checked):
     """``access_pattern/``: which regions a scheme acts on; every range is closed.
 
     Units are the kernel's: ``sz`` bytes (unsigned long), ``nr_accesses`` samples per aggregation
@@ -441,20 +743,9 @@ class AccessPattern:
     write all six values.
     """
 
-    sz: Range = _SZ_ALL
-    nr_accesses: Range = _UINT_ALL
-    age: Range = _UINT_ALL
-
-    def __post_init__(self) -> None:
-        self._check()
-
-    def _check(self) -> None:
-        _child(self, "sz", Range)
-        for name in ("nr_accesses", "age"):
-            _child(self, name, Range)
-            bounds = getattr(self, name)
-            _uint(bounds, "min", f"{name}.min")
-            _uint(bounds, "max", f"{name}.max")
+    sz: Range = field(default=Range(0, ULONG_MAX), metadata=_span(ULONG_MAX, "unsigned long"))
+    nr_accesses: Range = field(default=Range(0, UINT_MAX), metadata=_span(UINT_MAX, "unsigned int"))
+    age: Range = field(default=Range(0, UINT_MAX), metadata=_span(UINT_MAX, "unsigned int"))
 
     def matches(self, size_bytes: int, nr_accesses: int, age: int) -> bool:
         """``__damos_valid_target``'s pattern test (without the quota's score threshold)."""
@@ -517,7 +808,7 @@ class AccessPattern:
 
 
 @dataclass(frozen=True)
-class QuotaGoal:
+class QuotaGoal(_Checked):
     """``quotas/goals/K/``: a feedback target that tunes the effective size quota (§2.6).
 
     ``target_value == 0`` is accepted because the kernel accepts it, but the kernel then drops
@@ -525,19 +816,12 @@ class QuotaGoal:
     ``nid`` matters only for the ``node_*`` metrics, which need a real node (>= 0).
     """
 
-    target_metric: str
-    target_value: int
-    current_value: int = 0
-    nid: int = -1
+    target_metric: str = _keyword(MISSING, GOAL_METRICS, SIMULATED_GOAL_METRICS, "metric")
+    target_value: int = _ulong()
+    current_value: int = _ulong(0)
+    nid: int = _nid()
 
-    def __post_init__(self) -> None:
-        self._check()
-
-    def _check(self) -> None:
-        _keyword(self, "target_metric", GOAL_METRICS, SIMULATED_GOAL_METRICS, "metric")
-        _ulong(self, "target_value")
-        _ulong(self, "current_value")
-        _nid(self, "nid")
+    def _check_fields_together(self) -> None:
         if self.target_metric in NODE_GOAL_METRICS and self.nid < 0:
             raise DamonConfigError(
                 "nid", f"{self.nid} is not a node; metric {self.target_metric!r} needs nid >= 0"
@@ -548,11 +832,8 @@ class QuotaGoal:
         return self.target_value != 0
 
 
-_WEIGHT_NAMES = ("sz_permil", "nr_accesses_permil", "age_permil")
-
-
 @dataclass(frozen=True)
-class Quotas:
+class Quotas(_Checked):
     """``quotas/``: per-window limits on what a scheme may try, and how regions are prioritised.
 
     ``ms`` (time), ``bytes`` (size) and ``reset_interval_ms`` (the charge window) are unsigned
@@ -561,23 +842,13 @@ class Quotas:
     but no kernel score uses it.
     """
 
-    ms: int = 0
-    bytes: int = 0
-    reset_interval_ms: int = 0
-    sz_permil: int = 0
-    nr_accesses_permil: int = 0
-    age_permil: int = 0
-    goals: tuple[QuotaGoal, ...] = ()
-
-    def __post_init__(self) -> None:
-        self._check()
-
-    def _check(self) -> None:
-        for name in ("ms", "bytes", "reset_interval_ms"):
-            _ulong(self, name)
-        for name in _WEIGHT_NAMES:
-            _uint(self, name, f"weights.{name}")
-        _tuple_field(self, "goals", QuotaGoal)
+    ms: int = _ulong(0)
+    bytes: int = _ulong(0)
+    reset_interval_ms: int = _ulong(0)
+    sz_permil: int = _uint(0, at="weights.sz_permil")
+    nr_accesses_permil: int = _uint(0, at="weights.nr_accesses_permil")
+    age_permil: int = _uint(0, at="weights.age_permil")
+    goals: tuple[QuotaGoal, ...] = _children(QuotaGoal)
 
     @property
     def limited(self) -> bool:
@@ -589,7 +860,7 @@ class Quotas:
 
 
 @dataclass(frozen=True)
-class Watermarks:
+class Watermarks(_Checked):
     """``watermarks/``: when a scheme is active, by a system metric checked every interval_us.
 
     ``none`` (default) is always active. ``free_mem_rate`` is free memory in per-mille; the
@@ -598,26 +869,18 @@ class Watermarks:
     neither the order low <= mid <= high nor a 0..1000 range, so neither is checked here.
     """
 
-    metric: str = "none"
-    interval_us: int = 0
-    high: int = 0
-    mid: int = 0
-    low: int = 0
-
-    def __post_init__(self) -> None:
-        self._check()
-
-    def _check(self) -> None:
-        _keyword(self, "metric", WATERMARK_METRICS, WATERMARK_METRICS, "watermark metric")
-        for name in ("interval_us", "high", "mid", "low"):
-            _ulong(self, name)
+    metric: str = _keyword("none", WATERMARK_METRICS, WATERMARK_METRICS, "watermark metric")
+    interval_us: int = _ulong(0)
+    high: int = _ulong(0)
+    mid: int = _ulong(0)
+    low: int = _ulong(0)
 
 
 # --- Filters and destinations -----------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class DamosFilter:
+class DamosFilter(_Checked):
     """A DAMOS filter: memory that matches ``type`` (or not, with ``matching=False``) is allowed
     (``allow=True``) or rejected. The first matching filter decides; memory no filter matches
     gets the opposite of the last filter's ``allow``.
@@ -627,24 +890,19 @@ class DamosFilter:
     sysfs ``damon_target_idx``). The host backend writes these to ``core_filters/``.
     """
 
-    type: str
-    matching: bool = True
-    allow: bool = False
-    addr_start: int = 0
-    addr_end: int = 0
-    target_idx: int = 0
+    # The type is read first: an ops filter's own keys (memcg_path, min, max) would otherwise
+    # be reported as unknown keys, hiding the real problem.
+    type: str = _keyword(
+        MISSING, KERNEL_FILTER_TYPES, SIMULATED_FILTER_TYPES, "filter type", leading=True
+    )
+    matching: bool = _bool(True)
+    allow: bool = _bool(False)
+    addr_start: int = _ulong(0)
+    addr_end: int = _ulong(0)
+    # An int file in the kernel; a negative index names no target, so refuse it.
+    target_idx: int = _int(0, low=0)
 
-    def __post_init__(self) -> None:
-        self._check()
-
-    def _check(self) -> None:
-        _keyword(self, "type", KERNEL_FILTER_TYPES, SIMULATED_FILTER_TYPES, "filter type")
-        _bool_field(self, "matching")
-        _bool_field(self, "allow")
-        _ulong(self, "addr_start")
-        _ulong(self, "addr_end")
-        # An int file in the kernel; a negative index names no target, so refuse it.
-        _int_field(self, "target_idx", "target_idx", 0, INT_MAX, "int")
+    def _check_fields_together(self) -> None:
         if self.type == "addr" and self.addr_end < self.addr_start:
             raise DamonConfigError(
                 "addr_end",
@@ -654,7 +912,7 @@ class DamosFilter:
 
 
 @dataclass(frozen=True)
-class Dest:
+class Dest(_Checked):
     """``dests/K/``: a migration destination node and its weight.
 
     These are DAMON's own weights, not the mempolicy ones: any unsigned int, 0 included (a
@@ -662,22 +920,15 @@ class Dest:
     ``ilx % sum(weights)``.
     """
 
-    id: int
-    weight: int
-
-    def __post_init__(self) -> None:
-        self._check()
-
-    def _check(self) -> None:
-        _uint(self, "id")
-        _uint(self, "weight")
+    id: int = _uint()
+    weight: int = _uint()
 
 
 # --- Schemes and targets ----------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Scheme:
+class Scheme(_Checked):
     """``schemes/N/``: a DAMOS scheme.
 
     ``apply_interval_us = 0`` means "every aggregation interval". A migrate action needs a
@@ -686,27 +937,16 @@ class Scheme:
     other actions are ignored, as in the kernel.
     """
 
-    action: str
-    access_pattern: AccessPattern = AccessPattern()
-    apply_interval_us: int = 0
-    quotas: Quotas = Quotas()
-    watermarks: Watermarks = Watermarks()
-    target_nid: int = -1
-    dests: tuple[Dest, ...] = ()
-    filters: tuple[DamosFilter, ...] = ()
+    action: str = _keyword(MISSING, KERNEL_ACTIONS, SIMULATED_ACTIONS, "action")
+    access_pattern: AccessPattern = field(default=AccessPattern(), metadata=_child(AccessPattern))
+    apply_interval_us: int = _ulong(0)
+    quotas: Quotas = field(default=Quotas(), metadata=_child(Quotas))
+    watermarks: Watermarks = field(default=Watermarks(), metadata=_child(Watermarks))
+    target_nid: int = _nid()
+    dests: tuple[Dest, ...] = _children(Dest)
+    filters: tuple[DamosFilter, ...] = _children(DamosFilter)
 
-    def __post_init__(self) -> None:
-        self._check()
-
-    def _check(self) -> None:
-        _keyword(self, "action", KERNEL_ACTIONS, SIMULATED_ACTIONS, "action")
-        _child(self, "access_pattern", AccessPattern)
-        _ulong(self, "apply_interval_us")
-        _child(self, "quotas", Quotas)
-        _child(self, "watermarks", Watermarks)
-        _nid(self, "target_nid")
-        _tuple_field(self, "dests", Dest)
-        _tuple_field(self, "filters", DamosFilter)
+    def _check_fields_together(self) -> None:
         if self.action in MIGRATE_ACTIONS and not self.dests and self.target_nid < 0:
             raise DamonConfigError(
                 "dests",
@@ -716,7 +956,7 @@ class Scheme:
 
 
 @dataclass(frozen=True)
-class Target:
+class Target(_Checked):
     """``targets/N/``: a monitoring target.
 
     ``pid`` is the simulated application's id (``pid_target``). ``regions`` are ``(start, end)``
@@ -725,45 +965,8 @@ class Target:
     be in address order without overlap (touching is fine; empty regions are accepted).
     """
 
-    pid: int
-    regions: tuple[tuple[int, int], ...] = ()
-
-    def __post_init__(self) -> None:
-        self._check()
-
-    def _check(self) -> None:
-        _int_field(self, "pid", "pid", 0, INT_MAX, "int")
-        value = self.regions
-        if isinstance(value, str | bytes | Mapping) or not isinstance(value, Sequence):
-            raise DamonConfigError(
-                "regions", f"expected a sequence of (start, end) pairs, got {_describe(value)}"
-            )
-        regions = []
-        for index, region in enumerate(value):
-            path = f"regions[{index}]"
-            start, end = _pair(region, path)
-            start = _as_int(start, f"{path}.start")
-            end = _as_int(end, f"{path}.end")
-            for name, number in (("start", start), ("end", end)):
-                if not 0 <= number <= ULONG_MAX:
-                    raise DamonConfigError(
-                        f"{path}.{name}", f"{number} is outside the unsigned long range"
-                    )
-            if start > end:
-                raise DamonConfigError(
-                    f"{path}.end",
-                    f"{end:#x} is below start {start:#x} (the kernel returns -EINVAL at on)",
-                )
-            if regions and regions[-1][1] > start:
-                previous = regions[-1]
-                raise DamonConfigError(
-                    f"{path}.start",
-                    f"{start:#x} overlaps or precedes regions[{index - 1}] "
-                    f"[{previous[0]:#x}, {previous[1]:#x}); regions must be sorted and "
-                    "non-overlapping (the kernel returns -EINVAL at on)",
-                )
-            regions.append((start, end))
-        object.__setattr__(self, "regions", tuple(regions))
+    pid: int = _int(low=0)
+    regions: tuple[tuple[int, int], ...] = _declare(_Regions(), ())
 
     @property
     def size_bytes(self) -> int:
@@ -778,29 +981,21 @@ def _node_list(nodes: Sequence[int]) -> str:
 
 
 @dataclass(frozen=True)
-class ContextConfig:
+class ContextConfig(_Checked):
     """``contexts/0/``: everything one simulated kdamond monitors and does.
 
     Building one checks every field of every part; :meth:`validate` adds the checks across
     parts and against the host's nodes. :meth:`from_dict` does both.
     """
 
-    operations: str = "vaddr"
-    attrs: MonitoringAttrs = MonitoringAttrs()
-    targets: tuple[Target, ...] = ()
-    schemes: tuple[Scheme, ...] = ()
-    addr_unit: int = 1
-
-    def __post_init__(self) -> None:
-        self._check()
-
-    def _check(self) -> None:
-        _keyword(self, "operations", KERNEL_OPERATIONS, OPERATIONS, "operations")
-        _child(self, "attrs", MonitoringAttrs, "monitoring_attrs")
-        _tuple_field(self, "targets", Target)
-        _tuple_field(self, "schemes", Scheme)
-        # 6.18 rejects 0 (-EINVAL) in its final form; an early revision took it. Never 0.
-        _int_field(self, "addr_unit", "addr_unit", 1, ULONG_MAX, "unsigned long")
+    operations: str = _keyword("vaddr", KERNEL_OPERATIONS, OPERATIONS, "operations")
+    attrs: MonitoringAttrs = field(
+        default=MonitoringAttrs(), metadata=_child(MonitoringAttrs, at="monitoring_attrs")
+    )
+    targets: tuple[Target, ...] = _children(Target)
+    schemes: tuple[Scheme, ...] = _children(Scheme)
+    # 6.18 rejects 0 (-EINVAL) in its final form; an early revision took it. Never 0.
+    addr_unit: int = _int(1, low=1, high=ULONG_MAX, kind="unsigned long")
 
     def validate(
         self, node_has_memory: Sequence[bool] | None = None, recheck_fields: bool = True
@@ -813,8 +1008,7 @@ class ContextConfig:
         again and runs only the checks across objects (the per-commit fast path).
         """
         if recheck_fields:
-            with _rechecking_children():
-                self._check()
+            self._check(deep=True)
         self._check_context()
         if node_has_memory is not None:
             self._check_nodes(list(node_has_memory))
@@ -889,7 +1083,7 @@ class ContextConfig:
         Errors are prefixed with ``source`` unless it is the default ``"<dict>"``.
         """
         try:
-            config = _parse_context(data)
+            config = _from_mapping(ContextConfig, data, "")
             config.validate()
         except DamonConfigError as error:
             if source != "<dict>":
@@ -903,369 +1097,11 @@ class ContextConfig:
         With ``max_keyword`` a ``min``/``max`` equal to its field's kernel maximum is written as
         ``"max"``, which keeps the output readable and within TOML's signed 64-bit integers.
         """
-
-        def bound(value: int, maximum: int) -> int | str:
-            return "max" if max_keyword and value == maximum else value
-
-        def rng(r: Range, maximum: int) -> dict[str, int | str]:
-            return {"min": bound(r.min, maximum), "max": bound(r.max, maximum)}
-
-        attrs = self.attrs
-        goal = attrs.intervals_goal
-        return {
-            "operations": self.operations,
-            "addr_unit": self.addr_unit,
-            "monitoring_attrs": {
-                "intervals": {
-                    "sample_us": attrs.sample_us,
-                    "aggr_us": attrs.aggr_us,
-                    "update_us": attrs.update_us,
-                    "intervals_goal": {
-                        "access_bp": goal.access_bp,
-                        "aggrs": goal.aggrs,
-                        "min_sample_us": goal.min_sample_us,
-                        "max_sample_us": goal.max_sample_us,
-                    },
-                },
-                "nr_regions": {
-                    "min": bound(attrs.min_nr_regions, ULONG_MAX),
-                    "max": bound(attrs.max_nr_regions, ULONG_MAX),
-                },
-            },
-            "targets": [
-                {
-                    "pid": target.pid,
-                    "regions": [{"start": start, "end": end} for start, end in target.regions],
-                }
-                for target in self.targets
-            ],
-            "schemes": [
-                {
-                    "action": s.action,
-                    "access_pattern": {
-                        "sz": rng(s.access_pattern.sz, ULONG_MAX),
-                        "nr_accesses": rng(s.access_pattern.nr_accesses, UINT_MAX),
-                        "age": rng(s.access_pattern.age, UINT_MAX),
-                    },
-                    "apply_interval_us": s.apply_interval_us,
-                    "quotas": {
-                        "ms": s.quotas.ms,
-                        "bytes": s.quotas.bytes,
-                        "reset_interval_ms": s.quotas.reset_interval_ms,
-                        "weights": {
-                            "sz_permil": s.quotas.sz_permil,
-                            "nr_accesses_permil": s.quotas.nr_accesses_permil,
-                            "age_permil": s.quotas.age_permil,
-                        },
-                        "goals": [
-                            {
-                                "target_metric": g.target_metric,
-                                "target_value": g.target_value,
-                                "current_value": g.current_value,
-                                "nid": g.nid,
-                            }
-                            for g in s.quotas.goals
-                        ],
-                    },
-                    "watermarks": {
-                        "metric": s.watermarks.metric,
-                        "interval_us": s.watermarks.interval_us,
-                        "high": s.watermarks.high,
-                        "mid": s.watermarks.mid,
-                        "low": s.watermarks.low,
-                    },
-                    "target_nid": s.target_nid,
-                    "dests": [{"id": d.id, "weight": d.weight} for d in s.dests],
-                    "filters": [
-                        {
-                            "type": f.type,
-                            "matching": f.matching,
-                            "allow": f.allow,
-                            "addr_start": f.addr_start,
-                            "addr_end": f.addr_end,
-                            "target_idx": f.target_idx,
-                        }
-                        for f in s.filters
-                    ],
-                }
-                for s in self.schemes
-            ],
-        }
-
-
-# --- Parsing the mapping form -----------------------------------------------------------------
-
-# kstrtoul/kstrtoint with base 0: optional sign, then 0x hex, 0-prefixed octal or decimal;
-# one trailing newline is tolerated as sysfs does.
-_KERNEL_INT = re.compile(r"([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)\n?")
-_TRUE_WORDS = frozenset({"y", "yes", "1", "on", "t", "true"})
-_FALSE_WORDS = frozenset({"n", "no", "0", "off", "f", "false"})
-
-
-def _int_value(value: Any, path: str, maximum: int | None = None) -> int:
-    """An int, or a string in the kernel's base-0 grammar, or ``"max"`` where ``maximum`` is set.
-
-    Range checks are left to the dataclasses, so that the message is the same however the
-    value arrived.
-    """
-    if isinstance(value, str):
-        if maximum is not None and value == "max":
-            return maximum
-        match = _KERNEL_INT.fullmatch(value)
-        if match is None:
-            accepted = "an integer (decimal, 0x hex or 0-prefixed octal)"
-            if maximum is not None:
-                accepted += " or 'max'"
-            raise DamonConfigError(path, f"{value!r} is not {accepted}")
-        sign, digits = match.groups()
-        if digits[:2].lower() == "0x":
-            number = int(digits[2:], 16)
-        elif digits.startswith("0"):
-            number = int(digits, 8)
-        else:
-            number = int(digits)
-        return -number if sign == "-" else number
-    return _as_int(value, path)
-
-
-def _str_value(value: Any, path: str) -> str:
-    if not isinstance(value, str):
-        raise DamonConfigError(path, f"expected a string, got {_describe(value)}")
-    return value
-
-
-def _bool_value(value: Any, path: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        word = value.strip().lower()
-        if word in _TRUE_WORDS:
-            return True
-        if word in _FALSE_WORDS:
-            return False
-    raise DamonConfigError(
-        path, f"expected a bool (true/false, Y/N, 1/0, on/off), got {_describe(value)}"
-    )
-
-
-def _section(data: Any, path: str, keys: Sequence[str]) -> Mapping[str, Any]:
-    """A mapping whose keys are all known; the path of an unknown key is named."""
-    if not isinstance(data, Mapping):
-        raise DamonConfigError(path, f"expected a mapping, got {_describe(data)}")
-    for key in data:
-        if key not in keys:
-            raise DamonConfigError(
-                _join(path, str(key)), f"unknown key; expected one of {_choices(keys)}"
-            )
-    return data
-
-
-def _list_value(value: Any, path: str) -> Sequence[Any]:
-    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Sequence):
-        raise DamonConfigError(path, f"expected a list, got {_describe(value)}")
-    return value
-
-
-def _build(cls: type, path: str, **kwargs: Any) -> Any:
-    with _located(path):
-        return cls(**kwargs)
-
-
-def _ints(
-    data: Mapping[str, Any], path: str, names: Mapping[str, str], maximum: int | None = None
-) -> dict[str, int]:
-    """Keyword arguments for the keys present: mapping key -> dataclass field name."""
-    return {
-        name: _int_value(data[key], _join(path, key), maximum)
-        for key, name in names.items()
-        if key in data
-    }
-
-
-def _parse_range(data: Any, path: str, maximum: int) -> Range:
-    section = _section(data, path, ("min", "max"))
-    kwargs = {"min": 0, "max": maximum} | _ints(
-        section, path, {"min": "min", "max": "max"}, maximum
-    )
-    return _build(Range, path, **kwargs)
-
-
-def _parse_attrs(data: Any, path: str) -> MonitoringAttrs:
-    section = _section(data, path, ("intervals", "nr_regions"))
-    kwargs: dict[str, Any] = {}
-    if "intervals" in section:
-        ipath = _join(path, "intervals")
-        intervals = _section(
-            section["intervals"], ipath, ("sample_us", "aggr_us", "update_us", "intervals_goal")
-        )
-        kwargs |= _ints(
-            intervals,
-            ipath,
-            {"sample_us": "sample_us", "aggr_us": "aggr_us", "update_us": "update_us"},
-        )
-        if "intervals_goal" in intervals:
-            gpath = _join(ipath, "intervals_goal")
-            names = ("access_bp", "aggrs", "min_sample_us", "max_sample_us")
-            goal = _section(intervals["intervals_goal"], gpath, names)
-            kwargs["intervals_goal"] = _build(
-                IntervalsGoal, gpath, **_ints(goal, gpath, {n: n for n in names})
-            )
-    if "nr_regions" in section:
-        rpath = _join(path, "nr_regions")
-        nr_regions = _section(section["nr_regions"], rpath, ("min", "max"))
-        kwargs |= _ints(
-            nr_regions, rpath, {"min": "min_nr_regions", "max": "max_nr_regions"}, ULONG_MAX
-        )
-    return _build(MonitoringAttrs, path, **kwargs)
-
-
-def _parse_target(data: Any, path: str) -> Target:
-    section = _section(data, path, ("pid", "regions"))
-    kwargs: dict[str, Any] = _ints(section, path, {"pid": "pid"})
-    regions = []
-    rpath = _join(path, "regions")
-    for index, region in enumerate(_list_value(section.get("regions", []), rpath)):
-        item = _section(region, f"{rpath}[{index}]", ("start", "end"))
-        for key in ("start", "end"):
-            if key not in item:
-                raise DamonConfigError(f"{rpath}[{index}].{key}", "missing")
-        bounds = _ints(item, f"{rpath}[{index}]", {"start": "start", "end": "end"})
-        regions.append((bounds["start"], bounds["end"]))
-    kwargs["regions"] = tuple(regions)
-    if "pid" not in kwargs:
-        raise DamonConfigError(_join(path, "pid"), "missing")
-    return _build(Target, path, **kwargs)
-
-
-def _parse_goal(data: Any, path: str) -> QuotaGoal:
-    keys = ("target_metric", "target_value", "current_value", "nid")
-    section = _section(data, path, keys)
-    for key in ("target_metric", "target_value"):
-        if key not in section:
-            raise DamonConfigError(_join(path, key), "missing")
-    kwargs: dict[str, Any] = {
-        "target_metric": _str_value(section["target_metric"], _join(path, "target_metric"))
-    }
-    kwargs |= _ints(section, path, {k: k for k in keys[1:]})
-    return _build(QuotaGoal, path, **kwargs)
-
-
-def _parse_quotas(data: Any, path: str) -> Quotas:
-    section = _section(data, path, ("ms", "bytes", "reset_interval_ms", "weights", "goals"))
-    kwargs: dict[str, Any] = _ints(
-        section, path, {k: k for k in ("ms", "bytes", "reset_interval_ms")}
-    )
-    if "weights" in section:
-        wpath = _join(path, "weights")
-        names = ("sz_permil", "nr_accesses_permil", "age_permil")
-        weights = _section(section["weights"], wpath, names)
-        kwargs |= _ints(weights, wpath, {n: n for n in names})
-    if "goals" in section:
-        gpath = _join(path, "goals")
-        kwargs["goals"] = tuple(
-            _parse_goal(goal, f"{gpath}[{index}]")
-            for index, goal in enumerate(_list_value(section["goals"], gpath))
-        )
-    return _build(Quotas, path, **kwargs)
-
-
-def _parse_watermarks(data: Any, path: str) -> Watermarks:
-    names = ("interval_us", "high", "mid", "low")
-    section = _section(data, path, ("metric", *names))
-    kwargs: dict[str, Any] = _ints(section, path, {n: n for n in names})
-    if "metric" in section:
-        kwargs["metric"] = _str_value(section["metric"], _join(path, "metric"))
-    return _build(Watermarks, path, **kwargs)
-
-
-def _parse_dest(data: Any, path: str) -> Dest:
-    section = _section(data, path, ("id", "weight"))
-    for key in ("id", "weight"):
-        if key not in section:
-            raise DamonConfigError(_join(path, key), "missing")
-    return _build(Dest, path, **_ints(section, path, {"id": "id", "weight": "weight"}))
-
-
-def _parse_filter(data: Any, path: str) -> DamosFilter:
-    if not isinstance(data, Mapping):
-        raise DamonConfigError(path, f"expected a mapping, got {_describe(data)}")
-    if "type" not in data:
-        raise DamonConfigError(_join(path, "type"), "missing")
-    # Check the type first: an ops filter's own keys (memcg_path, min, max) would otherwise be
-    # reported as unknown keys, hiding the real problem.
-    kind = _str_value(data["type"], _join(path, "type"))
-    if kind not in SIMULATED_FILTER_TYPES:
-        with _located(path):
-            DamosFilter(type=kind)
-    names = ("addr_start", "addr_end", "target_idx")
-    section = _section(data, path, ("type", "matching", "allow", *names))
-    kwargs: dict[str, Any] = {"type": kind} | _ints(section, path, {n: n for n in names})
-    for key in ("matching", "allow"):
-        if key in section:
-            kwargs[key] = _bool_value(section[key], _join(path, key))
-    return _build(DamosFilter, path, **kwargs)
-
-
-def _parse_scheme(data: Any, path: str) -> Scheme:
-    keys = (
-        "action",
-        "access_pattern",
-        "apply_interval_us",
-        "quotas",
-        "watermarks",
-        "target_nid",
-        "dests",
-        "filters",
-    )
-    section = _section(data, path, keys)
-    if "action" not in section:
-        raise DamonConfigError(_join(path, "action"), "missing")
-    kwargs: dict[str, Any] = {"action": _str_value(section["action"], _join(path, "action"))}
-    kwargs |= _ints(
-        section, path, {"apply_interval_us": "apply_interval_us", "target_nid": "target_nid"}
-    )
-    if "access_pattern" in section:
-        apath = _join(path, "access_pattern")
-        pattern = _section(section["access_pattern"], apath, ("sz", "nr_accesses", "age"))
-        maxima = {"sz": ULONG_MAX, "nr_accesses": UINT_MAX, "age": UINT_MAX}
-        ranges = {
-            key: _parse_range(pattern[key], _join(apath, key), maximum)
-            for key, maximum in maxima.items()
-            if key in pattern
-        }
-        kwargs["access_pattern"] = _build(AccessPattern, apath, **ranges)
-    if "quotas" in section:
-        kwargs["quotas"] = _parse_quotas(section["quotas"], _join(path, "quotas"))
-    if "watermarks" in section:
-        kwargs["watermarks"] = _parse_watermarks(section["watermarks"], _join(path, "watermarks"))
-    for key, parse in (("dests", _parse_dest), ("filters", _parse_filter)):
-        if key in section:
-            lpath = _join(path, key)
-            kwargs[key] = tuple(
-                parse(item, f"{lpath}[{index}]")
-                for index, item in enumerate(_list_value(section[key], lpath))
-            )
-    return _build(Scheme, path, **kwargs)
-
-
-def _parse_context(data: Any) -> ContextConfig:
-    keys = ("operations", "addr_unit", "monitoring_attrs", "targets", "schemes")
-    section = _section(data, "", keys)
-    kwargs: dict[str, Any] = _ints(section, "", {"addr_unit": "addr_unit"})
-    if "operations" in section:
-        kwargs["operations"] = _str_value(section["operations"], "operations")
-    if "monitoring_attrs" in section:
-        kwargs["attrs"] = _parse_attrs(section["monitoring_attrs"], "monitoring_attrs")
-    for key, parse in (("targets", _parse_target), ("schemes", _parse_scheme)):
-        if key in section:
-            kwargs[key] = tuple(
-                parse(item, f"{key}[{index}]")
-                for index, item in enumerate(_list_value(section[key], key))
-            )
-    return _build(ContextConfig, "", **kwargs)
+        return _to_mapping(self, max_keyword)
 
 
 __all__ = [
+    "BOOL_WORDS",
     "DAMOS_MAX_SCORE",
     "GOAL_METRICS",
     "KERNEL_ACTIONS",

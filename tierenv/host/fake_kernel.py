@@ -13,10 +13,13 @@ Emulated:
   node files of absent nodes are ENOENT (they do not exist).
 * The DAMON admin tree: ``nr_*`` writes destroy and recreate all children with the kernel's
   defaults (``nr_kdamonds`` is EBUSY while any kdamond runs); integer, keyword and boolean
-  files are parsed (EINVAL); read-only files are EACCES; ``state`` commands: ``on`` (EBUSY
-  when running or ``busy=True``, EINVAL for an invalid configuration), ``off`` (EINVAL when
-  off), ``commit`` and the ``update_*`` commands (EINVAL when off). ``on``/``commit`` check:
-  one context, available operations, §1.1 attribute rules, vaddr pids (``pids``), one paddr
+  files are parsed with the kernel's own rules (``kstrto*``, ``sysfs_streq``, ``kstrtobool``
+  from :mod:`tierenv.damon.abi`) and fail with their errno (EINVAL, ERANGE); numbers read back
+  in decimal and booleans as ``Y``/``N``; read-only files are EACCES; ``state`` commands:
+  ``on`` (EBUSY when running or ``busy=True``, EINVAL for an invalid configuration), ``off``
+  (EINVAL when off), ``commit`` and the ``update_*`` commands (EINVAL when off).
+  ``on``/``commit`` check (independently of :class:`tierenv.damon.config.ContextConfig`): one
+  context, available operations, §1.1 attribute rules, vaddr pids (``pids``), one paddr
   target, region order, addr filter bounds.
 * Faults: :meth:`fail_write` makes the Nth next write (optionally only to a given file) fail
   with an errno. ``writes`` records every accepted write as ``(relative path, value)``.
@@ -38,23 +41,35 @@ import ctypes
 import errno
 import json
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
-from tierenv.damon.config import GOAL_METRICS, KERNEL_ACTIONS, KERNEL_FILTER_TYPES
+from tierenv.damon.abi import (
+    GOAL_METRICS,
+    KERNEL_ACTIONS,
+    KERNEL_FILTER_TYPES,
+    KERNEL_OPERATIONS,
+    MIGRATE_ACTIONS,
+    MIN_NR_REGIONS,
+    WATERMARK_METRICS,
+    KernelParseError,
+    kstrtobool,
+    kstrtoint,
+    kstrtou8,
+    kstrtouint,
+    kstrtoul,
+    sysfs_streq,
+)
 from tierenv.host.sysfs import RealFiles, SysfsRoot, refuse_real_tree
 
-ULONG_MAX = 2**64 - 1
-UINT_MAX = 2**32 - 1
-INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 WI = ("kernel", "mm", "mempolicy", "weighted_interleave")
 DAMON = ("kernel", "mm", "damon", "admin")
 DAMOS_STAT_FILES = ("nr_tried", "sz_tried", "nr_applied", "sz_applied", "qt_exceeds")
-_NO_MIGRATE = tuple(a for a in KERNEL_ACTIONS if not a.startswith("migrate_"))
+_NO_MIGRATE = tuple(a for a in KERNEL_ACTIONS if a not in MIGRATE_ACTIONS)
 
 
 @dataclass(frozen=True)
@@ -75,11 +90,13 @@ class KernelProfile:
     addr_unit: bool = True  # 6.18
     sz_filter_passed: bool = True  # tried_regions/N/sz_filter_passed, 6.14
     region_probes: bool = False  # tried_regions/N/probes/ (an empty dir on 7.3.4)
+    kstrtobool_enabled: bool = True  # kstrtobool takes e/E, d/D (enabled/disabled), 6.16
 
 
 _6_12 = KernelProfile(
     "6.12", zero_weight_resets=True, intervals_goal=False, split_filters=False,
     goal_nid=False, dests=False, refresh_ms=False, addr_unit=False, sz_filter_passed=False,
+    kstrtobool_enabled=False,
 )  # fmt: skip
 PROFILES: dict[str, KernelProfile] = {
     "6.8": replace(_6_12, version="6.8", weighted_interleave=False, actions=_NO_MIGRATE),
@@ -90,9 +107,8 @@ PROFILES: dict[str, KernelProfile] = {
     "7.3": KernelProfile("7.3", auto_name="auto", region_probes=True),
 }
 
-# File-name -> (low, high) for integer files (kstrtoul/kstrtouint/kstrtoint, base 0).
-_ULONG = (0, ULONG_MAX)
-INT_FILES: dict[str, tuple[int, int]] = {
+# File name -> the kernel's parser of that integer file (base 0).
+INT_FILES: dict[str, Callable[[str], int]] = {
     **dict.fromkeys(
         [
             "sample_us",
@@ -121,16 +137,14 @@ INT_FILES: dict[str, tuple[int, int]] = {
             "target_value",
             "current_value",
         ],
-        _ULONG,
+        kstrtoul,
     ),
-    **dict.fromkeys(
-        ["sz_permil", "nr_accesses_permil", "age_permil", "id", "weight"], (0, UINT_MAX)
-    ),
-    **dict.fromkeys(["target_nid", "pid_target", "nid", "damon_target_idx"], (INT_MIN, INT_MAX)),
+    **dict.fromkeys(["sz_permil", "nr_accesses_permil", "age_permil", "id", "weight"], kstrtouint),
+    **dict.fromkeys(["target_nid", "pid_target", "nid", "damon_target_idx"], kstrtoint),
 }
 KEYWORDS: dict[str, tuple[str, ...]] = {
-    "operations": ("vaddr", "fvaddr", "paddr"),
-    "metric": ("none", "free_mem_rate"),
+    "operations": KERNEL_OPERATIONS,
+    "metric": WATERMARK_METRICS,
     "target_metric": GOAL_METRICS,
     "type": KERNEL_FILTER_TYPES,
 }
@@ -148,31 +162,11 @@ STATE_COMMANDS = (
     "update_schemes_effective_quotas",
     "update_tuned_intervals",
 )
-_NUMBER = re.compile(r"[+-]?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)")
 
 
-def kstrto(text: str) -> int | None:
-    """The kernel's ``kstrto*(base 0)`` grammar (``0x`` hex, leading 0 octal), else None."""
-    text = text.removesuffix("\n")
-    if not _NUMBER.fullmatch(text):
-        return None
-    sign = -1 if text.startswith("-") else 1
-    digits = text.lstrip("+-")
-    if digits.lower().startswith("0x"):
-        return sign * int(digits, 16)
-    return sign * int(digits, 8 if len(digits) > 1 and digits[0] == "0" else 10)
-
-
-def kstrtobool(text: str) -> bool | None:
-    """The kernel's ``kstrtobool``: only the first one or two characters count."""
-    first = text[:1].lower()
-    if first in ("y", "t", "1"):
-        return True
-    if first in ("n", "f", "0"):
-        return False
-    if first == "o" and text[1:2].lower() in ("n", "f"):
-        return text[1:2].lower() == "n"
-    return None
+def _keyword(written: str, keywords: Iterable[str]) -> str | None:
+    """The keyword ``written`` names, compared as the kernel does (``sysfs_streq``)."""
+    return next((word for word in keywords if sysfs_streq(written, word)), None)
 
 
 def _fail(code: int, path: Path) -> OSError:
@@ -523,22 +517,25 @@ class FakeKernel:
             raise _fail(code, path)
         if not path.is_file():
             raise _fail(errno.EISDIR if path.is_dir() else errno.ENOENT, path)
+        # Parsers see the bytes as written (one trailing newline is theirs to accept); the
+        # tree and the write log keep the text without it.
         text = value.removesuffix("\n")
         if rel.parts[: len(WI)] == WI:
-            self._write_wi(path, text)
+            self._write_wi(path, value)
         elif rel.parts[: len(DAMON)] == DAMON:
-            self._write_damon(path, text)
+            self._write_damon(path, value)
         else:
             raise _fail(errno.EACCES, path)
         self.writes.append((rel.as_posix(), text))
 
-    def _write_wi(self, path: Path, text: str) -> None:
+    def _write_wi(self, path: Path, value: str) -> None:
         wi = path.parent
         if path.name == self.profile.auto_name:
-            value = kstrtobool(text)
-            if value is None:
-                raise _fail(errno.EINVAL, path)
-            if value:
+            try:
+                auto = kstrtobool(value, enabled_disabled=self.profile.kstrtobool_enabled)
+            except KernelParseError:
+                raise _fail(errno.EINVAL, path) from None
+            if auto:
                 if self.auto_weights is None:
                     raise _fail(errno.ENODEV, path)
                 for node, weight in enumerate(self.auto_weights):
@@ -547,48 +544,57 @@ class FakeKernel:
             else:
                 self._store(path, "false\n")
             return
-        weight = kstrto(text)
+        try:  # node_store: kstrtou8; every failure is EINVAL
+            weight = kstrtou8(value)
+        except KernelParseError:
+            raise _fail(errno.EINVAL, path) from None
         if weight == 0 and self.profile.zero_weight_resets:
             weight = 1
-        if weight is None or not 1 <= weight <= 255:
+        if weight == 0:
             raise _fail(errno.EINVAL, path)
         self._store(path, f"{weight}\n")
         if self.profile.auto_name:
             self._store(wi / self.profile.auto_name, "false\n")  # a node write means manual
 
-    def _write_damon(self, path: Path, text: str) -> None:
+    def _write_damon(self, path: Path, value: str) -> None:
         name = path.name
         if name in READ_ONLY or {"stats", "tried_regions"} & set(path.parts):
             raise _fail(errno.EACCES, path)
         if name == "state":
-            self._state(path, text.strip())
-            return
-        if name in self._builders():
-            count = kstrto(text)
-            if count is None or not 0 <= count <= INT_MAX:
-                raise _fail(errno.EINVAL, path)
-            if name == "nr_kdamonds" and any(self._running()):
-                raise _fail(errno.EBUSY, path)
-            self._recreate(path, count)
-            return
-        if name in INT_FILES:
-            low, high = INT_FILES[name]
-            number = kstrto(text)
-            if number is None or (low >= 0 and text.lstrip().startswith("-")):
-                raise _fail(errno.EINVAL, path)  # kstrtou* take no sign
-            if not low <= number <= high:
-                raise _fail(errno.ERANGE, path)
+            self._state(path, _keyword(value, STATE_COMMANDS))
+        elif name in self._builders():
+            self._write_count(path, value)
+        elif name in INT_FILES:
+            number = self._parse(path, INT_FILES[name], value)
             self._store(path, f"{number}\n")  # the kernel shows the parsed value, in decimal
-            return
-        elif name == "action":
-            if text.strip() not in self.profile.actions:
+        elif name == "action" or name in KEYWORDS:
+            keyword = _keyword(value, self.profile.actions if name == "action" else KEYWORDS[name])
+            if keyword is None:
                 raise _fail(errno.EINVAL, path)
-        elif name in KEYWORDS:
-            if text.strip() not in KEYWORDS[name]:
-                raise _fail(errno.EINVAL, path)
-        elif name in BOOL_FILES and text.strip().upper() not in ("Y", "N", "1", "0"):
+            self._store(path, f"{keyword}\n")
+        elif name in BOOL_FILES:
+            enabled = self.profile.kstrtobool_enabled
+            flag = self._parse(path, lambda text: kstrtobool(text, enabled_disabled=enabled), value)
+            self._store(path, "Y\n" if flag else "N\n")  # shown as %c of 'Y'/'N'
+        else:
+            self._store(path, value.removesuffix("\n") + "\n")
+
+    @staticmethod
+    def _parse(path: Path, parse: Callable[[str], object], value: str) -> Any:
+        """``parse(value)``, or the OSError with the errno the kernel's parser returns."""
+        try:
+            return parse(value)
+        except KernelParseError as error:
+            raise _fail(error.errno, path) from None
+
+    def _write_count(self, path: Path, value: str) -> None:
+        """An ``nr_*`` file: kstrtoint, negative is EINVAL; then rebuild the children."""
+        count = self._parse(path, kstrtoint, value)
+        if count < 0:
             raise _fail(errno.EINVAL, path)
-        self._store(path, f"{text}\n")
+        if path.name == "nr_kdamonds" and any(self._running()):
+            raise _fail(errno.EBUSY, path)
+        self._recreate(path, count)
 
     # -- state and validation ------------------------------------------------------------------
 
@@ -600,10 +606,10 @@ class FakeKernel:
     def _running(self) -> list[Path]:
         return [d for d in self._kdamond_dirs() if (d / "state").read_text().strip() == "on"]
 
-    def _state(self, path: Path, command: str) -> None:
+    def _state(self, path: Path, command: str | None) -> None:
         kd = path.parent
         running = path.read_text().strip() == "on"
-        if command not in STATE_COMMANDS:
+        if command is None:  # not one of STATE_COMMANDS
             raise _fail(errno.EINVAL, path)
         if command == "on":
             if running or self.busy:
@@ -709,53 +715,65 @@ class FakeKernel:
             raise _fail(errno.EINVAL, state)
 
     def _problem(self, kd: Path) -> str | None:
-        """Why ``on``/``commit`` would fail with EINVAL (None if it would not)."""
+        """Why ``on``/``commit`` would fail with EINVAL (None if it would not).
 
-        def num(p: Path) -> int:
-            return kstrto(p.read_text().strip()) or 0
-
-        if num(kd / "contexts/nr_contexts") != 1:
+        These rules are written again here on purpose, independently of
+        ``ContextConfig.validate``: the fake tree is the oracle that checks what the host
+        backend writes, so a mistake in either copy shows up as a disagreement in the tests.
+        """
+        if _number(kd / "contexts/nr_contexts") != 1:
             return "nr_contexts must be 1"
         c = kd / "contexts/0"
         ops = (c / "operations").read_text().strip()
         if ops not in self.avail_operations:
             return f"operations {ops} not available"
-        iv, nr = c / "monitoring_attrs/intervals", c / "monitoring_attrs/nr_regions"
-        if num(nr / "min") < 3 or num(nr / "min") > num(nr / "max"):
-            return "nr_regions: need 3 <= min <= max"
-        if num(iv / "sample_us") > num(iv / "aggr_us"):
-            return "sample_us > aggr_us"
-        goal = iv / "intervals_goal"
-        if goal.exists() and num(goal / "aggrs"):
-            lo, hi, sample = (
-                num(goal / "min_sample_us"),
-                num(goal / "max_sample_us"),
-                num(iv / "sample_us"),
-            )
-            if not lo <= sample <= hi:
-                return "intervals_goal: need min_sample_us <= sample_us <= max_sample_us"
-        n_targets = num(c / "targets/nr_targets")
+        return _attrs_problem(c) or self._targets_problem(c, ops) or _filters_problem(c)
+
+    def _targets_problem(self, c: Path, ops: str) -> str | None:
+        n_targets = _number(c / "targets/nr_targets")
         if ops == "paddr" and n_targets > 1:
             return "paddr takes one target"
         for t in range(n_targets):
             td = c / "targets" / str(t)
-            pid = num(td / "pid_target")
+            pid = _number(td / "pid_target")
             if ops != "paddr" and not self._pid_exists(pid):
                 return f"target {t}: no process {pid}"
             end = 0
-            for r in range(num(td / "regions/nr_regions")):
-                start, stop = num(td / f"regions/{r}/start"), num(td / f"regions/{r}/end")
+            for r in range(_number(td / "regions/nr_regions")):
+                start, stop = _number(td / f"regions/{r}/start"), _number(td / f"regions/{r}/end")
                 if start > stop or start < end:
                     return f"target {t} region {r}: inverted or overlapping"
                 end = stop
-        for s in range(num(c / "schemes/nr_schemes")):
-            sd = c / "schemes" / str(s)
-            for fdir in ("filters", "core_filters", "ops_filters"):
-                if not (sd / fdir).exists():
-                    continue
-                for f in range(num(sd / fdir / "nr_filters")):
-                    fd = sd / fdir / str(f)
-                    addr = (fd / "type").read_text().strip() == "addr"
-                    if addr and num(fd / "addr_end") < num(fd / "addr_start"):
-                        return f"scheme {s} {fdir} {f}: addr_end < addr_start"
         return None
+
+
+def _number(p: Path) -> int:
+    return int(p.read_text())  # integer files hold the parsed value, in decimal
+
+
+def _attrs_problem(c: Path) -> str | None:
+    iv, nr = c / "monitoring_attrs/intervals", c / "monitoring_attrs/nr_regions"
+    if _number(nr / "min") < MIN_NR_REGIONS or _number(nr / "min") > _number(nr / "max"):
+        return f"nr_regions: need {MIN_NR_REGIONS} <= min <= max"
+    if _number(iv / "sample_us") > _number(iv / "aggr_us"):
+        return "sample_us > aggr_us"
+    goal = iv / "intervals_goal"
+    if goal.exists() and _number(goal / "aggrs"):
+        lo, hi = _number(goal / "min_sample_us"), _number(goal / "max_sample_us")
+        if not lo <= _number(iv / "sample_us") <= hi:
+            return "intervals_goal: need min_sample_us <= sample_us <= max_sample_us"
+    return None
+
+
+def _filters_problem(c: Path) -> str | None:
+    for s in range(_number(c / "schemes/nr_schemes")):
+        sd = c / "schemes" / str(s)
+        for fdir in ("filters", "core_filters", "ops_filters"):
+            if not (sd / fdir).exists():
+                continue
+            for f in range(_number(sd / fdir / "nr_filters")):
+                fd = sd / fdir / str(f)
+                addr = (fd / "type").read_text().strip() == "addr"
+                if addr and _number(fd / "addr_end") < _number(fd / "addr_start"):
+                    return f"scheme {s} {fdir} {f}: addr_end < addr_start"
+    return None

@@ -106,6 +106,7 @@ import numpy as np
 
 from tierenv.contracts.features import HOTNESS_BINS, FeatureError, ObservationSpec
 from tierenv.contracts.measurements import GroundTruth, Measurements, NodeInfo, StepResult
+from tierenv.damon.abi import GiB
 from tierenv.hardware.solver import NodeSet, alone_throughput_gbps, combine_background, solve
 from tierenv.memory.interleave import MAX_WEIGHT, MIN_WEIGHT
 from tierenv.memory.migration_cost import MigrationCost
@@ -115,7 +116,6 @@ from tierenv.sim.fluid_kernel import pattern_transition as pattern_transition  #
 from tierenv.workload.application import LINE_BYTES
 from tierenv.workload.scenario import Event, Scenario
 
-GiB = 1 << 30
 DEFAULT_CHUNKS = 32
 MAX_CHUNKS = 1024
 TIME_EPSILON = 1e-9  # the host's tolerance when comparing times with scenario moments
