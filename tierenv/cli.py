@@ -38,6 +38,10 @@ Run `tierenv SUBCOMMAND --help` for the options of each.
 # the solver's numbers overflow or mean nothing.
 MAX_MLP = 100_000.0
 MAX_THINK_NS = 1e6
+# Bounds of `fakehost --speed`: below a thousandth a control interval lasts minutes to days
+# (and a tiny speed overflowed the clock), above a thousand the host cannot keep up anyway.
+MIN_SPEED = 1e-3
+MAX_SPEED = 1e3
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -463,7 +467,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", type=Path, help="directory for the trees (new or empty)")
     p.add_argument("--scenario", default="co-runner", help="scenario name or file")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second")
+    p.add_argument(
+        "--speed",
+        type=_speed,
+        default=1.0,
+        help=f"simulated seconds per second, {MIN_SPEED:g} to {MAX_SPEED:g} (default 1)",
+    )
     p.set_defaults(handler=_fakehost)
     return parser
 
@@ -689,6 +698,7 @@ def _report(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     names = [c.strip() for c in args.checks.split(",")] if args.checks else None
+    _check_writable("--out", args.out, folder=False)  # before the checks, not after
     return 0 if _write_validation(names, args.out) else 1
 
 
@@ -950,11 +960,12 @@ def _simulate(args: argparse.Namespace) -> int:
             if done == total:
                 print(file=sys.stderr)
 
+    label = "-".join(str(w) for w in weights)
+    path = args.plot or Path("results") / "simulate" / f"{scenario.name}-{label}.png"
+    _check_writable("--plot", path, folder=False)  # before the simulation, not after
     trace = simulate(scenario, weights, seed=args.seed, progress=progress)
     print(table(trace, every=max(args.every, 1)))
     print(f"mean weighted speedup {trace.mean_weighted_speedup():.3f}")
-    label = "-".join(str(w) for w in weights)
-    path = args.plot or Path("results") / "simulate" / f"{scenario.name}-{label}.png"
     plot(trace, path)
     print(f"plot written to {path}")
     return 0
@@ -1110,6 +1121,19 @@ def _export(args: argparse.Namespace) -> int:
     print(f"sidecar: {exported.sidecar}")
     print(f"largest action difference from the SB3 policy: {exported.max_action_difference:.1e}")
     return 0
+
+
+def _speed(text: str) -> float:
+    """``fakehost --speed``: a number in [MIN_SPEED, MAX_SPEED] (NaN and infinity refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number such as 5, got {text!r}") from None
+    if not MIN_SPEED <= value <= MAX_SPEED:  # NaN fails too
+        raise argparse.ArgumentTypeError(
+            f"simulated seconds per second must be in [{MIN_SPEED:g}, {MAX_SPEED:g}], got {text!r}"
+        )
+    return value
 
 
 def _batch_sizes(text: str) -> list[int]:

@@ -44,10 +44,24 @@ def plain(value: object) -> str:
     return repr(value)
 
 
+def _shown(value: object, limit: int = 80) -> str:
+    """``value`` in a message: plain numbers, its type, at most ``limit`` characters."""
+    text = plain(value)
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
 def check_action(action: np.ndarray | list[float], n_nodes: int) -> np.ndarray:
     """``action`` as float64 of shape (..., n_nodes), clipped to [-1, 1]; NaN, infinity or a
-    wrong last dimension raise ``ActionError``."""
-    values = np.asarray(action, dtype=np.float64)
+    wrong last dimension raise ``ActionError``, and so does anything that is not numbers (a
+    string, None inside a list, a ragged list)."""
+    try:
+        values = np.asarray(action, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ActionError(
+            f"action must be {n_nodes} numbers (one per memory node), got {_shown(action)}"
+        ) from None
     if values.ndim == 0 or values.shape[-1] != n_nodes:
         raise ActionError(
             f"action must have {n_nodes} values (one per memory node), got shape {values.shape}"

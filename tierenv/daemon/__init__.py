@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
+from tierenv.contracts.measurements import NodeInfo
 from tierenv.daemon.journal import DEFAULT_JOURNAL, Journal, read_journal, recover
 from tierenv.daemon.lock import LockHeldError, RootLock
 from tierenv.daemon.log import JsonLog
@@ -35,6 +39,8 @@ __all__ = [
     "Sources",
     "build_parser",
     "check_controller_fits",
+    "check_controller_resets",
+    "check_output_file",
     "host_metrics",
     "limit_shares",
     "main",
@@ -103,11 +109,13 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         "--dry-run", action="store_true", help="log what would be written, write nothing"
     )
     p.add_argument(
-        "--max-change", type=float, metavar="SHARE",
-        help="largest change of any node's weight share per interval (e.g. 0.1)",
+        "--max-change", type=_share, metavar="SHARE",
+        help="largest change of any node's weight share per interval, in (0, 1] (e.g. 0.1)",
     )  # fmt: skip
     p.add_argument("--max-intervals", type=_positive_count, help="stop after this many decisions")
-    p.add_argument("--reuse-kdamond", type=int, metavar="INDEX", help="use this idle kdamond")
+    p.add_argument(
+        "--reuse-kdamond", type=_kdamond_index, metavar="INDEX", help="use this idle kdamond"
+    )
     p.add_argument("--no-damos", action="store_true", help="set weights only, no kdamond")
     return p
 
@@ -145,6 +153,9 @@ def _controller(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 #: The longest control interval the daemon takes (a day): beyond it a typo, not a choice.
 MAX_INTERVAL_S = 86_400.0
+#: The shortest (a millisecond, a fifth of DAMON's default sampling interval): below it the
+#: loop only spins, and per-interval rates divide by almost nothing.
+MIN_INTERVAL_S = 0.001
 
 
 def _positive_seconds(text: str) -> float:
@@ -159,6 +170,33 @@ def _positive_seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(
             f"must be a number of seconds in (0, {MAX_INTERVAL_S:g}], got {text!r}"
         )
+    if value < MIN_INTERVAL_S:
+        raise argparse.ArgumentTypeError(
+            f"must be at least {MIN_INTERVAL_S:g} s (a control interval, not a busy loop), "
+            f"got {text!r}"
+        )
+    return value
+
+
+def _share(text: str) -> float:
+    """A ``--max-change``: a share of the weights in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a share such as 0.1, got {text!r}") from None
+    if not 0 < value <= 1:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"must be a share in (0, 1], got {text!r}")
+    return value
+
+
+def _kdamond_index(text: str) -> int:
+    """A ``--reuse-kdamond``: a kdamond directory index, a whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a kdamond index, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a kdamond index is at least 0, got {value}")
     return value
 
 
@@ -223,27 +261,84 @@ def check_controller_fits(controller: object, metrics: HostMetrics, use_damos: b
         )
 
 
+def check_output_file(option: str, path: Path, writes: bool = True) -> None:
+    """Refuse, before anything is written, a journal, log or status path the daemon could not
+    use: one inside the real /sys or /proc, a folder, one under a file, or (``writes``) one
+    in a folder it may not write. Found only later, the run would fail after it journaled
+    and changed the host, or with a raw traceback."""
+    path = refuse_real_tree(path, f"the {option} file")
+    if path.is_dir():
+        raise ValueError(f"{option} {path}: is a folder; name a file")
+    existing = path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent  # the folder in which the first missing part is created
+    if not existing.is_dir():
+        raise ValueError(f"{option} {path}: cannot be written, {existing} is not a folder")
+    if writes and not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{option} {path}: cannot be written, no permission in {existing}")
+
+
+def check_controller_resets(controller: object, nodes: NodeInfo, interval_s: float) -> None:
+    """Reset ``controller`` for this host once before anything is written, so that a parameter
+    that does not fit the host (``weights`` for another node count) is a usage error, not a
+    failure after the journal was written and the kdamond started. The daemon resets it again
+    with the original weights when it starts."""
+    reset = getattr(controller, "reset", None)
+    if reset is None:
+        return
+    from agents.controllers.base import ControlContext
+
+    ones = np.ones(nodes.n_nodes, dtype=np.int64)  # valid weights on any host
+    reset(ControlContext(nodes=nodes, interval_s=interval_s, initial_weights=ones))
+
+
+def _not_text(args: argparse.Namespace, error: UnicodeDecodeError) -> str:
+    """The error for an input file that is not UTF-8 text, naming it: the decoder's own
+    message names no file. The candidates are the files the daemon reads at start."""
+    candidates = [getattr(args, "host_config", None)]
+    policy = getattr(args, "policy", None)
+    if policy is not None:
+        candidates += [Path(policy), Path(policy).with_suffix(".json")]
+    for path in filter(None, candidates):
+        try:
+            with open(path, "rb") as handle:
+                handle.read(MAX_TEXT_CHECKED).decode("utf-8")
+        except UnicodeDecodeError as bad:
+            if Path(path).suffix == ".onnx" or bad.end >= MAX_TEXT_CHECKED - 4:
+                continue  # a binary format (its sidecar is the text), or a character cut
+            return (
+                f"{path}: not a UTF-8 text file (byte 0x{bad.object[bad.start]:02x} at offset "
+                f"{bad.start})"
+            )
+        except OSError:
+            continue
+    return f"a file it read is not UTF-8 text ({error})"
+
+
+MAX_TEXT_CHECKED = 16 << 20  # bytes of an input file read to find the one that is not text
+
+
 def run_daemon(args: argparse.Namespace, sources: Sources | None = None) -> int:
     """Run the daemon for already-parsed ``args`` (for a CLI that adds :func:`build_parser`'s
-    options to its own subparser). ``sources`` replaces :func:`host_metrics` (tests)."""
+    options to its own subparser). ``sources`` replaces :func:`host_metrics` (tests).
+
+    Everything that can be checked is checked before anything is written: a bad option,
+    file or controller parameter is one line on stderr and exit 2, never a traceback."""
     metrics = None
+    log = None
     try:
-        for option, path in (("--journal", args.journal), ("--log", args.log),
-                             ("--status", args.status)):  # fmt: skip
+        # A dry run reads the journal (a crash's) but writes none: no permission needed.
+        check_output_file("--journal", Path(args.journal), writes=not args.dry_run)
+        for option, path in (("--log", args.log), ("--status", args.status)):
             if path is not None:
-                refuse_real_tree(path, f"the {option} file")
+                check_output_file(option, Path(path))
         root = _sysfs_root(args)
         controller = _controller(args)
         metrics = (sources or host_metrics)(root, args)
         nodes = metrics.node_info()
         check_controller_fits(controller, metrics, not args.no_damos)
-    except Exception as error:  # reported as a usage/setup error
-        print(f"tierenv daemon: {error}", file=sys.stderr)
-        if metrics is not None:
-            metrics.close()
-        return 2
-    log = JsonLog(args.log)
-    try:
+        check_controller_resets(controller, nodes, args.interval)
+        log = JsonLog(args.log)
         daemon = Daemon(
             root, controller, metrics.measure, nodes, args.interval, args.journal,
             metrics.live_pids,
@@ -251,6 +346,15 @@ def run_daemon(args: argparse.Namespace, sources: Sources | None = None) -> int:
             status_path=args.status, use_damos=not args.no_damos,
             reuse_kdamond=args.reuse_kdamond, on_kdamond=metrics.attach_kdamond,
         )  # fmt: skip
+    except Exception as error:  # reported as a usage/setup error
+        message = _not_text(args, error) if isinstance(error, UnicodeDecodeError) else error
+        print(f"tierenv daemon: {message}", file=sys.stderr)
+        if log is not None:
+            log.close()
+        if metrics is not None:
+            metrics.close()
+        return 2
+    try:
         try:
             daemon.acquire_lock()  # before anything is read as a crash's journal
         except (LockHeldError, OSError) as error:

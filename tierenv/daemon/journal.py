@@ -26,8 +26,9 @@ from typing import Any
 
 from tierenv.files import fsync_path
 from tierenv.host.damon import KDAMONDS, Kdamond
-from tierenv.host.interleave import InterleaveState, WeightedInterleave
+from tierenv.host.interleave import AUTO_NAMES, InterleaveState, WeightedInterleave
 from tierenv.host.sysfs import SysfsError, SysfsRoot
+from tierenv.memory.interleave import MAX_WEIGHT
 
 DEFAULT_JOURNAL = Path("/var/lib/tierenv/journal.json")  # systemd StateDirectory=tierenv
 VERSION = 2
@@ -70,24 +71,73 @@ class Journal:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Journal:
+        """The journal ``data`` holds, every field checked: a journal whose values the daemon
+        never writes (a weight of 999 or 1.7, an auto switch "maybe", kdamond "x") is corrupt,
+        and restoring from it would put back something that was never there."""
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
         if data.get("version") not in READABLE_VERSIONS:
             raise ValueError(
                 f"journal version {data.get('version')!r}, expected one of {READABLE_VERSIONS}"
             )
+        weights = _field(data, "weights", dict, "an object of node: weight")
+        if not weights:
+            raise ValueError("weights: empty, expected the weight of every node")
+        nodes = {}
+        for node, weight in weights.items():
+            if not (isinstance(node, str) and node.isdigit()):
+                raise ValueError(f"weights: node {node!r} is not a node number")
+            # 0: what a kernel before 6.16 may show for a node never set (the default, 1)
+            if not (_is_int(weight) and 0 <= weight <= MAX_WEIGHT):
+                raise ValueError(
+                    f"weights: node {node} has weight {weight!r}, expected an integer in "
+                    f"0..{MAX_WEIGHT}"
+                )
+            nodes[int(node)] = weight
+        auto = data["auto"]
+        if auto is not None and not isinstance(auto, bool):
+            raise ValueError(f"auto: {auto!r} is not true, false or null")
+        auto_name = data["auto_name"]
+        if auto_name is not None and auto_name not in AUTO_NAMES:
+            raise ValueError(f"auto_name: {auto_name!r} is not one of {', '.join(AUTO_NAMES)}")
+        index = data["kdamond_index"]
+        if index is not None and not (_is_int(index) and index >= 0):
+            raise ValueError(f"kdamond_index: {index!r} is not a kdamond index (0 or more)")
         pending = data.get("pending_target_pids")
         return cls(
-            sysfs_root=str(data["sysfs_root"]),
-            weights={int(node): int(w) for node, w in data["weights"].items()},
-            auto=data["auto"],
-            auto_name=data["auto_name"],
-            kdamond_index=data["kdamond_index"],
-            kdamond_reused=bool(data["kdamond_reused"]),
-            target_pids=tuple(int(p) for p in data["target_pids"]),
-            pending_target_pids=None if pending is None else tuple(int(p) for p in pending),
-            kdamond_staging=bool(data.get("kdamond_staging", False)),
-            daemon_pid=int(data["daemon_pid"]),
-            started_at=float(data["started_at"]),
+            sysfs_root=_field(data, "sysfs_root", str, "a path"),
+            weights=nodes,
+            auto=auto,
+            auto_name=auto_name,
+            kdamond_index=index,
+            kdamond_reused=_field(data, "kdamond_reused", bool, "true or false"),
+            target_pids=_pids(data["target_pids"], "target_pids"),
+            pending_target_pids=None if pending is None else _pids(pending, "pending_target_pids"),
+            kdamond_staging=_field(data, "kdamond_staging", bool, "true or false", False),
+            daemon_pid=_pids([data["daemon_pid"]], "daemon_pid")[0],
+            started_at=float(_field(data, "started_at", int | float, "a time in seconds")),
         )
+
+
+_MISSING = object()
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _field(data: dict[str, Any], name: str, kind: Any, expected: str, default: Any = _MISSING):
+    """``data[name]`` if it is of ``kind`` (``default`` when given and the field is absent)."""
+    value = data[name] if default is _MISSING else data.get(name, default)
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise ValueError(f"{name}: {value!r} is not {expected}")
+    return value
+
+
+def _pids(value: object, name: str) -> tuple[int, ...]:
+    if not isinstance(value, list) or not all(_is_int(p) and p > 0 for p in value):
+        raise ValueError(f"{name}: {value!r} is not a list of process ids")
+    return tuple(value)
 
 
 def atomic_write_json(path: Path, data: object) -> None:

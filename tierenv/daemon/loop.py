@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import math
 import os
 import signal
 import threading
@@ -127,8 +128,8 @@ class Daemon:
         max_consecutive_errors: int = 10,
         on_kdamond: Callable[[Kdamond | None, int | None], None] | None = None,
     ) -> None:
-        if not interval_s > 0:
-            raise ValueError(f"interval_s must be > 0, got {interval_s}")
+        if not (math.isfinite(interval_s) and interval_s > 0):
+            raise ValueError(f"interval_s must be a finite number of seconds > 0, got {interval_s}")
         if max_change_per_interval is not None and not 0 < max_change_per_interval <= 1:
             raise ValueError(
                 f"max_change_per_interval must be in (0, 1], got {max_change_per_interval}"

@@ -48,6 +48,19 @@ HOST_OPTIONS = (
 )  # fmt: skip
 
 
+def plain_weights(weights: Any) -> Any:
+    """``weights`` with numpy values as plain Python numbers, so that an error about one of
+    them prints ``nan`` or ``1.5``, not ``np.float64(nan)`` (strings and mappings are passed
+    through as they are)."""
+    if isinstance(weights, np.ndarray):
+        return weights.tolist()
+    if isinstance(weights, list | tuple):
+        return [w.item() if isinstance(w, np.generic) else w for w in weights]
+    if isinstance(weights, np.generic):
+        return weights.item()
+    return weights
+
+
 class WeightedInterleaveEnv(gym.Env):
     """Set the kernel's weighted-interleave weights (and so the DAMOS ``migrate_hot`` dests)
     for the applications of a scenario, one control interval (1 s by default) per step.
@@ -202,7 +215,9 @@ class WeightedInterleaveEnv(gym.Env):
         self.host: Host = self._host_factory(0, None)
         self.node_info = self.host.node_info
         self.n_nodes = self.node_info.n_nodes
-        self._initial_weights = initial_weights_for(initial_weights, self.node_info.peak_gbps)
+        self._initial_weights = initial_weights_for(
+            plain_weights(initial_weights), self.node_info.peak_gbps
+        )
         self.observation_spec = ObservationSpec(self.n_nodes, features)
         self.observation_names = self.observation_spec.names
         self.observation_space = spaces.Box(
@@ -272,7 +287,7 @@ class WeightedInterleaveEnv(gym.Env):
         the action mapping (whose smallest-weights rounding would otherwise move such weights
         by up to 2 %). Bad weights raise ``ValueError`` before anything changes."""
         self._check_running("step_weights()")
-        self.host.set_weights(weights)
+        self.host.set_weights(plain_weights(weights))
         return self._transition()
 
     @property
@@ -347,7 +362,7 @@ class WeightedInterleaveEnv(gym.Env):
         self.damos = self._damos_given or DamosSetup.for_scenario(self.scenario)
         self.node_info = self.scenario.node_info()
         self._initial_weights = initial_weights_for(
-            self._initial_weights_given, self.node_info.peak_gbps
+            plain_weights(self._initial_weights_given), self.node_info.peak_gbps
         )
         self._plot = None  # another host and length: a new figure
 
