@@ -189,26 +189,23 @@ def _share(text: str) -> float:
     return value
 
 
-def _kdamond_index(text: str) -> int:
-    """A ``--reuse-kdamond``: a kdamond directory index, a whole number >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a kdamond index, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"a kdamond index is at least 0, got {value}")
-    return value
+def _whole_number(minimum: int, what: str) -> Callable[[str], int]:
+    """An argparse type: a whole number >= ``minimum`` (``what`` names it in errors)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{what} is at least {minimum}, got {value}")
+        return value
+
+    return parse
 
 
-def _positive_count(text: str) -> int:
-    """A ``--max-intervals``: a whole number >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+_kdamond_index = _whole_number(0, "a kdamond index")  # --reuse-kdamond
+_positive_count = _whole_number(1, "a whole number")  # --max-intervals
 
 
 def main(argv: Sequence[str] | None = None, sources: Sources | None = None) -> int:
