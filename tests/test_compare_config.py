@@ -114,3 +114,26 @@ def test_unreadable_and_invalid_files_name_the_file(tmp_path: Path) -> None:
     listed.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match=r"list\.yaml: expected a mapping"):
         load_config(listed)
+
+
+def test_scenarios_take_folders_and_glob_patterns_of_scenario_files() -> None:
+    suite = Path(__file__).resolve().parents[1] / "experiments" / "suites" / "test"
+    config = config_from_dict(minimal(scenarios=[str(suite / "three-node-*.toml")]))
+    assert [Path(s).name for s in config.scenarios] == [
+        f"three-node-s1000-{k:03d}.toml" for k in range(10)
+    ]
+    assert len(config_from_dict(minimal(scenarios=[str(suite)])).scenarios) == 50
+    with pytest.raises(ConfigError, match=r"scenarios: pattern .*nothing-\*\.toml names no"):
+        config_from_dict(minimal(scenarios=[str(suite / "nothing-*.toml")]))
+
+
+def test_the_learned_suite_config_names_its_static_baseline(monkeypatch) -> None:
+    """Its paths are relative to the repository, like the commands that run it."""
+    from experiments.compare.runner import _deployable_trials
+
+    monkeypatch.chdir(REPO)
+    config = load_config(REPO / "experiments" / "learned-suite.yaml")
+    assert config.reference == "static-deployable" and len(config.scenarios) == 37
+    (deployable,) = [p for p in config.policies if p.kind == "static-deployable"]
+    trials = _deployable_trials(deployable, config, "learned-suite.yaml")
+    assert len(trials) == 37 * len(config.seeds)  # every scenario's hardware has weights

@@ -4,7 +4,7 @@ seeds. A YAML file, checked on load; every error names the file, the field and t
 ```yaml
 name: baselines                 # results go to results/compare/<name>/ unless --out says
 description: every baseline controller on every shipped scenario
-scenarios: all                  # or a list of shipped names, scenario files and folders of them
+scenarios: all                  # or shipped names, scenario files, folders or globs of them
 seeds: 5                        # seeds 0..4, or an explicit list [0, 1, 2]
 env:                            # arguments of WeightedInterleaveEnv (optional)
   migration_cost_per_gib: 0.1
@@ -26,6 +26,7 @@ every seed of the scenario, and the one with the highest mean return is reported
 
 from __future__ import annotations
 
+import glob
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -181,10 +182,16 @@ def _scenarios(value: Any, fail) -> tuple[str, ...]:
     for item in value:
         if not isinstance(item, str):
             raise fail("scenarios", f"{item!r} is not a scenario name or file")
-        if Path(item).is_dir():  # a folder of scenario files (a generated suite)
-            files = sorted(str(path) for path in Path(item).glob("*.toml"))
+        pattern = any(char in item for char in "*?[")
+        if Path(item).is_dir() or pattern:  # a folder or a glob of scenario files (a suite)
+            files = sorted(
+                str(path)
+                for path in (glob.glob(item) if pattern else Path(item).glob("*.toml"))
+                if Path(path).is_file()
+            )
             if not files:
-                raise fail("scenarios", f"folder {item} holds no scenario files (*.toml)")
+                what = "pattern" if pattern else "folder"
+                raise fail("scenarios", f"{what} {item} names no scenario files (*.toml)")
             refs.extend(files)
             for file in files:
                 try:
