@@ -68,3 +68,15 @@ def test_the_cli_prints_one_line_and_writes_nothing(
 def test_a_batch_within_the_limit_is_timed() -> None:
     (row,) = bench_batched.bench_batched("co-runner", [2], steps=1, warmup_steps=0)
     assert row.num_envs == 2 and row.vector_steps == 1 and row.wall_s > 0
+
+
+def test_a_batched_env_larger_than_its_limit_is_refused_before_allocating():
+    from tierenv.envs.vector import MAX_NUM_ENVS, WeightedInterleaveVectorEnv
+    from tierenv.envs.vector_mixed import MixedScenarioVectorEnv
+
+    for make in (WeightedInterleaveVectorEnv, MixedScenarioVectorEnv):
+        with pytest.raises(ValueError, match=r"num_envs must be at most 65,536, got 1,000,000,000"):
+            make(num_envs=10**9)
+        with pytest.raises(ValueError, match="positive integer, got True"):
+            make(num_envs=True)
+    assert MAX_NUM_ENVS == 65_536

@@ -21,14 +21,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tierenv.envs.vector import WeightedInterleaveVectorEnv
+from tierenv.envs.vector import MAX_NUM_ENVS, WeightedInterleaveVectorEnv
 from tierenv.workload.scenario import load_scenario
 
 DEFAULT_BATCH_SIZES = (1, 64, 1024, 4096)
 #: The largest batch timed: its envs are allocated at once (about 5 KB each on the shipped
 #: scenarios, so 65,536 envs take about 0.3 GB over the interpreter's own), and per-env rates
 #: stop changing long before it. Larger sizes are refused before anything is allocated.
-MAX_BATCH_SIZE = 65_536
+MAX_BATCH_SIZE = MAX_NUM_ENVS  # what one batched env may hold
 
 
 def check_batch_sizes(batch_sizes: Sequence[int]) -> list[int]:

@@ -35,6 +35,7 @@ from tierenv.envs.arguments import reject_unknown_arguments
 from tierenv.envs.vector import (
     WeightedInterleaveVectorEnv,
     _copy_info,
+    check_num_envs,
     parse_autoreset_mode,
     reset_mask_option,
     same_step_autoreset,
@@ -99,8 +100,7 @@ class MixedScenarioVectorEnv(VectorEnv):
             self.nominal_scenario = (
                 scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
             )
-        if not isinstance(num_envs, int | np.integer) or num_envs < 1:
-            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        check_num_envs(num_envs)
         if render_mode is not None:
             raise ValueError(f"render_mode {render_mode!r}: the batched env does not render")
         if groups is None:
