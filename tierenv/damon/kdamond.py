@@ -10,6 +10,13 @@ region's access count from its exact distribution (see ``kernels.sample_segment`
 why the simulator can run thousands of times faster than real time while keeping DAMON's
 noise, lag and region dynamics.
 
+DAMOS passes run one of two ways, with the same results: region by region as the kernel walks
+them (``_apply_to_region``: quotas, filters, several schemes), or, for a lone scheme without
+quota or filters, compiled (``kernels.simple_pass``), called alone or from inside the compiled
+aggregation loop (``kernels.run_aggregations``) when it applies at aggregation ends. The first
+is the reference that tests hold the second to; both book what they did in one place
+(``Kdamond._account``).
+
 Simulator conventions (stated once here):
 - DAMON's minimum region (``DAMON_MIN_REGION``, PAGE_SIZE in the kernel) is the simulated
   page size: with 2 MiB pages a region never splits inside a huge page, whose single
@@ -49,7 +56,11 @@ from tierenv.memory.state import MemoryState
 
 WALK_NS_PER_PAGE = 50  # assumed page-table walk cost per simulated page looked at by an action
 MIGRATE_ACTIONS = ("migrate_hot", "migrate_cold")
-AGGREGATED_FIELDS = ("target", "start", "end", "nr", "age")
+AGGREGATED_FIELDS = kernels.Snapshot._fields  # ("target", "start", "end", "nr", "age")
+# placeholders of a disabled pass (``Kdamond._no_pass``): nothing reads or writes them
+_NOTHING = np.zeros(1, dtype=np.int64)
+_NO_PATTERN = np.zeros(6, dtype=np.int64)
+_NO_RESULTS = kernels.PassResults.zeros(1, 1)
 
 
 @dataclass
@@ -87,6 +98,8 @@ class SchemeRuntime:
     # sz_filter_passed) columns, kept as arrays and turned into records only when asked
     tried_columns: tuple[np.ndarray, ...] = ()
     tried_rows: list[tuple[int, ...]] = field(default_factory=list)
+    # (config, (nodes, weights)) of the last ``Kdamond._dests`` lookup
+    dests_cache: tuple | None = field(default=None, repr=False, compare=False)
 
     @property
     def tried_regions(self) -> list[TriedRegion]:
@@ -113,9 +126,11 @@ class Kdamond:
     rates, and call ``run(duration_us)``; change parameters online with ``commit(config)``.
     """
 
-    # A pass of one scheme without quota or filters runs vectorised (same result; tested
-    # against the general region-by-region pass by switching this off).
+    # A pass of one scheme without quota or filters runs compiled (``kernels.simple_pass``),
+    # inside the compiled aggregation loop where it can; the same results as the general
+    # region-by-region pass, which tests check by switching these off.
     simple_pass_enabled = True
+    inline_pass_enabled = True
 
     def __init__(
         self,
@@ -133,6 +148,7 @@ class Kdamond:
             self.migration_cost.seconds_per_folio(memory.page_size) * 1e9
         )
         self._dests_cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+        self._three_regions_cache: dict[tuple, tuple[tuple[int, int], ...]] = {}
         self.attrs: MonitoringAttrs = config.attrs
         self.min_region = memory.page_size
         self._rng = new_state(seed)
@@ -140,9 +156,11 @@ class Kdamond:
         self.schemes = [SchemeRuntime(scheme) for scheme in config.schemes]
         self._rates: dict[int, np.ndarray] = {}
         self._probabilities_dirty = True
-        self._sampling_index: tuple[np.ndarray, ...] = ()
+        self._sampling_index: kernels.SamplingIndex | None = None
         self._indexed_generation = -1
-        self._snapshot_buffer = {name: np.zeros(0, dtype=np.int64) for name in AGGREGATED_FIELDS}
+        self._snapshot_buffer = kernels.Snapshot(
+            *(np.zeros(0, dtype=np.int64) for _ in AGGREGATED_FIELDS)
+        )
         self._last_nr_regions = 0
         self._max_nr_accesses_seen = 0
         self.now_us = 0.0  # the kdamond's clock: sample intervals and sleeps done
@@ -220,60 +238,82 @@ class Kdamond:
         if aggr_samples < 1:
             return False
         inline = self._inline_scheme(aggr_samples)
-        events = [self.next_ops_update_sis, self.passed + budget + 1]
-        events += [s.next_apply_sis for s in self.schemes if s.activated and s is not inline]
-        if attrs.intervals_goal.aggrs:
-            events.append(self.next_intervals_tune_sis)
-        horizon = min(events)  # aggregations must end strictly before it
-        if self.next_aggregation_sis >= horizon:
+        count = self._whole_aggregations(budget, aggr_samples, inline)
+        if not count:
             return False
-        count = (horizon - 1 - self.next_aggregation_sis) // aggr_samples + 1
         if self._index_is_stale():
             self._refresh_probabilities()
         table = self.regions
         table.reserve(max(3 * table.n, 3 * attrs.max_nr_regions // 2 + 3))
         self._reserve_snapshot(table.capacity)
         first_samples = self.next_aggregation_sis - self.passed
-        scheme_arguments = self._inline_arguments(inline, table.capacity)
-        n, self._last_nr_regions, swapped, snapshot_n, next_apply, tried_n = (
-            kernels.run_aggregations(
-                count,
-                table.n,
-                table.arrays(),
-                table.spare_arrays(),
-                tuple(self._snapshot_buffer[name] for name in AGGREGATED_FIELDS),
-                self._sampling_index,
-                self.min_region,
-                first_samples,
-                aggr_samples,
-                attrs.max_nr_accesses,
-                self.sz_limit,
-                attrs.max_nr_regions,
-                aggr_samples,
-                self._last_nr_regions,
-                self._rng,
-                scheme_arguments,
-            )
-        )
-        if swapped:
-            table.swap_spare(n)
+        if inline is None:
+            scheme, results = self._no_pass()
         else:
-            table.n = n
+            scheme = self._pass_params(inline)
+            results = kernels.PassResults.zeros(table.capacity, self.memory.n_nodes)
+        done = kernels.run_aggregations(
+            count,
+            first_samples,
+            table.n,
+            self._last_nr_regions,
+            kernels.MonitorParams(
+                min_region=self.min_region,
+                aggr_samples=aggr_samples,
+                len_window=attrs.max_nr_accesses,
+                sz_limit=self.sz_limit,
+                max_nr_regions=attrs.max_nr_regions,
+            ),
+            kernels.MonitorBuffers(
+                live=kernels.Regions(*table.arrays()),
+                spare=kernels.Regions(*table.spare_arrays()),
+                snapshot=self._snapshot_buffer,
+                rng=self._rng,
+            ),
+            self._sampling_index,
+            scheme,
+            results,
+        )
+        if done.swapped:
+            table.swap_spare(done.n)
+        else:
+            table.n = done.n
+        self._last_nr_regions = done.last_nr_regions
         self._aggregated = {
-            name: self._snapshot_buffer[name][:snapshot_n].copy() for name in AGGREGATED_FIELDS
+            name: column[: done.snapshot_n].copy()
+            for name, column in zip(AGGREGATED_FIELDS, self._snapshot_buffer, strict=True)
         }
         samples = first_samples + (count - 1) * aggr_samples
         self.passed += samples
         self.next_aggregation_sis += count * aggr_samples
         self.now_us += samples * max(attrs.sample_us, 1)
         if inline is not None:
-            self._account_inline(inline, scheme_arguments, next_apply, tried_n)
+            inline.next_apply_sis = self.passed + done.next_apply
+            if done.tried_n >= 0:
+                self._book_compiled_pass(inline, results, done.tried_n)
         return True
 
+    def _whole_aggregations(
+        self, budget: int, aggr_samples: int, inline: SchemeRuntime | None
+    ) -> int:
+        """How many aggregation intervals ``_fast_aggregations`` can run: those ending strictly
+        before every other event and within ``budget`` samples."""
+        events = [self.next_ops_update_sis, self.passed + budget + 1]
+        events += [s.next_apply_sis for s in self.schemes if s.activated and s is not inline]
+        if self.attrs.intervals_goal.aggrs:
+            events.append(self.next_intervals_tune_sis)
+        horizon = min(events)
+        if self.next_aggregation_sis >= horizon:
+            return 0
+        return (horizon - 1 - self.next_aggregation_sis) // aggr_samples + 1
+
     def _inline_scheme(self, aggr_samples: int) -> SchemeRuntime | None:
-        """The scheme the compiled loop may apply itself: the only one, active, vaddr, no
-        quota or filters, applying exactly at aggregation ends."""
-        if not self.simple_pass_enabled or self.operations != "vaddr" or len(self.schemes) != 1:
+        """The scheme the compiled loop may apply itself: the only one, active, vaddr (paddr's
+        sampling index changes when pages move), simple (``_pass_is_simple``), applying
+        exactly at aggregation ends."""
+        if not (self.simple_pass_enabled and self.inline_pass_enabled):
+            return None
+        if self.operations != "vaddr" or len(self.schemes) != 1:
             return None
         runtime = self.schemes[0]
         if not runtime.activated or not self._pass_is_simple(runtime):
@@ -284,84 +324,72 @@ class Kdamond:
             return None
         return runtime
 
-    def _inline_arguments(self, inline: SchemeRuntime | None, capacity: int) -> tuple:
-        """``run_aggregations``'s scheme tuple (placeholders of the same types when off)."""
-        memory_tables, shift = self.memory.compiled_tables()
-        tried = tuple(np.zeros(capacity if inline else 1, dtype=np.int64) for _ in range(6))
-        nothing = np.zeros(1, dtype=np.int64)
-        if inline is None:
-            return (
-                False,
-                1,
-                0,
-                np.zeros(6, dtype=np.int64),
-                False,
-                nothing,
-                nothing,
-                nothing,
-                memory_tables,
-                shift,
-                np.zeros((1, 1), dtype=np.int64),
-                np.zeros(6, np.int64),
-                tried,
-            )
-        scheme = inline.config
+    def _pass_params(self, runtime: SchemeRuntime) -> kernels.PassParams:
+        """``simple_pass``'s parameters for a scheme that ``_pass_is_simple`` accepted."""
+        scheme = runtime.config
         pattern = scheme.access_pattern
-        limit = np.iinfo(np.int64).max
-        bounds = [
+        bounds = (
             pattern.sz.min,
             pattern.sz.max,
             pattern.nr_accesses.min,
             pattern.nr_accesses.max,
             pattern.age.min,
             pattern.age.max,
-        ]
-        nodes, weights = self._dest_arrays(scheme)
-        return (
-            True,
-            self._apply_interval(inline) // max(self.attrs.sample_us, 1),
-            inline.next_apply_sis - self.passed,
-            np.array([min(b, limit) for b in bounds], dtype=np.int64),
-            scheme.action != "stat",
-            np.array([t.pid for t in self.config.targets], dtype=np.int64),
-            nodes,
-            weights,
-            memory_tables,
-            shift,
-            np.zeros((self.memory.n_nodes, self.memory.n_nodes), dtype=np.int64),
-            np.zeros(6, dtype=np.int64),
-            tried,
+        )
+        paddr = self.operations == "paddr"
+        nodes, weights = self._dests(runtime)
+        mem, shift = self.memory.compiled_tables()
+        return kernels.PassParams(
+            enabled=True,
+            next_apply=runtime.next_apply_sis - self.passed,
+            apply_samples=self._apply_interval(runtime) // max(self.attrs.sample_us, 1),
+            pattern=np.array([min(b, kernels.INT64_MAX) for b in bounds], dtype=np.int64),
+            migrate=scheme.action != "stat",
+            paddr=paddr,
+            target_apps=np.array([t.pid for t in self.config.targets], dtype=np.int64),
+            dest_nodes=nodes,
+            dest_weights=weights,
+            mem=mem,
+            shift=shift,
+            phys_base=self.memory.node_phys_range(0)[0],
         )
 
-    def _account_inline(
-        self, runtime: SchemeRuntime, arguments: tuple, next_apply: int, tried_n: int
+    def _no_pass(self) -> tuple[kernels.PassParams, kernels.PassResults]:
+        """``run_aggregations``'s scheme and results when it applies none: ``enabled`` is
+        False and the rest are unused placeholders of a real pass's types (so that one
+        compiled version serves both)."""
+        mem, shift = self.memory.compiled_tables()
+        nothing = _NOTHING  # positional, as the fields' names say nothing here
+        params = kernels.PassParams(
+            False, 0, 1, _NO_PATTERN, False, False, nothing, nothing, nothing, mem, shift, 0
+        )
+        return params, _NO_RESULTS
+
+    def _book_compiled_pass(
+        self, runtime: SchemeRuntime, results: kernels.PassResults, tried_n: int
     ) -> None:
-        """Carry the compiled passes' results into the scheme, the memory and the counters."""
-        runtime.next_apply_sis = self.passed + next_apply
-        if tried_n < 0:
-            return
-        moved_matrix, totals, tried = arguments[10], arguments[11], arguments[12]
-        nr_tried, sz_tried, nr_applied, moved_pages, failed, walked = (int(v) for v in totals)
-        self.memory.record_migrations(moved_matrix, failed)
-        self.migrated_pages += moved_matrix
-        stats = runtime.stats
-        stats.nr_tried += nr_tried
-        stats.sz_tried += sz_tried
-        stats.nr_applied += nr_applied
-        stats.sz_applied += moved_pages * self.memory.page_size
-        runtime.quota.charged_sz += sz_tried
-        if runtime.config.action != "stat":  # stat does no page walk
-            runtime.quota.total_charged_ns += (
-                walked * WALK_NS_PER_PAGE + moved_pages * self._migration_ns_per_page
-            )
+        """Carry compiled passes' results into the memory's counters, the kdamond's and the
+        scheme (quota, stats and its last pass's tried regions)."""
+        done = results.sums()
+        self.memory.record_migrations(results.moved, done.failed_pages)
+        self.migrated_pages += results.moved
+        self._account(
+            runtime,
+            done.nr_tried,
+            done.sz_tried,
+            done.nr_applied,
+            done.moved_pages,
+            done.walked_pages,
+            done.sz_filter_passed,
+        )
         runtime.tried_rows = []
-        runtime.tried_columns = tuple(column[:tried_n].copy() for column in tried)
+        runtime.tried_columns = tuple(column[:tried_n].copy() for column in results.tried)
 
     def _reserve_snapshot(self, capacity: int) -> None:
-        if len(self._snapshot_buffer["start"]) < capacity:
-            self._snapshot_buffer = {
-                name: np.zeros(capacity, dtype=np.int64) for name in AGGREGATED_FIELDS
-            }
+        if len(self._snapshot_buffer.start) < capacity:
+            self._snapshot_buffer = kernels.Snapshot(
+                *(np.zeros(capacity, dtype=np.int64) for _ in AGGREGATED_FIELDS)
+            )
 
     def commit(self, config: ContextConfig) -> None:
         """``commit``: apply new parameters online (``damon_commit_ctx``); nothing changes if
@@ -476,24 +504,34 @@ class Kdamond:
         """``damon_va_three_regions``: the span of the mappings without its two largest gaps.
 
         Real processes always have three or more mappings; a simulated one with fewer is
-        covered by its mappings' spans as they are."""
+        covered by its mappings' spans as they are. A simulated application's mappings are
+        fixed when it is added, so the result is computed once per mapping layout (every
+        update interval asks again)."""
+        vmas = self.memory.app_vmas(app)  # raises, as app_page_vaddr would, if it is gone
+        cached = self._three_regions_cache.get(vmas)
+        if cached is None:
+            cached = self._three_regions_of(app)
+            self._three_regions_cache[vmas] = cached
+        return list(cached)
+
+    def _three_regions_of(self, app: int) -> tuple[tuple[int, int], ...]:
         page_size = self.memory.page_size
         vaddr = self.memory.app_page_vaddr(app)
         if len(vaddr) == 0:
-            return []
+            return ()
         breaks = np.flatnonzero(np.diff(vaddr) != page_size)
         starts = np.concatenate(([vaddr[0]], vaddr[breaks + 1]))
         ends = np.concatenate((vaddr[breaks] + page_size, [vaddr[-1] + page_size]))
         if len(starts) < 3:
-            return [(int(s), int(e)) for s, e in zip(starts, ends, strict=True)]
+            return tuple((int(s), int(e)) for s, e in zip(starts, ends, strict=True))
         gaps = starts[1:] - ends[:-1]
         biggest = np.sort(np.argsort(-gaps, kind="stable")[:2])
         first, second = int(biggest[0]), int(biggest[1])
-        return [
+        return (
             (int(starts[0]), int(ends[first])),
             (int(starts[first + 1]), int(ends[second])),
             (int(starts[second + 1]), int(ends[-1])),
-        ]
+        )
 
     def _initial_vaddr_regions(self, app: int) -> list[tuple[int, int]]:
         """``__damon_va_init_regions``: three regions, each split evenly into pieces of about
@@ -544,7 +582,7 @@ class Kdamond:
         """Per-target page index and prefix sums of P(accessed in one sample interval)."""
         sample_seconds = max(self.attrs.sample_us, 1) * 1e-6
         generation = self._memory_generation()
-        if generation != self._indexed_generation or not self._sampling_index:
+        if generation != self._indexed_generation or self._sampling_index is None:
             addresses = [
                 self._frame_addresses()
                 if self.operations == "paddr"
@@ -553,7 +591,7 @@ class Kdamond:
             ]
             empty = [np.zeros(len(a)) for a in addresses]
             self._sampling_index = kernels.sampling_index(addresses, empty, self.min_region)
-        cumulative = self._sampling_index[4]
+        cumulative = self._sampling_index.cumulative_p
         offset = 0
         for target in self.config.targets:
             if self.operations == "paddr":
@@ -655,11 +693,9 @@ class Kdamond:
         """``kdamond_split_regions``."""
         table = self.regions
         nr_regions = table.n
-        if nr_regions > self.attrs.max_nr_regions // 2:
+        nr_subs = kernels.split_pieces(nr_regions, self._last_nr_regions, self.attrs.max_nr_regions)
+        if not nr_subs:
             return
-        nr_subs = 2
-        if self._last_nr_regions == nr_regions and nr_regions < self.attrs.max_nr_regions // 3:
-            nr_subs = 3
         table.reserve(nr_regions * nr_subs)
         written = kernels.split_regions(
             nr_regions, *table.arrays(), *table.spare_arrays(), nr_subs, self.min_region, self._rng
@@ -779,8 +815,11 @@ class Kdamond:
             highest = max(highest, value * 10000 // goal.target_value)
         return highest
 
-    def _adjust_quota(self, runtime: SchemeRuntime, matching: np.ndarray) -> np.ndarray | None:
-        """``damos_adjust_quota``: roll the charge window, then set min_score. Returns the
+    def _adjust_quota(
+        self, runtime: SchemeRuntime, matching: np.ndarray, sizes: np.ndarray
+    ) -> np.ndarray | None:
+        """``damos_adjust_quota``: roll the charge window, then set min_score (``matching``:
+        the regions the access pattern accepts; ``sizes``: every region's). Returns the
         regions' scores when it computed them (only schemes with a quota need them)."""
         quotas = runtime.config.quotas
         quota = runtime.quota
@@ -795,7 +834,6 @@ class Kdamond:
             quota.charged_sz = 0
             quota.esz = effective_quota(quota, quotas.ms, quotas.bytes, self._goal_score(runtime))
         scores = self._scores(runtime)
-        sizes = self.regions.end - self.regions.start
         quota.min_score = min_score_for(scores[matching], sizes[matching], quota.esz)
         return scores
 
@@ -831,38 +869,24 @@ class Kdamond:
         )
 
     def _apply_schemes(self) -> None:
-        """``kdamond_apply_schemes``: every due, active scheme over every region in order."""
+        """``kdamond_apply_schemes``: every due, active scheme over every region in order.
+
+        A lone simple scheme (``_pass_is_simple``) runs compiled (``kernels.simple_pass``);
+        otherwise the pass goes region by region, as the kernel's does (``_apply_to_region``),
+        which is the reference the compiled pass is tested against."""
         due = [s for s in self.schemes if self.passed >= s.next_apply_sis and s.activated]
         if not due:
             return
-        table = self.regions
-        interesting = np.zeros(table.n, dtype=bool)
-        sizes = table.end - table.start
         if self.simple_pass_enabled and len(due) == 1 and self._pass_is_simple(due[0]):
-            self._apply_simple_pass(due[0])
+            self._apply_compiled_pass(due[0])
             return
+        table = self.regions
+        sizes = table.end - table.start
+        interesting = np.zeros(table.n, dtype=bool)
         for runtime in due:
             runtime.tried_columns = ()
             runtime.tried_rows = []
-            matching_loose = self._pattern_without_size(runtime)
-            pattern = runtime.config.access_pattern
-            matching = matching_loose & (pattern.sz.min <= sizes) & (sizes <= pattern.sz.max)
-            scores = self._adjust_quota(runtime, matching)
-            loose = matching_loose
-            if runtime.quota.esz:
-                if scores is None:  # a stale esz of a scheme whose quota was lifted by commit
-                    scores = self._scores(runtime)
-                loose = loose & (scores >= runtime.quota.min_score)
-            quota = runtime.quota
-            if quota.charge_target_from >= 0:
-                # regions before this one are skipped as charged in the last window
-                resolution = self._charge_resolution_index(quota)
-                loose[:resolution] = False
-                # the kernel clears the charge state at this region, or (when it is a single
-                # minimum region starting inside the charged range) at the next one
-                following = min(resolution + 2, table.n)
-                loose[resolution:following] = True
-            interesting |= loose
+            interesting |= self._candidates(runtime, sizes)
         inserted = 0
         for original in np.flatnonzero(interesting):
             if all(r.quota.exhausted for r in due):
@@ -872,6 +896,30 @@ class Kdamond:
             self._apply_to_region(index, due)
             inserted += table.n - before
         self._advance_apply_countdowns()
+
+    def _candidates(self, runtime: SchemeRuntime, sizes: np.ndarray) -> np.ndarray:
+        """Adjust the scheme's quota (``damos_adjust_quota``) and return the regions its pass
+        may act on: those matching its access pattern (the size aside: a region cut by a
+        filter or the quota may match later), above its score cut, and not skipped as
+        charged in the last window."""
+        pattern = runtime.config.access_pattern
+        loose = self._pattern_without_size(runtime)
+        matching = loose & (pattern.sz.min <= sizes) & (sizes <= pattern.sz.max)
+        scores = self._adjust_quota(runtime, matching, sizes)
+        quota = runtime.quota
+        if quota.esz:
+            if scores is None:  # a stale esz of a scheme whose quota was lifted by commit
+                scores = self._scores(runtime)
+            loose = loose & (scores >= quota.min_score)
+        if quota.charge_target_from >= 0:
+            # regions before this one are skipped as charged in the last window
+            resolution = self._charge_resolution_index(quota)
+            loose[:resolution] = False
+            # the kernel clears the charge state at this region, or (when it is a single
+            # minimum region starting inside the charged range) at the next one
+            following = min(resolution + 2, len(loose))
+            loose[resolution:following] = True
+        return loose
 
     def _advance_apply_countdowns(self) -> None:
         """The end of ``kdamond_apply_schemes``: every scheme whose time came, deactivated or
@@ -883,67 +931,46 @@ class Kdamond:
 
     def _pass_is_simple(self, runtime: SchemeRuntime) -> bool:
         """One scheme, no quota (so no score cut, splits or charge skipping) and no filters:
-        every matching region gets the action in address order, which one compiled call per
-        target does."""
+        every matching region gets the action in address order, which one compiled call
+        does."""
         quotas = runtime.config.quotas
         limited = quotas.ms or quotas.bytes or any(g.target_value for g in quotas.goals)
         return not limited and not runtime.quota.esz and not runtime.config.filters
 
-    def _apply_simple_pass(self, runtime: SchemeRuntime) -> None:
+    def _apply_compiled_pass(self, runtime: SchemeRuntime) -> None:
         """``kdamond_apply_schemes`` for a pass that ``_pass_is_simple`` accepted."""
         table = self.regions
-        scheme = runtime.config
-        pattern = scheme.access_pattern
-        sizes = table.end - table.start
-        matching = self._pattern_without_size(runtime)
-        matching &= (pattern.sz.min <= sizes) & (sizes <= pattern.sz.max)
-        chosen = np.flatnonzero(matching)
-        targets = table.target[chosen]
-        starts, ends = table.start[chosen], table.end[chosen]
-        nr_seen = table.nr_accesses_bp[chosen] // 10000
-        age_seen = table.age[chosen].copy()
-        moved = np.zeros(len(chosen), dtype=np.int64)
-        passed = np.zeros(len(chosen), dtype=np.int64)
-        if scheme.action != "stat" and len(chosen):
-            memory = self.memory
-            if self.operations == "paddr":
-                # region by region: a region's frames are counted after the earlier regions'
-                # migrations may have filled them, as the kernel's walk sees them
-                for k in range(len(chosen)):
-                    passed[k] = self._resident_frames_in(int(starts[k]), int(ends[k]))
-                    moved_k, result = memory.migrate_phys_ranges(
-                        starts[k : k + 1], ends[k : k + 1], scheme.target_nid
-                    )
-                    moved[k] = moved_k[0]
-                    self.migrated_pages += result.moved_matrix
-                passed *= memory.page_size
-            else:
-                nodes, weights = self._dest_arrays(scheme)
-                for target in np.unique(targets):
-                    mine = targets == target
-                    app = self.config.targets[int(target)].pid
-                    per_range, result = memory.migrate_vaddr_ranges(
-                        app, starts[mine], ends[mine], nodes, weights
-                    )
-                    moved[mine] = per_range
-                    self.migrated_pages += result.moved_matrix
-            table.age[chosen] = 0
-        page_size = self.memory.page_size
-        if scheme.action != "stat":  # stat does no page walk (no ops filters simulated)
-            walked = int(np.sum((ends - starts) // page_size))
-            runtime.quota.total_charged_ns += (
-                walked * WALK_NS_PER_PAGE + int(moved.sum()) * self._migration_ns_per_page
-            )
-        runtime.quota.charged_sz += int(np.sum(ends - starts))
-        stats = runtime.stats
-        stats.nr_tried += len(chosen)
-        stats.sz_tried += int(np.sum(ends - starts))
-        stats.nr_applied += int(np.count_nonzero(moved))
-        stats.sz_applied += int(moved.sum()) * page_size
-        stats.sz_ops_filter_passed += int(passed.sum())
-        runtime.tried_rows = []
-        runtime.tried_columns = (targets, starts, ends, nr_seen, age_seen, passed)
+        results = kernels.PassResults.zeros(max(table.n, 1), self.memory.n_nodes)
+        live = kernels.Regions(*table.arrays())
+        tried_n = kernels.simple_pass(table.n, live, self._pass_params(runtime), results)
+        self._book_compiled_pass(runtime, results, tried_n)
         self._advance_apply_countdowns()
+
+    def _account(
+        self,
+        runtime: SchemeRuntime,
+        nr_tried: int,
+        sz_tried: int,
+        nr_applied: int,
+        moved_pages: int,
+        walked_pages: int,
+        sz_filter_passed: int,
+    ) -> None:
+        """Book what applying the scheme did (sums as ``kernels.PassTotals``), however it
+        was applied: the quota's charge (the bytes tried, and the time: the page-table walk
+        plus the migrations) and the scheme's stats. (Plain numbers: the region-by-region
+        pass calls this for every region.)"""
+        quota = runtime.quota
+        quota.charged_sz += sz_tried
+        quota.total_charged_ns += (
+            walked_pages * WALK_NS_PER_PAGE + moved_pages * self._migration_ns_per_page
+        )
+        stats = runtime.stats
+        stats.nr_tried += nr_tried
+        stats.sz_tried += sz_tried
+        stats.nr_applied += nr_applied
+        stats.sz_applied += moved_pages * self.memory.page_size
+        stats.sz_ops_filter_passed += sz_filter_passed
 
     def _charge_resolution_index(self, quota: QuotaState) -> int:
         """The region at which ``damos_skip_charged_region`` stops skipping: the first of the
@@ -1033,12 +1060,11 @@ class Kdamond:
         """``damos_apply_scheme``: quota cut, core filters, the action, charge, age, stats."""
         table = self.regions
         quota = runtime.quota
-        stats = runtime.stats
         size = int(table.end[index] - table.start[index])
         if quota.esz and quota.charged_sz + size > quota.esz:
             size = (quota.esz - quota.charged_sz) // self.min_region * self.min_region
             if not size:
-                stats.nr_tried += 1
+                self._account(runtime, 1, 0, 0, 0, 0, 0)  # tried; nothing charged
                 return
             table.split_at(index, size)
         if self._filtered_out(index, runtime):
@@ -1047,20 +1073,13 @@ class Kdamond:
         start, end = int(table.start[index]), int(table.end[index])
         nr_seen = int(table.nr_accesses_bp[index]) // 10000
         age_seen = int(table.age[index])
-        applied_bytes, filter_passed, time_ns = self._ops_apply(target, start, end, runtime)
-        quota.total_charged_ns += time_ns
-        quota.charged_sz += size
+        moved, walked, filter_passed = self._ops_apply(target, start, end, runtime)
+        self._account(runtime, 1, size, 1 if moved else 0, moved, walked, filter_passed)
         if quota.esz and quota.charged_sz >= quota.esz:
             quota.charge_target_from = target
             quota.charge_addr_from = end + 1
         if runtime.config.action != "stat":
             table.age[index] = 0
-        stats.nr_tried += 1
-        stats.sz_tried += size
-        if applied_bytes:
-            stats.nr_applied += 1
-        stats.sz_applied += applied_bytes
-        stats.sz_ops_filter_passed += filter_passed
         runtime.tried_rows.append((target, start, end, nr_seen, age_seen, filter_passed))
 
     def _filtered_out(self, index: int, runtime: SchemeRuntime) -> bool:
@@ -1093,8 +1112,8 @@ class Kdamond:
     def _ops_apply(
         self, target: int, start: int, end: int, runtime: SchemeRuntime
     ) -> tuple[int, int, int]:
-        """The ops layer's ``apply_scheme``: returns (bytes applied, bytes that passed ops
-        filters, nanoseconds spent)."""
+        """The ops layer's ``apply_scheme``: returns (pages moved, pages walked, bytes that
+        passed ops filters)."""
         scheme = runtime.config
         memory = self.memory
         if scheme.action == "stat":
@@ -1104,28 +1123,37 @@ class Kdamond:
             filter_passed = self._resident_frames_in(start, end) * memory.page_size
             result = memory.migrate_phys_range_to_node(start, end, scheme.target_nid)
         else:
-            nodes, weights = self._dest_arrays(scheme)
+            nodes, weights = self._dests(runtime)
             _, result = memory.migrate_vaddr_ranges(
                 app, np.array([start]), np.array([end]), nodes, weights
             )
             filter_passed = 0  # vaddr migrate does not count it (6.17/6.18)
         self.migrated_pages += result.moved_matrix
-        moved = int(result.moved_pages)
         # the action walks the page table over the whole region, then migrates what it must
         walked = (end - start) // memory.page_size
-        time_ns = walked * WALK_NS_PER_PAGE + moved * self._migration_ns_per_page
-        return moved * memory.page_size, filter_passed, time_ns
+        return int(result.moved_pages), walked, filter_passed
 
-    def _dest_arrays(self, scheme: Scheme) -> tuple[np.ndarray, np.ndarray]:
-        """(nodes, weights) of the scheme's dests; no dests: target_nid with weight 1."""
-        key = (scheme.dests, scheme.target_nid)
+    def _dests(self, runtime: SchemeRuntime) -> tuple[np.ndarray, np.ndarray]:
+        """(nodes, weights) of the scheme's migrations: its dests, interleaved by weight, or
+        target_nid alone (paddr ignores dests); looked up once per configuration."""
+        cached = runtime.dests_cache
+        if cached is None or cached[0] is not runtime.config:
+            scheme = runtime.config
+            dests = () if self.operations == "paddr" else scheme.dests
+            cached = (scheme, self._dest_arrays(dests, scheme.target_nid))
+            runtime.dests_cache = cached
+        return cached[1]
+
+    def _dest_arrays(self, dests: tuple, target_nid: int) -> tuple[np.ndarray, np.ndarray]:
+        """(nodes, weights) of a scheme's dests; no dests: target_nid with weight 1."""
+        key = (dests, target_nid)
         cached = self._dests_cache.get(key)
         if cached is None:
-            if scheme.dests:
-                nodes = [d.id for d in scheme.dests]
-                weights = [d.weight for d in scheme.dests]
+            if dests:
+                nodes = [d.id for d in dests]
+                weights = [d.weight for d in dests]
             else:
-                nodes, weights = [scheme.target_nid], [1]
+                nodes, weights = [target_nid], [1]
             cached = (np.array(nodes, dtype=np.int64), np.array(weights, dtype=np.int64))
             self._dests_cache[key] = cached
         return cached

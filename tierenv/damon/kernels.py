@@ -8,17 +8,158 @@ records with the same random stream; tests check that both agree exactly.
 Region arrays (``n`` live entries; callers keep spare capacity for splits):
 ``start``/``end`` (bytes, half-open), ``target`` (index of the monitoring target),
 ``nr`` (nr_accesses), ``bp`` (nr_accesses_bp), ``last`` (last_nr_accesses), ``age``.
+
+The aggregation loop ``run_aggregations`` and the DAMOS pass ``simple_pass`` take their inputs
+as frozen structs (NamedTuples, which numba compiles as such) in gymnax's shape: parameters
+fixed for the call (``MonitorParams``, ``PassParams``), the arrays updated in place
+(``MonitorBuffers``, ``PassResults``) and the numbers returned anew (``Aggregated``). The
+primitives below them (``sample_segment``, ``merge_regions``, ``split_regions``) keep flat
+array arguments: they are what ``tierenv.damon.reference`` is compared with, and loops call
+them on arrays unpacked once (an array taken out of a struct costs reference counting).
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
 from tierenv.damon.jit import njit
 from tierenv.damon.rng import GOLDEN, TO_UNIT, mix64, next_below, next_unit
 from tierenv.memory import kernels as memory_kernels
+
+INT64_MAX = np.iinfo(np.int64).max
+
+
+# ----------------------------------------------------------------------------------- structs
+class Regions(NamedTuple):
+    """Region columns in ``regions.FIELDS`` order (``RegionTable.arrays()``)."""
+
+    start: np.ndarray
+    end: np.ndarray
+    target: np.ndarray
+    nr: np.ndarray
+    bp: np.ndarray
+    last: np.ndarray
+    age: np.ndarray
+
+
+class Snapshot(NamedTuple):
+    """The columns a completed aggregation keeps (as the ``damon_aggregated`` tracepoint)."""
+
+    target: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    nr: np.ndarray
+    age: np.ndarray
+
+
+class SamplingIndex(NamedTuple):
+    """``sample_segment``'s page index, built by ``sampling_index``."""
+
+    run_address: np.ndarray
+    run_page: np.ndarray
+    run_length: np.ndarray
+    target_runs: np.ndarray
+    cumulative_p: np.ndarray
+
+
+class MonitorParams(NamedTuple):
+    """What ``run_aggregations``'s monitoring steps read, fixed for one call."""
+
+    min_region: int  # DAMON_MIN_REGION: the simulated page size
+    aggr_samples: int  # sample intervals per aggregation, also the merge's max threshold
+    len_window: int  # damon_max_nr_accesses(): the window of nr_accesses_bp's moving sum
+    sz_limit: int  # damon_region_sz_limit()
+    max_nr_regions: int
+
+
+class MonitorBuffers(NamedTuple):
+    """The arrays ``run_aggregations`` updates in place."""
+
+    live: Regions
+    spare: Regions  # the double buffer splits write to (the live data may end here)
+    snapshot: Snapshot  # receives the last aggregation's regions
+    rng: np.ndarray  # the random stream's state (``tierenv.damon.rng``)
+
+
+class Aggregated(NamedTuple):
+    """What ``run_aggregations`` returns."""
+
+    n: int  # live regions
+    last_nr_regions: int  # kdamond_split_regions' memory of the count it last split
+    swapped: bool  # the live regions ended in ``MonitorBuffers.spare``
+    snapshot_n: int  # regions in the snapshot
+    next_apply: int  # sample intervals from the call's end to the pass's next application
+    tried_n: int  # regions the last pass tried (-1: no pass ran)
+
+
+class PassParams(NamedTuple):
+    """One simple DAMOS pass (one scheme, no quota and no filters) for ``simple_pass``; the
+    first three fields are for ``run_aggregations``, which applies it at aggregation ends."""
+
+    enabled: bool  # run_aggregations applies it (False: every other field is a placeholder)
+    next_apply: int  # sample intervals from run_aggregations' start to the first pass
+    apply_samples: int  # sample intervals between passes
+    pattern: np.ndarray  # int64[6]: sz, nr_accesses, age as min/max pairs (clamped to int64)
+    migrate: bool  # the action migrates (False: stat, which does nothing to the regions)
+    paddr: bool  # regions are physical addresses (else virtual, of the targets' apps)
+    target_apps: np.ndarray  # vaddr: the application id of each target
+    dest_nodes: np.ndarray  # vaddr: the dests (interleaved by weight); paddr: target_nid
+    dest_weights: np.ndarray
+    mem: tuple  # the memory state's tables (``MemoryState.compiled_tables``)
+    shift: int  # log2 of the page size
+    phys_base: int  # paddr: the physical address of frame 0
+
+
+class PassTotals(NamedTuple):
+    """The sums a DAMOS pass books in the scheme's quota and stats (``Kdamond._account``).
+    Compiled passes add to ``PassResults.totals``, which holds them in this order."""
+
+    nr_tried: int
+    sz_tried: int
+    nr_applied: int  # regions of which at least one page moved
+    moved_pages: int
+    failed_pages: int  # compiled passes only (others' failures the memory state counts)
+    walked_pages: int  # pages whose page-table entries the action looked at (stat: none)
+    sz_filter_passed: int
+
+
+NR_TRIED, SZ_TRIED, NR_APPLIED, MOVED_PAGES, FAILED_PAGES, WALKED_PAGES, SZ_FILTER_PASSED = range(7)
+
+
+class Tried(NamedTuple):
+    """The regions a pass tried, as ``tried_regions/`` lists them (first ``tried_n`` entries)."""
+
+    target: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    nr_accesses: np.ndarray
+    age: np.ndarray
+    sz_filter_passed: np.ndarray
+
+
+class PassResults(NamedTuple):
+    """What compiled passes write: ``moved`` and ``totals`` accumulate over every pass of a
+    call, ``tried`` holds the last pass's regions."""
+
+    moved: np.ndarray  # (N, N) int64: pages moved from row to column node
+    totals: np.ndarray  # int64, ``PassTotals`` order
+    tried: Tried
+
+    @classmethod
+    def zeros(cls, capacity: int, n_nodes: int) -> PassResults:
+        """Zeroed results with room for ``capacity`` tried regions."""
+        return cls(
+            moved=np.zeros((n_nodes, n_nodes), dtype=np.int64),
+            totals=np.zeros(len(PassTotals._fields), dtype=np.int64),
+            tried=Tried(*(np.zeros(capacity, dtype=np.int64) for _ in Tried._fields)),
+        )
+
+    def sums(self) -> PassTotals:
+        return PassTotals(*self.totals.tolist())
+
 
 # Inversion walks the pmf up from (1 - p) ** trials; with p <= 1/2 after flipping, 512 trials
 # keep that start above 1e-155, far from underflow. Longer stretches (an aggregation of more
@@ -111,7 +252,8 @@ def sample_segment(
     leading zero per target (the sum up to flat page k of target t is ``cumulative_p[k + t]``).
 
     The page lookup and the draw are written out inline: calls to helpers taking arrays cost
-    more than the work here, and this loop runs for every region of every aggregation.
+    more than the work here, and this loop runs for every region of every aggregation (so it
+    stays flat, one branch over the McCabe limit of 15).
     """
     largest = 0
     rng = state[0]
@@ -325,7 +467,7 @@ def reset_aggregated(n: int, nr: np.ndarray, bp: np.ndarray, last: np.ndarray) -
 
 def sampling_index(
     addresses: list[np.ndarray], probabilities: list[np.ndarray], page_size: int
-) -> tuple[np.ndarray, ...]:
+) -> SamplingIndex:
     """Build ``sample_segment``'s page index from each target's sorted page addresses and
     per-sample access probabilities: (run_address, run_page, run_length, target_runs,
     cumulative_p)."""
@@ -347,7 +489,7 @@ def sampling_index(
         target_runs.append(target_runs[-1] + len(run_address[-1]))
         cumulative.append(np.concatenate(([0.0], np.cumsum(np.asarray(target_p, np.float64)))))
         flat += len(target_addresses)
-    return (
+    return SamplingIndex(
         np.concatenate(run_address).astype(np.int64),
         np.concatenate(run_page).astype(np.int64),
         np.concatenate(run_length).astype(np.int64),
@@ -372,111 +514,181 @@ def accumulate_probabilities(
 
 
 @njit(cache=True)
-def simple_pass(
-    n: int,
-    live: tuple,
-    pattern: np.ndarray,
-    migrate: bool,
-    target_apps: np.ndarray,
-    dest_nodes: np.ndarray,
-    dest_weights: np.ndarray,
-    mem: tuple,
-    shift: int,
-    moved_matrix: np.ndarray,
-    stats: np.ndarray,
-    tried: tuple,
-) -> int:
-    """One vaddr DAMOS pass of a single scheme without quota or filters (the general pass is
-    ``Kdamond._apply_schemes``): every region matching ``pattern`` (sz, nr_accesses from bp,
-    age: min/max pairs), in address order, gets its pages migrated by the dests' interleave
-    (``tierenv.memory.kernels.migrate_vaddr_range``) unless the action is ``stat``, then its
-    age reset. ``stats`` accumulates [nr_tried, sz_tried, nr_applied, sz_applied (pages),
-    failed pages, walked pages]; ``tried`` receives the regions (target, start, end,
-    nr_accesses, age, 0). Returns how many were tried."""
+def split_pieces(nr_regions: int, last_nr_regions: int, max_nr_regions: int) -> int:
+    """``kdamond_split_regions``'s choice: 0 (more than half of max_nr_regions: no split), else
+    2 pieces per region, or 3 if the count is unchanged since the last split and under a
+    third of max_nr_regions."""
+    if nr_regions > max_nr_regions // 2:
+        return 0
+    if last_nr_regions == nr_regions and nr_regions < max_nr_regions // 3:
+        return 3
+    return 2
+
+
+# ------------------------------------------------------------------------------ DAMOS pass
+@njit(cache=True)
+def simple_pass(n: int, live: Regions, scheme: PassParams, out: PassResults) -> int:
+    """``kdamond_apply_schemes`` for one scheme without quota or filters: every region
+    matching ``scheme.pattern`` (nr_accesses read from bp), in address order, is tried; unless
+    the action is stat, its pages are migrated (``_migrate_region``) and its age reset. Adds
+    to ``out.moved`` and ``out.totals``, writes the regions to ``out.tried`` and returns how
+    many there are. ``Kdamond``'s region-by-region pass, which also handles quotas and
+    filters, is the reference this is tested against.
+
+    The structs are unpacked once: the loop and its inlined helper index arrays only."""
     start, end, target, _, bp, _, age = live
-    t_target, t_start, t_end, t_nr, t_age, t_passed = tried
+    pattern, migrate, shift = scheme.pattern, scheme.migrate, scheme.shift
+    apps, paddr, phys_base = scheme.target_apps, scheme.paddr, scheme.phys_base
+    dest_nodes, dest_weights, mem = scheme.dest_nodes, scheme.dest_weights, scheme.mem
+    moved_matrix, totals = out.moved, out.totals
+    t_target, t_start, t_end, t_nr, t_age, t_passed = out.tried
     count = 0
     for i in range(n):
         size = end[i] - start[i]
         nr = bp[i] // 10000
+        seen_age = age[i]
         if not (
             pattern[0] <= size <= pattern[1]
             and pattern[2] <= nr <= pattern[3]
-            and pattern[4] <= age[i] <= pattern[5]
+            and pattern[4] <= seen_age <= pattern[5]
         ):
             continue
+        moved, failed, passed = 0, 0, 0
+        if migrate:
+            moved, failed, passed = _migrate_region(
+                start[i],
+                end[i],
+                apps[target[i]],
+                paddr,
+                dest_nodes,
+                dest_weights,
+                mem,
+                shift,
+                phys_base,
+                moved_matrix,
+            )
+            age[i] = 0
         t_target[count] = target[i]
         t_start[count] = start[i]
         t_end[count] = end[i]
         t_nr[count] = nr
-        t_age[count] = age[i]
-        t_passed[count] = 0
+        t_age[count] = seen_age
+        t_passed[count] = passed
         count += 1
-        stats[0] += 1
-        stats[1] += size
-        stats[5] += size >> shift
-        if migrate:
-            moved, failed = memory_kernels.migrate_vaddr_range(
-                target_apps[target[i]],
-                start[i],
-                end[i],
-                shift,
-                dest_nodes,
-                dest_weights,
-                mem,
-                moved_matrix,
-            )
-            if moved:
-                stats[2] += 1
-                stats[3] += moved
-            stats[4] += failed
-            age[i] = 0
+        totals[NR_TRIED] += 1
+        totals[SZ_TRIED] += size
+        totals[NR_APPLIED] += 1 if moved else 0
+        totals[MOVED_PAGES] += moved
+        totals[FAILED_PAGES] += failed
+        totals[WALKED_PAGES] += size >> shift if migrate else 0  # stat walks nothing
+        totals[SZ_FILTER_PASSED] += passed
     return count
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
+def _migrate_region(
+    start: int,
+    end: int,
+    app: int,
+    paddr: bool,
+    dest_nodes: np.ndarray,
+    dest_weights: np.ndarray,
+    mem: tuple,
+    shift: int,
+    phys_base: int,
+    moved_matrix: np.ndarray,
+) -> tuple:
+    """The ops layer's migrate action on one region: (pages moved, pages that failed, bytes
+    that passed the ops filters). vaddr interleaves ``app``'s pages over the dests
+    (``migrate_vaddr_range``) and counts no filter bytes (6.17/6.18); paddr moves the pages
+    of the frames overlapping the region to ``dest_nodes[0]`` (target_nid), and every
+    resident frame passes (no ops filters are simulated)."""
+    if not paddr:
+        moved, failed = memory_kernels.migrate_vaddr_range(
+            app, start, end, shift, dest_nodes, dest_weights, mem, moved_matrix
+        )
+        return moved, failed, 0
+    frame_app = mem[0]
+    page = 1 << shift
+    first = min(max((start - phys_base) // page, 0), frame_app.size)
+    last = max(min(max(-((phys_base - end) // page), 0), frame_app.size), first)
+    resident = 0
+    for frame in range(first, last):
+        if frame_app[frame] >= 0:
+            resident += 1
+    moved, failed = memory_kernels.migrate_frames(first, last, dest_nodes[0], mem, moved_matrix)
+    return moved, failed, resident * page
+
+
+# ------------------------------------------------------------------- whole aggregations
 def run_aggregations(
     count: int,
-    n: int,
-    live: tuple,
-    spare: tuple,
-    snapshot: tuple,
-    index: tuple,
-    page_size: int,
     first_samples: int,
-    aggr_samples: int,
-    len_window: int,
-    sz_limit: int,
-    max_nr_regions: int,
-    max_threshold: int,
+    n: int,
     last_nr_regions: int,
-    state: np.ndarray,
-    scheme: tuple,
-) -> tuple:
-    """``count`` whole aggregation intervals in which no update or tuning is due: sample,
-    merge, [the one simple scheme's pass], keep the aggregated snapshot, reset, split
-    (``kdamond_fn`` without the parts that have nothing to do). One call replaces ``count``
-    round trips through Python.
+    params: MonitorParams,
+    buffers: MonitorBuffers,
+    index: SamplingIndex,
+    scheme: PassParams,
+    out: PassResults,
+) -> Aggregated:
+    """``count`` whole aggregation intervals in which no update or tuning is due, the first
+    after ``first_samples`` sample intervals: sample, merge, [the scheme's pass where due],
+    keep the snapshot, reset, split (``kdamond_fn`` without the parts that have nothing to
+    do). One call replaces ``count`` round trips through Python.
 
-    ``live``/``spare`` are the region arrays in ``regions.FIELDS`` order and their double
-    buffer (room for 1.5x max_nr_regions and for 3x the current count); ``snapshot`` receives
-    target, start, end, nr, age of the last aggregation; ``index`` is ``sampling_index``'s
-    tuple. ``scheme`` = (on, apply_samples, next_apply, pattern, migrate, target_apps,
-    dest_nodes, dest_weights, mem, shift, moved_matrix, stats, tried) for ``simple_pass``
-    at aggregation ends where it is due (on = False: no scheme runs in here). Returns
-    (n, last_nr_regions, swapped, snapshot_n, next_apply, tried_n): ``swapped`` tells
-    whether the live data ended in ``spare``; tried_n is -1 if no pass ran.
+    ``buffers.live`` holds ``n`` regions; it and ``buffers.spare`` have room for 1.5x
+    max_nr_regions and for 3x the current count. ``scheme`` (if enabled) runs ``simple_pass``
+    into ``out`` at the aggregation ends where it is due.
+
+    This runs once or more per simulated second and application, so the structs cross into
+    compiled code as plain tuples (``_run_aggregations``): numba takes about a microsecond to
+    type each NamedTuple argument, several times a plain tuple's cost, which would double
+    this call's overhead.
     """
-    run_address, run_page, run_length, target_runs, cumulative_p = index
-    on, apply_samples, next_apply, pattern, migrate, target_apps = scheme[:6]
-    dest_nodes, dest_weights, mem, shift, moved_matrix, stats, tried = scheme[6:]
+    live, spare, snapshot, rng = buffers
+    done = _run_aggregations(
+        count,
+        first_samples,
+        n,
+        last_nr_regions,
+        tuple(params),
+        (tuple(live), tuple(spare), tuple(snapshot), rng),
+        tuple(index),
+        tuple(scheme),
+        (out.moved, out.totals, tuple(out.tried)),
+    )
+    return Aggregated(*done)
+
+
+@njit(cache=True)
+def _run_aggregations(
+    count: int,
+    first_samples: int,
+    n: int,
+    last_nr_regions: int,
+    params: tuple,
+    buffers: tuple,
+    index: tuple,
+    scheme: tuple,
+    out: tuple,
+) -> tuple:
+    """``run_aggregations``'s loop, on the structs as plain tuples (in their fields' order).
+    It unpacks them once and works on plain arrays, swapping the live and spare columns as
+    such: every array taken out of a struct inside the loop would cost reference counting."""
+    live, spare, snapshot, rng = buffers
     a_start, a_end, a_target, a_nr, a_bp, a_last, a_age = live
     b_start, b_end, b_target, b_nr, b_bp, b_last, b_age = spare
     s_target, s_start, s_end, s_nr, s_age = snapshot
+    run_address, run_page, run_length, target_runs, cumulative_p = index
+    min_region, aggr_samples, len_window, sz_limit, max_nr_regions = params
+    pass_params = PassParams(*scheme)
+    pass_results = PassResults(out[0], out[1], Tried(*out[2]))
     swapped = False
     snapshot_n = 0
     tried_n = -1
-    passed = 0  # sample intervals since the call began; next_apply counts from the same 0
+    next_apply = pass_params.next_apply  # counted, like passed, from the call's start
+    passed = 0
     for j in range(count):
         samples = first_samples if j == 0 else aggr_samples
         largest = sample_segment(
@@ -492,10 +704,10 @@ def run_aggregations(
             run_length,
             target_runs,
             cumulative_p,
-            page_size,
+            min_region,
             samples,
             len_window,
-            state,
+            rng,
         )
         passed += samples
         n = merge_regions(
@@ -510,24 +722,12 @@ def run_aggregations(
             largest // 10,
             sz_limit,
             max_nr_regions,
-            max_threshold,
+            aggr_samples,
         )
-        if on and passed >= next_apply:
-            tried_n = simple_pass(
-                n,
-                (a_start, a_end, a_target, a_nr, a_bp, a_last, a_age),
-                pattern,
-                migrate,
-                target_apps,
-                dest_nodes,
-                dest_weights,
-                mem,
-                shift,
-                moved_matrix,
-                stats,
-                tried,
-            )
-            next_apply = passed + apply_samples
+        if pass_params.enabled and passed >= next_apply:
+            regions = Regions(a_start, a_end, a_target, a_nr, a_bp, a_last, a_age)
+            tried_n = simple_pass(n, regions, pass_params, pass_results)
+            next_apply = passed + pass_params.apply_samples
         for i in range(n):
             s_target[i] = a_target[i]
             s_start[i] = a_start[i]
@@ -536,39 +736,36 @@ def run_aggregations(
             s_age[i] = a_age[i]
         snapshot_n = n
         reset_aggregated(n, a_nr, a_bp, a_last)
-        if n > max_nr_regions // 2:
-            continue
-        nr_subs = 2
-        if last_nr_regions == n and n < max_nr_regions // 3:
-            nr_subs = 3
-        written = split_regions(
-            n,
-            a_start,
-            a_end,
-            a_target,
-            a_nr,
-            a_bp,
-            a_last,
-            a_age,
-            b_start,
-            b_end,
-            b_target,
-            b_nr,
-            b_bp,
-            b_last,
-            b_age,
-            nr_subs,
-            page_size,
-            state,
-        )
-        last_nr_regions = n
-        n = written
-        a_start, b_start = b_start, a_start
-        a_end, b_end = b_end, a_end
-        a_target, b_target = b_target, a_target
-        a_nr, b_nr = b_nr, a_nr
-        a_bp, b_bp = b_bp, a_bp
-        a_last, b_last = b_last, a_last
-        a_age, b_age = b_age, a_age
-        swapped = not swapped
+        pieces = split_pieces(n, last_nr_regions, max_nr_regions)
+        if pieces:
+            written = split_regions(
+                n,
+                a_start,
+                a_end,
+                a_target,
+                a_nr,
+                a_bp,
+                a_last,
+                a_age,
+                b_start,
+                b_end,
+                b_target,
+                b_nr,
+                b_bp,
+                b_last,
+                b_age,
+                pieces,
+                min_region,
+                rng,
+            )
+            last_nr_regions = n
+            n = written
+            a_start, b_start = b_start, a_start
+            a_end, b_end = b_end, a_end
+            a_target, b_target = b_target, a_target
+            a_nr, b_nr = b_nr, a_nr
+            a_bp, b_bp = b_bp, a_bp
+            a_last, b_last = b_last, a_last
+            a_age, b_age = b_age, a_age
+            swapped = not swapped
     return n, last_nr_regions, swapped, snapshot_n, next_apply - passed, tried_n
