@@ -40,7 +40,6 @@ allocated at once are bounded: ``env.n_envs`` <= 1024, ``n_steps`` x ``n_envs`` 
 from __future__ import annotations
 
 import dataclasses
-import glob
 import importlib
 import inspect
 import math
@@ -60,7 +59,7 @@ from tierenv.workload.generator import (
     distribution_of,
     shipped_distribution_names,
 )
-from tierenv.workload.scenario import load_scenario, shipped_scenario_names
+from tierenv.workload.scenario import load_scenario, scenario_files, shipped_scenario_names
 
 # algorithm -> (module, class, policies this project's flat observations can use)
 ALGORITHMS: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -670,22 +669,8 @@ def _scenario_files(item: str, base: Path | None) -> list[str] | None:
         return None
     # as for files: beside the config when it is there, else from the working directory
     roots = [base, Path()] if base is not None else [Path()]
-    if any(char in item for char in "*?["):
-        for root in roots:
-            pattern = Path(item) if Path(item).is_absolute() else root / item
-            files = sorted(
-                str(Path(path).resolve())
-                for path in glob.glob(str(pattern))
-                if Path(path).is_file()
-            )
-            if files:
-                return files
-        return []
-    for root in roots:
-        folder = root / item
-        if folder.is_dir():
-            return sorted(str(path.resolve()) for path in folder.glob("*.toml"))
-    return None
+    files = scenario_files(item, roots)
+    return None if files is None else [str(Path(path).resolve()) for path in files]
 
 
 def _scenarios(value: Any, key: str, where: _Where, base: Path | None) -> tuple[str, ...]:

@@ -26,7 +26,6 @@ every seed of the scenario, and the one with the highest mean return is reported
 
 from __future__ import annotations
 
-import glob
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -36,7 +35,7 @@ from typing import Any
 import yaml
 
 from tierenv.files import read_yaml
-from tierenv.workload.scenario import load_scenario, shipped_scenario_names
+from tierenv.workload.scenario import load_scenario, scenario_files, shipped_scenario_names
 
 STATIC_BEST = "static-best"
 ENV_KEYS = ("migration_cost_per_gib", "initial_weights")
@@ -182,15 +181,10 @@ def _scenarios(value: Any, fail) -> tuple[str, ...]:
     for item in value:
         if not isinstance(item, str):
             raise fail("scenarios", f"{item!r} is not a scenario name or file")
-        pattern = any(char in item for char in "*?[")
-        if Path(item).is_dir() or pattern:  # a folder or a glob of scenario files (a suite)
-            files = sorted(
-                str(path)
-                for path in (glob.glob(item) if pattern else Path(item).glob("*.toml"))
-                if Path(path).is_file()
-            )
+        files = scenario_files(item)  # a folder or a glob of scenario files (a suite)
+        if files is not None:
             if not files:
-                what = "pattern" if pattern else "folder"
+                what = "folder" if Path(item).is_dir() else "pattern"
                 raise fail("scenarios", f"{what} {item} names no scenario files (*.toml)")
             refs.extend(files)
             for file in files:

@@ -69,8 +69,10 @@ application give a ``ScenarioError`` naming the file, the line and the key.
 
 from __future__ import annotations
 
+import glob
 import re
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -278,6 +280,25 @@ class Scenario:
 
 def shipped_scenario_names() -> list[str]:
     return SCENARIOS.names()
+
+
+def scenario_files(item: str, roots: Sequence[Path] = (Path(),)) -> list[str] | None:
+    """The scenario files (sorted) that ``item`` names as a glob pattern or a folder of
+    ``*.toml`` files, looked up under each of ``roots`` in turn (the first root where it
+    names something wins); None if it is neither a pattern nor a folder. A pattern that
+    matches no file, or a folder without scenario files, gives an empty list."""
+    if any(char in item for char in "*?["):
+        for root in roots:
+            pattern = Path(item) if Path(item).is_absolute() else root / item
+            files = sorted(path for path in glob.glob(str(pattern)) if Path(path).is_file())
+            if files:
+                return files
+        return []
+    for root in roots:
+        folder = root / item
+        if folder.is_dir():
+            return sorted(str(path) for path in folder.glob("*.toml"))
+    return None
 
 
 def load_scenario(name_or_path: str | Path) -> Scenario:
