@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.shared_data import MLC, data_path, needs_data
-from tierenv.cli import _staged, main
+from tierenv.cli import main
+from tierenv.cli.outputs import staged as _staged
 from tierenv.hardware.fit import IDLE_ANCHOR_RANGE_NS, fit_profile
 from tierenv.hardware.measurements import read_measurement_files, read_measurements
 

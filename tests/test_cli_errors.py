@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tierenv.cli import MAX_MLP, build_parser, main
+from tierenv.cli import build_parser, main
+from tierenv.cli.interleave import MAX_MLP
 
 REPO = Path(__file__).resolve().parents[1]
 BINARY = b"\xff\xfe\x00\x80 not text"
