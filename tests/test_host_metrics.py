@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tierenv.damon.kdamond import SchemeStats
+from tierenv.contracts.measurements import SchemeStats
 from tierenv.host.metrics import (
     AppThroughput,
     AppThroughputError,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import zlib
 
 import gymnasium as gym
 import numpy as np
@@ -14,12 +15,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from agents.training.vec_adapters import Sb3FluidVecEnv
 from tierenv.contracts import ActionError, FeatureError, action_to_weights
 from tierenv.contracts.actions import action_to_quota
 from tierenv.envs import WeightedInterleaveEnv
 from tierenv.envs.reward import compute_reward
 from tierenv.envs.vector import (
-    Sb3FluidVecEnv,
     WeightedInterleaveVectorEnv,
     make_fluid_vec_env,
     quota_from_actions,
@@ -289,6 +290,21 @@ def test_sb3_adapter_autoresets_in_the_same_step(short_scenario):
         assert not np.array_equal(info["terminal_observation"], first[0])
     assert venv.get_attr("n_nodes") == [2, 2]
     assert venv.env_is_wrapped(gym.Wrapper) == [False, False]
+
+
+def test_training_snapshots_from_before_the_sb3_adapter_moved_still_load(monkeypatch):
+    """The adapter moved from ``tierenv.envs.vector`` to ``agents.training.vec_adapters``; a
+    checkpoint's pickled fluid venv names the old module, which ``loads_state`` maps."""
+    from agents.training.envs import dumps_state, loads_state
+    from tierenv.envs import vector
+
+    with monkeypatch.context() as patch:  # pickle it under its old name
+        patch.setattr(Sb3FluidVecEnv, "__module__", "tierenv.envs.vector")
+        patch.setattr(vector, "Sb3FluidVecEnv", Sb3FluidVecEnv, raising=False)
+        old = dumps_state({"inner": Sb3FluidVecEnv})
+    assert not hasattr(vector, "Sb3FluidVecEnv")
+    assert b"tierenv.envs.vector" in zlib.decompress(old)
+    assert loads_state(old) == {"inner": Sb3FluidVecEnv}
 
 
 def test_ppo_trains_on_the_sb3_adapter(short_scenario, tmp_path):

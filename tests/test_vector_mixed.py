@@ -10,8 +10,9 @@ import pytest
 from gymnasium.vector import AutoresetMode
 
 import tierenv  # noqa: F401  (registers the ids)
+from agents.training.vec_adapters import Sb3FluidVecEnv
 from tests.test_variation import signature
-from tierenv.envs.vector import Sb3FluidVecEnv, WeightedInterleaveVectorEnv
+from tierenv.envs.vector import WeightedInterleaveVectorEnv
 from tierenv.envs.vector_mixed import MixedScenarioVectorEnv
 
 

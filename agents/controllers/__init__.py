@@ -7,6 +7,9 @@ weights out), found by the ``kind`` names experiment configs use.
 - ``oracle-greedy``, ``oracle-dp`` (privileged, simulator only): ``agents.oracle``;
 - ``sb3``: a trained stable-baselines3 policy (``agents.policies.learned``);
 - ``onnx``: an exported policy, run with onnxruntime only (``agents.policies.onnx_policy``).
+
+Any of them can run under a floor guard (``agents.controllers.guard``): ``guard: true`` (or a
+mapping of its settings) beside a policy's parameters, ``--guard`` in the daemon.
 """
 
 from __future__ import annotations
@@ -53,9 +56,16 @@ def controller_kinds() -> dict[str, type[Controller]]:
     return dict(sorted(kinds.items()))
 
 
-def make_controller(kind: str, **params: Any) -> Controller:
+def make_controller(kind: str, guard: Any = None, **params: Any) -> Controller:
     """A controller of ``kind`` with its parameters; unknown kinds or parameters raise
-    ``ControllerError`` listing the valid ones."""
+    ``ControllerError`` listing the valid ones. ``guard`` (``true`` or a mapping of
+    ``GuardSettings`` fields; None or false: none) puts it under a floor guard whose
+    fallback is the kernel's auto weights."""
+    if guard is not None and guard is not False:
+        from agents.controllers.guard import guarded
+        from agents.controllers.kernel_auto import KernelAutoController
+
+        return guarded(make_controller(kind, **params), guard, KernelAutoController())
     kinds = controller_kinds()
     if kind not in kinds:
         raise ControllerError(f"unknown controller kind {kind!r}; valid: {', '.join(kinds)}")

@@ -45,7 +45,7 @@ from stable_baselines3.common.vec_env import (
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices
 
 from agents.training.config import TrainConfig
-from tierenv.envs.vector import Sb3FluidVecEnv
+from agents.training.vec_adapters import Sb3FluidVecEnv
 from tierenv.envs.vector_mixed import MixedScenarioVectorEnv
 from tierenv.envs.weighted_interleave import WeightedInterleaveEnv
 
@@ -268,8 +268,20 @@ def dumps_state(obj: Any) -> bytes:
     return zlib.compress(buffer.getvalue(), 1)
 
 
+#: Classes pickled under a module they have since left (old name -> new name), so that
+#: checkpoints written before the move still resume.
+_MOVED_CLASSES = {
+    ("tierenv.envs.vector", "Sb3FluidVecEnv"): ("agents.training.vec_adapters", "Sb3FluidVecEnv"),
+}
+
+
+class _StateUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        return super().find_class(*_MOVED_CLASSES.get((module, name), (module, name)))
+
+
 def loads_state(data: bytes) -> Any:
-    return pickle.loads(zlib.decompress(data))
+    return _StateUnpickler(io.BytesIO(zlib.decompress(data))).load()
 
 
 def venv_state(venv: VecEnv) -> dict[str, Any]:

@@ -14,7 +14,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tierenv.damon.kdamond import SchemeStats
+
+@dataclass
+class SchemeStats:
+    """A DAMOS scheme's ``stats/`` files (cumulative since the scheme was created): what the
+    simulated kdamond books and a real host reads."""
+
+    nr_tried: int = 0
+    sz_tried: int = 0
+    nr_applied: int = 0
+    sz_applied: int = 0
+    sz_ops_filter_passed: int = 0
+    qt_exceeds: int = 0
 
 
 @dataclass(frozen=True)

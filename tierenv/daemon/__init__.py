@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from tierenv.contracts.controller import ControlContext
 from tierenv.contracts.measurements import NodeInfo
 from tierenv.daemon.journal import DEFAULT_JOURNAL, Journal, read_journal, recover
 from tierenv.daemon.lock import LockHeldError, RootLock
@@ -100,6 +101,12 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         help="a controller parameter, e.g. weights=[3,1] (repeatable)",
     )  # fmt: skip
     p.add_argument(
+        "--guard", nargs="?", const="true", metavar="JSON",
+        help="run the policy under a floor guard that falls back to the kernel's auto weights "
+        'on loads where it measurably loses (agents.controllers.guard); settings as JSON, e.g. '
+        '\'{"margin": 0.03, "probe_s": 8}\'',
+    )  # fmt: skip
+    p.add_argument(
         "--interval", type=_positive_seconds, default=1.0, help="control interval, seconds"
     )
     p.add_argument("--journal", type=Path, default=DEFAULT_JOURNAL, help="crash journal path")
@@ -125,8 +132,9 @@ def _controller(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
     from agents.controllers import make_controller
 
+    guard = _guard(args.guard)
     if args.policy is not None:
-        return make_controller("onnx", path=args.policy)
+        return make_controller("onnx", path=args.policy, guard=guard)
     if args.controller not in DAEMON_CONTROLLERS:
         why = {
             "sb3": "it loads a training run's model.zip and vecnormalize.pkl, pickles that can "
@@ -148,7 +156,29 @@ def _controller(args: argparse.Namespace):  # type: ignore[no-untyped-def]
             raise ValueError(
                 f"--param {item!r}: value {value!r} is not JSON ({err.msg}, column {err.colno})"
             ) from None
-    return make_controller(args.controller, **params)
+    if "guard" in params:
+        raise ValueError("--param guard=...: use --guard")
+    return make_controller(args.controller, guard=guard, **params)
+
+
+def _guard(text: str | None) -> object:
+    """``--guard``'s settings: None (no guard), true, or a JSON mapping."""
+    import json
+
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"--guard {text!r}: not JSON ({err.msg}, column {err.colno}); give a mapping such "
+            "as '{\"margin\": 0.03}' or no value"
+        ) from None
+    if value is False:
+        return None
+    if value is not True and not isinstance(value, dict):
+        raise ValueError(f"--guard {text!r}: expected a JSON mapping of guard settings")
+    return value
 
 
 #: The longest control interval the daemon takes (a day): beyond it a typo, not a choice.
@@ -240,6 +270,9 @@ def host_metrics(root: SysfsRoot, args: argparse.Namespace) -> HostMetrics:
 def check_controller_fits(controller: object, metrics: HostMetrics, use_damos: bool) -> None:
     """Refuse, before anything is written, a policy made for another node count or needing
     features this host cannot measure."""
+    guarded = getattr(controller, "policy", None)  # a floor guard: check the policy it runs
+    if guarded is not None:
+        check_controller_fits(guarded, metrics, use_damos)
     n_nodes = getattr(controller, "n_nodes", None)
     if n_nodes is not None and n_nodes != metrics.config.n_nodes:
         raise ValueError(
@@ -283,8 +316,6 @@ def check_controller_resets(controller: object, nodes: NodeInfo, interval_s: flo
     reset = getattr(controller, "reset", None)
     if reset is None:
         return
-    from agents.controllers.base import ControlContext
-
     ones = np.ones(nodes.n_nodes, dtype=np.int64)  # valid weights on any host
     reset(ControlContext(nodes=nodes, interval_s=interval_s, initial_weights=ones))
 

@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.controllers.base import ControlContext, Controller
+from tierenv.contracts.controller import ControlContext, Controller
 from tierenv.contracts.measurements import Measurements, NodeInfo
 from tierenv.daemon.journal import (
     Journal,
@@ -436,6 +436,10 @@ class Daemon:
         self.counts["decisions"] += 1
         asked, fallback = self._asked(m)
         record["asked"] = asked
+        try:
+            record.update(self.controller.log_fields())
+        except Exception as error:  # a log hook must not stop the host either
+            record["log_fields_error"] = f"{type(error).__name__}: {error}"
         if asked is None:
             self.counts["fallbacks"] += 1
             record.update(fallback=fallback, applied=self.applied, changed=False)

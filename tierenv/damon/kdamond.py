@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tierenv.contracts.measurements import SchemeStats
 from tierenv.damon import kernels
 from tierenv.damon.config import ContextConfig, MonitoringAttrs, Scheme
 from tierenv.damon.quota import (
@@ -61,18 +62,6 @@ AGGREGATED_FIELDS = kernels.Snapshot._fields  # ("target", "start", "end", "nr",
 _NOTHING = np.zeros(1, dtype=np.int64)
 _NO_PATTERN = np.zeros(6, dtype=np.int64)
 _NO_RESULTS = kernels.PassResults.zeros(1, 1)
-
-
-@dataclass
-class SchemeStats:
-    """The scheme's ``stats/`` files (cumulative since the scheme was created)."""
-
-    nr_tried: int = 0
-    sz_tried: int = 0
-    nr_applied: int = 0
-    sz_applied: int = 0
-    sz_ops_filter_passed: int = 0
-    qt_exceeds: int = 0
 
 
 @dataclass(frozen=True)

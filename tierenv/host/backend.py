@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.controllers.base import ControlContext, Controller
+from tierenv.contracts.controller import ControlContext, Controller
 from tierenv.contracts.measurements import Measurements, NodeInfo, StepResult
 from tierenv.daemon.journal import DEFAULT_JOURNAL
 from tierenv.daemon.log import JsonLog

@@ -34,8 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tierenv.contracts.measurements import Measurements, NodeInfo
-from tierenv.damon.kdamond import SchemeStats
+from tierenv.contracts.measurements import Measurements, NodeInfo, SchemeStats
 from tierenv.host.config import HostConfig
 from tierenv.host.damon import Kdamond
 from tierenv.host.interleave import WeightedInterleave

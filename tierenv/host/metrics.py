@@ -27,7 +27,7 @@ from typing import Literal, Protocol, TypeVar
 
 import numpy as np
 
-from tierenv.damon.kdamond import SchemeStats
+from tierenv.contracts.measurements import SchemeStats
 from tierenv.host.sysfs import SysfsError, SysfsRoot
 
 T_co = TypeVar("T_co", covariant=True)
