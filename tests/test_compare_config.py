@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.compare.config import ConfigError, config_from_dict, load_config
+from experiments.compare.config import ConfigError, config_from_dict, load_config, resolve_path
 from tierenv.workload.scenario import shipped_scenario_names
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,12 +45,32 @@ def test_all_scenarios_and_explicit_seeds() -> None:
     assert config.seeds == (3, 7)
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "learned.yaml"])
-def test_the_shipped_learned_policy_configs_load(name: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "reference"),
+    [
+        ("demo.yaml", "static-deployable"),
+        ("learned-suite.yaml", "static-deployable"),
+        ("learned.yaml", "static-best"),
+    ],
+)
+def test_the_shipped_learned_policy_configs_load(name: str, reference: str) -> None:
     config = load_config(REPO / "experiments" / name)
-    assert config.reference == "static-best"
+    assert config.reference == reference
     learned = [p for p in config.policies if p.kind == "sb3"]
     assert learned and all("{index}" in p.params["path"] for p in learned)
+
+
+def test_paths_are_taken_beside_the_config_first(tmp_path, monkeypatch) -> None:
+    """The demo's config names the suite and the deployable table relative to itself, so it
+    loads from any working directory; a path not beside it is taken from the working one."""
+    monkeypatch.chdir(tmp_path)
+    config = load_config(REPO / "experiments" / "demo.yaml")
+    assert len(config.scenarios) == 8
+    assert all(Path(s).parent == REPO / "experiments" / "suites" / "test" for s in config.scenarios)
+    assert resolve_path("../results/deployable/default/deployable.json", config.source) == str(
+        REPO / "experiments" / "../results/deployable/default/deployable.json"
+    )
+    assert resolve_path("elsewhere.json", config.source) == "elsewhere.json"
 
 
 def test_the_shipped_baselines_config_loads() -> None:

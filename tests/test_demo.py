@@ -32,7 +32,12 @@ def test_the_demo_trains_compares_and_reports(tmp_path: Path, monkeypatch, capsy
         f"name: tiny-demo\nscenarios: [{scenario}]\nseeds: [100, 101]\n"
         "policies:\n"
         "  - {name: ppo, kind: sb3, path: 'somewhere/else/seed_{index}'}\n"
+        "  - {name: ppo-guarded, kind: sb3, path: 'somewhere/else/seed_{index}', guard: true}\n"
         "  - {name: all-ddr, kind: static, weights: [255, 1]}\n"
+        "  - {name: static-deployable, kind: static, weights: [3, 1]}\n"
+        "  - {name: static-best, kind: static-best, levels: 3}\n"
+        "  - {name: kernel-auto, kind: kernel-auto}\n"
+        "  - {name: oracle-dp, kind: oracle-dp}\n"
         "reference: all-ddr\nupper_bound: false\ntimeseries_seed: 100\n"
     )
     monkeypatch.setattr(demo, "TRAIN_CONFIG", train)
@@ -51,6 +56,13 @@ def test_the_demo_trains_compares_and_reports(tmp_path: Path, monkeypatch, capsy
     assert set(learned["label"]) == {"PPO seed 0 (tiny/seed_0)", "PPO seed 1 (tiny/seed_1)"}
     assert (out / "learning_curves.png").is_file()
     assert "command: `tierenv demo`" in (out / "summary.md").read_text()
+    # the story: both policies against the deployable weights and the floor, targets.md
+    assert "ppo: IQM " in printed and "ppo-guarded: IQM " in printed
+    targets = (out / "targets.md").read_text()
+    assert "# `ppo-guarded` against the issue-18 targets" in targets
+    assert "slowest of 2) | | <= 600 s |" in targets  # both runs trained here, timed
+    guarded = episodes[episodes["policy"] == "ppo-guarded"]
+    assert all(label.endswith("(floor: kernel-auto 28:3)") for label in guarded["label"])
 
     # A second run resumes the finished training and redoes only the comparison.
     demo.run_demo(out=out, runs=runs, workers=1, progress=False)

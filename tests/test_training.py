@@ -34,6 +34,9 @@ RUN_JSON_KEYS = {
     "env_backend",
     "tierenv_version",
     "git_commit",
+    "train_wall_s",
+    "resumed",
+    "machine",
 }
 
 
@@ -259,6 +262,7 @@ def test_run_directory_contract(tmp_path):
     assert (info["algorithm"], info["seed"], info["env_backend"]) == ("PPO", 3, "full")
     assert info["timesteps"] >= config.timesteps and info["quota_action"] is False
     assert info["feature_groups"] == "default" and info["normalize_observation"] is True
+    assert info["train_wall_s"] > 0 and info["resumed"] is False and "CPU" in info["machine"]
     rows = read_eval(run)
     assert list(rows[0]) == ["timesteps", "scenario", "episode_return"]
     scenarios = {row["scenario"] for row in rows}

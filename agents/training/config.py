@@ -12,7 +12,8 @@ env:
   backend: full           # full (WeightedInterleaveEnv) | fluid (batched fluid model)
   n_envs: 4
   scenarios: [co-runner, steady-single]   # shipped names, scenario files, folders or
-                                          # globs of them, or distributions (random:default)
+                                          # globs of them, or distributions (random:default,
+                                          # random:default?exclude=HOST leaves a host out)
   features: default       # feature set or list of groups
   migration_cost_per_gib: 0.1
   normalize: {observation: true, reward: true}
@@ -699,11 +700,14 @@ def _resolved(item: str, base: Path | None) -> str:
     """``item`` with a file path (plain or after ``random:``) made absolute against the
     config's folder when a file of that name is there."""
     prefix = RANDOM_PREFIX if item.startswith(RANDOM_PREFIX) else ""
-    rest = item[len(prefix) :]
+    rest, query = item[len(prefix) :], ""
+    if prefix:  # a distribution may end in a host filter (?exclude=...)
+        rest, mark, query = rest.partition("?")
+        query = mark + query
     shipped = shipped_distribution_names() if prefix else shipped_scenario_names()
     candidate = base / rest if base is not None else None
     if candidate is not None and rest not in shipped and candidate.is_file():
-        return prefix + str(candidate.resolve())
+        return prefix + str(candidate.resolve()) + query
     return item
 
 

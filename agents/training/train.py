@@ -7,7 +7,9 @@ Run directory (one seed; ``train`` uses ``<out_root>/<name>/seed_<seed>``)::
     RUN/vecnormalize.pkl   VecNormalize statistics (when observations or rewards are normalised)
     RUN/run.json           algorithm, seed, timesteps, n_nodes, features, feature_groups,
                            normalize_observation, migration_cost_per_gib, quota_action,
-                           env_backend, tierenv_version, git_commit
+                           env_backend, tierenv_version, git_commit, train_wall_s (this
+                           process's training and evaluation time; a resumed run counts
+                           only its last part, with resumed: true), machine
     RUN/eval.csv           timesteps, scenario, episode_return (raw env returns)
     RUN/tb/                TensorBoard: SB3's scalars and eval/<scenario>/return
     RUN/checkpoints/step_<N>/   exact-resume checkpoints (``agents.training.checkpoint``)
@@ -19,6 +21,7 @@ import csv
 import json
 import os
 import shutil
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -45,7 +48,7 @@ from agents.training.config import (
 )
 from agents.training.envs import make_train_venv, observation_names
 from agents.training.evaluate import Evaluator
-from tierenv.provenance import git_commit
+from tierenv.provenance import git_commit, machine_summary
 
 EVAL_COLUMNS = ("timesteps", "scenario", "episode_return")
 TB_NAME = "sb3"
@@ -130,6 +133,7 @@ def train_run(
         checkpoint = latest_checkpoint(out_dir)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    start = time.perf_counter()
     try:
         model = None
         if checkpoint is None:
@@ -142,7 +146,11 @@ def train_run(
         model = _learn(single, out_dir, model, checkpoint, progress, position, on_eval)
     finally:
         torch.set_num_threads(threads)
-    _save_final(model, single, int(seed), out_dir)
+    timing = {
+        "train_wall_s": round(time.perf_counter() - start, 1),
+        "resumed": checkpoint is not None,
+    }
+    _save_final(model, single, int(seed), out_dir, timing)
     return out_dir
 
 
@@ -219,7 +227,9 @@ def _normalizer(model: BaseAlgorithm) -> VecNormalize | None:
     return env if isinstance(env, VecNormalize) else None
 
 
-def _save_final(model: BaseAlgorithm, config: TrainConfig, seed: int, out_dir: Path) -> None:
+def _save_final(
+    model: BaseAlgorithm, config: TrainConfig, seed: int, out_dir: Path, timing: dict[str, Any]
+) -> None:
     model.save(out_dir / "model.zip")
     normalizer = _normalizer(model)
     if normalizer is not None:
@@ -239,6 +249,8 @@ def _save_final(model: BaseAlgorithm, config: TrainConfig, seed: int, out_dir: P
         "env_backend": config.env.backend,
         "tierenv_version": tierenv.__version__,
         "git_commit": git_commit(),
+        **timing,
+        "machine": machine_summary(),
     }
     (out_dir / "run.json").write_text(json.dumps(info, indent=2) + "\n")
 

@@ -5,6 +5,8 @@ seeds. A YAML file, checked on load; every error names the file, the field and t
 name: baselines                 # results go to results/compare/<name>/ unless --out says
 description: every baseline controller on every shipped scenario
 scenarios: all                  # or shipped names, scenario files, folders or globs of them
+                                # (paths: beside the config when there, else from the
+                                # working directory, as for training configs)
 seeds: 5                        # seeds 0..4, or an explicit list [0, 1, 2]
 env:                            # arguments of WeightedInterleaveEnv (optional)
   migration_cost_per_gib: 0.1
@@ -133,7 +135,7 @@ def config_from_dict(data: Any, source: str = "<config>", text: str = "") -> Com
     if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
         raise fail("name", f"must be a plain non-empty name (it names a folder), got {name!r}")
 
-    scenarios = _scenarios(data["scenarios"], fail)
+    scenarios = _scenarios(data["scenarios"], fail, _roots(source))
     seeds = _seeds(data["seeds"], fail)
     env = _env(data.get("env") or {}, fail)
     policies = _policies(data["policies"], fail)
@@ -169,7 +171,26 @@ def config_from_dict(data: Any, source: str = "<config>", text: str = "") -> Com
     )
 
 
-def _scenarios(value: Any, fail) -> tuple[str, ...]:
+def _roots(source: str) -> list[Path]:
+    """Where relative paths of a config are looked up: beside the config file, then the
+    working directory."""
+    folder = Path(source).parent
+    return [folder, Path()] if Path(source).is_file() else [Path()]
+
+
+def resolve_path(path: str, source: str) -> str:
+    """A file a config names: beside the config when it is there, else as given."""
+    return _first_file(path, _roots(source))
+
+
+def _first_file(path: str, roots: list[Path]) -> str:
+    for root in roots:
+        if (root / path).is_file():
+            return str(root / path)
+    return path
+
+
+def _scenarios(value: Any, fail, roots: list[Path]) -> tuple[str, ...]:
     if value == "all":
         return tuple(shipped_scenario_names())
     if isinstance(value, str):
@@ -181,7 +202,7 @@ def _scenarios(value: Any, fail) -> tuple[str, ...]:
     for item in value:
         if not isinstance(item, str):
             raise fail("scenarios", f"{item!r} is not a scenario name or file")
-        files = scenario_files(item)  # a folder or a glob of scenario files (a suite)
+        files = scenario_files(item, roots)  # a folder or a glob of scenario files
         if files is not None:
             if not files:
                 what = "folder" if Path(item).is_dir() else "pattern"
@@ -193,6 +214,8 @@ def _scenarios(value: Any, fail) -> tuple[str, ...]:
                 except (ValueError, OSError) as err:
                     raise fail("scenarios", str(err)) from err
             continue
+        if item not in shipped_scenario_names():
+            item = _first_file(item, roots)
         refs.append(item)
         try:
             names.append(load_scenario(item).name)

@@ -79,6 +79,10 @@ def write_results(
 
 #: The files ``write_results`` writes (besides ``*.png`` plots).
 RESULT_FILES = ("episodes.csv", "steps.csv.gz", "static_sweep.csv", "config.yaml", "summary.md")
+#: Summaries other commands derive from a results folder and write into it
+#: (``experiments.headroom_summary``, ``experiments.learned_targets``): a new run replaces
+#: them with the rest, since they would describe the previous run.
+DERIVED_FILES = ("aggregate.md", "targets.md")
 
 
 def is_results_file(relative: PurePath, is_dir: bool) -> bool:
@@ -88,8 +92,9 @@ def is_results_file(relative: PurePath, is_dir: bool) -> bool:
     if is_dir or len(relative.parts) != 1:
         return False
     if name.startswith("."):  # ".episodes.csv.abc123": an interrupted atomic write
-        return any(name[1:].startswith(f"{known}.") for known in RESULT_FILES) or ".png." in name
-    return name in RESULT_FILES or name.endswith(".png")
+        known_files = RESULT_FILES + DERIVED_FILES
+        return any(name[1:].startswith(f"{known}.") for known in known_files) or ".png." in name
+    return name in RESULT_FILES or name in DERIVED_FILES or name.endswith(".png")
 
 
 def is_tensorboard_file(relative: PurePath, is_dir: bool) -> bool:

@@ -26,7 +26,13 @@ import pandas as pd
 from tqdm import tqdm
 
 from agents.controllers import make_controller
-from experiments.compare.config import STATIC_BEST, CompareConfig, ConfigError, PolicySpec
+from experiments.compare.config import (
+    STATIC_BEST,
+    CompareConfig,
+    ConfigError,
+    PolicySpec,
+    resolve_path,
+)
 from experiments.compare.episode import Trial, TrialResult, run_trial
 from tierenv.envs.discrete import default_levels, weight_grid
 from tierenv.workload.scenario import load_scenario
@@ -124,7 +130,7 @@ def _deployable_trials(policy: PolicySpec, config: CompareConfig, where: str) ->
         )
     trials = []
     try:
-        table = load_table(policy.params["table"])
+        table = load_table(resolve_path(policy.params["table"], config.source))
         for scenario in config.scenarios:
             entry = weights_for(table, load_scenario(scenario), where)
             spec = PolicySpec(policy.name, "static", {"weights": list(entry.weights)})

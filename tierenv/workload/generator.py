@@ -78,8 +78,10 @@ is refused, so a suite drawn once stays reproducible from its seeds.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -500,16 +502,64 @@ class _Reader(TomlReader):
 
 #: What names a distribution where a scenario is expected: ``"random:default"``.
 RANDOM_PREFIX = "random:"
+#: What restricts a named distribution's hosts: ``"random:default?exclude=amd-damos-v4"``
+#: (leave a host family out of training) or ``"random:default?hosts=a,b"`` (only those).
+HOST_FILTERS = ("hosts", "exclude")
 
 
 def distribution_of(scenario: object) -> ScenarioDistribution | None:
-    """The distribution ``scenario`` names (``"random:NAME"``, ``"random:FILE.toml"`` or a
-    ``ScenarioDistribution``), or None for an ordinary scenario reference."""
+    """The distribution ``scenario`` names (``"random:NAME"``, ``"random:FILE.toml"``, either
+    with a host filter such as ``"?exclude=HOST,HOST"``, or a ``ScenarioDistribution``), or
+    None for an ordinary scenario reference."""
     if isinstance(scenario, ScenarioDistribution):
         return scenario
     if isinstance(scenario, str) and scenario.startswith(RANDOM_PREFIX):
-        return load_distribution(scenario[len(RANDOM_PREFIX) :])
+        name, _, query = scenario[len(RANDOM_PREFIX) :].partition("?")
+        distribution = load_distribution(name)
+        return _filtered(distribution, query, scenario) if query else distribution
     return None
+
+
+def restrict_hosts(
+    distribution: ScenarioDistribution,
+    hosts: Sequence[str] | None = None,
+    exclude: Sequence[str] = (),
+) -> ScenarioDistribution:
+    """``distribution`` drawing only from ``hosts`` (all when None) minus ``exclude``, with
+    their weights; names are checked against the distribution's hosts."""
+    known = [host.name for host in distribution.hosts]
+    for name in [*(hosts or ()), *exclude]:
+        if name not in known:
+            raise DistributionError(
+                f"{distribution.source}: no host {name!r} in distribution "
+                f"{distribution.name!r}; its hosts: {', '.join(known)}"
+            )
+    kept = tuple(
+        host
+        for host in distribution.hosts
+        if (hosts is None or host.name in hosts) and host.name not in exclude
+    )
+    if not kept or sum(host.weight for host in kept) <= 0:
+        raise DistributionError(
+            f"{distribution.source}: the host filter leaves no host with a weight > 0 to "
+            f"draw from (hosts: {', '.join(known)})"
+        )
+    return dataclasses.replace(distribution, hosts=kept)
+
+
+def _filtered(distribution: ScenarioDistribution, query: str, spec: str) -> ScenarioDistribution:
+    """The distribution after the ``?hosts=...&exclude=...`` part of ``spec``."""
+    lists: dict[str, list[str]] = {}
+    for part in query.split("&"):
+        key, equals, value = part.partition("=")
+        names = [name.strip() for name in value.split(",") if name.strip()]
+        if key not in HOST_FILTERS or not equals or not names or key in lists:
+            raise DistributionError(
+                f"{spec!r}: bad host filter {part!r}; write ?exclude=HOST,HOST or "
+                "?hosts=HOST,HOST (each at most once, joined by &)"
+            )
+        lists[key] = names
+    return restrict_hosts(distribution, lists.get("hosts"), lists.get("exclude", ()))
 
 
 def managed_app_names(distribution: ScenarioDistribution) -> tuple[str, ...]:
