@@ -24,6 +24,7 @@ the folder, all replaced together.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import sys
@@ -139,9 +140,20 @@ def tune(
     env: Mapping[str, Any] | None = None,
     workers: int | None = None,
     show_progress: bool = True,
+    use_ray: bool = False,
+    ray_address: str | None = None,
+    draws_dir: str | Path | None = None,
 ) -> tuple[list[HostWeights], dict[str, pd.DataFrame]]:
     """Tune every host of ``distribution`` (module docstring): its deployable weights and
-    the ratio table behind each choice."""
+    the ratio table behind each choice. Trials run in local processes, or as Ray tasks
+    (``use_ray``: a local instance; ``ray_address``: a cluster, whose nodes must read the
+    drawn scenario files, so they are written into ``draws_dir`` on a shared filesystem
+    instead of a temporary folder)."""
+    if ray_address and draws_dir is None:
+        raise ValueError(
+            "a Ray cluster's nodes must read the drawn scenarios: give a draws folder on a "
+            "filesystem they share (--draws-dir)"
+        )
     if not 1 <= draws <= MAX_DRAWS:
         raise ValueError(f"draws must be in 1..{MAX_DRAWS}, got {draws}")
     if seed == SUITE_SEED:
@@ -149,7 +161,12 @@ def tune(
     levels = levels or default_levels(distribution.n_nodes)
     specs = grid_specs(distribution.n_nodes, levels)
     env = dict(env or {})
-    with tempfile.TemporaryDirectory(prefix="tierenv-deployable-") as folder:
+    with contextlib.ExitStack() as stack:
+        if draws_dir is None:
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="tierenv-deployable-"))
+        else:
+            folder = str(Path(draws_dir).resolve())
+            Path(folder).mkdir(parents=True, exist_ok=True)
         files = host_draws(distribution, draws, seed, Path(folder))
         tasks = [
             Trial(path, spec, 0, env)
@@ -157,7 +174,9 @@ def tune(
             for path in files[host.name]
             for spec in specs
         ]
-        results, _, _ = execute(tasks, workers, show_progress=show_progress)
+        results, _, _ = execute(
+            tasks, workers, use_ray=use_ray, ray_address=ray_address, show_progress=show_progress
+        )
     chosen: list[HostWeights] = []
     ratios: dict[str, pd.DataFrame] = {}
     per_host = len(files[distribution.hosts[0].name]) * len(specs)
@@ -359,6 +378,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="results folder (replaced whole)")
     parser.add_argument("--workers", type=int, default=None, help="worker processes")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--ray", action="store_true", help="trials on a local Ray instance")
+    parser.add_argument(
+        "--ray-address", default=None, help="trials on this Ray cluster (needs --draws-dir)"
+    )
+    parser.add_argument(
+        "--draws-dir",
+        default=None,
+        help="write the drawn scenarios here (a folder every Ray node reads) instead of a "
+        "temporary folder",
+    )
     args = parser.parse_args(argv)
     command = "python -m experiments.deployable " + " ".join(sys.argv[1:] if argv is None else argv)
     try:
@@ -375,6 +404,9 @@ def main(argv: list[str] | None = None) -> int:
             env=env,
             workers=args.workers,
             show_progress=not args.quiet,
+            use_ray=args.ray,
+            ray_address=args.ray_address,
+            draws_dir=args.draws_dir,
         )
         wall = time.perf_counter() - start
         episodes = sum(table.size for table in ratios.values())

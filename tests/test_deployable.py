@@ -63,6 +63,21 @@ def test_tuning_draws_per_host_and_is_reproducible(tmp_path):
         deployable.tune(distribution, draws=1, seed=1000)
 
 
+@pytest.mark.slow
+def test_tuning_on_ray_chooses_what_local_processes_choose(tmp_path):
+    pytest.importorskip("ray")
+    distribution = small_distribution()
+    local, _ = deployable.tune(distribution, draws=1, levels=2, workers=1, show_progress=False)
+    on_ray, _ = deployable.tune(
+        distribution, draws=1, levels=2, workers=2, show_progress=False, use_ray=True,
+        draws_dir=tmp_path / "draws",
+    )  # fmt: skip
+    assert on_ray == local
+    assert len(list((tmp_path / "draws").glob("*.toml"))) == 2  # kept for the cluster's nodes
+    with pytest.raises(ValueError, match="--draws-dir"):
+        deployable.tune(distribution, draws=1, ray_address="ray://nowhere:1")
+
+
 def write_table(path: Path, weights: list[int]) -> Path:
     table = {
         "version": 1,

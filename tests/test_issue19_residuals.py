@@ -305,3 +305,72 @@ def test_the_discrete_grid_is_bounded_and_its_levels_are_integers() -> None:
         with pytest.raises(ValueError, match="levels must be an integer"):
             WeightedInterleaveDiscreteEnv(levels=bad)
     assert WeightedInterleaveDiscreteEnv(levels=np.int64(3)).levels == 3
+
+
+def test_a_binary_or_huge_sidecar_is_named_to_any_caller(tmp_path: Path) -> None:
+    """Not only the daemon: compare's kind onnx (OnnxPolicy directly) names the file too, and
+    a sidecar is never read whole when it is far larger than any sidecar."""
+    import os
+
+    from agents.controllers.base import ControllerError
+    from agents.policies.onnx_policy import MAX_SIDECAR_BYTES, OnnxPolicy
+
+    (tmp_path / "policy.onnx").write_bytes(b"\x08\x07\x12\x00")
+    (tmp_path / "policy.json").write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(ControllerError, match=r"policy\.json: not a UTF-8 text file \(byte 0xff"):
+        OnnxPolicy(tmp_path / "policy.onnx")
+    with open(tmp_path / "policy.json", "wb") as handle:
+        handle.truncate(MAX_SIDECAR_BYTES + 1)  # sparse: no disk used
+    with pytest.raises(ControllerError, match=r"sidecar is at most"):
+        OnnxPolicy(tmp_path / "policy.onnx")
+    os.remove(tmp_path / "policy.json")
+
+
+@pytest.mark.parametrize("speed", [float("nan"), float("inf"), 0.0, 1e-300, 1e9])
+def test_run_fakehost_called_directly_checks_its_speed(tmp_path: Path, speed: float) -> None:
+    """The library entry point, not only the command line, refuses a speed whose control
+    interval would overflow the clock's wait or outrun the host; nothing is created."""
+    from tierenv.host.simulated_kernel import run_fakehost
+
+    with pytest.raises(ValueError, match=r"speed .* must be in \[0\.001, 1000\]"):
+        run_fakehost(tmp_path / "fake", "co-runner", speed=speed)
+    assert not (tmp_path / "fake").exists()
+
+
+def test_weight_errors_show_numpy_values_as_plain_numbers() -> None:
+    import numpy as np
+
+    from tierenv.memory.interleave import WeightError, check_weights
+
+    with pytest.raises(WeightError, match=r"weight of node 1 is 300; the kernel accepts"):
+        check_weights(np.array([3, 300]), 2)
+    with pytest.raises(WeightError, match=r"weight of node 0 is 2\.5;"):
+        check_weights([np.float64(2.5), 1], 2)
+
+
+def test_a_journal_of_another_root_is_not_logged_as_a_recovery(tmp_path: Path) -> None:
+    """Two daemons on different roots given one --journal: the second names the first (alive
+    or gone) and logs no recovery, and the journal stays for its owner."""
+    import os
+    import subprocess
+    import sys
+
+    from tierenv.daemon.journal import Journal, recover, write_journal
+    from tierenv.host.sysfs import SysfsRoot
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    path = tmp_path / "journal.json"
+    logged: list[str] = []
+    write_journal(path, Journal(sysfs_root=str(tmp_path / "a"), weights={0: 1}, auto=None,
+                                auto_name=None, daemon_pid=os.getpid()))  # fmt: skip
+    with pytest.raises(ValueError, match=r"not .*/b \(daemon pid \d+, still running, uses it\)"):
+        recover(SysfsRoot(tmp_path / "b"), path, lambda event, **_: logged.append(event))
+    assert logged == [] and path.exists()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    write_journal(path, Journal(sysfs_root=str(tmp_path / "a"), weights={0: 1}, auto=None,
+                                auto_name=None, daemon_pid=int(gone.stdout)))  # fmt: skip
+    with pytest.raises(ValueError, match=r"is gone; recover it with that root"):
+        recover(SysfsRoot(tmp_path / "b"), path, lambda event, **_: logged.append(event))
+    assert logged == []

@@ -306,6 +306,22 @@ def test_train_seeds_in_parallel_workers(tmp_path):
     assert not all(torch.equal(params[0][k], params[1][k]) for k in again)
 
 
+@pytest.mark.slow
+def test_seeds_trained_as_ray_tasks_are_the_seeds_trained_here(tmp_path):
+    """A local Ray instance (as a cluster would, with --ray-address) gives bit-identical
+    models: each task trains one seed with one torch thread."""
+    pytest.importorskip("ray")
+    from agents.training import train
+
+    config = tiny_config(tmp_path, "PPO").replace(seeds=(0, 1))
+    dirs = train(config, out_root=tmp_path / "ray", workers=2, progress=False, use_ray=True)
+    assert [d.name for d in dirs] == ["seed_0", "seed_1"]
+    serial = train_run(config, 1, tmp_path / "serial", progress=False)
+    on_ray = algorithm_class("PPO").load(dirs[1] / "model.zip").policy.state_dict()
+    here = algorithm_class("PPO").load(serial / "model.zip").policy.state_dict()
+    assert all(torch.equal(on_ray[k], here[k]) for k in here)
+
+
 def test_a_fluid_training_venv_round_trips_through_a_checkpoint_snapshot() -> None:
     """Checkpoints pickle the training envs; the fluid backend's SB3 wrappers cache
     unpicklable class members, which the snapshot drops and rebuilds."""

@@ -34,6 +34,9 @@ from tierenv.contracts.measurements import Measurements
 # The export's format (agents.export writes it; kept here too so this module needs no torch).
 FORMAT = "tierenv-onnx-policy"
 FORMAT_VERSION = 1
+# A sidecar lists features and normalisation statistics: kilobytes. The limit stops a
+# mistaken path (a log, a disk image) from being read whole by the daemon.
+MAX_SIDECAR_BYTES = 16 << 20
 ACTION_MAPPING = "tierenv.contracts.actions.action_to_weights"
 
 log = logging.getLogger(__name__)
@@ -107,7 +110,18 @@ class OnnxPolicy(Controller):
 
     def _read_sidecar(self) -> dict[str, Any]:
         try:
-            meta = json.loads(self.sidecar_path.read_text())
+            size = self.sidecar_path.stat().st_size
+            if size > MAX_SIDECAR_BYTES:
+                raise ControllerError(
+                    f"{self._where}: {self.sidecar_path} is {size} bytes; a sidecar is at most "
+                    f"{MAX_SIDECAR_BYTES} (is it the right file?)"
+                )
+            meta = json.loads(self.sidecar_path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as err:
+            raise ControllerError(
+                f"{self.sidecar_path}: not a UTF-8 text file (byte 0x{err.object[err.start]:02x} "
+                f"at offset {err.start}); expected the JSON sidecar of {self._where}"
+            ) from None
         except (OSError, json.JSONDecodeError) as err:
             raise ControllerError(
                 f"{self._where}: cannot read {self.sidecar_path} ({err})"

@@ -71,11 +71,16 @@ def train(
     workers: int = 1,
     resume: bool = False,
     progress: bool = True,
+    use_ray: bool = False,
+    ray_address: str | None = None,
 ) -> list[Path]:
     """Train one agent per seed (default: the config's seeds) into
     ``<out_root>/<name>/seed_<seed>/`` and return the run directories.
 
     ``workers`` > 1 trains seeds in parallel processes, each with one torch thread.
+    ``use_ray`` (or a ``ray_address``) trains each seed as a Ray task instead, on a local Ray
+    instance of ``workers`` CPUs or on that cluster, whose nodes must see ``out_root`` (a
+    shared filesystem: each task writes its run folder there).
     ``resume`` continues interrupted runs from their latest checkpoint and skips finished
     ones. Raises ``ConfigError`` for a bad config or seed, ``RunExistsError`` when a run
     directory is taken and ``resume`` is off.
@@ -90,6 +95,8 @@ def train(
     if not resume:
         for run_dir in dirs:
             _check_fresh(run_dir)
+    if use_ray or ray_address:
+        return _train_on_ray(config, seeds, dirs, resume, workers, ray_address)
     if workers == 1 or len(seeds) == 1:
         return [
             train_run(config, int(seed), run_dir, resume=resume, progress=progress)
@@ -347,6 +354,44 @@ def _check_same_config(config: TrainConfig, out_dir: Path) -> None:
 def _one_thread() -> None:
     torch.set_num_threads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def _train_on_ray(
+    config: TrainConfig,
+    seeds: Sequence[int],
+    dirs: Sequence[Path],
+    resume: bool,
+    workers: int,
+    address: str | None,
+) -> list[Path]:
+    """Each seed as a Ray task with one CPU (progress bars stay off: tasks log nowhere)."""
+    try:
+        import ray
+    except ImportError as err:
+        raise ConfigError(
+            "--ray needs Ray: pip install 'ray>=2.9' (or the project's [ray] extra)"
+        ) from err
+    started_here = not ray.is_initialized()
+    if started_here:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    try:
+        remote = ray.remote(num_cpus=1)(_ray_task)
+        refs = [
+            remote.remote(config, int(seed), str(run_dir.resolve()), resume)
+            for seed, run_dir in zip(seeds, dirs, strict=True)
+        ]
+        return [Path(path) for path in ray.get(refs)]
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _ray_task(config: TrainConfig, seed: int, run_dir: str, resume: bool) -> str:
+    _one_thread()
+    return str(train_run(config, seed, Path(run_dir), resume=resume, progress=False))
 
 
 def _train_worker(

@@ -5,10 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-# Bounds of --speed: below a thousandth a control interval lasts minutes to days (and a
-# tiny speed overflowed the clock), above a thousand the host cannot keep up anyway.
-MIN_SPEED = 1e-3
-MAX_SPEED = 1e3
+from tierenv.host.speed import MAX_SPEED, MIN_SPEED
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -31,6 +31,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--resume", action="store_true", help="continue from the latest checkpoints"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--ray", action="store_true", help="train seeds as tasks on a local Ray instance"
+    )
+    parser.add_argument(
+        "--ray-address",
+        default=None,
+        help="train seeds on this Ray cluster (e.g. ray://head:10001); its nodes must see "
+        "--runs (a shared filesystem)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         resume=args.resume,
         progress=not args.quiet,
+        use_ray=args.ray,
+        ray_address=args.ray_address,
     )
     for run_folder in runs:
         print(f"trained: {run_folder}")

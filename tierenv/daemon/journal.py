@@ -247,7 +247,7 @@ def _ours(root: SysfsRoot, journal: Journal) -> tuple[bool, str]:
 
 
 def recover(
-    root: SysfsRoot, path: Path, log: Callable[..., None], dry_run: bool = False
+    root: SysfsRoot, path: Path, log: Callable[..., object], dry_run: bool = False
 ) -> Journal | None:
     """If a journal is left at ``path``, put the host back as it records: remove our kdamond
     (if it is still ours), restore the weights and the auto switch, then delete the journal.
@@ -284,6 +284,17 @@ def recover(
         ) from error
     if journal is None:
         return None
+    if Path(journal.sysfs_root) != root.path:
+        # Not a crash of ours to recover: checked before anything is logged as a recovery.
+        owner = (
+            f"daemon pid {journal.daemon_pid}, still running, uses it"
+            if _alive(journal.daemon_pid)
+            else f"its daemon (pid {journal.daemon_pid}) is gone; recover it with that root"
+        )
+        raise ValueError(
+            f"journal {path} was written for sysfs root {journal.sysfs_root}, not {root.path} "
+            f"({owner}); give each daemon its own --journal"
+        )
     log(
         "recovery",
         journal=str(path),
@@ -293,10 +304,6 @@ def recover(
         kdamond=journal.kdamond_index,
         dry_run=dry_run,
     )
-    if Path(journal.sysfs_root) != root.path:
-        raise ValueError(
-            f"journal {path} was written for sysfs root {journal.sysfs_root}, not {root.path}"
-        )
     ours, why = _ours(root, journal)
     if dry_run:
         log("recovery_dry_run", would_remove_kdamond=ours, kdamond_note=why)
@@ -307,3 +314,16 @@ def recover(
     remove_journal(path)
     log("recovered", kdamond_removed=ours, kdamond_note=why, weights=journal.weights)
     return journal
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (signal 0 checks without sending anything)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by someone else
+        return True
+    return True

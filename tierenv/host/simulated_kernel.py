@@ -32,7 +32,6 @@ the same process, as the tests do.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import signal
@@ -48,6 +47,7 @@ from tierenv.contracts.measurements import StepResult
 from tierenv.files import write_text_atomically
 from tierenv.host.fake_kernel import DAMOS_STAT_FILES, WI, FakeKernel
 from tierenv.host.metrics import PidGoneError
+from tierenv.host.speed import check_speed
 from tierenv.host.sysfs import SysfsRoot, refuse_real_tree
 from tierenv.sim.host import SimulatedHost
 from tierenv.workload.scenario import Scenario, load_scenario
@@ -59,6 +59,8 @@ ADDRESS_BASE = 1 << 48  # app i's addresses are offset by (i + 1) * ADDRESS_BASE
 
 class SimulatedKernel(FakeKernel):
     """See the module docstring. ``scenario``: a shipped name, a file or a ``Scenario``."""
+
+    proc_path: Path  # always set here (optional in FakeKernel)
 
     def __init__(
         self,
@@ -340,8 +342,7 @@ class _SimulatedMovePages:
 def run_fakehost(directory: Path, scenario: str, seed: int = 0, speed: float = 1.0) -> int:
     """``tierenv fakehost``: advance a simulated kernel in real time until the scenario ends
     or SIGTERM/SIGINT."""
-    if not math.isfinite(speed) or speed <= 0:
-        raise ValueError(f"--speed must be a finite number > 0, got {speed}")
+    speed = check_speed(speed)
     directory = refuse_real_tree(directory, "the fake host's trees")
     if directory.exists() and any(directory.iterdir()):
         raise ValueError(f"{directory} is not empty; give a new or empty directory")

@@ -5,7 +5,7 @@ the virtual folio number, ``vaddr // folio_size``) by ``target = ilx % Σw`` and
 (node, weight) pairs that subtracts weights until ``target < weight``
 (mm/mempolicy.c ``weighted_interleave_nid``; mm/damon/vaddr.c ``damos_va_migrate_dests_add``).
 They differ in the walk order: mempolicy walks its nodemask in ascending node id, DAMOS walks
-its ``dests`` array as given. Reference: ``damon-kernel-semantics.md`` §2.4 and §4.
+its ``dests`` array as given. The index itself: mm/mempolicy.c ``get_vma_policy``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Mapping, Sequence
+from typing import SupportsInt, TypeGuard
 
 import numpy as np
 
@@ -78,7 +79,11 @@ def auto_weights(bandwidth_gbps: Sequence[float] | np.ndarray) -> np.ndarray:
     return weights // math.gcd(*(int(w) for w in weights))
 
 
-def interleave_targets(ilx: np.ndarray, node_ids: np.ndarray, weights: np.ndarray) -> np.ndarray:
+def interleave_targets(
+    ilx: np.ndarray,
+    node_ids: Sequence[int] | np.ndarray,
+    weights: Sequence[int] | np.ndarray,
+) -> np.ndarray:
     """Node id for each interleave index, walking (node_ids, weights) in the given order.
 
     Weights are non-negative integers (0 allowed: such a node is never chosen). If they sum
@@ -138,7 +143,7 @@ def mask_nodes(nodemask: Sequence[int] | np.ndarray | None, n_nodes: int) -> np.
     return nodes
 
 
-def _is_integer(value: object) -> bool:
+def _is_integer(value: object) -> TypeGuard[SupportsInt]:
     if isinstance(value, bool | np.bool_):
         return False
     if isinstance(value, numbers.Integral):
@@ -148,8 +153,10 @@ def _is_integer(value: object) -> bool:
 
 def _checked_weight(node: int, weight: object) -> int:
     if not _is_integer(weight) or not MIN_WEIGHT <= int(weight) <= MAX_WEIGHT:
+        # numpy scalars as plain numbers: "300", not "np.int64(300)"
+        shown = weight.item() if isinstance(weight, np.generic) else weight
         raise WeightError(
-            f"weight of node {node} is {weight!r}; the kernel accepts integers "
+            f"weight of node {node} is {shown!r}; the kernel accepts integers "
             f"{MIN_WEIGHT}..{MAX_WEIGHT}"
         )
     return int(weight)
