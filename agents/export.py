@@ -180,11 +180,11 @@ def _install(moves: Sequence[tuple[Path, Path]], staging: Path) -> None:
             done.append(index)
     except BaseException:
         for index in reversed(done):
-            backup, target = backups[index], moves[index][1]
-            if backup is None:
+            kept, target = backups[index], moves[index][1]
+            if kept is None:
                 target.unlink(missing_ok=True)
             else:
-                os.replace(backup, target)
+                os.replace(kept, target)
         raise
     fsync_path(moves[0][1].parent)
 
@@ -235,6 +235,9 @@ def _ActionGraph(policy: LearnedPolicy, where: str) -> Any:  # noqa: N802 (a mod
         raise ExportError(f"{where}: cannot export {policy.algorithm}")
 
     class ActionGraph(torch.nn.Module):
+        mean: torch.Tensor  # buffers (with a normalizer)
+        std: torch.Tensor
+
         def __init__(self) -> None:
             super().__init__()
             self.policy = sb3_policy  # registered, so eval() reaches it

@@ -29,7 +29,11 @@ NODES = ["spr-8460y-ddr5-socket", "bytedance-ddr5-snc", "generic-cxl-x8", "byted
 N_STREAMS = 8
 
 
-def random_problems(rng: np.random.Generator, batch: int):
+# mlp, think_ns, read_fraction and split of a batch of problems
+Problems = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def random_problems(rng: np.random.Generator, batch: int) -> Problems:
     mlp = rng.uniform(1.0, 600.0, (batch, N_STREAMS))
     think = rng.uniform(0.0, 400.0, (batch, N_STREAMS))
     reads = rng.uniform(0.6, 1.0, (batch, N_STREAMS))
@@ -60,14 +64,14 @@ def measure(nodes: NodeSet, engine: str, seconds: float, rng: np.random.Generato
     rows.append((engine, "single problem, from idle latencies", 1, calls / elapsed))
 
     # A simulator's next interval differs a little from the last one: warm start.
-    base = [part[0] for part in pool]
-    previous = solve(nodes, *base, engine=engine).node_latency_ns
+    mlp, think, reads, split = (part[0] for part in pool)
+    previous = solve(nodes, mlp, think, reads, split, engine=engine).node_latency_ns
 
     def warm() -> None:
         nonlocal previous
         jitter = rng.uniform(0.97, 1.03, N_STREAMS)
         result = solve(
-            nodes, base[0] * jitter, *base[1:], initial_latency_ns=previous, engine=engine
+            nodes, mlp * jitter, think, reads, split, initial_latency_ns=previous, engine=engine
         )
         previous = result.node_latency_ns
 
@@ -76,9 +80,11 @@ def measure(nodes: NodeSet, engine: str, seconds: float, rng: np.random.Generato
 
     for batch in (64, 1024):
         problems = random_problems(rng, batch)
-        calls, elapsed = timed(
-            lambda problems=problems: solve(nodes, *problems, engine=engine), seconds
-        )
+
+        def solve_batch(problems: Problems = problems) -> None:
+            solve(nodes, *problems, engine=engine)
+
+        calls, elapsed = timed(solve_batch, seconds)
         rows.append(
             (engine, f"batch of {batch} problems in one call", batch, calls * batch / elapsed)
         )
@@ -94,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     nodes = NodeSet([load_profile(name) for name in NODES])
     rng = np.random.default_rng(0)
     engines = ["numpy", "numba"] if solver_jit.AVAILABLE else ["numpy"]
-    warmup = random_problems(rng, 1)
-    solve(nodes, *[part[0] for part in warmup], engine=engines[-1])  # compile before timing
+    mlp, think, reads, split = (part[0] for part in random_problems(rng, 1))
+    solve(nodes, mlp, think, reads, split, engine=engines[-1])  # compile before timing
     rows = [row for engine in engines for row in measure(nodes, engine, args.seconds, rng)]
 
     table = [

@@ -59,6 +59,10 @@ class Args:
 class RunningMeanStd(nn.Module):
     """Running mean and variance of observations (a buffer, saved with the agent)."""
 
+    mean: torch.Tensor  # buffers
+    var: torch.Tensor
+    count: torch.Tensor
+
     def __init__(self, size: int) -> None:
         super().__init__()
         self.register_buffer("mean", torch.zeros(size))
@@ -128,8 +132,10 @@ def train(args: Args) -> dict[str, Any]:
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
     envs = make_envs(args)
-    obs_size = envs.single_observation_space.shape[0]
+    obs_shape = envs.single_observation_space.shape
     action_space = envs.single_action_space
+    assert obs_shape is not None and isinstance(action_space, gym.spaces.Box)
+    obs_size = obs_shape[0]
     agent = Agent(obs_size, action_space.shape[0])
     optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
     batch_size = args.num_envs * args.num_steps

@@ -61,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"headroom_summary: {args.results}: {error}", file=sys.stderr)
         return 2
     reference = config.reference
+    if reference is None:
+        print(f"headroom_summary: {args.results}: the comparison has no reference", file=sys.stderr)
+        return 2
     table = relative_returns(episodes, reference)
     text = "\n".join(
         [

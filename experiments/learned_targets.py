@@ -97,6 +97,7 @@ def measure(episodes: pd.DataFrame, roles: Roles, train_seconds: list[float]) ->
     )
     overall = improvement[improvement["scenario"] == stats.ACROSS_SCENARIOS].iloc[0]
     row = pooled.loc[roles.policy]
+    assert isinstance(row, pd.Series)  # one row per policy
     return Measured(
         iqm=float(row["iqm"]),
         iqm_ci=(float(row["ci_low"]), float(row["ci_high"])),
@@ -127,13 +128,15 @@ def _floor(episodes: pd.DataFrame, roles: Roles) -> pd.DataFrame:
     returns = episodes.pivot_table(index=["scenario", "seed"], columns="policy", values="return")
     paired = (returns[roles.policy] / returns[roles.floor]).rename("ratio").reset_index()
     means = episodes.groupby(["scenario", "policy"])["return"].mean().unstack()
+    mean_ratio = means[roles.policy] / means[roles.floor]
     rows = []
     for scenario, group in paired.groupby("scenario"):
-        worst = group.loc[group["ratio"].idxmin()]
+        # pandas-stubs: idxmin gives a Hashable label, which .loc takes at runtime
+        worst = group.loc[group["ratio"].idxmin()]  # type: ignore[call-overload]
         rows.append(
             {
                 "scenario": scenario,
-                "mean_ratio": means.loc[scenario, roles.policy] / means.loc[scenario, roles.floor],
+                "mean_ratio": mean_ratio[scenario],
                 "worst_seed_ratio": float(worst["ratio"]),
                 "worst_seed": int(worst["seed"]),
             }

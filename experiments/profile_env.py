@@ -55,7 +55,9 @@ def profile(scenario: str, episodes: int, seed: int = 0) -> tuple[dict[str, floa
     profiler.disable()
     seconds: dict[str, float] = {}
     calls = 0
-    for (filename, _, _), (_, ncalls, tottime, _, _) in pstats.Stats(profiler).stats.items():
+    # Stats.stats: {(file, line, function): (calls, ncalls, tottime, cumtime, callers)}
+    table = pstats.Stats(profiler).stats  # type: ignore[attr-defined]  # typeshed omits it
+    for (filename, _, _), (_, ncalls, tottime, _, _) in table.items():
         part = next((label for label, fragment in PARTS if fragment in filename), OTHER)
         seconds[part] = seconds.get(part, 0.0) + tottime
         calls += ncalls

@@ -168,7 +168,8 @@ def test_build_start_commit_stop_in_documented_order(tmp_path: Path) -> None:
     w = fake.writes
     at = lambda rel, value=None: _index(w, rel, value)  # noqa: E731
     c = f"{K0}/contexts/0"
-    # §3.4: counts before children; refresh_ms, ops, attrs, addr_unit, targets, schemes.
+    # damo's order (_damon_sysfs.py): counts before children; refresh_ms, ops, attrs,
+    # addr_unit, targets, schemes.
     assert at(f"{KDAMONDS}/nr_kdamonds", "1") == 0
     order = [
         at(f"{K0}/refresh_ms", "1000"),

@@ -54,8 +54,9 @@ DELAYS_IDLE_FIRST = [
     0,
 ]
 
-# The loaded-latency table of the ByteDance CXL read-only log (§2.5 of the calibration notes),
-# rows in file order (delay ascending): (delay, ns, MB/s).
+# The loaded-latency table of the ByteDance CXL read-only log (Tang et al., EuroSys'24:
+# data/mlc/bytedance-eurosys24/cxl_log_d0_c16_w0_r0), rows in file order (delay ascending):
+# (delay, ns, MB/s).
 CXL_W0_ROWS = [
     (0, 802.62, 48003.1),
     (2, 809.91, 48038.6),
@@ -90,7 +91,8 @@ Delay\t(ns)\tMB/sec
 ==========================
 """
 
-# A v3.11b default run as in §2.5; the loaded-latency rows the notes elide are filled in.
+# A default MLC v3.11b run of a two-socket Intel host as MLC prints it. The loaded-latency rows at
+# delays 0, 300, 400 and 20000 are from a public log; the others are filled in.
 DEFAULT_RUN_ROWS = [
     (0, 329.26, 159154.0),
     (2, 330.11, 159201.7),
@@ -174,7 +176,7 @@ def mlc_log(tmp_path: Path, rows: str, extra: str = "", name: str = "log") -> Pa
 # --- MLC logs shipped with the reference data -------------------------------------------------
 
 
-# The two log families (../shared/data/README.md): each socket-local device (d0) at four mixes,
+# The two log families (data/README.md): each socket-local device (d0) at four mixes,
 # and the same memory seen from the other socket's cores (d3 = the CXL device, d7 = the DDR5
 # domain) at -W0 and -W2 only.
 LOCAL_MLC_LOGS = [

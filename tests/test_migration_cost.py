@@ -12,7 +12,8 @@ KIB, MIB = 1024, 1024 * 1024
 
 def test_defaults_reproduce_the_published_move_pages_rates() -> None:
     cost = MigrationCost()
-    # ddr-cxl-calibration.md §4: 3.31-3.55 GB/s for 4 KiB pages, 10.9-11.0 GB/s for THPs.
+    # S. Garg's move_pages() rates (AMD page-migration batch-copy RFC v4): 3.31-3.55 GB/s for
+    # 4 KiB pages, 10.9-11.0 GB/s for THPs.
     assert 3.31 <= cost.throughput_gbps(4 * KIB) <= 3.55
     assert 10.9 <= cost.throughput_gbps(2 * MIB) <= 11.0
     # About 1.2 µs per 4 KiB page and 190 µs per THP.

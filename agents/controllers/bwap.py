@@ -1,4 +1,4 @@
-"""``bwap``: BWAP's canonical weights plus its DWP climb toward the fast node (reference §3).
+"""``bwap``: BWAP's canonical weights plus its DWP climb toward the fast node.
 
 Source: Gureya et al., IPDPS 2020, code ``gureya/bwap`` (``AdaptiveMode.cpp``,
 ``WeightedAdaptiveMode.cpp``). Stage 1, canonical: page shares in proportion to each node's

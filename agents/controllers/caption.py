@@ -1,4 +1,4 @@
-"""``caption``: Caption-style hill climbing on the slow-tier share (reference §2.3).
+"""``caption``: Caption-style hill climbing on the slow-tier share.
 
 Source: Sun et al., MICRO 2023, artifact ``ece-fast-lab/cxl_type3_tests/caption_ae/algo.py``.
 Every tuning epoch the score S is compared with the previous epoch's:

@@ -1,4 +1,4 @@
-"""``colloid``: balance the tiers' loaded latencies (Colloid, reference §1.3-1.5).
+"""``colloid``: balance the tiers' loaded latencies (Colloid).
 
 Source: Vuppalapati & Agarwal, SOSP 2024; HeMem integration ``webglider/hemem`` (sosp24ae,
 ``src/pebs.c``), update ``COLLOID_EXPR3``. With D the default (fast) tier, p the measured
@@ -9,10 +9,11 @@ share of accesses served by D and L the loaded latencies::
                                                        balance point of a linear latency model)
     Δp = min(Δp, max_step)                             (stands in for the migration cap)
 
-plus the rule of §1.5 for a lightly loaded D: when D's loaded latency is below every other
-node's idle latency no shift can balance them, so D takes everything (p = 1, i.e. 255:1).
-Latencies are held for ``|L_D - L_A| < delta·L_D`` (COLLOID_DELTA). EXPR3 is used, not the
-binary-search variant (the artifact's final choice, §1.3b).
+plus Colloid's "L_D < L_A: move toward D" taken to its end for a lightly loaded D: when D's
+loaded latency is below every other node's idle latency no shift can balance them, so D takes
+everything (p = 1, i.e. 255:1). Latencies are held for ``|L_D - L_A| < delta·L_D``
+(COLLOID_DELTA). EXPR3 is used, not the binary-search variant: it is the artifact's final
+choice (``webglider/hemem`` commit 3f8207c went back to it).
 
 Signals: per-node loaded latency (the CHA TOR occupancy/inserts a host reads) and the access
 share from per-node bandwidth. O = L·B and R = B are smoothed with Colloid's EWMA (α = 0.0625

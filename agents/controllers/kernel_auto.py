@@ -1,4 +1,4 @@
-"""``kernel-auto``: the weights Linux's weighted-interleave auto mode sets (reference §4.2).
+"""``kernel-auto``: the weights Linux's weighted-interleave auto mode sets.
 
 Source: mm/mempolicy.c ``reduce_interleave_weights`` (Joshua Hahn, commit e341f9c3c841,
 v6.16): ``w_i = floor(32·bw_i / Σbw)`` (1 where that is not above 1), divided by the gcd.

@@ -1,4 +1,4 @@
-"""``static``: fixed interleave weights, the simplest baseline (reference §6, items 2-3).
+"""``static``: fixed interleave weights, the simplest baseline.
 
 The weights never change; ``static [255, 1]`` is all-DDR, ``static [1, 1]`` uniform, and a
 swept best fixed point is ``static-best``. No source to follow beyond the kernel's sysfs
@@ -30,8 +30,8 @@ class StaticController(Controller):
 
     def __init__(self, weights: Sequence[int] | str = (1, 1)) -> None:
         self.named = weights if isinstance(weights, str) else None
-        if self.named is not None:
-            if self.named not in NAMED_WEIGHTS:
+        if isinstance(weights, str):
+            if weights not in NAMED_WEIGHTS:
                 raise ControllerError(
                     f"static: parameter weights={weights!r}: valid names are "
                     f"{', '.join(NAMED_WEIGHTS)}, or a list of integers"

@@ -3,7 +3,7 @@
 For every control interval t, OPT_t is the largest weighted speedup (the reward's throughput
 term, Σ throughput / alone) over *per-application* access splits across the nodes, solved with
 the project's ``solve`` at interval t's load (``load_timeline``). Σ_t OPT_t bounds the
-throughput term of every policy, because it assumes (reference §7.5):
+throughput term of every policy, because it assumes:
 
 - free, instantaneous placement: any split is available at once, whatever the previous one;
 - migration copy traffic at its most favourable: copies load the nodes (reads at the
@@ -106,7 +106,9 @@ def upper_bound(
             values[t] = found.value
             splits[t] = found.split
     names = tuple(timeline.app_names(t) for t in range(timeline.n_intervals))
-    return UpperBound(values, tuple(splits), names)
+    found_splits = tuple(split for split in splits if split is not None)
+    assert len(found_splits) == len(splits)  # the distinct loads cover every interval
+    return UpperBound(values, found_splits, names)
 
 
 def max_moved_bytes(

@@ -1,5 +1,5 @@
 """``OracleDP``: the best weight schedule on the discrete grid, trading throughput against
-migration cost over the whole scenario (reference §7.5, the switching-cost-aware oracle).
+migration cost over the whole scenario (a switching-cost-aware oracle).
 
 Dynamic programming over the choices (``weight_grid(n_nodes, levels)``, plus the initial
 weights so that holding them is always possible) and the intervals 0..T−1 (the first decision
@@ -111,6 +111,7 @@ class OracleDP(Controller):
         if self._damos_given is None and context.damos is not None:
             self.damos = context.damos
         super().reset(context)
+        assert context.scenario is not None  # Controller.reset refuses a privileged one without
         self.timeline: LoadTimeline = load_timeline(context.scenario, seed=context.seed or 0)
         n_nodes = context.nodes.n_nodes
         levels = default_levels(n_nodes) if self.levels is None else self.levels

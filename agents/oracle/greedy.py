@@ -98,6 +98,7 @@ class OracleGreedy(Controller):
 
     def reset(self, context: ControlContext) -> None:
         super().reset(context)
+        assert context.scenario is not None  # Controller.reset refuses a privileged one without
         self.timeline: LoadTimeline = load_timeline(context.scenario, seed=context.seed or 0)
         timeline = self.timeline
         n_nodes = context.nodes.n_nodes

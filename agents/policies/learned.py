@@ -23,6 +23,7 @@ cannot run code.
 
 from __future__ import annotations
 
+import importlib
 import json
 import pickle
 from collections.abc import Iterator
@@ -145,7 +146,9 @@ def _record(*args: Any, **kwargs: Any) -> _Record:
 
 def _numpy_globals() -> dict[tuple[str, str], Any]:
     """The numpy callables a pickled array needs: they build arrays, dtypes and scalars."""
-    core = np.core.multiarray if not hasattr(np, "_core") else np._core.multiarray
+    core = importlib.import_module(
+        "numpy._core.multiarray" if hasattr(np, "_core") else "numpy.core.multiarray"
+    )
     allowed: dict[tuple[str, str], Any] = {("numpy", "ndarray"): np.ndarray}
     allowed[("numpy", "dtype")] = np.dtype
     for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
@@ -203,7 +206,12 @@ def load_normalizer(path: str | Path) -> ObservationNormalizer | None:
     if not getattr(saved, "norm_obs", False):
         return None
     obs_rms = getattr(saved, "obs_rms", None)
-    if isinstance(obs_rms, dict) or not hasattr(obs_rms, "mean") or not hasattr(obs_rms, "var"):
+    if (
+        obs_rms is None  # (has no mean: the next check; spelled out for the type checker)
+        or isinstance(obs_rms, dict)
+        or not hasattr(obs_rms, "mean")
+        or not hasattr(obs_rms, "var")
+    ):
         raise ControllerError(
             f"{path}: expected one observation mean and variance (a Box observation), "
             f"got {type(obs_rms).__name__}"

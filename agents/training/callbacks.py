@@ -49,7 +49,7 @@ class Periodic(BaseCallback):
     """Calls ``action(num_timesteps)`` at the first rollout boundary at or after every
     multiple of ``every`` timesteps."""
 
-    def __init__(self, every: int, action: Callable[[int], None]) -> None:
+    def __init__(self, every: int, action: Callable[[int], object]) -> None:
         super().__init__()
         self.every, self.action = every, action
         self.next = 0

@@ -48,7 +48,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -61,6 +61,9 @@ from tierenv.workload.generator import (
     shipped_distribution_names,
 )
 from tierenv.workload.scenario import load_scenario, scenario_files, shipped_scenario_names
+
+if TYPE_CHECKING:  # SB3 is imported where an algorithm is needed, not with the config
+    from stable_baselines3.common.base_class import BaseAlgorithm
 
 # algorithm -> (module, class, policies this project's flat observations can use)
 ALGORITHMS: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -260,7 +263,7 @@ def parse_config(data: Any, source: str = "<config>", base: Path | None = None) 
 
 
 # ---------------------------------------------------------------------------- algorithms
-def algorithm_class(algorithm: str) -> type:
+def algorithm_class(algorithm: str) -> type[BaseAlgorithm]:
     """The SB3 (or sb3-contrib) class of an algorithm name."""
     module, cls, _ = ALGORITHMS[algorithm]
     return getattr(importlib.import_module(module), cls)

@@ -253,7 +253,7 @@ class _StatePickler(pickle.Pickler):
         return NotImplemented
 
 
-def _rebuild_wrapper(cls: type, state: dict[str, Any]) -> VecEnvWrapper:
+def _rebuild_wrapper(cls: type[VecEnvWrapper], state: dict[str, Any]) -> VecEnvWrapper:
     wrapper = cls.__new__(cls)
     wrapper.__dict__.update(state)
     wrapper.class_attributes = dict(inspect.getmembers(cls))

@@ -77,7 +77,7 @@ def run_episode(
     episode_start = np.ones(1, dtype=bool)
     total = 0.0
     while True:
-        obs = observation[None]
+        obs: np.ndarray | dict[str, np.ndarray] = observation[None]
         if normalizer is not None and normalizer.norm_obs:
             obs = normalizer.normalize_obs(obs)
         action, state = model.predict(

@@ -154,6 +154,7 @@ def tune(
     for record, trial in zip(records, study.trials, strict=True):
         record["state"] = trial.state.name
     best = study.best_trial
+    assert best.value is not None  # the best trial is a completed one
     best_hyper = hyperparameters_for(config, best.params)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(

@@ -12,13 +12,16 @@ It lives here, not in ``tierenv``, so that the library never imports SB3.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector import AutoresetMode
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices
 
-from tierenv.envs.vector import make_fluid_vec_env
+from tierenv.envs.vector import WeightedInterleaveVectorEnv, make_fluid_vec_env
+
+if TYPE_CHECKING:
+    from tierenv.envs.vector_mixed import MixedScenarioVectorEnv
 
 __all__ = ["Sb3FluidVecEnv"]
 
@@ -39,7 +42,7 @@ class Sb3FluidVecEnv(VecEnv):
 
     def __init__(
         self,
-        vector_env: VectorEnv | None = None,
+        vector_env: WeightedInterleaveVectorEnv | MixedScenarioVectorEnv | None = None,
         num_envs: int | None = None,
         **kwargs: Any,
     ) -> None:

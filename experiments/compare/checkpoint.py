@@ -204,7 +204,9 @@ class Checkpoint:
         else:  # a bound: the per-interval values
             arrays["bound"] = np.asarray(result)
         with atomic_path(self.folder / f"{task_key(task)}.npz", suffix=".npz") as tmp:
-            np.savez(tmp, **arrays)
+            # allow_pickle: numpy's default, spelled out so that mypy does not match it to
+            # **arrays
+            np.savez(tmp, allow_pickle=True, **arrays)
 
     def discard(self) -> None:
         """Delete the checkpoint (its results are in place)."""

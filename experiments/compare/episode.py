@@ -15,6 +15,7 @@ import numpy as np
 
 from agents.controllers import ControlContext, make_controller
 from experiments.compare.config import PolicySpec
+from tierenv.contracts.measurements import Measurements
 from tierenv.damon.abi import GiB
 from tierenv.envs.weighted_interleave import WeightedInterleaveEnv
 
@@ -73,6 +74,13 @@ class TrialResult:
         }
 
 
+def _last_measurements(env: WeightedInterleaveEnv) -> Measurements:
+    """The measurements of the env's last reset or step."""
+    result = env.last_result
+    assert result is not None  # set by reset
+    return result.measurements
+
+
 def run_trial(trial: Trial) -> TrialResult:
     """Run the trial's episode and record it."""
     start = time.perf_counter()
@@ -94,9 +102,9 @@ def run_trial(trial: Trial) -> TrialResult:
     truncated = False
     step = 0
     while not truncated:
-        weights = controller.decide(env.last_result.measurements)
+        weights = controller.decide(_last_measurements(env))
         _, reward, _, truncated, info = env.step_weights(weights)
-        measurements = env.last_result.measurements
+        measurements = _last_measurements(env)
         rows.append(
             (
                 step,

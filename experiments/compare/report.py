@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePath
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -144,7 +145,7 @@ def summarise_results(
     ]
     if config.reference is not None:
         sections += _per_scenario_section(episodes, policies, scenarios, config.reference)
-        sections += _relative_sections(results, policies, scenarios)
+        sections += _relative_sections(results, policies, scenarios, config.reference)
     if "bound_return" in episodes:
         sections += _bound_section(episodes, policies, scenarios)
     sections += _behaviour_section(episodes, policies, scenarios)
@@ -175,10 +176,8 @@ def summarise_results(
 
 
 def _relative_sections(
-    results: CompareResults, policies: list[str], scenarios: list[str]
+    results: CompareResults, policies: list[str], scenarios: list[str], reference: str
 ) -> list[str]:
-    config = results.config
-    reference = config.reference
     episodes = results.episodes
     scores = stats.normalised_scores(episodes, reference, "return")
     score_summary = stats.summarise(
@@ -308,7 +307,7 @@ def _behaviour_section(episodes: pd.DataFrame, policies: list[str], scenarios: l
     def cell(policy: str, scenario: str) -> str | None:
         if (policy, scenario) not in means.index:
             return None
-        speedup, gib = means.loc[(policy, scenario)]
+        speedup, gib = _row(means, policy, scenario)
         return f"{speedup:.3f} / {gib:,.0f}"
 
     return [
@@ -336,7 +335,7 @@ def _pivot(
             return _cell(*extra[policy], digits) if policy in extra else None
         if (policy, column) not in indexed.index:
             return None
-        row = indexed.loc[(policy, column)]
+        row = _row(indexed, policy, column)
         return _cell(row["iqm"], row["ci_low"], row["ci_high"], digits)
 
     columns = [*scenarios, stats.ACROSS_SCENARIOS] if aggregate else scenarios
@@ -349,10 +348,16 @@ def _improvement_pivot(table: pd.DataFrame, policies: list[str], scenarios: list
     def cell(policy: str, column: str) -> str | None:
         if (policy, column) not in indexed.index:
             return None
-        row = indexed.loc[(policy, column)]
+        row = _row(indexed, policy, column)
         return _cell(row["probability"], row["ci_low"], row["ci_high"], 2)
 
     return _table(policies, [*scenarios, stats.ACROSS_SCENARIOS], cell)
+
+
+def _row(table: pd.DataFrame, policy: str, scenario: str) -> pd.Series:
+    """The row of a table indexed by (policy, scenario); pandas-stubs type ``.loc`` of a
+    2-tuple as (row, column), a scalar, where a two-level index gives the row."""
+    return cast(pd.Series, table.loc[(policy, scenario)])
 
 
 def _table(policies: list[str], columns: list[str], cell: Callable[[str, str], str | None]) -> str:
@@ -389,15 +394,17 @@ def _plots(results: CompareResults, out: Path, returns: pd.DataFrame) -> list[Pa
                 ylabel="evaluation return (mean over evaluation scenarios)",
             )
         )
-    for scenario in config.scenario_names if config.timeseries_seed is not None else ():
-        figures.append(
-            plots.plot_weight_timeseries(
-                results.steps,
-                scenario,
-                config.timeseries_seed,
-                out / f"weights_{scenario}.png",
+    timeseries_seed = config.timeseries_seed
+    if timeseries_seed is not None:
+        for scenario in config.scenario_names:
+            figures.append(
+                plots.plot_weight_timeseries(
+                    results.steps,
+                    scenario,
+                    timeseries_seed,
+                    out / f"weights_{scenario}.png",
+                )
             )
-        )
     return [Path(f) for f in figures]
 
 
@@ -416,7 +423,7 @@ def learning_curves(config: CompareConfig) -> pd.DataFrame:
             if not (run / "eval.csv").is_file():
                 continue
             evaluations = pd.read_csv(run / "eval.csv")
-            mean = evaluations.groupby("timesteps", as_index=False)["episode_return"].mean()
+            mean = evaluations.groupby("timesteps", as_index=False)[["episode_return"]].mean()
             frames.append(
                 mean.rename(columns={"episode_return": "eval_return"}).assign(
                     policy=policy.name, seed=seed

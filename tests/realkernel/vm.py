@@ -6,7 +6,7 @@
 
 ``prepare`` exits 3 when the Debian mirror cannot be reached (CI then skips the VM tests).
 
-Adapted from the feasibility study (real-kernel-vm.md, numa-vm.sh). Why it looks like this:
+Adapted from an earlier feasibility-study script (numa-vm.sh). Why it looks like this:
 
 * QEMU TCG, never KVM by default: ``/dev/kvm`` on this machine kind is nested PVM and stock
   kernels die under it (TIERENV_VM_ACCEL=kvm is an opt-in for machines with VT-x/AMD-V).

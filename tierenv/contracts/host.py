@@ -16,7 +16,9 @@ class Host(Protocol):
 
     ``set_weights`` takes integer weights (1..255 per node); they place pages allocated from
     then on and become the DAMOS ``migrate_hot`` dests. ``step`` lets one control interval
-    pass and reports it; ``begin`` reports the state before the first ``step``.
+    pass and reports it; ``begin`` reports the state before the first ``step``;
+    ``reference_gbps`` gives the reward's reference throughputs and ``close`` puts the host
+    back.
     """
 
     @property
@@ -45,3 +47,19 @@ class Host(Protocol):
         ...
 
     def step(self) -> StepResult: ...
+
+    def reference_gbps(self, app_names: tuple[str, ...]) -> np.ndarray:
+        """Each named running application's reference throughput (GB/s alone on idle local
+        memory), in the order given: the denominators of the weighted-speedup reward. A
+        simulated host computes them (the same values as its ``GroundTruth.app_alone_gbps``,
+        which the env uses when a step reports ground truth); a real host reads them from its
+        config and raises ``ValueError`` for an application without one. The env asks only
+        for steps whose ``StepResult.truth`` is ``None``."""
+        ...
+
+    def close(self) -> list[str]:
+        """Put the host back as it was found: a real host restores the weights, the auto
+        switch and removes its kdamond (``env.close()`` calls this); a simulated host has
+        nothing to restore. Returns what could not be restored (empty when everything was);
+        calling it again is harmless."""
+        ...

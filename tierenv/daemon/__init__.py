@@ -127,7 +127,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     return p
 
 
-def _controller(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _controller(args: argparse.Namespace):
     import json
 
     from agents.controllers import make_controller

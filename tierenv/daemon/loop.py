@@ -358,6 +358,7 @@ class Daemon:
                 # The files hold self.pids; before they change, the journal allows both.
                 self._journal(target_pids=self.pids, pending_target_pids=live)
                 self.pids = live
+                assert self.applied is not None  # set by setup
                 ctx = self._context(self.applied)
 
     def _launch(self, kd: Kdamond, ctx: ContextConfig) -> None:
@@ -382,6 +383,7 @@ class Daemon:
                 # The files hold self.pids (the stopped run's, or a failed restart's).
                 self._journal(target_pids=self.pids, pending_target_pids=live, kdamond_staging=True)
                 self.pids = live
+                assert self.applied is not None  # set by setup
                 self._launch_following(kd, self._context(self.applied))
                 self._journal(
                     target_pids=self.pids, pending_target_pids=None, kdamond_staging=False
@@ -455,13 +457,13 @@ class Daemon:
             self.counts["unchanged"] += 1
             record.update(applied=self.applied, changed=False)
             return self._finish(record)
-        error = self.apply(target)
-        if error:
+        failure = self.apply(target)
+        if failure:
             self.counts["errors"] += 1
-            record["error"] = error
+            record["error"] = failure
         else:
             self.counts["applied"] += 1
-        record.update(applied=self.applied, changed=error is None)
+        record.update(applied=self.applied, changed=failure is None)
         return self._finish(record)
 
     def apply(self, target: np.ndarray) -> str | None:
@@ -478,7 +480,9 @@ class Daemon:
             if not error.restored:
                 raise DaemonError(f"weights are in an unknown state: {error}") from error
             return str(error)
-        if self.kdamond is not None and not np.array_equal(target, self.dests):
+        if self.kdamond is not None and (
+            self.dests is None or not np.array_equal(target, self.dests)
+        ):
             try:
                 self.kdamond.set_dests(target.tolist())
             except (KdamondError, SysfsError) as error:
@@ -559,7 +563,7 @@ class Daemon:
     def run(self, max_intervals: int | None = None, handle_signals: bool = True) -> int:
         """Run until a signal, an error or ``max_intervals`` decisions; always tear down.
         Returns 0 on a clean stop, 1 when an error stopped the daemon or restoring failed."""
-        previous: dict[int, Any] = {}
+        previous: dict[signal.Signals, Any] = {}
         if handle_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 previous[sig] = signal.signal(sig, self._on_signal)

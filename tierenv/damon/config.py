@@ -3,9 +3,10 @@
 The simulator consumes these objects and the real-host backend will write them to
 ``/sys/kernel/mm/damon/admin/kdamonds/N/contexts/0/``, so names follow the sysfs files and every
 value is in kernel units: microseconds, milliseconds, bytes, samples per aggregation interval,
-aggregation intervals, basis points, per-mille. The rules come from
-``shared/reference/damon-kernel-semantics.md`` (§1.1 attrs, §2.2-2.8 DAMOS, §3.2 formats, §3.5
-errors).
+aggregation intervals, basis points, per-mille. The rules come from the kernel: attrs from
+mm/damon/core.c ``damon_set_attrs``, DAMOS from Documentation/mm/damon/design.rst and core.c,
+file formats and the errors of ``on``/``commit`` from mm/damon/sysfs.c and sysfs-schemes.c
+(Documentation/admin-guide/mm/damon/usage.rst).
 
 Each field is declared once, in its dataclass: the spec in the field's metadata gives its kernel
 type and range, its key in the mapping form below (relative to its object; also the path in
@@ -337,7 +338,7 @@ class _Keyword(_Spec):
         return _str_value(value, path)
 
 
-def _check_child(value: Any, path: str, deep: bool, cls: type) -> None:
+def _check_child(value: Any, path: str, deep: bool, cls: type[_Checked]) -> None:
     if not isinstance(value, cls):
         raise DamonConfigError(path, f"expected {_a(cls.__name__)}, got {_describe(value)}")
     if deep:
@@ -346,7 +347,7 @@ def _check_child(value: Any, path: str, deep: bool, cls: type) -> None:
 
 
 class _Child(_Spec):
-    def __init__(self, cls: type, at: str | None) -> None:
+    def __init__(self, cls: type[_Checked], at: str | None) -> None:
         self.cls, self.at = cls, at
 
     def check(self, value: Any, path: str, deep: bool) -> Any:
@@ -363,7 +364,7 @@ class _Child(_Spec):
 class _Children(_Spec):
     """A tuple of nested objects; a list of mappings in the mapping form."""
 
-    def __init__(self, cls: type) -> None:
+    def __init__(self, cls: type[_Checked]) -> None:
         self.cls = cls
 
     def check(self, value: Any, path: str, deep: bool) -> tuple[Any, ...]:
@@ -503,7 +504,7 @@ def _keyword(
     return _declare(_Keyword(known, simulated, what, leading), default)
 
 
-def _child(cls: type, *, at: str | None = None) -> dict[str, _Spec]:
+def _child(cls: type[_Checked], *, at: str | None = None) -> dict[str, _Spec]:
     """Metadata of a nested-object field, declared as ``field(default=cls(), metadata=...)``."""
     return {"spec": _Child(cls, at)}
 
@@ -513,7 +514,7 @@ def _span(high: int, kind: str) -> dict[str, _Spec]:
     return {"spec": _Span(high, kind)}
 
 
-def _children(cls: type) -> Any:
+def _children(cls: type[_Checked]) -> Any:
     return _declare(_Children(cls), ())
 
 
@@ -549,9 +550,15 @@ def _layout(cls: type) -> dict[str, Any]:
     return tree
 
 
+def _slots_of(obj: object) -> tuple[_Slot, ...]:
+    """The slots of ``obj``'s class (a plain ``type``: mypy takes ``type[X]`` for unhashable)."""
+    cls: type = type(obj)
+    return _slots(cls)
+
+
 def _at(obj: Any, name: str) -> str:
     """The path of ``obj``'s field ``name`` in its mapping form (and in error messages)."""
-    return next(slot.at for slot in _slots(type(obj)) if slot.name == name)
+    return next(slot.at for slot in _slots_of(obj) if slot.name == name)
 
 
 class _Checked:
@@ -561,7 +568,7 @@ class _Checked:
         self._check(deep=False)
 
     def _check(self, deep: bool) -> None:
-        for slot in _slots(type(self)):
+        for slot in _slots_of(self):
             value = slot.spec.check(getattr(self, slot.name), slot.at, deep)
             object.__setattr__(self, slot.name, value)
         self._check_fields_together()
@@ -605,7 +612,7 @@ def _read_level(
 
 def _to_mapping(obj: Any, max_keyword: bool) -> dict[str, Any]:
     mapping: dict[str, Any] = {}
-    for slot in _slots(type(obj)):
+    for slot in _slots_of(obj):
         *sections, key = slot.at.split(".")
         level = mapping
         for section in sections:
@@ -809,7 +816,8 @@ class AccessPattern(_Checked):
 
 @dataclass(frozen=True)
 class QuotaGoal(_Checked):
-    """``quotas/goals/K/``: a feedback target that tunes the effective size quota (§2.6).
+    """``quotas/goals/K/``: a feedback target that tunes the effective size quota
+    (mm/damon/core.c ``damos_quota_score``, ``damon_feed_loop_next_input``).
 
     ``target_value == 0`` is accepted because the kernel accepts it, but the kernel then drops
     the goal silently (``damos_sysfs_add_quota_score``); :attr:`active` says whether it counts.

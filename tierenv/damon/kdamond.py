@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -230,8 +230,7 @@ class Kdamond:
         count = self._whole_aggregations(budget, aggr_samples, inline)
         if not count:
             return False
-        if self._index_is_stale():
-            self._refresh_probabilities()
+        sampling_index = self._current_sampling_index()
         table = self.regions
         table.reserve(max(3 * table.n, 3 * attrs.max_nr_regions // 2 + 3))
         self._reserve_snapshot(table.capacity)
@@ -259,7 +258,7 @@ class Kdamond:
                 snapshot=self._snapshot_buffer,
                 rng=self._rng,
             ),
-            self._sampling_index,
+            sampling_index,
             scheme,
             results,
         )
@@ -473,14 +472,14 @@ class Kdamond:
     def _init_regions(self) -> None:
         """``ops.init``: the user's regions, or (vaddr without them) the three regions split
         evenly (``damon_va_init``)."""
-        self._fitted_ranges = [
+        self._fitted_ranges: Sequence[list[tuple[int, int]] | None] = [
             None if target.regions else self._three_regions(target.pid)
             for target in self.config.targets
         ]
         starts, ends, targets = [], [], []
         for index, target in enumerate(self.config.targets):
             if self.operations == "paddr" or target.regions:
-                ranges = [tuple(r) for r in target.regions]
+                ranges = list(target.regions)
             else:
                 ranges = self._initial_vaddr_regions(target.pid)
             for start, end in ranges:
@@ -541,7 +540,7 @@ class Kdamond:
         size = (end - start) // nr_pieces // self.min_region * self.min_region
         if size == 0:
             return [(start, end)]
-        pieces = []
+        pieces: list[tuple[int, int]] = []
         cursor = start
         while cursor + size <= end and len(pieces) < nr_pieces:
             pieces.append((cursor, cursor + size))
@@ -563,6 +562,13 @@ class Kdamond:
         if self.operations == "paddr":
             return self.memory.placement_generation
         return self.memory.residency_generation
+
+    def _current_sampling_index(self) -> kernels.SamplingIndex:
+        """The sampling index, refreshed first where it is stale."""
+        if self._index_is_stale():
+            self._refresh_probabilities()
+        assert self._sampling_index is not None  # built by the first refresh (dirty at start)
+        return self._sampling_index
 
     def _index_is_stale(self) -> bool:
         return self._probabilities_dirty or self._indexed_generation != self._memory_generation()
@@ -590,9 +596,8 @@ class Kdamond:
                 nodes = np.zeros(n_frames, dtype=np.int16)  # residency is in the values
             else:
                 nodes = self.memory.node_of_page(target.pid)
-                rates = self._rates.get(target.pid)
-                if rates is None:
-                    rates = np.zeros(len(nodes))
+                known = self._rates.get(target.pid)
+                rates = np.zeros(len(nodes)) if known is None else known
             kernels.accumulate_probabilities(
                 np.ascontiguousarray(rates, dtype=np.float64),
                 np.ascontiguousarray(nodes),
@@ -612,8 +617,7 @@ class Kdamond:
         return first + np.arange(n_frames, dtype=np.int64) * self.memory.page_size
 
     def _sample(self, samples: int) -> None:
-        if self._index_is_stale():
-            self._refresh_probabilities()
+        sampling_index = self._current_sampling_index()
         table = self.regions
         start, end, target, nr, bp, last, _ = table.arrays()
         self._max_nr_accesses_seen = kernels.sample_segment(
@@ -624,7 +628,7 @@ class Kdamond:
             nr,
             bp,
             last,
-            *self._sampling_index,
+            *sampling_index,
             self.min_region,
             samples,
             self.attrs.max_nr_accesses,

@@ -216,8 +216,9 @@ def binomial(state: np.ndarray, trials: int, p: float) -> int:
     return accessed
 
 
+# numba kernel: the per-sample loop stays in one flat function (the hottest loop of DAMON)
 @njit(cache=True)
-def sample_segment(
+def sample_segment(  # noqa: C901
     n: int,
     start: np.ndarray,
     end: np.ndarray,

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 FIELDS = ("start", "end", "target", "nr", "bp", "last", "age")
+# one array per entry of FIELDS, in that order (what the compiled kernels take)
+Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 class RegionTable:
@@ -55,12 +57,12 @@ class RegionTable:
     def age(self) -> np.ndarray:
         return self.column("age")
 
-    def arrays(self) -> tuple[np.ndarray, ...]:
+    def arrays(self) -> Arrays:
         """The full-capacity arrays in FIELDS order, for the compiled kernels."""
-        return tuple(self._arrays[name] for name in FIELDS)
+        return _in_order(self._arrays)
 
-    def spare_arrays(self) -> tuple[np.ndarray, ...]:
-        return tuple(self._spare[name] for name in FIELDS)
+    def spare_arrays(self) -> Arrays:
+        return _in_order(self._spare)
 
     def swap_spare(self, n: int) -> None:
         """Make the spare arrays (just written by a kernel) the live ones."""
@@ -121,3 +123,8 @@ class RegionTable:
         """Live regions as dicts (for reports and tests)."""
         columns = {name: self.column(name).tolist() for name in FIELDS}
         return [{name: columns[name][i] for name in FIELDS} for i in range(self.n)]
+
+
+def _in_order(arrays: dict[str, np.ndarray]) -> Arrays:
+    start, end, target, nr, bp, last, age = (arrays[name] for name in FIELDS)
+    return start, end, target, nr, bp, last, age

@@ -151,9 +151,11 @@ def run_benchmark(
         return text
     batched = []
     for num_envs in batch_sizes:
-        (row,) = bench_batched(batched_scenario, [num_envs])
-        progress(f"{batched_scenario} batched x{num_envs:,}: {row.env_steps_per_s:,.0f} steps/s")
-        batched.append(row)
+        (batched_row,) = bench_batched(batched_scenario, [num_envs])
+        progress(
+            f"{batched_scenario} batched x{num_envs:,}: {batched_row.env_steps_per_s:,.0f} steps/s"
+        )
+        batched.append(batched_row)
     return (
         text + "\n## Batched fluid model (`tierenv/WeightedInterleaveFluid-v0`)\n\n"
         "`WeightedInterleaveVectorEnv` on the fluid model (DAMON's sampling replaced by its "

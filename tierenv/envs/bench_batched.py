@@ -90,6 +90,7 @@ def bench_batched(
         env = WeightedInterleaveVectorEnv(num_envs, scenario=scenario)
         rng = np.random.default_rng(seed)
         shape = env.action_space.shape
+        assert shape is not None  # a Box
 
         def random_actions(rng: np.random.Generator = rng, shape: tuple = shape) -> np.ndarray:
             return rng.uniform(-1.0, 1.0, shape).astype(np.float32)

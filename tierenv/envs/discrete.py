@@ -80,6 +80,9 @@ class WeightedInterleaveDiscreteEnv(WeightedInterleaveEnv):
     points, else ``ValueError``). The DAMOS quota action (``quota_action``) is continuous only.
     """
 
+    # a Discrete space: the base env's actions are arrays, this env's are indices
+    action_space: spaces.Space[Any]
+
     def __init__(self, levels: int | None = None, **kwargs: Any) -> None:
         if kwargs.get("quota_action"):
             raise ValueError(

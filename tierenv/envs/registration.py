@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
+
+if TYPE_CHECKING:  # ``import tierenv`` registers the ids without loading the env
+    from tierenv.envs.weighted_interleave import WeightedInterleaveEnv
 
 #: The default scenario's (co-runner's) horizon in steps: the ids' ``spec.max_episode_steps``.
 #: A constant, as ``import tierenv`` must not load a scenario (the daemon imports it); a test
@@ -55,8 +58,10 @@ def register_envs() -> None:
     )
 
 
-def make_host_env(**kwargs: Any) -> gym.Env:
-    """``tierenv/WeightedInterleaveHost-v0``: the env on a real host (``host_options``)."""
+def make_host_env(**kwargs: Any) -> WeightedInterleaveEnv:
+    """``tierenv/WeightedInterleaveHost-v0``: the env on a real host, ``backend="host"``
+    (``host_options``: a ``tierenv.host.backend.HostOptions`` or a dict of its fields, or
+    the fields as keyword arguments)."""
     from tierenv.envs.weighted_interleave import WeightedInterleaveEnv
 
     return WeightedInterleaveEnv(backend="host", **kwargs)

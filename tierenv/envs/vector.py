@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from gymnasium import spaces
@@ -48,6 +48,9 @@ from tierenv.sim.fluid import (
 )
 from tierenv.workload.generator import distribution_of
 from tierenv.workload.scenario import Scenario, load_scenario
+
+if TYPE_CHECKING:  # imported where needed: vector_mixed builds on this module
+    from tierenv.envs.vector_mixed import MixedScenarioVectorEnv
 
 #: The most envs one batched env holds: its arrays are allocated at once (about 4.5 kB per
 #: env on co-runner at reset, measured with tracemalloc; a billion envs asked for ~100 GB).
@@ -129,7 +132,9 @@ class WeightedInterleaveVectorEnv(VectorEnv):
     the others keep their state and last observation).
     """
 
-    metadata: ClassVar[dict[str, Any]] = {
+    # gymnasium declares metadata an instance attribute: this class default is replaced per
+    # instance in __init__ (so no ClassVar, which mypy refuses over an instance attribute)
+    metadata: dict[str, Any] = {  # noqa: RUF012
         "autoreset_mode": AutoresetMode.NEXT_STEP,
         "render_modes": [],
     }
@@ -245,7 +250,8 @@ class WeightedInterleaveVectorEnv(VectorEnv):
         if seed is not None:
             seeds = [seed] * self.num_envs if isinstance(seed, int | np.integer) else list(seed)
             for row in np.flatnonzero(rows):
-                self.env_seeds[row] = None if seeds[row] is None else int(seeds[row])
+                row_seed = seeds[row]
+                self.env_seeds[row] = None if row_seed is None else int(row_seed)
         observations, info = self.reset_envs(rows)
         self._last_observations[rows] = observations
         for key, value in info.items():
@@ -428,7 +434,7 @@ def quota_from_actions(values: np.ndarray) -> np.ndarray:
 
 def make_fluid_vec_env(
     num_envs: int, scenario: str | Path | Scenario = DEFAULT_SCENARIO, **kwargs: Any
-) -> VectorEnv:
+) -> WeightedInterleaveVectorEnv | MixedScenarioVectorEnv:
     """A batched ``tierenv/WeightedInterleave-v0`` on the fluid model (what
     ``gymnasium.make_vec(..., vectorization_mode="vector_entry_point")`` builds): one
     scenario, or on a distribution (``scenario="random:default"``) scenarios drawn per group

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
@@ -78,7 +78,9 @@ class MixedScenarioVectorEnv(VectorEnv):
     ``max_episode_steps``. ``scenarios`` lists each group's current scenario and
     ``group_of_env`` each env's group."""
 
-    metadata: ClassVar[dict[str, Any]] = {
+    # gymnasium declares metadata an instance attribute: this class default is replaced per
+    # instance in __init__ (so no ClassVar, which mypy refuses over an instance attribute)
+    metadata: dict[str, Any] = {  # noqa: RUF012
         "autoreset_mode": AutoresetMode.NEXT_STEP,
         "render_modes": [],
     }
@@ -97,6 +99,7 @@ class MixedScenarioVectorEnv(VectorEnv):
         distribution = distribution_of(scenario)
         self.nominal_scenario: Scenario | None = None
         if distribution is None:
+            assert not isinstance(scenario, ScenarioDistribution)  # distribution_of takes those
             self.nominal_scenario = (
                 scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
             )
@@ -262,7 +265,9 @@ class MixedScenarioVectorEnv(VectorEnv):
         return group.reset()
 
     def _empty_batch(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        observations = np.zeros(self.observation_space.shape, dtype=np.float32)
+        shape = self.observation_space.shape
+        assert shape is not None  # a Box
+        observations = np.zeros(shape, dtype=np.float32)
         return observations, {}
 
     def _put(

@@ -1,13 +1,16 @@
 """``tierenv/WeightedInterleave-v0``: choose weighted-interleave weights every control interval.
 
 The env drives a ``Host`` (the simulated host by default) and never knows which one it is.
+Its docstring's observation and argument tables are generated when this module is imported
+(``observation_table``, ``arguments_table``), from the feature registry and the signature.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import inspect
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -39,13 +42,14 @@ from tierenv.workload.generator import (
 from tierenv.workload.scenario import Scenario, load_scenario
 from tierenv.workload.variation import realise
 
+if TYPE_CHECKING:  # the real-host backend (the daemon's core) is imported only when used
+    from tierenv.host.backend import HostOptions
+
 DEFAULT_SCENARIO = "co-runner"
 DEFAULT_MIGRATION_COST_PER_GIB = 0.1
 HostFactory = Callable[[int, np.ndarray | None], Host]
-HOST_OPTIONS = (
-    "sysfs_root", "host_config", "pids", "proc_root", "journal", "page_nodes", "wait",
-    "log_path", "use_damos",
-)  # fmt: skip
+#: The nodes of the observation table in the env's docstring: the default scenario's two.
+DOC_NODES = 2
 
 
 def plain_weights(weights: Any) -> Any:
@@ -61,11 +65,22 @@ def plain_weights(weights: Any) -> Any:
     return weights
 
 
-class WeightedInterleaveEnv(gym.Env):
+class WeightedInterleaveEnv(gym.Env[np.ndarray, np.ndarray]):
     """Set the kernel's weighted-interleave weights (and so the DAMOS ``migrate_hot`` dests)
     for the applications of a scenario, one control interval (1 s by default) per step.
 
-    ## Action space
+    ## Description
+    A host has memory nodes of different speeds (local DDR, CXL-attached memory). Linux's
+    weighted interleave (``/sys/kernel/mm/mempolicy/weighted_interleave/nodeN``) places an
+    application's newly allocated pages over the nodes in proportion to integer weights, and
+    DAMOS ``migrate_hot`` moves the pages DAMON finds hot over the nodes in the same
+    proportions (the weights are its weighted ``dests``). The agent picks the weights every
+    interval, trading the nodes' bandwidth against their latency and against migration
+    traffic as applications start, stop and change phase. The env
+    drives a ``Host`` (``tierenv.contracts.Host``) and never knows which one: the simulated
+    host at full DAMON fidelity by default, or a real machine with ``backend="host"``.
+
+    ## Action Space
     ``Box(-1, 1, (nodes,), float32)``: one value per memory node, mapped to integer weights
     1..255 by ``tierenv.contracts.action_to_weights`` (a softmax over nodes spanning 255:1,
     then the smallest weights within 2 % of those shares). Finite values outside [-1, 1] are
@@ -73,20 +88,30 @@ class WeightedInterleaveEnv(gym.Env):
     ``quota_action=True`` one more value sets the DAMOS quota (``action_to_quota``:
     16 MiB/s .. 2 GiB/s, log-spaced).
 
-    ## Observation space
+    ## Observation Space
     ``Box(float32)`` of named features with fixed physical normalisation
-    (``env.observation_names``; table in ``tierenv.contracts.features`` and the README):
-    per-node bandwidth over peak, latency over idle, read fraction, resident and free shares,
-    a DAMON hotness histogram per node, DAMON's access share per node, the weights in force,
-    migrated GiB/s, total throughput and the number of running applications. ``features=
-    "privileged"`` adds simulator-only truth (flagged; such policies are not exportable).
+    (``env.observation_names``; every group, with its meaning, in
+    ``tierenv.contracts.features.feature_table()`` and the README): per-node bandwidth over
+    peak, latency over idle, read fraction, resident and free shares, a DAMON hotness
+    histogram per node, DAMON's access share per node, the weights in force, migrated GiB/s,
+    total throughput and the number of running applications. Values are clipped to the
+    bounds. ``features="privileged"`` adds simulator-only truth (flagged; such policies are
+    not exportable). The default features on a two-node host (the default scenario: DDR
+    node 0, CXL node 1), built from the feature registry when this module is imported:
 
-    ## Reward
+    [observation table: generated from tierenv.contracts.features at import]
+
+    With N nodes every per-node group has N entries (``hotness`` one per node and bin: idle
+    < 5 %, warm < 25 %, hot < 50 %, hottest of the maximum access rate), in the same order.
+
+    ## Rewards
     Weighted speedup (sum over running applications of throughput over its throughput alone
-    on idle local memory) minus ``migration_cost_per_gib`` x GiB migrated in the interval.
-    ``info["reward_throughput"]`` and ``info["reward_migration"]`` carry the terms.
+    on idle local memory; those a scenario marks ``reward = false`` count 0) minus
+    ``migration_cost_per_gib`` x GiB migrated in the interval. ``info["reward_throughput"]``
+    and ``info["reward_migration"]`` carry the terms. On a real host the references come from
+    the host config's ``reference_gbps`` (``Host.reference_gbps``).
 
-    ## Starting state
+    ## Starting State
     ``reset`` returns the host before anything has run (``Host.begin``): on the simulator,
     time 0 with idle nodes, nothing allocated and ``initial_weights`` in force. The first
     ``step``'s action sets the weights of the first interval, in which the applications that
@@ -100,9 +125,11 @@ class WeightedInterleaveEnv(gym.Env):
     control intervals, each phase's intensity spread by a few percent, zipf hot chunks placed
     anew), so repeated episodes differ as repeated runs on a machine do, and every policy
     reset with the same seed sees the same run. ``env.scenario`` is the episode's realised
-    scenario (what oracles are given); ``env.nominal_scenario`` the one as written.
+    scenario (what oracles are given); ``env.nominal_scenario`` the one as written. With
+    ``host_factory`` or ``backend="host"`` the env realises nothing (``env.scenario`` is the
+    nominal one).
 
-    ## Episode end
+    ## Episode End
     Never terminates (a continuing control task); truncates when the scenario ends (after
     ``scenario.n_steps`` steps, ``max_episode_steps``). The registered id's
     ``spec.max_episode_steps`` is the default scenario's horizon (180), so ``gymnasium.make``'s
@@ -110,7 +137,9 @@ class WeightedInterleaveEnv(gym.Env):
     one ends by itself first; a longer one is cut at 180 steps by ``TimeLimit`` unless
     ``gymnasium.make`` gets ``max_episode_steps=scenario.n_steps`` (or ``-1``: no ``TimeLimit``,
     the scenario's end then truncates). ``step()`` after the episode ended raises
-    ``gymnasium.error.ResetNeeded``: the scenario has nothing more to simulate.
+    ``gymnasium.error.ResetNeeded``: the scenario has nothing more to simulate. A real host
+    runs on: only a ``TimeLimit`` ends its episodes (``tierenv/WeightedInterleaveHost-v0``
+    has none; give ``gymnasium.make`` ``max_episode_steps``).
 
     ## Info
     Numbers and numeric arrays only, the same keys and shapes at every step and at reset
@@ -123,6 +152,8 @@ class WeightedInterleaveEnv(gym.Env):
     ``env.last_result.measurements.app_names``.
 
     ## Arguments
+    [arguments table: generated from the signature at import]
+
     - ``scenario``: a shipped scenario name, a scenario file path or a ``Scenario``; or a
       scenario distribution, ``"random:NAME"`` (a shipped distribution such as
       ``random:default``, or ``random:path/to/file.toml``) or a ``ScenarioDistribution``:
@@ -142,20 +173,61 @@ class WeightedInterleaveEnv(gym.Env):
       the scenario's ``[damos]`` table, ``DamosSetup.for_scenario``).
     - ``host_factory``: ``f(seed, initial_weights) -> Host`` to drive another host (the
       scenario then only names the default).
-    - ``backend``: ``"sim"`` (default) or ``"host"``: a real host through
-      ``tierenv.host.backend.RealHost``, configured by its arguments given here (``sysfs_root``,
-      ``host_config``, and optionally ``pids``, ``proc_root``, ``journal``, ``page_nodes``,
-      ``wait``, ``log_path``, ``use_damos``) or as one ``host_options`` dict.
-      Same spaces, with the host-observable features only; the reward needs each app's
-      ``reference_gbps``; ``env.close()`` restores the host. Steps take real time.
     - ``render_mode``: ``"ansi"`` (one line per step), ``"rgb_array"`` (a plot of the episode
       so far, a few milliseconds per frame) or ``"human"`` (that plot in a matplotlib window,
       updated at every step).
+    - ``backend``: ``"sim"`` (default) or ``"host"``: a real host through
+      ``tierenv.host.backend.RealHost``. Same spaces, with the host-observable features only;
+      the reward needs each app's ``reference_gbps``; ``env.close()`` restores the host.
+      Steps take real time.
+    - ``host_options``: the real host's configuration (``backend="host"`` only): a
+      ``tierenv.host.backend.HostOptions``, or a dict of its field names (``sysfs_root``,
+      ``host_config``, and optionally ``proc_root``, ``interval_s``, ``journal``,
+      ``page_nodes``, ``use_damos``, ``wait``, ``log_path``, ``pids``). The same names are
+      also taken as keyword arguments of their own (``gymnasium.make(...,
+      sysfs_root="/sys", host_config=...)``), which override the ``host_options`` ones. An
+      unknown name raises ``TypeError``.
 
     ``reset`` takes no ``options`` (any given are refused).
+
+    ## Example
+    >>> import gymnasium as gym
+    >>> import tierenv  # registers the ids
+    >>> env = gym.make("tierenv/WeightedInterleave-v0", scenario="co-runner")
+    >>> env
+    <TimeLimit<OrderEnforcing<PassiveEnvChecker<WeightedInterleaveEnv<tierenv/WeightedInterleave-v0>>>>>
+    >>> observation, info = env.reset(seed=0)
+    >>> observation.shape, env.action_space.shape
+    ((26,), (2,))
+    >>> observation, reward, terminated, truncated, info = env.step(env.action_space.sample())
+    >>> env.close()
+
+    ``tierenv/WeightedInterleave-Discrete-v0`` is this env with a grid of weight ratios
+    (``Discrete`` actions), ``tierenv/WeightedInterleaveHost-v0`` this env on a real host
+    (``backend="host"``, flagged nondeterministic) and ``gymnasium.make_vec(
+    "tierenv/WeightedInterleaveFluid-v0", num_envs=N)`` a batched fluid model of it.
+
+    ## Version History
+    Every id is still ``v0``; these changes were made under it, so trajectories recorded
+    before one of them differ from today's:
+    - 2026-12-02: ``reset`` realises the scenario's ``[variation]`` from ``np_random`` (the
+      same seed no longer gives the nominal run); ``scenario`` may be a distribution
+      (``random:...``); this id and the discrete one declare ``max_episode_steps`` (180);
+      ``step`` after the end raises ``ResetNeeded`` and ``reset`` refuses ``options``;
+      ``info`` holds numbers only (per-application columns and ``app_running`` instead of
+      ``app_names``); ``"human"`` rendering.
+    - 2026-12-02: ``reset`` returns ``Host.begin`` (time 0, nothing placed) instead of one
+      interval run under ``initial_weights``; ``damos`` defaults to the scenario's
+      ``[damos]`` table; the reward skips applications with ``reward = false``.
+    - 2026-11-26: ``backend="host"`` (``RealHost``, with ``quota_action``) and its id
+      ``tierenv/WeightedInterleaveHost-v0``; ``step_weights``.
+    - 2026-11-25: v0: the simulated host at full DAMON fidelity, the action-to-weights
+      mapping, default and privileged features, the weighted-speedup-minus-migration reward,
+      ``ansi`` and ``rgb_array`` rendering.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {
+    # declared as gym.Env declares it (an instance attribute), not as a ClassVar
+    metadata: dict[str, Any] = {  # noqa: RUF012
         "render_modes": ["ansi", "rgb_array", "human"],
         "render_fps": 4,
     }
@@ -171,19 +243,23 @@ class WeightedInterleaveEnv(gym.Env):
         host_factory: HostFactory | None = None,
         render_mode: str | None = None,
         backend: str = "sim",
-        host_options: dict[str, Any] | None = None,
+        host_options: HostOptions | Mapping[str, Any] | None = None,
         **unknown: Any,
     ) -> None:
         if backend not in ("sim", "host"):
             raise ValueError(f"backend must be 'sim' or 'host', got {backend!r}")
-        host_options = dict(host_options or {})
+        given_one_by_one: dict[str, Any] = {}
         if backend == "host":
-            host_options.update({k: unknown.pop(k) for k in HOST_OPTIONS if k in unknown})
+            from tierenv.host.backend import HostOptions
+
+            names = HostOptions.names()
+            given_one_by_one = {k: unknown.pop(k) for k in names if k in unknown}
         reject_unknown_arguments(type(self), unknown)
         if backend == "sim" and host_options:
             raise ValueError("host_options are for backend='host'")
         if backend == "host":
-            host_factory = self._real_host_factory(host_options)
+            options = HostOptions.of(host_options or {}, **given_one_by_one)
+            host_factory = self._real_host_factory(options)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
                 f"render_mode {render_mode!r}: valid modes are "
@@ -200,8 +276,8 @@ class WeightedInterleaveEnv(gym.Env):
             self.nominal_scenario = draw_scenario(self.distribution, np.random.default_rng(0))
         elif isinstance(scenario, Scenario):
             self.nominal_scenario = scenario
-        else:
-            self.nominal_scenario = load_scenario(scenario)
+        else:  # a name or a path (distribution_of took the distributions)
+            self.nominal_scenario = load_scenario(cast("str | Path", scenario))
         # the episode's run of the nominal scenario (realised at every reset on the simulator)
         self.scenario = self.nominal_scenario
         self._realises = host_factory is None
@@ -310,11 +386,9 @@ class WeightedInterleaveEnv(gym.Env):
         if self._window is not None:
             self._window.close()
             self._window = None
-        close = getattr(self.host, "close", None)
-        if close is not None:
-            failures = close()
-            if failures:
-                raise RuntimeError(f"the host could not be fully restored: {failures}")
+        failures = self.host.close()
+        if failures:
+            raise RuntimeError(f"the host could not be fully restored: {failures}")
         super().close()
 
     # The plot's figure and its cached background are not picklable: rebuilt on first use.
@@ -395,10 +469,10 @@ class WeightedInterleaveEnv(gym.Env):
         return throughput, running
 
     @staticmethod
-    def _real_host_factory(options: dict[str, Any]) -> HostFactory:
+    def _real_host_factory(options: HostOptions) -> HostFactory:
         from tierenv.host.backend import RealHost
 
-        host = RealHost(**options)
+        host = RealHost.from_options(options)
         return lambda _seed, _weights: host  # one host for the env's life: reset reuses it
 
     def _simulated_host(self, seed: int, weights: np.ndarray | None) -> SimulatedHost:
@@ -408,9 +482,8 @@ class WeightedInterleaveEnv(gym.Env):
         self._last = result
         m = result.measurements
         observation = self.observation_spec.build(m, result.truth, self.node_info)
-        references = None
-        if result.truth is None and hasattr(self.host, "reference_gbps"):
-            references = self.host.reference_gbps(m.app_names)
+        # the simulator's truth carries the references; a real host's config does
+        references = None if result.truth is not None else self.host.reference_gbps(m.app_names)
         reward = compute_reward(m, result.truth, self.migration_cost_per_gib, references)
         throughput, running = self._app_columns(m.app_names, m.app_throughput_gbps)
         # numpy scalars and arrays only (each with a dtype): what batched info readers stack
@@ -431,3 +504,61 @@ class WeightedInterleaveEnv(gym.Env):
         if self.render_mode in ("rgb_array", "human"):
             self._history.add(m)
         return observation, float(reward.total), info
+
+
+# ---------------------------------------------------------------------- docstring tables
+def observation_table(n_nodes: int = DOC_NODES, features: str | Sequence[str] = "default") -> str:
+    """The observation vector of ``features`` on ``n_nodes`` nodes as a Markdown table, one
+    row per entry: index, name, unit, bounds and where a real host reads it (the feature
+    registry, ``tierenv.contracts.features``, is the only source)."""
+    spec = ObservationSpec(n_nodes, features)
+    lines = ["| index | feature | unit | bounds | host source |", "|---|---|---|---|---|"]
+    index = 0
+    for group in spec.groups:
+        source = group.host_source or "simulator only (privileged)"
+        for name in group.names(n_nodes):
+            cells = (str(index), f"``{name}``", group.unit, f"{group.low:g}..{group.high:g}")
+            lines.append(_table_row((*cells, source)))
+            index += 1
+    return "\n".join(lines)
+
+
+def arguments_table(cls: type = WeightedInterleaveEnv) -> str:
+    """``cls``'s constructor arguments (without ``self`` and ``**kwargs``) as a Markdown
+    table: name, annotated type and default, read from its signature."""
+    lines = ["| argument | type | default |", "|---|---|---|"]
+    for parameter in inspect.signature(cls).parameters.values():
+        if parameter.kind in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL):
+            continue
+        annotation = parameter.annotation  # a string: the module postpones annotations
+        kind = annotation if isinstance(annotation, str) else inspect.formatannotation(annotation)
+        default = parameter.default
+        shown = "required" if default is parameter.empty else f"``{default!r}``"
+        lines.append(_table_row((f"``{parameter.name}``", f"``{kind}``", shown)))
+    return "\n".join(lines)
+
+
+def _table_row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+
+OBSERVATION_TABLE_MARK = "[observation table: generated from tierenv.contracts.features at import]"
+ARGUMENTS_TABLE_MARK = "[arguments table: generated from the signature at import]"
+
+
+def _fill_docstring(doc: str | None) -> str | None:
+    """``doc`` with its table marks replaced by the generated tables (indented as the mark);
+    ``None`` (``python -OO``) stays ``None``."""
+    if doc is None:
+        return None
+    for mark, table in (
+        (OBSERVATION_TABLE_MARK, observation_table()),
+        (ARGUMENTS_TABLE_MARK, arguments_table()),
+    ):
+        line = next(line for line in doc.splitlines() if line.strip() == mark)
+        indent = line[: len(line) - len(line.lstrip())]
+        doc = doc.replace(line, "\n".join(indent + row for row in table.splitlines()))
+    return doc
+
+
+WeightedInterleaveEnv.__doc__ = _fill_docstring(WeightedInterleaveEnv.__doc__)

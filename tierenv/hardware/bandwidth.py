@@ -1,6 +1,6 @@
 """Saturation bandwidth of a memory node as a function of its read/write mix.
 
-One form covers DDR and CXL (see ``../shared/reference/ddr-cxl-calibration.md`` §1.4)::
+One form covers DDR and CXL (docs/references.md#saturation-bandwidth)::
 
     Bsat(r) = min(read_link / r, write_link / (1 - r),
                   media * (1 - write_penalty * min(1 - r, 0.5)))

@@ -17,6 +17,7 @@ share and whose queueing rises early, at light load, before the memory's own kne
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -31,7 +32,10 @@ MIN_EXCESS_SLOPE_NS = 1e-3
 class LatencyCurve(Protocol):
     """Interface shared by the parametric and the piecewise curve."""
 
-    form: str
+    @property
+    def form(self) -> str:
+        """Either ``parametric`` or ``piecewise`` (read-only: the curves are frozen)."""
+        ...
 
     def excess_ns(self, load: np.ndarray, read_fraction: np.ndarray) -> np.ndarray:
         """Excess latency at load ρ (inf where the node cannot serve ρ)."""
@@ -215,7 +219,11 @@ class PiecewiseCurve:
         object.__setattr__(self, "loads", tuple(loads))
         object.__setattr__(self, "excess", tuple(excess))
 
-    def _blend(self, read_fraction: np.ndarray, per_mix) -> tuple[np.ndarray, ...]:
+    def _blend(
+        self,
+        read_fraction: np.ndarray,
+        per_mix: Callable[[int], tuple[np.ndarray, np.ndarray, np.ndarray]],
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         lower, upper_weight = _mix_weights(
             np.asarray(read_fraction, dtype=float), self.read_fraction
         )
@@ -226,7 +234,10 @@ class PiecewiseCurve:
         pick = np.broadcast_to(lower, stacked[0].shape[1:])
         lo = [np.take_along_axis(s, pick[None], 0)[0] for s in stacked]
         hi = [np.take_along_axis(s, pick[None] + 1, 0)[0] for s in stacked]
-        return tuple((1 - upper_weight) * a + upper_weight * b for a, b in zip(lo, hi, strict=True))
+        rho, slope, integral = (
+            (1 - upper_weight) * a + upper_weight * b for a, b in zip(lo, hi, strict=True)
+        )
+        return rho, slope, integral
 
     def excess_ns(self, load: np.ndarray, read_fraction: np.ndarray) -> np.ndarray:
         rho = np.maximum(np.asarray(load, dtype=float), 0.0)
@@ -405,8 +416,8 @@ def link_rise(traffic, rise_ns, rise_gbps) -> tuple[np.ndarray, np.ndarray]:
 def load_through_link(
     excess: np.ndarray,
     offset: np.ndarray,
-    rise_ns: np.ndarray,
-    rise_gbps: np.ndarray,
+    rise_ns: np.ndarray | float,
+    rise_gbps: np.ndarray | float,
     traffic_per_load: np.ndarray,
     memory_load_at,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

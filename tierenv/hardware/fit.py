@@ -1,7 +1,7 @@
 """Fit node profiles to measured loaded-latency curves (MLC, Mess).
 
 Per measured curve, the open-loop rising branch (idle up to the first point at >= 98 % of the
-peak) is fitted with the p-form of ``../shared/reference/ddr-cxl-calibration.md`` §2.3::
+peak) is fitted with the p-form (docs/references.md#latency-curve-form)::
 
     L(B) = L0 + a · ((1 - B/Bmax)^-p - 1)
 
@@ -29,14 +29,20 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from tierenv.hardware.bandwidth import WRITE_SHARE_CAP, SaturationBandwidth
-from tierenv.hardware.curves import ParametricCurve, PiecewiseCurve, SocketLink, link_rise
+from tierenv.hardware.curves import (
+    LatencyCurve,
+    ParametricCurve,
+    PiecewiseCurve,
+    SocketLink,
+    link_rise,
+)
 from tierenv.hardware.measurements import MeasuredCurve
 from tierenv.hardware.profile import REMOTE_KINDS, NodeProfile
 
 RISING_FRACTION = 0.98
 UNLOADED_SHARE = 0.5  # the lightest point of a usable sweep carries less of the peak than this
 CXL_LINK_ONLY_TOLERANCE = 0.03  # log-error up to which links alone explain a CXL device
-DEFAULT_WRITE_PENALTY = 0.3  # DDR4/DDR5 fits lie in 0.25-0.45 (reference §1.4); used with one mix
+DEFAULT_WRITE_PENALTY = 0.3  # used with one mix (docs/references.md#ddr-write-penalty)
 LINK_CAPACITY_KINDS = ("cxl", "remote-cxl")  # capacity from read/write links and media
 # Physical range of an anchored idle latency, ns: no DRAM answers a load in under 20 ns (tRCD +
 # CL alone take about 28 ns), and memory beyond 2 us is no load/store tier (CXL behind two
@@ -94,9 +100,10 @@ def fit_curve(
     """Fit the p-form to a curve's rising branch; ``idle_latency_ns`` fixes L0 if given.
 
     The asymptote Bmax lies between the measured peak (or ``min_bmax_gbps``, the modelled
-    capacity, if higher) and 1.5 times it (reference §2.4): a fit may not wander off to a
-    nearly straight line that ignores the knee. ``rising_only``: ``curve`` holds rising-branch
-    points already (see ``_merged``); cutting it again would drop its top points.
+    capacity, if higher) and 1.5 times it (docs/references.md#curve-fit-bounds): a fit may not
+    wander off to a nearly straight line that ignores the knee. ``rising_only``: ``curve``
+    holds rising-branch points already (see ``_merged``); cutting it again would drop its top
+    points.
     """
     if rising_only:
         rising = curve
@@ -109,7 +116,7 @@ def fit_curve(
     fixed_idle = idle_latency_ns is not None
 
     def unpack(x: np.ndarray) -> CurveFit:
-        if fixed_idle:
+        if idle_latency_ns is not None:  # fixed_idle
             a, p, bmax = x
             idle = float(idle_latency_ns)
         else:
@@ -145,6 +152,7 @@ def fit_curve(
             score = (float(np.median(np.abs(result.fun))), result.cost)
             if best is None or score < best[0]:
                 best = (score, result.x)
+    assert best is not None  # the loops above always run
     return unpack(best[1])
 
 
@@ -200,15 +208,17 @@ def fit_saturation(kind: str, read_fractions: np.ndarray, peaks: np.ndarray) -> 
         start = np.clip([top, 0.0, read_floor, write_floor], lower, upper)
         start = np.maximum(start, np.array(lower) * 1.000001)
         start = np.minimum(start, np.array(upper) * 0.999999 + 1e-300)
-        fit = least_squares(
-            lambda x: np.log(model(x)) - np.log(peaks), start, bounds=(lower, upper)
-        )
+
+        def log_errors(x: np.ndarray) -> np.ndarray:
+            return np.log(model(x)) - np.log(peaks)
+
+        fit = least_squares(log_errors, start, bounds=(lower, upper))
         return fit, float(np.max(np.abs(fit.fun)))
 
     # The simplest model that explains the measured peaks to within CXL_LINK_ONLY_TOLERANCE:
     # media alone, then one link, then both links (the physical picture of a CXL device,
-    # reference §1.4), and only if none fits, a media write penalty as well. A link the data
-    # do not need would extrapolate wildly to mixes nobody measured.
+    # docs/references.md#saturation-bandwidth), and only if none fits, a media write penalty
+    # as well. A link the data do not need would extrapolate wildly to mixes nobody measured.
     candidates = [(False, False), (True, False), (False, True), (True, True)]
     chosen = None
     for links in candidates:
@@ -304,7 +314,7 @@ def fit_profile(
             headroom = max(fit.bmax_gbps / capacity, 1.0)
             params.append((r, fit.a_ns, fit.exponent, headroom))
         columns = np.array(params).T
-        latency = ParametricCurve(*columns)
+        latency: LatencyCurve = ParametricCurve(*columns)
     elif form == "piecewise":
         loads, excess = [], []
         for r in mixes:
@@ -373,13 +383,13 @@ def _fit_remote_view(
             [(m - c.latency_ns) / c.latency_ns for m, c in zip(model(x), rising, strict=True)]
         )
 
-    lower = [0.8 * lightest] + ([0.0] if free_write else []) + [0.0, 1e-3 * top]
-    upper = [1.01 * lightest] + ([10.0 * lightest] if free_write else []) + [5 * lightest, 2 * top]
+    low = [0.8 * lightest] + ([0.0] if free_write else []) + [0.0, 1e-3 * top]
+    high = [1.01 * lightest] + ([10.0 * lightest] if free_write else []) + [5 * lightest, 2 * top]
     for c, bmin in zip(rising, floor, strict=True):
         rise_here = max(float(c.latency_ns.max() - c.latency_ns[0]), 1.0)
-        lower += [1e-3, 0.02, bmin * (1 + 1e-6)]
-        upper += [50.0 * rise_here + 1e3, 8.0, bmin * 1.5]
-    lower, upper = np.array(lower), np.array(upper)
+        low += [1e-3, 0.02, bmin * (1 + 1e-6)]
+        high += [50.0 * rise_here + 1e3, 8.0, bmin * 1.5]
+    lower, upper = np.array(low), np.array(high)
     # Starting memory curves: each mix fitted alone with the local p-form.
     alone = [
         fit_curve(c, min_bmax_gbps=cap, rising_only=True)
@@ -392,11 +402,11 @@ def _fit_remote_view(
     best = None
     for rise_share in (0.05, 0.3):
         for half_share in (0.03, 0.15):
-            start = [0.97 * lightest] + ([write_start] if free_write else [])
-            start += [rise_share * lightest, half_share * top]
+            guess = [0.97 * lightest] + ([write_start] if free_write else [])
+            guess += [rise_share * lightest, half_share * top]
             for fit in alone:
-                start += [fit.a_ns, fit.exponent, fit.bmax_gbps]
-            start = np.clip(start, lower + 1e-9 * np.abs(lower), upper * (1 - 1e-9))
+                guess += [fit.a_ns, fit.exponent, fit.bmax_gbps]
+            start = np.clip(guess, lower + 1e-9 * np.abs(lower), upper * (1 - 1e-9))
             result = least_squares(
                 residuals, start, bounds=(lower, upper), loss="soft_l1", f_scale=0.02
             )
@@ -407,6 +417,7 @@ def _fit_remote_view(
             score = (max(errors), result.cost)
             if best is None or score < best[0]:
                 best = (score, result.x)
+    assert best is not None  # the loops above always run
     idle, write_idle, rise, half, per_mix = unpack(best[1])
     # A term the fit drove to its bound is absent; keep it an exact zero in the file.
     write_idle, rise = (value if value > 1e-6 else 0.0 for value in (write_idle, rise))

@@ -294,7 +294,7 @@ def _mess_rows(source: str, text: str) -> list[tuple[float, float, float, float]
     if missing:
         raise _fail(source, "line 1", f"missing column(s) {', '.join(missing)}")
     columns = [header.index(name) for name in _MESS_COLUMNS]
-    rows = []
+    rows: list[tuple[float, float, float, float]] = []
     for record in reader:
         if not any(cell.strip() for cell in record):
             continue
@@ -304,15 +304,15 @@ def _mess_rows(source: str, text: str) -> list[tuple[float, float, float, float]
                 f"line {reader.line_num}",
                 f"expected {len(header)} fields, got {len(record)}",
             )
-        values = tuple(
+        read_pct, pause, gbps, ns = (
             _parse_number(source, reader.line_num, _MESS_COLUMNS[k], record[c])
             for k, c in enumerate(columns)
         )
-        if values[0] > 100:
+        if read_pct > 100:
             raise _fail(
-                source, f"line {reader.line_num}", f"read_pct_rounded {values[0]:g} is above 100"
+                source, f"line {reader.line_num}", f"read_pct_rounded {read_pct:g} is above 100"
             )
-        rows.append(values)
+        rows.append((read_pct, pause, gbps, ns))
     if not rows:
         raise _fail(source, None, "no data rows after the header")
     return rows

@@ -63,15 +63,16 @@ class NodeSet:
             p.load_at(latency_ns[..., i] - p.idle_latency_ns, read_fraction[..., i])
             for i, p in enumerate(self.profiles)
         ]
-        return tuple(np.stack(values, axis=-1) for values in zip(*parts, strict=True))
+        load, slope, integral = (np.stack(values, axis=-1) for values in zip(*parts, strict=True))
+        return load, slope, integral
 
 
 class _VectorisedNodes:
     """Parameters of all nodes as padded arrays (nodes x mixes) for one-pass evaluation."""
 
     def __init__(self, profiles: Sequence[NodeProfile]):
-        curves = [p.latency for p in profiles]
-        self.usable = all(isinstance(c, ParametricCurve) for c in curves)
+        curves = [p.latency for p in profiles if isinstance(p.latency, ParametricCurve)]
+        self.usable = len(curves) == len(profiles)
         if not self.usable:
             return
         bandwidths = [p.bandwidth for p in profiles]

@@ -206,8 +206,10 @@ class NodeProfile:
                         ],
                     }
                 )
-        else:
+        elif isinstance(self.latency, ParametricCurve):
             latency = self.latency.to_dict()
+        else:
+            raise TypeError(f"cannot write a {type(self.latency).__name__} latency curve")
         out = {
             "name": self.name,
             "kind": self.kind,
@@ -231,102 +233,25 @@ def profile_from_dict(
 ) -> NodeProfile:
     """Build a profile from parsed TOML, naming ``source`` and the field in every error (and
     the line of an unknown key when the file's ``text`` is given)."""
-
-    def fail(fieldname: str, problem: str) -> ProfileError:
-        return ProfileError(f"{source}: field '{fieldname}': {problem}")
-
-    def unknown(table: dict[str, Any], prefix: str, valid: tuple[str, ...]) -> None:
-        for key in table:
-            if key not in valid:
-                line = None if text is None else _line_of(text, prefix, key)
-                at = "" if line is None else f" at line {line}"
-                raise fail(f"{prefix}{key}", f"unknown field{at} (expected {', '.join(valid)})")
-
-    def number(table: dict[str, Any], key: str, prefix: str, required: bool = True) -> float | None:
-        if key not in table:
-            if required:
-                raise fail(prefix + key, "missing")
-            return None
-        value = table[key]
-        if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
-            raise fail(prefix + key, f"must be a number, got {value!r}")
-        if value < 0:
-            raise fail(prefix + key, f"must not be negative, got {value!r}")
-        return float(value)
-
-    unknown(data, "", TOP_FIELDS)
+    fields = _Fields(source, text)
+    fields.unknown(data, "", TOP_FIELDS)
     for key in ("name", "kind"):
         if not isinstance(data.get(key), str) or not data[key]:
-            raise fail(key, "missing or not a string")
+            raise fields.fail(key, "missing or not a string")
     if data["kind"] not in NODE_KINDS:
-        raise fail("kind", f"must be one of {', '.join(NODE_KINDS)}, got {data['kind']!r}")
-    idle = number(data, "idle_latency_ns", "")
+        raise fields.fail("kind", f"must be one of {', '.join(NODE_KINDS)}, got {data['kind']!r}")
+    idle = fields.number(data, "idle_latency_ns", "")
     if idle == 0:
-        raise fail("idle_latency_ns", "must be positive")
-
-    bw_table = data.get("bandwidth")
-    if not isinstance(bw_table, dict):
-        raise fail("bandwidth", "missing table")
-    unknown(bw_table, "bandwidth.", BANDWIDTH_FIELDS)
-    try:
-        bandwidth = SaturationBandwidth(
-            media_gbps=number(bw_table, "media_gbps", "bandwidth."),
-            write_penalty=number(bw_table, "write_penalty", "bandwidth.", required=False) or 0.0,
-            read_link_gbps=number(bw_table, "read_link_gbps", "bandwidth.", required=False),
-            write_link_gbps=number(bw_table, "write_link_gbps", "bandwidth.", required=False),
-        )
-    except ValueError as err:
-        if isinstance(err, ProfileError):
-            raise
-        raise fail("bandwidth", str(err)) from None
-
-    lat_table = data.get("latency")
-    if not isinstance(lat_table, dict) or not isinstance(lat_table.get("mixes"), list):
-        raise fail("latency.mixes", "missing list of mixes")
-    unknown(lat_table, "latency.", LATENCY_FIELDS)
-    mixes = lat_table["mixes"]
-    if not mixes:
-        raise fail("latency.mixes", "empty")
-    form = lat_table.get("form", "parametric")
-    for index, mix in enumerate(mixes):
-        _require_table(mix, f"latency.mixes[{index}]", fail)
-        if form in MIX_FIELDS:
-            unknown(mix, f"latency.mixes[{index}].", MIX_FIELDS[form])
-    try:
-        if form == "parametric":
-            columns = {key: [] for key in ("read_fraction", "a_ns", "exponent", "headroom")}
-            for index, mix in enumerate(mixes):
-                _require_table(mix, f"latency.mixes[{index}]", fail)
-                for key, values in columns.items():
-                    values.append(number(mix, key, f"latency.mixes[{index}]."))
-            curve: LatencyCurve = ParametricCurve(**{k: np.array(v) for k, v in columns.items()})
-        elif form == "piecewise":
-            reads, loads, excess = [], [], []
-            for index, mix in enumerate(mixes):
-                _require_table(mix, f"latency.mixes[{index}]", fail)
-                prefix = f"latency.mixes[{index}]."
-                r = number(mix, "read_fraction", prefix)
-                bws = _number_list(mix, "bandwidth_gbps", prefix, fail)
-                lats = _number_list(mix, "latency_ns", prefix, fail)
-                if len(bws) != len(lats):
-                    raise fail(prefix + "latency_ns", "needs as many entries as bandwidth_gbps")
-                reads.append(r)
-                loads.append(np.array(bws) / float(bandwidth(r)))
-                excess.append(np.array(lats) - idle)
-            curve = PiecewiseCurve(np.array(reads), tuple(loads), tuple(excess))
-        else:
-            raise fail("latency.form", f"must be 'parametric' or 'piecewise', got {form!r}")
-    except ValueError as err:
-        if isinstance(err, ProfileError):
-            raise
-        raise fail("latency", str(err)) from None
-
+        raise fields.fail("idle_latency_ns", "must be positive")
+    bandwidth = _bandwidth_from_table(data, fields)
+    form, mixes = _latency_mixes(data, fields)
+    curve = _curve_from_mixes(form, mixes, idle, bandwidth, fields)
     if isinstance(data.get("link"), dict):
-        unknown(data["link"], "link.", LINK_FIELDS)
-    link = _link_from_table(data, form, fail, number)
+        fields.unknown(data["link"], "link.", LINK_FIELDS)
+    link = _link_from_table(data, form, fields.fail, fields.number)
     provenance = data.get("provenance", {})
     if not isinstance(provenance, dict):
-        raise fail("provenance", "must be a table")
+        raise fields.fail("provenance", "must be a table")
     return NodeProfile(
         name=data["name"],
         kind=data["kind"],
@@ -337,6 +262,123 @@ def profile_from_dict(
         provenance={str(k): str(v) for k, v in provenance.items()},
         link=link,
     )
+
+
+@dataclass(frozen=True)
+class _Fields:
+    """Checks of a profile's fields; errors name ``source`` and the field (and the line of an
+    unknown key when the file's ``text`` is given)."""
+
+    source: str
+    text: str | None
+
+    def fail(self, fieldname: str, problem: str) -> ProfileError:
+        return ProfileError(f"{self.source}: field '{fieldname}': {problem}")
+
+    def unknown(self, table: dict[str, Any], prefix: str, valid: tuple[str, ...]) -> None:
+        for key in table:
+            if key not in valid:
+                line = None if self.text is None else _line_of(self.text, prefix, key)
+                at = "" if line is None else f" at line {line}"
+                raise self.fail(
+                    f"{prefix}{key}", f"unknown field{at} (expected {', '.join(valid)})"
+                )
+
+    def number(self, table: dict[str, Any], key: str, prefix: str) -> float:
+        """A required number >= 0."""
+        if key not in table:
+            raise self.fail(prefix + key, "missing")
+        return self._checked(table[key], prefix + key)
+
+    def optional_number(self, table: dict[str, Any], key: str, prefix: str) -> float | None:
+        """A number >= 0, or None when the key is absent."""
+        return None if key not in table else self._checked(table[key], prefix + key)
+
+    def _checked(self, value: Any, fieldname: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
+            raise self.fail(fieldname, f"must be a number, got {value!r}")
+        if value < 0:
+            raise self.fail(fieldname, f"must not be negative, got {value!r}")
+        return float(value)
+
+
+def _bandwidth_from_table(data: dict[str, Any], fields: _Fields) -> SaturationBandwidth:
+    bw_table = data.get("bandwidth")
+    if not isinstance(bw_table, dict):
+        raise fields.fail("bandwidth", "missing table")
+    fields.unknown(bw_table, "bandwidth.", BANDWIDTH_FIELDS)
+    try:
+        return SaturationBandwidth(
+            media_gbps=fields.number(bw_table, "media_gbps", "bandwidth."),
+            write_penalty=fields.optional_number(bw_table, "write_penalty", "bandwidth.") or 0.0,
+            read_link_gbps=fields.optional_number(bw_table, "read_link_gbps", "bandwidth."),
+            write_link_gbps=fields.optional_number(bw_table, "write_link_gbps", "bandwidth."),
+        )
+    except ValueError as err:
+        if isinstance(err, ProfileError):
+            raise
+        raise fields.fail("bandwidth", str(err)) from None
+
+
+def _latency_mixes(data: dict[str, Any], fields: _Fields) -> tuple[str, list[Any]]:
+    """The ``[latency]`` table's form and its mixes, each a table with known keys."""
+    lat_table = data.get("latency")
+    if not isinstance(lat_table, dict) or not isinstance(lat_table.get("mixes"), list):
+        raise fields.fail("latency.mixes", "missing list of mixes")
+    fields.unknown(lat_table, "latency.", LATENCY_FIELDS)
+    mixes = lat_table["mixes"]
+    if not mixes:
+        raise fields.fail("latency.mixes", "empty")
+    form = lat_table.get("form", "parametric")
+    for index, mix in enumerate(mixes):
+        _require_table(mix, f"latency.mixes[{index}]", fields.fail)
+        if form in MIX_FIELDS:
+            fields.unknown(mix, f"latency.mixes[{index}].", MIX_FIELDS[form])
+    return form, mixes
+
+
+def _curve_from_mixes(
+    form: str, mixes: list[Any], idle: float, bandwidth: SaturationBandwidth, fields: _Fields
+) -> LatencyCurve:
+    try:
+        if form == "parametric":
+            return _parametric_curve(mixes, fields)
+        if form == "piecewise":
+            return _piecewise_curve(mixes, idle, bandwidth, fields)
+        raise fields.fail("latency.form", f"must be 'parametric' or 'piecewise', got {form!r}")
+    except ValueError as err:
+        if isinstance(err, ProfileError):
+            raise
+        raise fields.fail("latency", str(err)) from None
+
+
+def _parametric_curve(mixes: list[Any], fields: _Fields) -> ParametricCurve:
+    columns: dict[str, list[float]] = {
+        key: [] for key in ("read_fraction", "a_ns", "exponent", "headroom")
+    }
+    for index, mix in enumerate(mixes):
+        _require_table(mix, f"latency.mixes[{index}]", fields.fail)
+        for key, values in columns.items():
+            values.append(fields.number(mix, key, f"latency.mixes[{index}]."))
+    return ParametricCurve(**{k: np.array(v) for k, v in columns.items()})
+
+
+def _piecewise_curve(
+    mixes: list[Any], idle: float, bandwidth: SaturationBandwidth, fields: _Fields
+) -> PiecewiseCurve:
+    reads, loads, excess = [], [], []
+    for index, mix in enumerate(mixes):
+        _require_table(mix, f"latency.mixes[{index}]", fields.fail)
+        prefix = f"latency.mixes[{index}]."
+        r = fields.number(mix, "read_fraction", prefix)
+        bws = _number_list(mix, "bandwidth_gbps", prefix, fields.fail)
+        lats = _number_list(mix, "latency_ns", prefix, fields.fail)
+        if len(bws) != len(lats):
+            raise fields.fail(prefix + "latency_ns", "needs as many entries as bandwidth_gbps")
+        reads.append(r)
+        loads.append(np.array(bws) / float(bandwidth(r)))
+        excess.append(np.array(lats) - idle)
+    return PiecewiseCurve(np.array(reads), tuple(loads), tuple(excess))
 
 
 def _link_from_table(data: dict[str, Any], form: str, fail, number) -> SocketLink | None:

@@ -171,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     for fit in fits:
         profile, link = fit.profile, fit.profile.link
+        assert link is not None  # every remote view has its socket link
         path = args.out / f"{profile.name}.toml"
         profile.save(path)
         print(

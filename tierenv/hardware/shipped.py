@@ -3,7 +3,7 @@
 Four profiles are fitted to the measurement files in ``../shared/data`` with the same code as
 ``tierenv calibrate``, and two remote views (``remote_view.REMOTE_VIEW_RECIPES``) with the same
 code as ``tierenv calibrate --kind remote-ddr|remote-cxl``; two are fitted to numbers published
-in the sources named in each entry (``../shared/reference/ddr-cxl-calibration.md``); eight more
+in the sources named in each entry (see also docs/references.md); eight more
 mirror the hardware of published interleaving results, each an existing profile scaled to the
 published numbers (what was scaled by what, and what was assumed, is in each profile's
 provenance). ``python -m experiments.build_profiles`` writes them into the package; ``tierenv
@@ -66,7 +66,8 @@ from tierenv.provenance import stamp
 
 TOLERANCE = 0.05  # median absolute latency error a fit is held to
 
-# Middle of the +50-60 ns local->remote idle gap that MLC latency matrices show (reference §1.2).
+# Middle of the +50-60 ns local->remote idle gap that MLC latency matrices show
+# (docs/references.md#remote-socket).
 REMOTE_GAP_NS = 55.0
 # Local SNC DDR5 idle (MLC, 20000-delay row of ddr5_log_d0_c8_w0_r0) plus that gap.
 REMOTE_IDLE_NS = 96.59 + REMOTE_GAP_NS
@@ -178,7 +179,8 @@ def build(shared: Path) -> list[ProfileFit]:
 
 
 def _remote_socket_profile() -> ProfileFit:
-    """ByteDance SNC domain reached from the other socket (reference §0 and §1.2 numbers)."""
+    """ByteDance SNC domain reached from the other socket (numbers from Tang et al.,
+    EuroSys'24: docs/references.md#bytedance-remote-ddr)."""
     peak_read = 70.8
     source = "reference ddr-cxl-calibration.md §0: ByteDance log_d7_c16_*, log_d4_*"
     read_curve = _published_curve(
@@ -272,8 +274,8 @@ PUBLISHED_SETUPS = (
     "icelake-ddr4-remote-socket",
 )
 
-# Meta's N:M interleave patch (reference §0, §1.3): CXL at ~half the top tier's peak, ~80 ns
-# more idle latency, a steeper latency-vs-bandwidth curve.
+# Meta's N:M interleave patch (Al Maruf, Wang and Weiner, LKML 2022): CXL at ~half the top
+# tier's peak, ~80 ns more idle latency, a steeper latency-vs-bandwidth curve.
 META_SOURCE = (
     "H. Al Maruf, H. Wang, J. Weiner, 'mm: mempolicy: N:M interleave policy for tiered memory "
     "nodes' (LKML, June 2022): production CXL has ~half the peak bandwidth of the top tier, "
@@ -283,8 +285,8 @@ META_SOURCE = (
 META_BANDWIDTH_RATIO = 0.5
 META_IDLE_GAP_NS = 80.0
 
-# Micron/Intel, arXiv 2412.12491 (reference dynamic-placement-evidence.md): a Xeon 6 socket with
-# 12 channels of DDR5-6400 and 8 Micron CZ122 x8 CXL modules.
+# Micron/Intel, arXiv 2412.12491: a Xeon 6 socket with 12 channels of DDR5-6400 and 8 Micron
+# CZ122 x8 CXL modules.
 MICRON_INTEL_SOURCE = (
     "Micron/Intel, arXiv 2412.12491: Xeon 6 with 12 channels of DDR5-6400 plus 8 Micron CZ122 "
     "x8 CXL modules (reference dynamic-placement-evidence.md)"
@@ -293,7 +295,7 @@ XEON6_CHANNELS, XEON6_MTS = 12, 6400
 SPR_CHANNELS, SPR_MTS = 8, 4800  # spr-8460y-ddr5-socket (Mess-Results MN5-ACC)
 CZ122_DEVICES = 8
 
-# DAMOS interleave v4 cover letter (reference tiering-controllers.md §4.4).
+# B. Tabatabai's DAMOS interleave v4 cover letter (LKML, 9 Jul 2025).
 TABATABAI_SOURCE = (
     "B. Tabatabai, '[PATCH v4] mm/damon/vaddr: Allow interleaving in migrate_{hot,cold} "
     "actions' cover letter (LKML, 9 Jul 2025): 128-core AMD machine with 72 GB/s local DDR and "
@@ -302,8 +304,8 @@ TABATABAI_SOURCE = (
 AMD_DDR_GBPS = 72.0
 AMD_CXL_GBPS = 26.0
 
-# Colloid's testbed (reference tiering-controllers.md §1.6): a dual-socket Ice Lake, the remote
-# socket's memory as the alternate tier. The references give no channel count, DIMM speed,
+# Colloid's testbed (host-architecture/colloid README): a dual-socket Ice Lake, the remote
+# socket's memory as the alternate tier. The sources give no channel count, DIMM speed,
 # UPI bandwidth or latency for it; the numbers below say where each comes from instead.
 COLLOID_SOURCE = (
     "Vuppalapati and Agarwal, 'Tiered Memory Management: Access Latency is the Key!' (SOSP'24) "
@@ -312,11 +314,11 @@ COLLOID_SOURCE = (
     "tiering-controllers.md §1.6, dynamic-placement-evidence.md)"
 )
 ICELAKE_CHANNELS, ICELAKE_MTS = 8, 3200  # Ice Lake-SP platform maximum (assumed populated)
-# Mess idle of the Cascade Lake DDR4 socket (Xeon Gold 5218, DDR4-2933 x6; reference §0).
+# Mess idle of the Cascade Lake DDR4 socket (Xeon Gold 5218, DDR4-2933 x6; Mess-Results EPEEC4).
 ICELAKE_IDLE_NS = 90.0
-# Whole-socket remote reads are UPI-bound (reference §1.2). The Skylake-SP remote-socket DDR4
-# curve (Mess simulator, bwlat_98) peaks at 35.2 GB/s; Ice Lake-SP's UPI runs at 11.2 GT/s,
-# Skylake-SP's at 10.4 GT/s.
+# Whole-socket remote reads are UPI-bound (docs/references.md#remote-socket). The Skylake-SP
+# remote-socket DDR4 curve (Mess simulator, bwlat_98) peaks at 35.2 GB/s; Ice Lake-SP's UPI
+# runs at 11.2 GT/s, Skylake-SP's at 10.4 GT/s.
 SKYLAKE_REMOTE_READ_GBPS = 35.2
 ICELAKE_UPI_GTS, SKYLAKE_UPI_GTS = 11.2, 10.4
 

@@ -44,6 +44,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from tierenv.hardware.nodeset import NodeSet
 
@@ -101,13 +102,13 @@ def combine_background(
 
 def solve(
     nodes: NodeSet,
-    mlp: np.ndarray,
-    think_ns: np.ndarray,
-    read_fraction: np.ndarray,
-    split: np.ndarray,
-    background_gbps: np.ndarray | None = None,
-    background_read_fraction: float | np.ndarray = 1.0,
-    initial_latency_ns: np.ndarray | None = None,
+    mlp: ArrayLike,
+    think_ns: ArrayLike,
+    read_fraction: ArrayLike,
+    split: ArrayLike,
+    background_gbps: ArrayLike | None = None,
+    background_read_fraction: ArrayLike = 1.0,
+    initial_latency_ns: ArrayLike | None = None,
     tolerance: float = 1e-9,
     max_iterations: int = 400,
     engine: str = "auto",
@@ -215,7 +216,11 @@ def solve(
     )
 
 
-def _iterate(nodes, latency, idle, problem, tolerance, max_iterations):
+# n, z, rr, f, background, background_read: what _evaluate takes after the latencies
+_Problem = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _iterate(nodes, latency, idle, problem: _Problem, tolerance, max_iterations):
     """The reference iteration (numpy, batched); returns (latency, state, iterations, converged)."""
     n, _, _, f, _, _ = problem
     k, n_nodes = latency.shape
@@ -391,7 +396,7 @@ class _MixBrackets:
         return np.where(use, np.clip(secant, 0.0, 1.0), np.where(rows, fallback, reads))
 
 
-def _line_search(nodes, state, latency, target, gradient, active, problem):
+def _line_search(nodes, state, latency, target, gradient, active, problem: _Problem):
     """Armijo backtracking on the convex potential Ψ from ``latency`` towards ``target``."""
     scale = np.ones(latency.shape[0])
     pending = active.copy()

@@ -17,7 +17,9 @@ import numpy as np
 try:
     from numba import njit
 except ImportError:  # numba is optional: without it the numpy reference runs
-    njit = None
+    AVAILABLE = False
+else:
+    AVAILABLE = True
 
 from tierenv.hardware.bandwidth import WRITE_SHARE_CAP
 from tierenv.hardware.curves import LINK_MAX_STEPS, LINK_STEP_TOLERANCE
@@ -31,8 +33,6 @@ from tierenv.hardware.solver import (
     MIX_TOLERANCE,
     REMIX_TOLERANCE,
 )
-
-AVAILABLE = njit is not None
 
 
 def _capacity(i, r, media, penalty, read_link, write_link):
@@ -211,7 +211,8 @@ def _buffers(n_streams, n_nodes):
     )
 
 
-def _solve_one(n, z, rr, f, bg, bg_read, idle, lat, reads, nodes, tolerance, max_iterations):
+# numba kernel (compiled below): one flat loop, as helper calls in the iteration cost speed
+def _solve_one(n, z, rr, f, bg, bg_read, idle, lat, reads, nodes, tolerance, max_iterations):  # noqa: C901
     """Iterate one problem in place (lat, reads); returns (iterations, converged).
 
     ``reads`` is overwritten first: the mixes start where the rates at ``lat`` put them.

@@ -1,7 +1,8 @@
 """The env's real-host backend: the ``Host`` protocol on a machine's sysfs/procfs.
 
 ``gymnasium.make("tierenv/WeightedInterleave-v0", backend="host", sysfs_root=...,
-host_config=...)`` drives a :class:`RealHost`. It reuses the daemon's safety core
+host_config=...)`` drives a :class:`RealHost`, built from a :class:`HostOptions` (the env's
+``host_options``, or its host arguments given one by one). It reuses the daemon's safety core
 (:class:`tierenv.daemon.Daemon`): the journal written before any change, transactional weight
 writes with the DAMOS dests committed alongside, our own kdamond following the live
 processes, and everything restored by :meth:`RealHost.close` (``env.close()``), or by the next
@@ -14,8 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -44,6 +46,66 @@ class _EnvDecides(Controller):
 
     def describe(self) -> str:
         return "gymnasium env agent"
+
+
+@dataclasses.dataclass(frozen=True)
+class HostOptions:
+    """What a :class:`RealHost` is built from: its arguments, with the same names and
+    defaults (``RealHost.from_options``). The env takes one as ``host_options`` (or a mapping
+    of these names, or the fields as keyword arguments of their own, with ``backend="host"``).
+
+    ``sysfs_root`` and ``host_config`` are required: the tree to drive (``"/sys"`` on a real
+    machine) and the host config naming the applications (``tierenv.host.config``).
+    ``proc_root`` defaults to the procfs beside ``sysfs_root``; ``interval_s`` is the control
+    interval; ``journal`` the file written before any change (what a crashed run restores
+    from); ``page_nodes`` how a region's pages are located (a ``--page-nodes`` name or a
+    ``PageNodeQuery``); ``use_damos`` runs our kdamond with the ``migrate_hot`` scheme;
+    ``wait(seconds)`` lets one interval pass; ``log_path`` a JSON-lines log (none by
+    default); ``pids`` extra processes to manage, without a throughput metric.
+    """
+
+    sysfs_root: SysfsRoot | str | Path
+    host_config: HostConfig | str | Path
+    proc_root: SysfsRoot | str | Path | None = None
+    interval_s: float = 1.0
+    journal: str | Path = DEFAULT_JOURNAL
+    page_nodes: PageNodeQuery | str | None = "move_pages"
+    use_damos: bool = True
+    wait: Callable[[float], None] = time.sleep
+    log_path: str | Path | None = None
+    pids: Sequence[int] = ()
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """The option names, in order."""
+        return tuple(field.name for field in dataclasses.fields(cls))
+
+    @classmethod
+    def of(cls, options: HostOptions | Mapping[str, Any], **more: Any) -> HostOptions:
+        """``options`` (a ``HostOptions`` or a mapping of option names) with ``more`` on top;
+        an unknown name or a missing ``sysfs_root``/``host_config`` raises ``TypeError``
+        naming it."""
+        given = dict(options.arguments() if isinstance(options, HostOptions) else options)
+        given.update(more)
+        unknown = sorted(set(given) - set(cls.names()), key=str)
+        if unknown:
+            raise TypeError(
+                f"unknown host option(s) {', '.join(map(repr, unknown))}; host options: "
+                f"{', '.join(cls.names())}"
+            )
+        missing = [name for name in ("sysfs_root", "host_config") if name not in given]
+        if missing:
+            raise TypeError(
+                f"the host backend needs {' and '.join(missing)} (host options: "
+                f"{', '.join(cls.names())})"
+            )
+        return cls(**given)
+
+    def arguments(self) -> dict[str, Any]:
+        """The options as ``RealHost``'s keyword arguments (the values themselves: unlike
+        ``dataclasses.asdict``, the host config, the page query and the trees are not
+        copied)."""
+        return {name: getattr(self, name) for name in self.names()}
 
 
 class RealHost:
@@ -92,6 +154,11 @@ class RealHost:
             app.name: app.reference_gbps for app in config.apps if app.reference_gbps is not None
         }
 
+    @classmethod
+    def from_options(cls, options: HostOptions) -> RealHost:
+        """The host ``options`` describe."""
+        return cls(**options.arguments())
+
     # -- Host protocol -------------------------------------------------------------------------
 
     @property
@@ -123,7 +190,7 @@ class RealHost:
         previous weights kept."""
         self._start()
         target = np.asarray(weights, dtype=np.int64)
-        if np.array_equal(target, self.core.applied):
+        if self.core.applied is not None and np.array_equal(target, self.core.applied):
             return
         error = self.core.apply(target)
         if error:
@@ -153,6 +220,8 @@ class RealHost:
         return StepResult(measurements, None)
 
     def reference_gbps(self, app_names: tuple[str, ...]) -> np.ndarray:
+        """The host config's ``reference_gbps`` of each named application; ``ValueError``
+        for one without."""
         missing = [name for name in app_names if name not in self.references]
         if missing:
             raise ValueError(

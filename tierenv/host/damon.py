@@ -1,17 +1,19 @@
 """Our own kdamond in ``/sys/kernel/mm/damon/admin/kdamonds``: build, start, commit, stop, remove.
 
-Kernel rules this follows (damon-kernel-semantics.md §3, real-kernel-vm.md):
+Kernel rules this follows (mm/damon/sysfs.c, mm/damon/sysfs-schemes.c;
+Documentation/admin-guide/mm/damon/usage.rst):
 
 * Writing any ``nr_*`` file destroys and recreates *all* children with default values, and
   writing ``nr_kdamonds`` returns EBUSY while any kdamond runs. Adding a kdamond therefore
   resets every other kdamond directory. We add ours only when that loses nothing: no kdamond
   directory exists, or all existing ones are off and hold no context. Otherwise we refuse, unless
-  the caller explicitly names an idle kdamond to reuse (the reference's other safe way).
+  the caller explicitly names an idle kdamond to reuse (which also loses nothing).
 * Access-pattern files default to 0 (matching nothing) and ``target_nid`` to -1, so every bound
   is written explicitly.
-* Write order follows damo (§3.4): ``refresh_ms``, then per context ``operations`` →
-  monitoring attrs → ``addr_unit`` → targets → schemes; per scheme access_pattern → action →
-  dests → quotas → watermarks → target_nid → filters → apply_interval_us. ``state on`` last.
+* Write order follows damo (``src/_damon_sysfs.py``): ``refresh_ms``, then per context
+  ``operations`` → monitoring attrs → ``addr_unit`` → targets → schemes; per scheme
+  access_pattern → action → dests → quotas → watermarks → target_nid → filters →
+  apply_interval_us. ``state on`` last.
 * New weights go to ``dests/*/weight`` followed by ``commit``; a failed commit leaves the
   running context unchanged in the kernel, so the files are put back to match it.
 * Dest node ids are not range-checked by the kernel (an invalid node means no migration), so
@@ -414,7 +416,7 @@ class Kdamond:
             for i in range(count)
         ]
 
-    def set_dests(self, dests: Sequence[Dest] | Sequence[int], scheme: int = 0) -> None:
+    def set_dests(self, dests: Sequence[Dest | int], scheme: int = 0) -> None:
         """New destinations (Dest list, or one weight per node in node-id order); if running,
         pushed online with ``commit``. On a refused commit the files are put back."""
         new = [d if isinstance(d, Dest) else Dest(node, int(d)) for node, d in enumerate(dests)]

@@ -1,9 +1,10 @@
 """A fake kernel sysfs tree on disk that validates writes like the kernel, for tests and dry runs.
 
 ``FakeKernel(tmp_path)`` builds ``tmp_path/sys`` with the layout of the chosen kernel
-(damon-kernel-semantics.md §3.1, §4.1; real-kernel-vm.md §2) and is itself a
-:class:`tierenv.host.sysfs.Files`: reads come from the files, writes are validated first, then
-stored, then their side effects applied. ``fake.root`` is a ``SysfsRoot`` using it.
+(Documentation/admin-guide/mm/damon/usage.rst, the mempolicy sysfs ABI document, and the
+trees of real 6.18 and 7.3 kernels) and is itself a :class:`tierenv.host.sysfs.Files`: reads
+come from the files, writes are validated first, then stored, then their side effects applied.
+``fake.root`` is a ``SysfsRoot`` using it.
 
 Emulated:
 
@@ -19,8 +20,8 @@ Emulated:
   ``on`` (EBUSY when running or ``busy=True``, EINVAL for an invalid configuration), ``off``
   (EINVAL when off), ``commit`` and the ``update_*`` commands (EINVAL when off).
   ``on``/``commit`` check (independently of :class:`tierenv.damon.config.ContextConfig`): one
-  context, available operations, §1.1 attribute rules, vaddr pids (``pids``), one paddr
-  target, region order, addr filter bounds.
+  context, available operations, ``damon_set_attrs`` rules (mm/damon/core.c), vaddr pids
+  (``pids``), one paddr target, region order, addr filter bounds.
 * Faults: :meth:`fail_write` makes the Nth next write (optionally only to a given file) fail
   with an errno. ``writes`` records every accepted write as ``(relative path, value)``.
 * Atomicity, as sysfs has it: another process (``tierenv fakehost``, the daemon) reading a file
@@ -74,7 +75,7 @@ _NO_MIGRATE = tuple(a for a in KERNEL_ACTIONS if a not in MIGRATE_ACTIONS)
 
 @dataclass(frozen=True)
 class KernelProfile:
-    """Which files and keywords a kernel version has (damo's feature table, §0)."""
+    """Which files and keywords a kernel version has (damo's ``src/_damon_features.py``)."""
 
     version: str
     weighted_interleave: bool = True  # 6.9

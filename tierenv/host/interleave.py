@@ -1,6 +1,7 @@
 """The weighted-interleave weights in ``/sys/kernel/mm/mempolicy/weighted_interleave/``.
 
-Kernel rules followed (damon-kernel-semantics.md §4.1-4.2, real-kernel-vm.md §4):
+Kernel rules followed (mm/mempolicy.c, ``reduce_interleave_weights`` and the sysfs handlers;
+Documentation/ABI/testing/sysfs-kernel-mm-mempolicy-weighted-interleave):
 
 * ``nodeN`` holds a weight 1..255 for each node with memory; nodes are discovered from the
   directory, never assumed.

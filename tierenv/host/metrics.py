@@ -9,8 +9,10 @@ tests), and the bookkeeping an interval needs (vmstat deltas, perf interval grou
 PID as :class:`PidGoneError` instead of a crash). Nothing here writes anything: DAMOS ``stats/`` are
 only as fresh as the kdamond owner's last ``update_schemes_stats`` (or ``refresh_ms``).
 
-Formats: calibration §5 (perf uncore events, vmstat, meminfo, numa_maps),
-damon-kernel-semantics §2.9/§3 (DAMOS stats, tried_regions), real-kernel-vm.md.
+Formats: perf-stat(1) CSV output of the uncore IMC/CXL events
+(arch/x86/events/intel/uncore_snbep.c, perf's pmu-events JSON); /proc/vmstat, node meminfo
+and numa_maps (numa(7)); DAMOS stats and tried_regions
+(Documentation/admin-guide/mm/damon/usage.rst).
 """
 
 from __future__ import annotations
@@ -409,8 +411,8 @@ def parse_perf_csv_line(
 class PerfEvent:
     """Where one perf event's traffic goes. Host-specific: which IMC/CXL PMU serves which
     node (socket, channel, SNC) and the bytes per count come from the host's config, never
-    from here. 64 B per CAS for DDR (calibration §5); a unit perf prints (MiB for the
-    cas_count aliases, which carry a .scale) overrides ``bytes_per_count``.
+    from here. 64 B per CAS for DDR (the cas_count aliases' .scale, 6.103515625e-5 MiB); a
+    unit perf prints (MiB for those aliases) overrides ``bytes_per_count``.
 
     Loaded latency uses Colloid's method: a queue's occupancy (summed each cycle) over its
     inserts is the mean time a request waits, in cycles; ``ns_per_count`` converts occupancy

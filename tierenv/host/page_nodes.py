@@ -110,7 +110,7 @@ class MovePagesQuery:
             if code == errno.ESRCH:
                 raise PidGoneError(pid, "move_pages: no such process")
             raise OSError(code, f"move_pages({pid}, {count} pages): {os.strerror(code)}")
-        return np.frombuffer(status, dtype=np.intc).astype(np.int64)
+        return np.frombuffer(memoryview(status), dtype=np.intc).astype(np.int64)
 
     def region_pages(
         self, pid: int, starts: np.ndarray, ends: np.ndarray, n_nodes: int

@@ -3,7 +3,7 @@
 Why this exists: sysfs reports a refused value only through the ``write()`` errno, and a bare
 ``OSError`` says neither which file nor which value. Every failure here becomes a
 :class:`SysfsError` naming the file, the value and what the errno means for DAMON and
-weighted interleave (damon-kernel-semantics.md §3.5, §4.1; real-kernel-vm.md).
+weighted interleave (mm/damon/sysfs.c, mm/mempolicy.c).
 
 Safety: the sysfs root is always explicit, and the real ``/sys`` (or ``/proc``) is refused unless
 ``TIERENV_ALLOW_REAL_SYSFS=1`` is set. All I/O goes through a small :class:`Files` protocol, so
@@ -22,7 +22,7 @@ from typing import Protocol
 ALLOW_ENV = "TIERENV_ALLOW_REAL_SYSFS"
 REAL_TREES = (Path("/sys"), Path("/proc"))
 
-# What an errno means when sysfs returns it (damon-kernel-semantics.md §3.5, §4.1).
+# What an errno means when sysfs returns it (mm/damon/sysfs.c, mm/damon/stat.c, mm/mempolicy.c).
 MEANINGS: dict[int, str] = {
     errno.EINVAL: "the kernel refused the value (invalid value, or invalid configuration at "
     "state on/commit)",

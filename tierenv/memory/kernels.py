@@ -17,9 +17,9 @@ from __future__ import annotations
 try:
     from numba import njit
 except ImportError:  # numba is optional: without it these run as plain Python
-    njit = None
-
-AVAILABLE = njit is not None
+    AVAILABLE = False
+else:
+    AVAILABLE = True
 
 OK = 0
 OUT_OF_RANGE = 1  # (code, index into pages)

@@ -8,10 +8,10 @@ page-aligned VMAs; their pages are numbered in address order, and a page's inter
 ``vm_start >> PAGE_SHIFT``, so ilx is the virtual folio number).
 
 Allocation follows MPOL_WEIGHTED_INTERLEAVE; migration follows DAMOS migrate_hot/cold
-(``damon-kernel-semantics.md`` §2.4): pages in ascending address order, no reclaim on a full
-target (that page fails), pages already on their target and requests to invalid or
-memory-less nodes skipped. The per-page loops are compiled (``kernels.py``); the reference
-(``reference.py``) runs with ``engine="reference"``.
+(mm/damon/vaddr.c ``damos_va_migrate``, mm/damon/ops-common.c ``damon_migrate_pages``): pages
+in ascending address order, no reclaim on a full target (that page fails), pages already on
+their target and requests to invalid or memory-less nodes skipped. The per-page loops are
+compiled (``kernels.py``); the reference (``reference.py``) runs with ``engine="reference"``.
 """
 
 from __future__ import annotations

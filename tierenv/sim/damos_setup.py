@@ -1,15 +1,15 @@
 """The DAMON/DAMOS setup a host runs to make already-allocated hot pages follow the weights.
 
-The default follows damo's ``scripts/weighted_interleave.sh`` (the kernel-list authors'
-recipe, damon-kernel-semantics.md §3.4): one vaddr kdamond per application, a ``migrate_hot``
-scheme for regions accessed in at least 5 % of samples, weighted ``dests`` equal to the
+The default follows damo's ``scripts/weighted_interleave.sh`` (damonitor/damo, the DAMON
+maintainer's recipe): one vaddr kdamond per application, a ``migrate_hot`` scheme for regions
+accessed in at least 5 % of samples, weighted ``dests`` equal to the
 interleave weights (listed in node-id order, so a page's DAMOS destination is the node weighted
 interleave would have given it), applied every second under a 200 MiB/s quota. The intervals
 are the kernel's defaults (5 ms / 100 ms) with a 1 s ops update, as damo sets.
 
-The quota is 200 MiB (209715200 bytes, as the sysfs example of the reference writes), not
-damo's "200MB": the kernel charges whole regions aligned down to its minimum region, so a
-quota that is not a multiple of it is never reached exactly, the charge window never records
+The quota is 200 MiB (209715200 bytes), not damo's "200MB": the kernel charges whole regions
+aligned down to its minimum region, so a quota that is not a multiple of it is never reached
+exactly, the charge window never records
 where it stopped, and every window starts over at the lowest address (the simulator keeps
 that behaviour; a quota of whole pages avoids it).
 """

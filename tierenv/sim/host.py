@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -114,8 +115,8 @@ class FixedLoad:
 
     def key(self) -> tuple:
         """A hashable identity (oracles group intervals by load)."""
-        arrays = (self.mlp, self.think_ns, self.read_fraction, self.node, self.pages)
-        arrays += (self.traffic_gbps, self.traffic_read_fraction)
+        arrays: tuple[np.ndarray, ...] = (self.mlp, self.think_ns, self.read_fraction)
+        arrays += (self.node, self.pages, self.traffic_gbps, self.traffic_read_fraction)
         return tuple(tuple(np.asarray(v).tolist()) for v in arrays)
 
 
@@ -166,7 +167,7 @@ class SimulatedHost:
     def __init__(
         self,
         scenario: Scenario,
-        weights: list[int] | np.ndarray | None = None,
+        weights: Sequence[int] | np.ndarray | None = None,
         seed: int = 0,
         damos: DamosSetup | None = None,
         migration_cost: MigrationCost | None = None,
@@ -382,6 +383,19 @@ class SimulatedHost:
         state.time_s += interval
         return result
 
+    def reference_gbps(self, app_names: tuple[str, ...]) -> np.ndarray:
+        """Each named running application's throughput alone on idle local memory (GB/s):
+        after a ``step``, the ``GroundTruth.app_alone_gbps`` it reported."""
+        apps = self._state.apps
+        missing = [name for name in app_names if name not in apps]
+        if missing:
+            raise ValueError(f"applications {missing} are not running")
+        return np.array([apps[name].alone_gbps for name in app_names], dtype=float)
+
+    def close(self) -> list[str]:
+        """Nothing to put back on a simulated host."""
+        return []
+
     def snapshot(self) -> _State:
         """The host's state, to ``restore`` later (branching evaluations)."""
         return copy.deepcopy(self._state)
@@ -450,6 +464,7 @@ class SimulatedHost:
         if run.app.growth_bytes_per_s == 0:
             self._touch(app, n_pages)
         if self.damos.enabled and app.managed:
+            assert state.seed_sequence is not None  # set by __init__
             (child,) = state.seed_sequence.spawn(1)
             app.kdamond = Kdamond(
                 self.damos.context(memory_id, state.weights.tolist()),
@@ -501,17 +516,21 @@ class SimulatedHost:
         if up_to <= app.touched_pages:
             return
         pages = np.arange(app.touched_pages, up_to)
-        if app.managed:
+        bind_node = app.run.bind_node
+        if bind_node is None:  # managed
             self._state.memory.allocate(app.memory_id, pages, self._state.weights)
         else:
-            self._state.memory.allocate_on(app.memory_id, pages, app.run.bind_node)
+            self._state.memory.allocate_on(app.memory_id, pages, bind_node)
         app.touched_pages = up_to
 
     def _alone(self, app: _App) -> float:
         spec = app.run.app
         return float(
             alone_throughput_gbps(
-                self.nodes, np.array([spec.mlp * app.intensity]), app.think_ns, app.read_fraction
+                self.nodes,
+                np.array([spec.mlp * app.intensity]),
+                np.array([app.think_ns]),
+                np.array([app.read_fraction]),
             )[0]
         )
 
@@ -522,6 +541,7 @@ class SimulatedHost:
         scale = app.throughput_gbps
         if app.rates_scale > 0 and abs(scale - app.rates_scale) <= RATE_TOLERANCE * app.rates_scale:
             return
+        assert app.kdamond is not None  # only apps with a kdamond are fed
         app.kdamond.set_access_rates(app.memory_id, app.run.app.touch_rates(app.shares, scale))
         app.rates_scale = scale
 
@@ -540,6 +560,7 @@ class SimulatedHost:
         copies, copy_reads = self.migration_cost.background(
             moved_pages, self.scenario.page_size, interval
         )
+        assert state.traffic is not None  # set by step before the solve
         background, background_reads = combine_background(copies, copy_reads, *state.traffic)
         if apps:
             specs = [app.run.app for app in apps]
@@ -638,6 +659,7 @@ def _placement(app: _App, memory: MemoryState) -> tuple[np.ndarray, np.ndarray]:
         hot_mask = _hot_set(app) & on_node
         app.placement = (split, np.bincount(nodes[hot_mask], minlength=n_nodes))
         app.placement_key = (memory.placement_generation, app.shares_version)
+    assert app.placement is not None  # computed at the first call (its key starts unset)
     return app.placement
 
 
@@ -657,6 +679,7 @@ def _hot_set(app: _App) -> np.ndarray:
 
 
 def _regions(app: _App) -> dict[str, np.ndarray]:
+    assert app.kdamond is not None  # called for monitored apps only
     regions = app.kdamond.aggregated_regions()
     del regions["target"]
     return regions

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tierenv.contracts.measurements import GroundTruth
 from tierenv.files import atomic_path
 from tierenv.sim.host import SimulatedHost, StepResult
 from tierenv.workload.scenario import Scenario
@@ -49,7 +50,13 @@ class Trace:
         return np.array([step.measurements.time_s for step in self.steps])
 
     def mean_weighted_speedup(self) -> float:
-        return float(np.mean([step.truth.weighted_speedup for step in self.steps]))
+        return float(np.mean([_truth(step).weighted_speedup for step in self.steps]))
+
+
+def _truth(step: StepResult) -> GroundTruth:
+    """A simulated step's ground truth (only a real host's steps have none)."""
+    assert step.truth is not None
+    return step.truth
 
 
 def simulate(
@@ -88,7 +95,7 @@ def table(trace: Trace, every: int = 10) -> str:
     for t, step in enumerate(trace.steps):
         if (t + 1) % every and t != len(trace.steps) - 1:
             continue
-        m, truth = step.measurements, step.truth
+        m, truth = step.measurements, _truth(step)
         row = [f"{m.time_s:.0f}"]
         row += [f"{b:.1f}" for b in m.node_bandwidth_gbps]
         row += [f"{lat:.0f}" for lat in m.node_latency_ns]
@@ -131,7 +138,7 @@ def plot(trace: Trace, path: Path) -> Path:
         )
     )
     hot_local = trace.app_series(
-        lambda s, j: s.truth.app_hot_pages[j, 0] / max(s.truth.app_hot_pages[j].sum(), 1)
+        lambda s, j: _truth(s).app_hot_pages[j, 0] / max(_truth(s).app_hot_pages[j].sum(), 1)
     )
     for name in local:
         line = axes[3].plot(times, 100 * local[name], label=f"{name}: pages on node0")

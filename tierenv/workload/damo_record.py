@@ -1,11 +1,11 @@
 """damo record files (``damo record`` output) read as a time series of DAMON snapshots.
 
 A real record is a real application's measured hotness over time; replayed in the simulator it
-gives a workload whose hot set moves as a real one does. Formats (``damon-kernel-semantics.md``
-§6.3): ``json_compressed`` (zlib-compressed JSON, damo's default) and ``json``, both a list of
-records, one per kdamond/context/target, each with ``snapshots`` (one per aggregation
-interval: ``start_time``/``end_time`` in ns and ``regions``). Addresses and times may be
-strings with thousands separators ("94,827,419,009,024"); ``nr_accesses`` is
+gives a workload whose hot set moves as a real one does. Formats (damonitor/damo
+``src/_damo_records.py``): ``json_compressed`` (zlib-compressed JSON, damo's default) and
+``json``, both a list of records, one per kdamond/context/target, each with ``snapshots``
+(one per aggregation interval: ``start_time``/``end_time`` in ns and ``regions``). Addresses
+and times may be strings with thousands separators ("94,827,419,009,024"); ``nr_accesses`` is
 ``{"samples": N, ...}`` (samples per aggregation); ``age`` is ``{"aggr_intervals": N, ...}``
 or missing/null. Human-formatted sizes and other keys are ignored. perf-based record formats
 are not read.
@@ -34,6 +34,7 @@ import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -266,11 +267,11 @@ def _looks_like_zlib(data: bytes) -> bool:
 
 
 def _parse_record(record: object, path: str, source: str) -> DamonRecord:
-    _expect_dict(record, path, source)
+    record = _expect_dict(record, path, source)
     intervals = record.get("intervals")
     sample_us = aggr_us = None
     if intervals is not None:
-        _expect_dict(intervals, f"{path}.intervals", source)
+        intervals = _expect_dict(intervals, f"{path}.intervals", source)
         if intervals.get("sample_us") is not None:
             sample_us = _int(intervals["sample_us"], f"{path}.intervals.sample_us", source)
         if intervals.get("aggr_us") is not None:
@@ -283,7 +284,7 @@ def _parse_record(record: object, path: str, source: str) -> DamonRecord:
         raise DamoRecordError(f"{source}: {path}.snapshots: expected a list")
     if not raw_snapshots:
         raise DamoRecordError(f"{source}: {path}.snapshots: the snapshot list is empty")
-    snapshots = []
+    snapshots: list[DamonSnapshot] = []
     for i, raw in enumerate(raw_snapshots):
         snapshot = _parse_snapshot(raw, f"{path}.snapshots[{i}]", source)
         if snapshots and snapshot.start_ns < snapshots[-1].start_ns:
@@ -301,7 +302,7 @@ def _parse_record(record: object, path: str, source: str) -> DamonRecord:
 
 
 def _parse_snapshot(snapshot: object, path: str, source: str) -> DamonSnapshot:
-    _expect_dict(snapshot, path, source)
+    snapshot = _expect_dict(snapshot, path, source)
     start_ns = _int(_key(snapshot, "start_time", path, source), f"{path}.start_time", source)
     end_ns = _int(_key(snapshot, "end_time", path, source), f"{path}.end_time", source)
     regions = _key(snapshot, "regions", path, source)
@@ -316,7 +317,7 @@ def _parse_snapshot(snapshot: object, path: str, source: str) -> DamonSnapshot:
 
 
 def _parse_region(region: object, path: str, source: str) -> tuple[int, int, int, int]:
-    _expect_dict(region, path, source)
+    region = _expect_dict(region, path, source)
     start = _int(_key(region, "start", path, source), f"{path}.start", source)
     end = _int(_key(region, "end", path, source), f"{path}.end", source)
     nr = _key(region, "nr_accesses", path, source)
@@ -342,11 +343,13 @@ def _check_page_size(page_size: int) -> None:
         raise DamoRecordError(f"page_size must be a positive integer, got {page_size!r}")
 
 
-def _expect_dict(value: object, path: str, source: str) -> None:
+def _expect_dict(value: object, path: str, source: str) -> dict[str, Any]:
+    """``value`` itself, once checked to be a JSON object."""
     if not isinstance(value, dict):
         raise DamoRecordError(
             f"{source}: {path}: expected a JSON object, got {type(value).__name__}"
         )
+    return value
 
 
 def _key(mapping: dict, key: str, path: str, source: str) -> object:

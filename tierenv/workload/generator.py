@@ -311,7 +311,7 @@ def parse_distribution(text: str, source: str = "<text>") -> ScenarioDistributio
         apps=read.apps(read.table(data, "apps"), duration.high),
         phases=read.phases(read.table(data, "phases")),
         co_runners=read.co_runners(read.table(data, "co_runners"), n_nodes),
-        traffic=read.traffic(read.table(data, "traffic")),
+        traffic=read.traffic_ranges(read.table(data, "traffic")),
         quota_per_s=read.span(damos, "quota_per_s", "damos", size=True, default=200 << 20),
         min_access_percent=read.number(
             damos, "min_access_percent", "damos", low=0.0, high=100.0, strict=True, default=5.0
@@ -490,7 +490,7 @@ class _Reader(TomlReader):
             working_set=self.span(table, "working_set", p, size=True, default=["1 GiB", "4 GiB"]),
         )
 
-    def traffic(self, table: dict) -> TrafficRanges:
+    def traffic_ranges(self, table: dict) -> TrafficRanges:
         p = "traffic"
         self.keys(table, _TRAFFIC_KEYS, p)
         return TrafficRanges(

@@ -2,9 +2,10 @@
 
 masim is the program DAMON's authors use to produce known access patterns, so its configs are
 ready-made phase-changing workloads whose hot set is known. The text format
-(``damon-kernel-semantics.md`` §6.4): paragraphs separated by blank lines, ``#`` lines are
-comments; the first paragraph lists regions ``name, size_bytes[, init_file|none]``; every
-later paragraph is a phase: a name line, a duration line (ms), then access lines
+(damonitor/masim ``README.md``, ``masim.c`` ``parse_regions``/``parse_phase``): paragraphs
+separated by blank lines, ``#`` lines are comments; the first paragraph lists regions
+``name, size_bytes[, init_file|none]``; every later paragraph is a phase: a name line, a
+duration line (ms), then access lines
 ``region, random(1)|sequential(0), stride_bytes, weight[, ro|wo|rw]`` (masim's default mode
 is ``wo``). Runs of blank lines count as one separator and paragraphs holding only comments
 are ignored.

@@ -75,7 +75,7 @@ import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -430,7 +430,7 @@ class TomlReader:
         self.source = source
         self.error = error
 
-    def fail(self, path: str, problem: str) -> None:
+    def fail(self, path: str, problem: str) -> NoReturn:
         line = self._line_of(path)
         where = f"{self.source}:{line}" if line else self.source
         raise self.error(f"{where}: {path}: {problem}")
@@ -572,7 +572,7 @@ class TomlReader:
             self.fail(f"{path}.start_s", f"{start} s is not before the end ({duration} s)")
         if trace is not None and "working_set" in table:
             self.fail(f"{path}.working_set", "an application with a trace takes its size from it")
-        fields = {
+        fields: dict[str, Any] = {
             "working_set_bytes": (
                 trace.n_pages * page_size
                 if trace is not None
