@@ -37,6 +37,7 @@ from stable_baselines3.common.logger import TensorBoardOutputFormat
 from stable_baselines3.common.vec_env import VecNormalize
 
 import tierenv
+from agents.ray_session import ray_session
 from agents.training.callbacks import Periodic, ProgressBar
 from agents.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from agents.training.config import (
@@ -365,28 +366,13 @@ def _train_on_ray(
     address: str | None,
 ) -> list[Path]:
     """Each seed as a Ray task with one CPU (progress bars stay off: tasks log nowhere)."""
-    try:
-        import ray
-    except ImportError as err:
-        raise ConfigError(
-            "--ray needs Ray: pip install 'ray>=2.9' (or the project's [ray] extra)"
-        ) from err
-    started_here = not ray.is_initialized()
-    if started_here:
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
-    try:
+    with ray_session(workers, address, missing=ConfigError) as ray:
         remote = ray.remote(num_cpus=1)(_ray_task)
         refs = [
             remote.remote(config, int(seed), str(run_dir.resolve()), resume)
             for seed, run_dir in zip(seeds, dirs, strict=True)
         ]
         return [Path(path) for path in ray.get(refs)]
-    finally:
-        if started_here:
-            ray.shutdown()
 
 
 def _ray_task(config: TrainConfig, seed: int, run_dir: str, resume: bool) -> str:

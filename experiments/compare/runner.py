@@ -26,6 +26,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from agents.controllers import make_controller
+from agents.ray_session import ray_session
 from experiments.compare.config import (
     STATIC_BEST,
     CompareConfig,
@@ -375,24 +376,12 @@ def _execute_ray(
     address: str | None,
     finish: Callable[[int, Any], None],
 ) -> None:
-    try:
-        import ray
-    except ImportError as err:
-        raise RuntimeError(
-            "--ray needs Ray: pip install 'ray>=2.9' (or the project's [ray] extra)"
-        ) from err
-    started_here = not ray.is_initialized()
-    if started_here:
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:  # a local Ray instance sized like the process pool
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
-    crashes = tuple(
-        getattr(ray.exceptions, name)
-        for name in ("WorkerCrashedError", "OutOfMemoryError")
-        if hasattr(ray.exceptions, name)
-    )
-    try:
+    with ray_session(workers, address) as ray:
+        crashes = tuple(
+            getattr(ray.exceptions, name)
+            for name in ("WorkerCrashedError", "OutOfMemoryError")
+            if hasattr(ray.exceptions, name)
+        )
         remote = ray.remote(num_cpus=1)(run_task)
         refs = {remote.remote(task): (index, task) for index, task in todo}
         pending = list(refs)
@@ -408,9 +397,6 @@ def _execute_ray(
                         f"({type(err).__name__})"
                     ) from err
                 finish(index, result)
-    finally:
-        if started_here:
-            ray.shutdown()
 
 
 def run_compare(
