@@ -229,15 +229,22 @@ def test_fakehost_refuses_a_real_tree(guarded: Path) -> None:
         ("--interval", "soon", "expected seconds"),
         ("--max-intervals", "-1", "at least 1"),
         ("--max-intervals", "1.5", "whole number"),
+        ("--interval", "1e-300", "at least 0.001 s"),
+        ("--interval", "0.0001", "at least 0.001 s"),
+        ("--max-change", "5", "share in (0, 1]"),
+        ("--max-change", "nan", "share in (0, 1]"),
+        ("--max-change", "most", "expected a share"),
+        ("--reuse-kdamond", "-1", "at least 0"),
     ],
 )
 def test_bad_interval_options_are_refused_before_anything_runs(
     tmp_path, option: str, value: str, problem: str, capsys
 ) -> None:
-    argv = ["--sysfs-root", str(tmp_path / "sys"), "--controller", "kernel-auto", option, value]
+    argv = ["--sysfs-root", str(tmp_path / "sys"), "--host-config", str(tmp_path / "h.toml")]
     with pytest.raises(SystemExit) as caught:
-        main(argv)
+        main([*argv, "--controller", "kernel-auto", option, value])
     assert caught.value.code == 2
     err = capsys.readouterr().err
     assert option in err and problem in err
-    assert not (tmp_path / "sys").exists()
+    assert f"argument {option}: " in err
+    assert list(tmp_path.iterdir()) == []

@@ -154,29 +154,6 @@ def test_tierenvd_reports_a_folder_for_its_log_in_one_line(
     assert done.stderr.strip() == f"tierenv daemon: --log {tmp_path}: is a folder; name a file"
 
 
-@pytest.mark.parametrize(
-    ("option", "value", "problem"),
-    [
-        ("--interval", "1e-300", "at least 0.001 s"),
-        ("--interval", "0.0001", "at least 0.001 s"),
-        ("--max-change", "5", "share in (0, 1]"),
-        ("--max-change", "nan", "share in (0, 1]"),
-        ("--max-change", "most", "expected a share"),
-        ("--reuse-kdamond", "-1", "at least 0"),
-    ],
-)
-def test_daemon_options_out_of_range_are_usage_errors(
-    tmp_path: Path, option: str, value: str, problem: str, capsys
-) -> None:
-    argv = ["--sysfs-root", str(tmp_path / "sys"), "--host-config", str(tmp_path / "h.toml")]
-    with pytest.raises(SystemExit) as stopped:
-        daemon_main([*argv, "--controller", "kernel-auto", option, value])
-    assert stopped.value.code == 2
-    err = capsys.readouterr().err
-    assert f"argument {option}: " in err and problem in err
-    assert list(tmp_path.iterdir()) == []
-
-
 def test_controller_parameters_that_do_not_fit_the_host_change_nothing(
     host: SimulatedKernel, tmp_path: Path, capsys
 ) -> None:

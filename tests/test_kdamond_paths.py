@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from tierenv.damon import kernels, reference
+from tierenv.damon.abi import GiB
 from tierenv.damon.config import (
     AccessPattern,
     ContextConfig,
@@ -31,7 +32,6 @@ from tierenv.damon.rng import PyRandom, new_state
 from tierenv.memory.state import MemoryState
 
 MiB = 1 << 20
-GiB = 1 << 30
 PAGE = 2 * MiB
 BASE = 0x7F00_0000_0000
 HOT = AccessPattern(nr_accesses=Range(1, 2**32 - 1))
