@@ -2,7 +2,9 @@
 folder (``episodes.csv``, ``config.yaml``), written as ``targets.md`` into that folder::
 
     python -m experiments.learned_targets results/compare/learned-suite --policy ppo-random \\
-        --runs runs/train/ppo-random
+        --runs runs/train/ppo-random [--policy ppo-any-quota --runs runs/train/ppo-any-quota]
+
+(one section per ``--policy``; ``--runs``, if given, once per policy in the same order).
 
 The four measurements (each names the baseline it is against):
 
@@ -257,7 +259,12 @@ def _gap_section(gaps: pd.DataFrame, roles: Roles) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", type=Path, help="a tierenv compare results folder")
-    parser.add_argument("--policy", required=True, help="the learned policy's name")
+    parser.add_argument(
+        "--policy",
+        required=True,
+        action="append",
+        help="a learned policy's name (repeat for several: one section each)",
+    )
     for role, default in (
         ("deployable", Roles.deployable),
         ("hindsight", Roles.hindsight),
@@ -265,21 +272,34 @@ def main(argv: list[str] | None = None) -> int:
         ("oracle", Roles.oracle),
     ):
         parser.add_argument(f"--{role}", default=default, help=f"default: {default}")
-    parser.add_argument("--runs", type=Path, help="the policy's training runs (seed_*/run.json)")
+    parser.add_argument(
+        "--runs",
+        type=Path,
+        action="append",
+        help="the policy's training runs (seed_*/run.json); repeat in --policy's order",
+    )
     args = parser.parse_args(argv)
-    roles = Roles(args.policy, args.deployable, args.hindsight, args.floor, args.oracle)
-    try:
-        load_config(args.results / "config.yaml")  # a results folder, not any CSV
-        episodes = pd.read_csv(args.results / "episodes.csv")
-        seconds = training_seconds(args.runs) if args.runs is not None else []
-        measured = measure(episodes, roles, seconds)
-    except (OSError, ValueError, KeyError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    if args.runs is not None and len(args.runs) != len(args.policy):
+        parser.error(
+            f"--runs was given {len(args.runs)} time(s) for {len(args.policy)} --policy: "
+            "give one per policy, in the same order"
+        )
     command = "python -m experiments.learned_targets " + " ".join(
         argv if argv is not None else sys.argv[1:]
     )
-    text = render(measured, roles, command, args.results)
+    sections = []
+    try:
+        load_config(args.results / "config.yaml")  # a results folder, not any CSV
+        episodes = pd.read_csv(args.results / "episodes.csv")
+        for index, policy in enumerate(args.policy):
+            roles = Roles(policy, args.deployable, args.hindsight, args.floor, args.oracle)
+            runs = args.runs[index] if args.runs is not None else None
+            seconds = training_seconds(runs) if runs is not None else []
+            sections.append(render(measure(episodes, roles, seconds), roles, command, args.results))
+    except (OSError, ValueError, KeyError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    text = "\n---\n\n".join(sections)
     write_text_atomically(args.results / "targets.md", text)
     print(text)
     return 0

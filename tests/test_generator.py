@@ -5,6 +5,7 @@ the file, line and key; ``tierenv scenarios generate`` writes them all or nothin
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from tierenv.workload.generator import (
     shipped_distribution_names,
 )
 from tierenv.workload.scenario import load_scenario, parse_scenario
+from tierenv.workload.units import format_size
 
 DISTRIBUTIONS = shipped_distribution_names()
 DRAWS = 4  # per distribution in the simulation test; the range checks draw more
@@ -117,8 +119,15 @@ def test_drawn_scenarios_stay_in_the_stated_ranges(name: str) -> None:
         if any(run.start_s > 0 for run in managed):
             seen_features.add("arrivals")
         quota = scenario.damos.quota_bytes_per_s
-        assert d.quota_per_s.low - (1 << 20) <= quota <= d.quota_per_s.high + (1 << 20)
-    assert seen_features == {"co-runner", "traffic", "phases", "arrivals"}
+        if quota == 0:
+            assert d.unlimited_quota_share > 0
+            seen_features.add("unlimited quota")
+        else:
+            assert d.quota_per_s.low - (1 << 20) <= quota <= d.quota_per_s.high + (1 << 20)
+    wanted = {"co-runner", "traffic", "phases", "arrivals"}
+    if d.unlimited_quota_share > 0:
+        wanted.add("unlimited quota")
+    assert seen_features == wanted
 
 
 BASE = """\
@@ -221,3 +230,58 @@ def test_the_committed_suite_is_what_its_commands_draw() -> None:
     assert committed.keys() == expected.keys()
     for name, text in expected.items():
         assert committed[name] == text, f"{name}.toml differs from what the generator draws"
+
+
+def test_extends_changes_only_the_keys_it_names(tmp_path) -> None:
+    base = load_distribution("default")
+    mine = tmp_path / "mine.toml"
+    mine.write_text(
+        'extends = "default"\nname = "mine"\nversion = 1\n[damos]\nunlimited_share = 0.5\n'
+    )
+    d = load_distribution(mine)
+    assert d.name == "mine" and d.unlimited_quota_share == 0.5
+    assert d.quota_per_s == base.quota_per_s  # the [damos] key it did not name
+    assert d.hosts == base.hosts and d.apps == base.apps
+    drawn = [draw_scenario(d, np.random.default_rng(i)) for i in range(40)]
+    unlimited = [s for s in drawn if s.damos.quota_bytes_per_s == 0]
+    assert 0 < len(unlimited) < 40
+    assert all("without a quota" in s.description for s in unlimited)
+    # a file path beside it, and one [[hosts]] replacing the base's list
+    (tmp_path / "two.toml").write_text(
+        'extends = "mine.toml"\nname = "two"\nversion = 1\n'
+        '[[hosts]]\nname = "only"\ncores = 8\nnodes = [\n'
+        '  { profile = "bytedance-ddr5-snc", capacity = "64 GiB" },\n'
+        '  { profile = "bytedance-cxl-asic", capacity = "64 GiB" },\n]\n'
+    )
+    two = load_distribution(tmp_path / "two.toml")
+    assert [h.name for h in two.hosts] == ["only"] and two.unlimited_quota_share == 0.5
+
+
+def test_the_unlimited_draw_changes_nothing_else() -> None:
+    """The unlimited-quota draw comes last, so a distribution gaining the key draws the same
+    scenarios apart from their quota (and the fixed suite, drawn without it, stays put)."""
+    d = load_distribution("default")
+    assert d.unlimited_quota_share == 0.0
+    always = dataclasses.replace(d, unlimited_quota_share=1.0)
+    for i in range(5):
+        before = draw_mapping(d, np.random.default_rng(i))
+        after = draw_mapping(always, np.random.default_rng(i))
+        assert after["damos"]["quota_per_s"] == format_size(0)
+        for mapping in (before, after):
+            del mapping["damos"]["quota_per_s"], mapping["description"]
+        assert before == after
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ('extends = 3\nname = "x"\nversion = 1\n', "extends: must be a distribution name"),
+        ('extends = "nowhere"\nname = "x"\nversion = 1\n', "extends: "),
+        ('extends = "loop.toml"\nname = "x"\nversion = 1\n', "makes a loop"),
+    ],
+)
+def test_bad_extends_is_named(tmp_path, text: str, problem: str) -> None:
+    path = tmp_path / "loop.toml"
+    path.write_text(text)
+    with pytest.raises(DistributionError, match=problem):
+        load_distribution(path)

@@ -24,6 +24,7 @@ from agents.controllers import ControlContext, ControllerError, controller_kinds
 from agents.policies.learned import LearnedPolicy, load_normalizer, one_torch_thread
 from experiments.compare.config import config_from_dict
 from experiments.compare.runner import run_compare
+from tierenv.contracts.features import resolve_feature_groups
 from tierenv.envs.weighted_interleave import WeightedInterleaveEnv
 
 SHIPPED = Path(tierenv.__file__).resolve().parent / "workload" / "scenarios"
@@ -313,14 +314,44 @@ def test_node_count_mismatch_is_refused_at_reset(ppo_run, scenario) -> None:
 def test_feature_mismatch_is_refused(ppo_run, tmp_path) -> None:
     root, _, _ = ppo_run
     run = json.loads((root / "run.json").read_text())
-    fewer = copy_run(root, tmp_path / "fewer", features=run["features"][:-1])
-    with pytest.raises(ControllerError, match=r"fewer.*26 features instead of 25.*extra apps"):
+    n = len(run["features"])
+    # a group that lost one of its node columns: the rebuilt groups have one more feature
+    fewer = copy_run(root, tmp_path / "fewer", features=run["features"][1:])
+    extra = r"\(extra bandwidth\[node0\]\)"
+    with pytest.raises(ControllerError, match=rf"fewer.*{n} features instead of {n - 1} {extra}"):
         LearnedPolicy(fewer)
+    # whole groups dropped: the names agree, the normaliser's statistics do not
+    without_apps = copy_run(root, tmp_path / "no-apps", features=run["features"][:-1])
+    with pytest.raises(ControllerError, match=rf"no-apps.*statistics for \({n},\).*{n - 1} feat"):
+        LearnedPolicy(without_apps)
     renamed = [*run["features"][:-1], "apps-renamed"]
-    with pytest.raises(ControllerError, match=r"feature 25 is 'apps', the run has 'apps-renamed'"):
+    with pytest.raises(ControllerError, match=r"renamed: features: unknown feature 'apps-renamed'"):
         LearnedPolicy(copy_run(root, tmp_path / "renamed", features=renamed))
-    with pytest.raises(ControllerError, match=r"feature_groups: unknown feature set 'nonsense'"):
-        LearnedPolicy(copy_run(root, tmp_path / "nonsense", feature_groups="nonsense"))
+
+
+def test_a_policy_keeps_its_features_when_the_default_set_grows(scenario, tmp_path) -> None:
+    """A run saved as feature set "default" before the set gained ``damos_quota`` observes
+    what it was trained on: its feature names, not today's "default"."""
+    older = [g for g in resolve_feature_groups("default") if g != "damos_quota"]
+    venv = VecNormalize(
+        DummyVecEnv([lambda: WeightedInterleaveEnv(scenario, features=older)]), norm_obs=True
+    )
+    model = PPO("MlpPolicy", venv, n_steps=32, batch_size=32, n_epochs=1, seed=0, device="cpu")
+    with one_torch_thread():
+        model.learn(32)
+    names = list(venv.get_attr("observation_names")[0])
+    assert "damos_quota" not in names
+    root = write_run(tmp_path / "older", model, venv, "PPO", features=names)
+    assert json.loads((root / "run.json").read_text())["feature_groups"] == "default"
+    policy = LearnedPolicy(root)
+    env = WeightedInterleaveEnv(scenario)
+    env.reset(seed=0)
+    policy.reset(context_for(env))
+    assert policy.spec.names == tuple(names)
+    env.step(np.zeros(2))
+    weights = policy.decide(env.last_result.measurements)
+    assert weights.shape == (2,)
+    assert policy.last_observation is not None and policy.last_observation.shape == (len(names),)
 
 
 def test_privileged_features_are_refused(ppo_run, tmp_path) -> None:

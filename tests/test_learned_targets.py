@@ -87,3 +87,11 @@ def test_main_writes_targets_with_verdicts(tmp_path: Path) -> None:
     assert "slowest of 2) | | <= 600 s | 300 s | met |" in text
     assert "| co-runner | 1.100 | 1.050 | 0.50 |" in text
     assert main([str(tmp_path / "nowhere"), "--policy", "ppo"]) == 2
+    # two policies: one section each, in order; --runs must pair with --policy
+    args = [str(out), "--policy", "ppo", "--policy", "auto", "--deployable", "deploy"]
+    args += ["--hindsight", "best", "--floor", "best", "--oracle", "dp"]
+    assert main(args) == 0
+    text = (out / "targets.md").read_text()
+    assert text.index("# `ppo` against") < text.index("# `auto` against")
+    with pytest.raises(SystemExit):
+        main([*args, "--runs", str(runs)])

@@ -41,7 +41,7 @@ from agents.controllers.base import (
     require_node_count,
 )
 from tierenv.contracts.actions import action_to_weights
-from tierenv.contracts.features import FeatureError, ObservationSpec
+from tierenv.contracts.features import FeatureError, ObservationSpec, groups_of
 from tierenv.contracts.measurements import Measurements
 
 MODEL_FILE = "model.zip"
@@ -370,10 +370,12 @@ class LearnedPolicy(Controller):
     def _observation_spec(self, n_nodes: int, where: str) -> ObservationSpec:
         """The run's observation spec, checked: its names are the run's and a host can read
         every feature."""
+        # Rebuilt from the run's feature names, not its feature set's name: "default" gains
+        # groups over releases, and a policy keeps observing what it was trained on.
         try:
-            spec = ObservationSpec(n_nodes, self.run["feature_groups"])
+            spec = ObservationSpec(n_nodes, groups_of(self.features))
         except (FeatureError, TypeError) as err:
-            raise ControllerError(f"{self._where}: feature_groups: {err}") from err
+            raise ControllerError(f"{self._where}: features: {err}") from err
         if not spec.host_observable:
             simulator_only = [g.name for g in spec.groups if not g.host_observable]
             raise ControllerError(
@@ -383,8 +385,8 @@ class LearnedPolicy(Controller):
             )
         if spec.names != self.features:
             raise ControllerError(
-                f"{self._where}: the features of {self.run['feature_groups']!r}{where} "
-                f"differ from the run's: {_first_difference(spec.names, self.features)}"
+                f"{self._where}: the features of the run's groups{where} "
+                f"differ from its feature list: {_first_difference(spec.names, self.features)}"
             )
         return spec
 

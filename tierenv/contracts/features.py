@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -28,7 +29,43 @@ class FeatureError(ValueError):
     """An unknown feature group or feature set."""
 
 
-Compute = Callable[[Measurements, GroundTruth | None, NodeInfo], np.ndarray]
+class Report:
+    """One interval's inputs to the feature functions: the host's measurements, the
+    simulator's ground truth (None on a host) and the nodes. Quantities several groups share
+    are computed once per report (``damon_pages``)."""
+
+    def __init__(self, m: Measurements, truth: GroundTruth | None, nodes: NodeInfo) -> None:
+        self.m = m
+        self.truth = truth
+        self.nodes = nodes
+
+    @property
+    def required_truth(self) -> GroundTruth:
+        if self.truth is None:
+            raise FeatureError("a privileged feature needs the simulator's ground truth")
+        return self.truth
+
+    @cached_property
+    def damon_pages(self) -> tuple[np.ndarray, np.ndarray]:
+        """(nodes, bins) DAMON-monitored pages per hotness bin and (nodes,) access-weighted
+        pages (the hotness and access-share groups both read them)."""
+        m, n_nodes = self.m, self.nodes.n_nodes
+        pages = np.zeros((n_nodes, len(HOTNESS_BINS)))
+        accesses = np.zeros(n_nodes)
+        edges = np.array([edge for _, edge in HOTNESS_BINS[1:]])
+        for app, regions in m.damon_regions.items():
+            on_nodes = m.damon_region_pages[app]  # (regions, nodes)
+            rate = regions["nr_accesses"] / max(m.nr_accesses_max, 1)
+            bins = np.searchsorted(edges, rate, side="right")
+            for node in range(n_nodes):
+                pages[node] += np.bincount(
+                    bins, weights=on_nodes[:, node], minlength=pages.shape[1]
+                )
+            accesses += rate @ on_nodes
+        return pages, accesses
+
+
+Compute = Callable[[Report], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -64,105 +101,85 @@ class FeatureGroup:
 
 
 # ------------------------------------------------------------------------------- computing
-def _bandwidth(m: Measurements, _t: GroundTruth | None, nodes: NodeInfo) -> np.ndarray:
-    return m.node_bandwidth_gbps / nodes.peak_gbps
+#: What an unlimited DAMOS quota (0 bytes per window) reads as in ``damos_quota``: the
+#: feature's upper bound, above any quota a policy could tell apart from no limit.
+UNLIMITED_QUOTA_GIBS = 16.0
 
 
-def _latency(m: Measurements, _t: GroundTruth | None, nodes: NodeInfo) -> np.ndarray:
-    return m.node_latency_ns / nodes.idle_latency_ns
+def _bandwidth(r: Report) -> np.ndarray:
+    return r.m.node_bandwidth_gbps / r.nodes.peak_gbps
 
 
-def _read_fraction(m: Measurements, _t: GroundTruth | None, _n: NodeInfo) -> np.ndarray:
-    return m.node_read_fraction
+def _latency(r: Report) -> np.ndarray:
+    return r.m.node_latency_ns / r.nodes.idle_latency_ns
 
 
-def _resident(m: Measurements, _t: GroundTruth | None, nodes: NodeInfo) -> np.ndarray:
-    per_node = m.resident_pages.sum(axis=0) if m.resident_pages.size else np.zeros(nodes.n_nodes)
-    return _shares(per_node)
+def _read_fraction(r: Report) -> np.ndarray:
+    return r.m.node_read_fraction
 
 
-def _free(m: Measurements, _t: GroundTruth | None, nodes: NodeInfo) -> np.ndarray:
-    return m.node_free_bytes / np.maximum(nodes.capacity_bytes, 1.0)
+def _resident(r: Report) -> np.ndarray:
+    pages = r.m.resident_pages
+    return _shares(pages.sum(axis=0) if pages.size else np.zeros(r.nodes.n_nodes))
 
 
-# (measurements, result) of the last call: the hotness and access-share groups share it. One
-# tuple, swapped whole, so concurrent envs never pair one report with another's result.
-_last_damon: tuple = (None, None)
+def _free(r: Report) -> np.ndarray:
+    return r.m.node_free_bytes / np.maximum(r.nodes.capacity_bytes, 1.0)
 
 
-def _damon_bytes(m: Measurements, n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
-    """(nodes, bins) monitored pages per hotness bin and (nodes,) access-weighted pages."""
-    global _last_damon
-    cached_for, cached = _last_damon
-    if cached_for is m:
-        return cached
-    pages = np.zeros((n_nodes, len(HOTNESS_BINS)))
-    accesses = np.zeros(n_nodes)
-    edges = np.array([edge for _, edge in HOTNESS_BINS[1:]])
-    for app, regions in m.damon_regions.items():
-        on_nodes = m.damon_region_pages[app]  # (regions, nodes)
-        rate = regions["nr_accesses"] / max(m.nr_accesses_max, 1)
-        bins = np.searchsorted(edges, rate, side="right")
-        for node in range(n_nodes):
-            pages[node] += np.bincount(bins, weights=on_nodes[:, node], minlength=pages.shape[1])
-        accesses += rate @ on_nodes
-    _last_damon = (m, (pages, accesses))
-    return pages, accesses
+def _hotness(r: Report) -> np.ndarray:
+    return _shares(r.damon_pages[0]).ravel()
 
 
-def _hotness(m: Measurements, _t: GroundTruth | None, nodes: NodeInfo) -> np.ndarray:
-    pages, _ = _damon_bytes(m, nodes.n_nodes)
-    return _shares(pages).ravel()
+def _access_share(r: Report) -> np.ndarray:
+    return _shares(r.damon_pages[1])
 
 
-def _access_share(m: Measurements, _t: GroundTruth | None, nodes: NodeInfo) -> np.ndarray:
-    _, accesses = _damon_bytes(m, nodes.n_nodes)
-    return _shares(accesses)
+def _weights(r: Report) -> np.ndarray:
+    return _shares(r.m.weights.astype(float))
 
 
-def _weights(m: Measurements, _t: GroundTruth | None, _n: NodeInfo) -> np.ndarray:
-    return _shares(m.weights.astype(float))
+def _migrated(r: Report) -> np.ndarray:
+    return r.m.migrated_bytes.sum(axis=0) / GiB / r.m.interval_s
 
 
-def _migrated(m: Measurements, _t: GroundTruth | None, _n: NodeInfo) -> np.ndarray:
-    return m.migrated_bytes.sum(axis=0) / GiB / m.interval_s
+def quota_gibs(bytes_per_s: np.ndarray | float) -> np.ndarray:
+    """The ``damos_quota`` feature for quotas in bytes/s (0: unlimited → the bound)."""
+    rate = np.asarray(bytes_per_s, dtype=float)
+    return np.where(rate > 0, rate / GiB, UNLIMITED_QUOTA_GIBS)
 
 
-def _throughput(m: Measurements, _t: GroundTruth | None, nodes: NodeInfo) -> np.ndarray:
-    return np.array([m.app_throughput_gbps.sum() / nodes.peak_gbps.sum()])
+def _damos_quota(r: Report) -> np.ndarray:
+    return np.atleast_1d(quota_gibs(r.m.damos_quota_bytes_per_s))
 
 
-def _apps(m: Measurements, _t: GroundTruth | None, _n: NodeInfo) -> np.ndarray:
-    return np.array([float(len(m.app_names))])
+def _throughput(r: Report) -> np.ndarray:
+    return np.array([r.m.app_throughput_gbps.sum() / r.nodes.peak_gbps.sum()])
 
 
-def _true_access_share(m: Measurements, t: GroundTruth | None, nodes: NodeInfo) -> np.ndarray:
-    truth = _required(t)
-    if not m.app_names:
-        return np.zeros(nodes.n_nodes)
-    return _shares(m.app_throughput_gbps @ truth.app_access_split)
+def _apps(r: Report) -> np.ndarray:
+    return np.array([float(len(r.m.app_names))])
 
 
-def _true_hot_share(_m: Measurements, t: GroundTruth | None, nodes: NodeInfo) -> np.ndarray:
-    truth = _required(t)
-    hot = truth.app_hot_pages.sum(axis=0) if truth.app_hot_pages.size else np.zeros(nodes.n_nodes)
-    return _shares(hot)
+def _true_access_share(r: Report) -> np.ndarray:
+    truth = r.required_truth
+    if not r.m.app_names:
+        return np.zeros(r.nodes.n_nodes)
+    return _shares(r.m.app_throughput_gbps @ truth.app_access_split)
 
 
-def _true_speedup(m: Measurements, t: GroundTruth | None, _n: NodeInfo) -> np.ndarray:
-    truth = _required(t)
-    return np.array([truth.weighted_speedup / max(len(m.app_names), 1)])
+def _true_hot_share(r: Report) -> np.ndarray:
+    hot = r.required_truth.app_hot_pages
+    return _shares(hot.sum(axis=0) if hot.size else np.zeros(r.nodes.n_nodes))
+
+
+def _true_speedup(r: Report) -> np.ndarray:
+    return np.array([r.required_truth.weighted_speedup / max(len(r.m.app_names), 1)])
 
 
 def _shares(values: np.ndarray) -> np.ndarray:
     total = values.sum()
     return values / total if total > 0 else np.zeros_like(values, dtype=float)
-
-
-def _required(truth: GroundTruth | None) -> GroundTruth:
-    if truth is None:
-        raise FeatureError("a privileged feature needs the simulator's ground truth")
-    return truth
 
 
 FEATURE_GROUPS: tuple[FeatureGroup, ...] = (
@@ -259,6 +276,17 @@ FEATURE_GROUPS: tuple[FeatureGroup, ...] = (
         _migrated,
     ),
     FeatureGroup(
+        "damos_quota",
+        "host",
+        "GiB/s",
+        "the migrate_hot scheme's DAMOS quota in force (how much DAMOS may move per second); "
+        f"unlimited reads as {UNLIMITED_QUOTA_GIBS:g}",
+        "our scheme's quotas/bytes over quotas/reset_interval_ms",
+        0.0,
+        UNLIMITED_QUOTA_GIBS,
+        _damos_quota,
+    ),
+    FeatureGroup(
         "throughput",
         "host",
         "fraction of total peak",
@@ -348,9 +376,8 @@ class ObservationSpec:
         self, measurements: Measurements, truth: GroundTruth | None, nodes: NodeInfo
     ) -> np.ndarray:
         """The observation (float32, clipped to the bounds) for one interval's reports."""
-        values = np.concatenate(
-            [group.compute(measurements, truth, nodes) for group in self.groups]
-        )
+        report = Report(measurements, truth, nodes)
+        values = np.concatenate([group.compute(report) for group in self.groups])
         return np.clip(values, self.low, self.high).astype(np.float32)
 
 
@@ -372,6 +399,20 @@ def resolve_feature_groups(features: str | Sequence[str]) -> tuple[str, ...]:
     if len(set(names)) != len(names):
         raise FeatureError(f"feature groups listed twice in {list(names)!r}")
     return names
+
+
+def groups_of(names: Sequence[str]) -> tuple[str, ...]:
+    """The feature groups, in order, that feature ``names`` (``bandwidth[node0]``, ...) come
+    from: what a trained policy's observation is rebuilt from, so a policy keeps loading
+    after a feature set such as ``"default"`` gains a group."""
+    groups: list[str] = []
+    for name in names:
+        group = name.partition("[")[0]
+        if group not in GROUPS_BY_NAME:
+            raise FeatureError(f"unknown feature {name!r} (groups: {', '.join(GROUPS_BY_NAME)})")
+        if group not in groups:
+            groups.append(group)
+    return tuple(groups)
 
 
 def feature_table() -> str:

@@ -198,7 +198,7 @@ class WeightedInterleaveEnv(gym.Env[np.ndarray, np.ndarray]):
     <TimeLimit<OrderEnforcing<PassiveEnvChecker<WeightedInterleaveEnv<tierenv/WeightedInterleave-v0>>>>>
     >>> observation, info = env.reset(seed=0)
     >>> observation.shape, env.action_space.shape
-    ((26,), (2,))
+    ((27,), (2,))
     >>> observation, reward, terminated, truncated, info = env.step(env.action_space.sample())
     >>> env.close()
 
@@ -216,6 +216,8 @@ class WeightedInterleaveEnv(gym.Env[np.ndarray, np.ndarray]):
       ``step`` after the end raises ``ResetNeeded`` and ``reset`` refuses ``options``;
       ``info`` holds numbers only (per-application columns and ``app_running`` instead of
       ``app_names``); ``"human"`` rendering.
+    - 2026-12-03: the default features gain ``damos_quota`` (the DAMOS quota in force);
+      policies trained before keep observing their own feature list.
     - 2026-12-02: ``reset`` returns ``Host.begin`` (time 0, nothing placed) instead of one
       interval run under ``initial_weights``; ``damos`` defaults to the scenario's
       ``[damos]`` table; the reward skips applications with ``reward = false``.

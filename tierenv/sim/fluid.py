@@ -104,7 +104,7 @@ from typing import Any
 
 import numpy as np
 
-from tierenv.contracts.features import HOTNESS_BINS, FeatureError, ObservationSpec
+from tierenv.contracts.features import HOTNESS_BINS, FeatureError, ObservationSpec, quota_gibs
 from tierenv.contracts.measurements import GroundTruth, Measurements, NodeInfo, StepResult
 from tierenv.damon.abi import GiB
 from tierenv.hardware.solver import NodeSet, alone_throughput_gbps, combine_background, solve
@@ -1143,6 +1143,7 @@ FLUID_FEATURES: dict[str, FluidFeature] = {
     "access_share": lambda o, p: _batch_shares(o.damon_access_pages),
     "weights": lambda o, p: _batch_shares(o.weights.astype(float)),
     "migrated": lambda o, p: o.migrated_bytes.sum(axis=1) / GiB / o.interval_s,
+    "damos_quota": lambda o, p: quota_gibs(o.damos_quota_bytes_per_s)[:, None],
     "throughput": lambda o, p: (
         o.app_throughput_gbps.sum(axis=1, keepdims=True) / p.node_info.peak_gbps.sum()
     ),

@@ -69,7 +69,12 @@ Schema (a range is ``[low, high]``, drawn uniformly, or log-uniformly for sizes,
 
     [damos]
     quota_per_s = ["256 MiB", "2 GiB"]
+    unlimited_share = 0                # scenarios whose DAMOS runs without a quota
     min_access_percent = 5
+
+A distribution may start from another: ``extends = "default"`` (a shipped name, or a file
+path relative to this file) takes every key of that one; a table given here (``[damos]``)
+changes only the keys it names, any other key (``[[hosts]]`` included) replaces the base's.
 
 Every key is checked; bad input gets a ``DistributionError`` naming the file, line and key.
 Changing how draws are made bumps ``GENERATOR_VERSION``; a file written for another version
@@ -148,7 +153,9 @@ _PHASE_KEYS = (
 )
 _CO_RUNNER_KEYS = ("share", "nodes", "cores", "misses_per_core", "read_fraction", "working_set")
 _TRAFFIC_KEYS = ("share", "of_peak", "read_fraction")
-_DAMOS_KEYS = ("quota_per_s", "min_access_percent")
+_DAMOS_KEYS = ("quota_per_s", "unlimited_share", "min_access_percent")
+#: How many ``extends`` a distribution may chain (a loop is an error, not a hang).
+MAX_EXTENDS_DEPTH = 8
 
 
 class DistributionError(ValueError):
@@ -253,6 +260,7 @@ class ScenarioDistribution:
     quota_per_s: Span
     min_access_percent: float
     source: str = "<distribution>"
+    unlimited_quota_share: float = 0.0
 
 
 # --- loading --------------------------------------------------------------------------------
@@ -270,10 +278,7 @@ def load_distribution(name_or_path: str | Path) -> ScenarioDistribution:
 
 def parse_distribution(text: str, source: str = "<text>") -> ScenarioDistribution:
     """Parse and check a distribution from TOML text."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise DistributionError(f"{source}: {error}") from error
+    data = _with_base(text, source, ())
     read = _Reader(text, source)
     read.keys(data, _TOP_KEYS, "")
     version = read.integer(data, "version", "", low=1)
@@ -313,11 +318,45 @@ def parse_distribution(text: str, source: str = "<text>") -> ScenarioDistributio
         co_runners=read.co_runners(read.table(data, "co_runners"), n_nodes),
         traffic=read.traffic_ranges(read.table(data, "traffic")),
         quota_per_s=read.span(damos, "quota_per_s", "damos", size=True, default=200 << 20),
+        unlimited_quota_share=read.share(damos, "unlimited_share", "damos", default=0.0),
         min_access_percent=read.number(
             damos, "min_access_percent", "damos", low=0.0, high=100.0, strict=True, default=5.0
         ),
         source=source,
     )
+
+
+def _with_base(text: str, source: str, chain: tuple[str, ...]) -> dict[str, Any]:
+    """The TOML mapping of ``text`` on top of the distribution it ``extends`` (if any)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise DistributionError(f"{source}: {error}") from error
+    if "extends" not in data:
+        return data
+    base_name = data.pop("extends")
+    if not isinstance(base_name, str) or not base_name:
+        raise DistributionError(
+            f"{source}: extends: must be a distribution name or file, got {base_name!r}"
+        )
+    if len(chain) >= MAX_EXTENDS_DEPTH or source in chain:
+        raise DistributionError(
+            f"{source}: extends: {base_name!r} makes a loop or a chain longer than "
+            f"{MAX_EXTENDS_DEPTH} ({' -> '.join([*chain, source])})"
+        )
+    beside = Path(source).parent / base_name
+    target: str | Path = beside if base_name.endswith(".toml") and beside.is_file() else base_name
+    try:
+        base_text, base_source, _ = DISTRIBUTIONS.read(target)
+    except DistributionError as error:
+        raise DistributionError(f"{source}: extends: {error}") from error
+    merged = _with_base(base_text, base_source, (*chain, source))
+    for key, value in data.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
 
 
 class _Reader(TomlReader):
@@ -636,6 +675,9 @@ def draw_mapping(
     _fit_working_sets(apps, managed_budget, d.page_size)
     traffic = _draw_traffic(d, host, duration, rng) if rng.random() < d.traffic.share else None
     quota = max(_grid(d.quota_per_s.draw(rng), 1 << 20), 1 << 20)  # whole MiB/s, at least one
+    # drawn last and only when asked for, so distributions without it draw as before
+    if d.unlimited_quota_share > 0 and rng.random() < d.unlimited_quota_share:
+        quota = 0
     label = name or f"{d.name}-drawn"
     mapping: dict[str, Any] = {
         "name": label,
@@ -829,7 +871,8 @@ def _describe(
         parts.append(f"a co-runner bound to node {co_runner['bind_node']};")
     if traffic is not None:
         parts.append(f"{traffic['gbps']:g} GB/s of background traffic on node {traffic['node']};")
-    parts.append(f"DAMOS migrate_hot at {format_size(quota)}/s.")
+    rate = f"at {format_size(quota)}/s" if quota else "without a quota"
+    parts.append(f"DAMOS migrate_hot {rate}.")
     return " ".join(parts)
 
 
