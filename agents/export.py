@@ -103,9 +103,12 @@ def export_policy(run: Path, out: Path) -> ExportedPolicy:
 
     Trust: the run's ``model.zip`` is unpickled by SB3; export runs you trust only.
 
+    A ``quota_action`` run's graph has one more output, the DAMOS quota's action value; the
+    sidecar says so (``quota_action``) with ``action_to_quota``'s range.
+
     Refused with ``ExportError`` (a ``ControllerError``, hence a ``ValueError``): RecurrentPPO
-    runs (LSTM state is not exported yet), runs on simulator-only (privileged) features or
-    with ``quota_action``, and anything the ``sb3`` controller refuses to load.
+    runs (LSTM state is not exported yet), runs on simulator-only (privileged) features, and
+    anything the ``sb3`` controller refuses to load.
     """
     run, out = Path(run), Path(out)
     if out.suffix != ".onnx":
@@ -358,6 +361,7 @@ def _metadata(
         "algorithm": policy.algorithm,
         "deterministic": True,
         "n_nodes": policy.n_nodes,
+        "quota_action": policy.quota_action,
         "feature_groups": list(policy.spec.group_names),
         "features": features,
         "normalization": None
@@ -381,6 +385,11 @@ def _metadata(
             "SHARE_TOLERANCE": actions.SHARE_TOLERANCE,
             "ACTION_LOW": actions.ACTION_LOW,
             "ACTION_HIGH": actions.ACTION_HIGH,
+        },
+        "action_to_quota": {
+            "name": "tierenv.contracts.actions.action_to_quota",
+            "QUOTA_MIN_BYTES_PER_S": actions.QUOTA_MIN_BYTES_PER_S,
+            "QUOTA_MAX_BYTES_PER_S": actions.QUOTA_MAX_BYTES_PER_S,
         },
         "onnx": {
             "opset": OPSET,

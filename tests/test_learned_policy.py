@@ -290,12 +290,16 @@ def test_missing_files_are_named(ppo_run, tmp_path) -> None:
         LearnedPolicy(broken)
 
 
-def test_unknown_algorithm_and_quota_action_are_refused(ppo_run, tmp_path) -> None:
+def test_unknown_algorithm_and_a_wrong_quota_action_are_refused(ppo_run, tmp_path) -> None:
     root, _, _ = ppo_run
     with pytest.raises(ControllerError, match=r"unknown algorithm 'DQN'.*PPO, SAC, RecurrentPPO"):
         LearnedPolicy(copy_run(root, tmp_path / "dqn", algorithm="DQN"))
-    with pytest.raises(ControllerError, match=r"quota_action.*weights only"):
+    # a weights-only model whose run.json claims the quota action (tests/test_quota_action.py
+    # runs real ones)
+    with pytest.raises(ControllerError, match=r"acts \(2,\); .* 2 nodes and the quota"):
         LearnedPolicy(copy_run(root, tmp_path / "quota", quota_action=True))
+    with pytest.raises(ControllerError, match=r"quota_action must be true or false"):
+        LearnedPolicy(copy_run(root, tmp_path / "quota-text", quota_action="yes"))
 
 
 def test_node_count_mismatch_is_refused_at_reset(ppo_run, scenario) -> None:

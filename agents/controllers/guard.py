@@ -20,7 +20,9 @@ counterfactual, so the guard measures it:
    the first pages of whatever starts next).
 
 Both controllers see every measurement, so a policy with memory (a frame stack, an LSTM)
-keeps its history while it is overruled. ``events`` records every change of mode.
+keeps its history while it is overruled. ``events`` records every change of mode. A policy
+that also sets the DAMOS quota is overruled on it too: the fallback's quota, or the quota the
+host ran when the guard started, is in force whenever the fallback's weights are.
 
 What it cannot see: a phase change inside a load (a stage of one application that needs less
 bandwidth) moves the score as a worse policy would, so the guard may fall back where the
@@ -142,8 +144,11 @@ class FloorGuard(Controller):
         self._age = 0  # intervals measured under the current mode on this load
         self._samples: list[dict[str, float]] = []
         self._scores: deque[float] = deque(maxlen=self._window_n)
+        self._start_quota: int | None = None
 
     def decide(self, measurements: Measurements) -> np.ndarray:
+        if self._start_quota is None:  # the host's own, before anyone asked for another
+            self._start_quota = round(measurements.damos_quota_bytes_per_s)
         chosen = {POLICY: self.policy.decide(measurements)}
         chosen[FALLBACK] = chosen[PROBE] = self.fallback.decide(measurements)
         load = load_of(measurements)
@@ -152,6 +157,14 @@ class FloorGuard(Controller):
         else:
             self._observe(measurements)
         return chosen[self.mode]
+
+    def damos_quota(self) -> int | None:
+        if self.mode == POLICY:
+            return self.policy.damos_quota()
+        asked = self.fallback.damos_quota()
+        if asked is not None or self.policy.damos_quota() is None:
+            return asked
+        return self._start_quota  # undo what the overruled policy set
 
     def _enter(self, load: tuple[str, ...], time_s: float) -> None:
         """A new load begins with the next interval."""

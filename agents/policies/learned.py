@@ -10,9 +10,10 @@ The policy rebuilds the env's observation from the measurements with the run's
 and maps its action with the env's own ``action_to_weights``; so a run acts here exactly as
 it did in ``env.step``.
 
-Refused, with errors naming the run: policies on simulator-only (privileged) features, since
-they could never act on a host; ``quota_action`` runs, since controllers set weights only;
-hosts whose node count or feature names differ from the run's.
+A ``quota_action`` run's last action value is the DAMOS quota (``action_to_quota``), which
+the policy asks for through ``damos_quota``. Refused, with errors naming the run: policies on
+simulator-only (privileged) features, since they could never act on a host; hosts whose node
+count or feature names differ from the run's.
 
 Trust: ``model.zip`` is loaded by stable-baselines3, which unpickles parts of it (cloudpickle):
 load runs you trust only, and never on a host as root (the daemon refuses this kind; it runs
@@ -40,7 +41,7 @@ from agents.controllers.base import (
     ControllerError,
     require_node_count,
 )
-from tierenv.contracts.actions import action_to_weights
+from tierenv.contracts.actions import action_to_quota, action_to_weights
 from tierenv.contracts.features import FeatureError, ObservationSpec, groups_of
 from tierenv.contracts.measurements import Measurements
 
@@ -287,6 +288,7 @@ class LearnedPolicy(Controller):
         self.run = self._read_run()
         self.algorithm: str = self.run["algorithm"]
         self.n_nodes: int = self.run["n_nodes"]
+        self.quota_action: bool = self.run.get("quota_action", False)
         self.features: tuple[str, ...] = tuple(self.run["features"])
         self.spec = self._observation_spec(self.n_nodes, "")
         self.normalizer = self._load_normalizer()
@@ -302,6 +304,7 @@ class LearnedPolicy(Controller):
         self._lstm_state: tuple[np.ndarray, ...] | None = None
         self._episode_start = True
         self._step = 0
+        self._quota: int | None = None
         self._seed = 0 if context.seed is None else int(context.seed)
         self.last_observation: np.ndarray | None = None
 
@@ -314,7 +317,12 @@ class LearnedPolicy(Controller):
         action = self._predict(observation[None, :])
         self._episode_start = False
         self._step += 1
-        return action_to_weights(action[0], self.n_nodes)
+        if self.quota_action:
+            self._quota = action_to_quota(float(action[0][self.n_nodes]))
+        return action_to_weights(action[0][: self.n_nodes], self.n_nodes)
+
+    def damos_quota(self) -> int | None:
+        return self._quota
 
     def describe(self) -> str:
         mode = "" if self.deterministic else " stochastic"
@@ -360,11 +368,8 @@ class LearnedPolicy(Controller):
         features = run["features"]
         if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
             raise ControllerError(f"{self._where}: features must be a list of feature names")
-        if run.get("quota_action", False):
-            raise ControllerError(
-                f"{self._where}: trained with quota_action (it also sets the DAMOS quota); "
-                "controllers set interleave weights only"
-            )
+        if not isinstance(run.get("quota_action", False), bool):
+            raise ControllerError(f"{self._where}: quota_action must be true or false")
         return run
 
     def _observation_spec(self, n_nodes: int, where: str) -> ObservationSpec:
@@ -423,10 +428,12 @@ class LearnedPolicy(Controller):
                 f"{self._where}: cannot load {self.files.model.name} as {self.algorithm} ({err})"
             ) from err
         obs_shape, action_shape = model.observation_space.shape, model.action_space.shape
-        if obs_shape != (len(self.features),) or action_shape != (self.n_nodes,):
+        n_actions = self.n_nodes + (1 if self.quota_action else 0)
+        if obs_shape != (len(self.features),) or action_shape != (n_actions,):
+            quota = " and the quota" if self.quota_action else ""
             raise ControllerError(
                 f"{self._where}: the model observes {obs_shape} and acts {action_shape}; the "
-                f"run says {len(self.features)} features and {self.n_nodes} nodes"
+                f"run says {len(self.features)} features and {self.n_nodes} nodes{quota}"
             )
         return model
 

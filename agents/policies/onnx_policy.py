@@ -27,7 +27,7 @@ from agents.controllers.base import (
     require_node_count,
 )
 from tierenv.contracts import actions
-from tierenv.contracts.actions import action_to_weights
+from tierenv.contracts.actions import action_to_quota, action_to_weights
 from tierenv.contracts.features import FeatureError, ObservationSpec
 from tierenv.contracts.measurements import Measurements
 
@@ -64,6 +64,9 @@ class OnnxPolicy(Controller):
                 raise ControllerError(f"{self._where}: {file} is missing")
         self.meta = self._read_sidecar()
         self.n_nodes: int = self.meta["n_nodes"]
+        # sidecars written before the quota action existed have no key: weights only
+        self.quota_action: bool = self.meta.get("quota_action", False)
+        self._quota: int | None = None
         self.features: tuple[str, ...] = tuple(f["name"] for f in self.meta["features"])
         self.spec = self._observation_spec(self.n_nodes)
         self._session = self._load_session()
@@ -96,7 +99,13 @@ class OnnxPolicy(Controller):
                 self.fallbacks,
             )
             return self.safe_weights.copy()
-        return action_to_weights(action, self.n_nodes)
+        if self.quota_action:
+            self._quota = action_to_quota(float(action[self.n_nodes]))
+        return action_to_weights(action[: self.n_nodes], self.n_nodes)
+
+    def damos_quota(self) -> int | None:
+        """The quota the last finite action asked for (None: weights-only policy)."""
+        return self._quota
 
     def describe(self) -> str:
         run = self.meta.get("run", {})
@@ -162,6 +171,19 @@ class OnnxPolicy(Controller):
                 f"{self._where}: exported for the action mapping {mapping}, but this tierenv's "
                 f"is {ours}"
             )
+        quota_action = meta.get("quota_action", False)
+        if not isinstance(quota_action, bool):
+            raise ControllerError(f"{self._where}: quota_action must be true or false")
+        quota_ours = {
+            "name": "tierenv.contracts.actions.action_to_quota",
+            "QUOTA_MIN_BYTES_PER_S": actions.QUOTA_MIN_BYTES_PER_S,
+            "QUOTA_MAX_BYTES_PER_S": actions.QUOTA_MAX_BYTES_PER_S,
+        }
+        if quota_action and meta.get("action_to_quota") != quota_ours:
+            raise ControllerError(
+                f"{self._where}: exported for the quota mapping {meta.get('action_to_quota')}, "
+                f"but this tierenv's is {quota_ours}"
+            )
         got_sha = hashlib.sha256(self.onnx_path.read_bytes()).hexdigest()
         if got_sha != expected_sha:
             raise ControllerError(
@@ -211,10 +233,12 @@ class OnnxPolicy(Controller):
         inputs, outputs = session.get_inputs(), session.get_outputs()
         if len(inputs) != 1 or len(outputs) != 1:
             raise ControllerError(f"{self._where}: expected one input and one output")
-        if inputs[0].shape[-1] != len(self.features) or outputs[0].shape[-1] != self.n_nodes:
+        n_actions = self.n_nodes + (1 if self.quota_action else 0)
+        if inputs[0].shape[-1] != len(self.features) or outputs[0].shape[-1] != n_actions:
+            quota = " and the quota" if self.quota_action else ""
             raise ControllerError(
                 f"{self._where}: the graph maps {inputs[0].shape} to {outputs[0].shape}; the "
-                f"sidecar says {len(self.features)} features and {self.n_nodes} nodes"
+                f"sidecar says {len(self.features)} features and {self.n_nodes} nodes{quota}"
             )
         self._input, self._output = inputs[0].name, outputs[0].name
         return session

@@ -16,6 +16,7 @@ env:
                                           # random:default?exclude=HOST leaves a host out)
   features: default       # feature set or list of groups
   migration_cost_per_gib: 0.1
+  quota_action: false     # true: one more action value sets the DAMOS quota
   normalize: {observation: true, reward: true}
 eval:
   scenarios: [co-runner, steady-single, hot-set-shift]
@@ -107,7 +108,15 @@ MAX_SEEDS = 1000
 MAX_SEED = 2**31 - 1  # numpy's global seed takes < 2**32; SB3 adds the env index
 # a run folder name: one plain path component, never "." or ".." or hidden
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
-ENV_KEYS = ("backend", "n_envs", "scenarios", "features", "migration_cost_per_gib", "normalize")
+ENV_KEYS = (
+    "backend",
+    "n_envs",
+    "scenarios",
+    "features",
+    "migration_cost_per_gib",
+    "quota_action",
+    "normalize",
+)
 NORMALIZE_KEYS = ("observation", "reward")
 EVAL_KEYS = ("scenarios", "every_steps", "episodes", "seed")
 
@@ -125,6 +134,8 @@ class EnvConfig:
     scenarios: tuple[str, ...] = ("co-runner",)
     features: str | tuple[str, ...] = "default"
     migration_cost_per_gib: float = 0.1
+    # one more action value sets the DAMOS migrate_hot quota (action_to_quota)
+    quota_action: bool = False
     normalize_observation: bool = True
     normalize_reward: bool = True
 
@@ -185,6 +196,7 @@ class TrainConfig:
                 "scenarios": list(env.scenarios),
                 "features": env.features if isinstance(env.features, str) else list(env.features),
                 "migration_cost_per_gib": env.migration_cost_per_gib,
+                "quota_action": env.quota_action,
                 "normalize": {
                     "observation": env.normalize_observation,
                     "reward": env.normalize_reward,
@@ -781,6 +793,7 @@ def _env(data: Any, where: _Where, base: Path | None) -> EnvConfig:
         scenarios=scenarios,
         features=features if isinstance(features, str) else tuple(features),
         migration_cost_per_gib=float(cost),
+        quota_action=where.boolean("env.quota_action", data.get("quota_action", False)),
         normalize_observation=where.boolean(
             "env.normalize.observation", normalize.get("observation", True)
         ),

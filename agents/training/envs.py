@@ -66,12 +66,16 @@ class MultiScenarioEnv(gym.Env):
         scenarios: Sequence[str | Path],
         features: str | Sequence[str] = "default",
         migration_cost_per_gib: float = 0.1,
+        quota_action: bool = False,
     ) -> None:
         if not scenarios:
             raise ValueError("MultiScenarioEnv needs at least one scenario")
         self.envs = [
             WeightedInterleaveEnv(
-                scenario, features=features, migration_cost_per_gib=migration_cost_per_gib
+                scenario,
+                features=features,
+                migration_cost_per_gib=migration_cost_per_gib,
+                quota_action=quota_action,
             )
             for scenario in scenarios
         ]
@@ -206,6 +210,7 @@ def make_base_venv(config: TrainConfig) -> VecEnv:
                     scenario=scenario,
                     features=env.features,
                     migration_cost_per_gib=env.migration_cost_per_gib,
+                    quota_action=env.quota_action,
                 )
             )
             for scenario, count in zip(env.scenarios, counts, strict=True)
@@ -213,7 +218,11 @@ def make_base_venv(config: TrainConfig) -> VecEnv:
         return VecMonitor(ConcatVecEnv(parts))
 
     def factory() -> gym.Env:
-        return Monitor(MultiScenarioEnv(env.scenarios, env.features, env.migration_cost_per_gib))
+        return Monitor(
+            MultiScenarioEnv(
+                env.scenarios, env.features, env.migration_cost_per_gib, env.quota_action
+            )
+        )
 
     return DummyVecEnv([factory] * env.n_envs)
 

@@ -42,6 +42,7 @@ class Evaluator:
                 scenario,
                 features=config.env.features,
                 migration_cost_per_gib=config.env.migration_cost_per_gib,
+                quota_action=config.env.quota_action,
             )
             for scenario in config.eval.scenarios
         }

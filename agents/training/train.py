@@ -253,7 +253,7 @@ def _save_final(
         else list(config.env.features),
         "normalize_observation": config.env.normalize_observation,
         "migration_cost_per_gib": config.env.migration_cost_per_gib,
-        "quota_action": False,
+        "quota_action": config.env.quota_action,
         "env_backend": config.env.backend,
         "tierenv_version": tierenv.__version__,
         "git_commit": git_commit(),

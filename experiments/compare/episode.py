@@ -103,6 +103,9 @@ def run_trial(trial: Trial) -> TrialResult:
     step = 0
     while not truncated:
         weights = controller.decide(_last_measurements(env))
+        quota = controller.damos_quota()
+        if quota is not None:
+            env.set_damos_quota(quota)
         _, reward, _, truncated, info = env.step_weights(weights)
         measurements = _last_measurements(env)
         rows.append(

@@ -9,7 +9,9 @@ harness and, when it is not privileged, in the daemon on a real host: it only ev
 Timing: ``reset`` comes after the host's ``begin`` (in the simulator: time 0, nothing running
 yet); then each ``decide(m)`` receives the interval that just ended (``m.time_s`` is its end;
 the first call gets ``begin``'s report) and returns the weights for the next one. So the first
-decision sets the weights the first pages are placed under.
+decision sets the weights the first pages are placed under. A controller that also chooses the
+DAMOS quota (a policy trained with ``quota_action``) says so through ``damos_quota`` after each
+``decide``; the harness and the daemon apply it with the weights.
 """
 
 from __future__ import annotations
@@ -83,6 +85,12 @@ class Controller(ABC):
     @abstractmethod
     def decide(self, measurements: Measurements) -> np.ndarray:
         """The weights (int64, (nodes,), each 1..255) for the next control interval."""
+
+    def damos_quota(self) -> int | None:
+        """The DAMOS migrate_hot quota (bytes/s, 0: unlimited) the last ``decide`` asked for,
+        in force from the next interval with its weights; None (the default) leaves the
+        quota as it is."""
+        return None
 
     def describe(self) -> str:
         """A short label for tables and plots (the kind and any distinguishing parameters)."""

@@ -16,6 +16,10 @@ Safety rules, and why:
   keeps the safe weights (the last ones applied, at first the originals) and is logged.
 * ``max_change_per_interval`` (see :mod:`tierenv.daemon.ratelimit`) bounds how far the weight
   shares move per interval.
+* A controller that also chooses the DAMOS quota (``Controller.damos_quota``) has it committed
+  to our migrate_hot scheme when it changes (whole pages per window, at most
+  ``MAX_QUOTA_BYTES_PER_S``); a refused commit puts the old quota back and is logged. The
+  quota lives in our kdamond only, which is removed at exit, so there is nothing to restore.
 * On SIGTERM/SIGINT, an unexpected exception or after ``max_intervals``: the weights and auto
   switch are restored, our kdamond is stopped and removed, and the journal deleted (kept if the
   restore failed, so the next start retries).
@@ -40,6 +44,7 @@ import dataclasses
 import errno
 import math
 import os
+import resource
 import signal
 import threading
 import time
@@ -75,6 +80,10 @@ from tierenv.host.interleave import InterleaveState, InterleaveWriteError, Weigh
 from tierenv.host.sysfs import SysfsError, SysfsRoot, refuse_real_tree
 from tierenv.memory.interleave import WeightError, check_weights
 from tierenv.sim.damos_setup import DamosSetup
+
+#: The largest DAMOS quota a controller may ask for (bytes/s): far above any memory's
+#: bandwidth, so only a broken controller meets it.
+MAX_QUOTA_BYTES_PER_S = 1 << 40
 
 
 class DaemonError(RuntimeError):
@@ -446,6 +455,11 @@ class Daemon:
             self.counts["fallbacks"] += 1
             record.update(fallback=fallback, applied=self.applied, changed=False)
             return self._finish(record)
+        quota = self._apply_quota()
+        if quota is not None:
+            record["damos_quota"] = quota
+            if "error" in quota:
+                self.counts["errors"] += 1
         target = asked
         if self.max_change is not None:
             target = limit_shares(self.applied, asked, self.max_change)
@@ -465,6 +479,39 @@ class Daemon:
             self.counts["applied"] += 1
         record.update(applied=self.applied, changed=failure is None)
         return self._finish(record)
+
+    def _apply_quota(self) -> dict[str, Any] | None:
+        """The controller's DAMOS quota request committed to our scheme when it changes
+        (kept in ``self.damos`` too, so a restarted kdamond gets it); what was done, or None
+        when nothing was asked or changed."""
+        try:
+            asked = self.controller.damos_quota()
+        except Exception as error:  # a policy failure must not stop the host
+            return {"error": f"damos_quota raised {type(error).__name__}: {error}"}
+        if asked is None or not self.use_damos:
+            return None
+        if (
+            isinstance(asked, bool)
+            or not isinstance(asked, int | np.integer)
+            or not 0 <= asked <= MAX_QUOTA_BYTES_PER_S
+        ):
+            return {
+                "error": f"damos_quota returned {asked!r}; expected whole bytes/s in "
+                f"0..{MAX_QUOTA_BYTES_PER_S} (0: unlimited); the quota stays"
+            }
+        per_window = self.damos.quota_per_window(int(asked), resource.getpagesize())
+        if per_window == self.damos.quota_bytes:
+            return None
+        done = {"bytes_per_s": int(asked), "quota_bytes": per_window}
+        if self.dry_run:
+            self.log("dry_run", would_set_quota_bytes=per_window)
+        elif self.kdamond is not None:
+            try:
+                self.kdamond.set_quota(per_window)
+            except (KdamondError, SysfsError) as error:
+                return {**done, "error": f"quota commit failed, the old one stays: {error}"}
+        self.damos = dataclasses.replace(self.damos, quota_bytes=per_window)
+        return done
 
     def apply(self, target: np.ndarray) -> str | None:
         """Write ``target`` and commit the dests; on failure the previous weights stay."""

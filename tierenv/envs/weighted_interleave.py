@@ -23,6 +23,7 @@ from tierenv.contracts.actions import (
     action_to_quota,
     action_to_weights,
     check_action,
+    plain,
 )
 from tierenv.contracts.features import ObservationSpec
 from tierenv.contracts.host import Host
@@ -367,6 +368,17 @@ class WeightedInterleaveEnv(gym.Env[np.ndarray, np.ndarray]):
         self._check_running("step_weights()")
         self.host.set_weights(plain_weights(weights))
         return self._transition()
+
+    def set_damos_quota(self, bytes_per_s: int) -> None:
+        """The DAMOS migrate_hot quota (bytes/s, 0: unlimited) from the next step on, for
+        controllers that choose it beside the weights (``Controller.damos_quota``), as the
+        quota action does in ``step``."""
+        self._check_running("set_damos_quota()")
+        if isinstance(bytes_per_s, bool) or not isinstance(bytes_per_s, int | np.integer):
+            raise ValueError(f"DAMOS quota must be whole bytes/s, got {plain(bytes_per_s)}")
+        if bytes_per_s < 0:
+            raise ValueError(f"DAMOS quota must be >= 0 bytes/s, got {int(bytes_per_s)}")
+        self.host.set_damos_quota(int(bytes_per_s))
 
     @property
     def last_result(self) -> StepResult | None:
