@@ -28,7 +28,6 @@ every seed of the scenario, and the one with the highest mean return is reported
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -37,6 +36,7 @@ from typing import Any
 import yaml
 
 from tierenv.files import read_yaml
+from tierenv.schema import Reader, SchemaError
 from tierenv.workload.scenario import load_scenario, scenario_files, shipped_scenario_names
 
 STATIC_BEST = "static-best"
@@ -52,9 +52,11 @@ TOP_LEVEL_KEYS = (
     "upper_bound",
     "timeseries_seed",
 )
+#: How an unknown field is reported (YAML configs say field, where TOML files say key).
+UNKNOWN_FIELD = "unknown field; valid are"
 
 
-class ConfigError(ValueError):
+class ConfigError(SchemaError):
     """An experiment config that cannot run; the message names the file and field."""
 
 
@@ -118,44 +120,34 @@ def load_config(path: str | Path) -> CompareConfig:
 
 def config_from_dict(data: Any, source: str = "<config>", text: str = "") -> CompareConfig:
     """Check a parsed config (a mapping as in the module docstring)."""
-
-    def fail(field_name: str, problem: str) -> ConfigError:
-        return ConfigError(f"{source}: {field_name}: {problem}")
-
+    reader = Reader(source, ConfigError, unknown_key=UNKNOWN_FIELD)
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping of fields, got {type(data).__name__}")
-    unknown = sorted(set(data) - set(TOP_LEVEL_KEYS))
-    if unknown:
-        raise fail(unknown[0], f"unknown field; valid fields are {', '.join(TOP_LEVEL_KEYS)}")
+        reader.fail("", f"expected a mapping of fields, got {type(data).__name__}")
+    reader.keys(data, TOP_LEVEL_KEYS, "")
     for required in ("name", "scenarios", "seeds", "policies"):
-        if required not in data:
-            raise fail(required, "missing (required)")
+        reader.value(data, required, "")
 
     name = data["name"]
     if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
-        raise fail("name", f"must be a plain non-empty name (it names a folder), got {name!r}")
+        reader.fail("name", f"must be a plain non-empty name (it names a folder), got {name!r}")
 
-    scenarios = _scenarios(data["scenarios"], fail, _roots(source))
-    seeds = _seeds(data["seeds"], fail)
-    env = _env(data.get("env") or {}, fail)
-    policies = _policies(data["policies"], fail)
+    scenarios = _scenarios(data["scenarios"], reader, _roots(source))
+    seeds = _seeds(data["seeds"], reader)
+    env = _env(data.get("env") or {}, reader)
+    policies = _policies(data["policies"], reader)
     names = [policy.name for policy in policies]
 
     reference = data.get("reference")
     if reference is None and any(policy.kind == STATIC_BEST for policy in policies):
         reference = next(policy.name for policy in policies if policy.kind == STATIC_BEST)
     if reference is not None and reference not in names:
-        raise fail("reference", f"{reference!r} is not a policy; policies are {', '.join(names)}")
+        reader.fail("reference", f"{reference!r} is not a policy; policies are {', '.join(names)}")
 
-    upper_bound = data.get("upper_bound", True)
-    if not isinstance(upper_bound, bool):
-        raise fail("upper_bound", f"must be true or false, got {upper_bound!r}")
+    upper_bound = reader.boolean(data, "upper_bound", "", default=True)
     timeseries_seed = data.get("timeseries_seed", seeds[0])
     if timeseries_seed is not None and timeseries_seed not in seeds:
-        raise fail("timeseries_seed", f"{timeseries_seed!r} is not one of the seeds {seeds}")
-    description = data.get("description", "")
-    if not isinstance(description, str):
-        raise fail("description", "must be text")
+        reader.fail("timeseries_seed", f"{timeseries_seed!r} is not one of the seeds {seeds}")
+    description = reader.string(data, "description", "", default="")
     return CompareConfig(
         name=name,
         scenarios=scenarios,
@@ -190,29 +182,29 @@ def _first_file(path: str, roots: list[Path]) -> str:
     return path
 
 
-def _scenarios(value: Any, fail, roots: list[Path]) -> tuple[str, ...]:
+def _scenarios(value: Any, reader: Reader, roots: list[Path]) -> tuple[str, ...]:
     if value == "all":
         return tuple(shipped_scenario_names())
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not value:
-        raise fail("scenarios", "must be 'all' or a non-empty list of scenario names or files")
+        reader.fail("scenarios", "must be 'all' or a non-empty list of scenario names or files")
     names: list[str] = []
     refs: list[str] = []
     for item in value:
         if not isinstance(item, str):
-            raise fail("scenarios", f"{item!r} is not a scenario name or file")
+            reader.fail("scenarios", f"{item!r} is not a scenario name or file")
         files = scenario_files(item, roots)  # a folder or a glob of scenario files
         if files is not None:
             if not files:
                 what = "folder" if Path(item).is_dir() else "pattern"
-                raise fail("scenarios", f"{what} {item} names no scenario files (*.toml)")
+                reader.fail("scenarios", f"{what} {item} names no scenario files (*.toml)")
             refs.extend(files)
             for file in files:
                 try:
                     names.append(load_scenario(file).name)
                 except (ValueError, OSError) as err:
-                    raise fail("scenarios", str(err)) from err
+                    raise reader.error_at("scenarios", str(err)) from err
             continue
         if item not in shipped_scenario_names():
             item = _first_file(item, roots)
@@ -220,65 +212,57 @@ def _scenarios(value: Any, fail, roots: list[Path]) -> tuple[str, ...]:
         try:
             names.append(load_scenario(item).name)
         except (ValueError, OSError) as err:
-            raise fail("scenarios", str(err)) from err
+            raise reader.error_at("scenarios", str(err)) from err
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
-        raise fail("scenarios", f"two scenarios are named {twice[0]!r}")
+        reader.fail("scenarios", f"two scenarios are named {twice[0]!r}")
     return tuple(refs)
 
 
-def _seeds(value: Any, fail) -> tuple[int, ...]:
+def _seeds(value: Any, reader: Reader) -> tuple[int, ...]:
     if isinstance(value, bool):
-        raise fail("seeds", f"must be a count or a list of integers, got {value!r}")
+        reader.fail("seeds", f"must be a count or a list of integers, got {value!r}")
     if isinstance(value, int):
         if value < 1:
-            raise fail("seeds", f"a count must be at least 1, got {value}")
+            reader.fail("seeds", f"a count must be at least 1, got {value}")
         return tuple(range(value))
     if (
         not isinstance(value, list)
         or not value
         or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value)
     ):
-        raise fail("seeds", f"must be a count or a list of integers >= 0, got {value!r}")
+        reader.fail("seeds", f"must be a count or a list of integers >= 0, got {value!r}")
     if len(set(value)) != len(value):
-        raise fail("seeds", "lists a seed twice")
+        reader.fail("seeds", "lists a seed twice")
     return tuple(value)
 
 
-def _env(value: Any, fail) -> dict[str, Any]:
+def _env(value: Any, reader: Reader) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise fail("env", "must be a mapping of WeightedInterleaveEnv arguments")
-    unknown = sorted(set(value) - set(ENV_KEYS))
-    if unknown:
-        raise fail(f"env.{unknown[0]}", f"unknown; valid are {', '.join(ENV_KEYS)}")
-    cost = value.get("migration_cost_per_gib")
-    if cost is not None and (
-        isinstance(cost, bool)
-        or not isinstance(cost, int | float)
-        or not math.isfinite(cost)
-        or cost < 0
-    ):
-        raise fail("env.migration_cost_per_gib", f"must be a number >= 0, got {cost!r}")
+        reader.fail("env", "must be a mapping of WeightedInterleaveEnv arguments")
+    reader.keys(value, ENV_KEYS, "env")
+    if value.get("migration_cost_per_gib") is not None:  # null is left to the env to judge
+        reader.number(value, "migration_cost_per_gib", "env", low=0)
     return dict(value)
 
 
-def _policies(value: Any, fail) -> tuple[PolicySpec, ...]:
+def _policies(value: Any, reader: Reader) -> tuple[PolicySpec, ...]:
     if not isinstance(value, list) or not value:
-        raise fail("policies", "must be a non-empty list of {name, kind, ...parameters}")
+        reader.fail("policies", "must be a non-empty list of {name, kind, ...parameters}")
     policies = []
     for index, item in enumerate(value):
         where = f"policies[{index}]"
         if not isinstance(item, dict):
-            raise fail(where, f"must be a mapping with name and kind, got {item!r}")
+            reader.fail(where, f"must be a mapping with name and kind, got {item!r}")
         params = dict(item)
         name, kind = params.pop("name", None), params.pop("kind", None)
         if not isinstance(name, str) or not name:
-            raise fail(f"{where}.name", "missing or empty")
+            reader.fail(f"{where}.name", "missing or empty")
         if not isinstance(kind, str) or not kind:
-            raise fail(f"{where}.kind", f"missing or empty (policy {name!r})")
+            reader.fail(f"{where}.kind", f"missing or empty (policy {name!r})")
         policies.append(PolicySpec(name, kind, params))
     names = [policy.name for policy in policies]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise fail("policies", f"policy name {duplicates[0]!r} is used twice")
+        reader.fail("policies", f"policy name {duplicates[0]!r} is used twice")
     return tuple(policies)

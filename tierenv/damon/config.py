@@ -23,7 +23,8 @@ Three levels of checking:
 * :meth:`ContextConfig.from_dict` parses the sysfs-shaped mapping below and runs ``validate()``,
   so a parsed config is complete or not built at all.
 
-Errors are :class:`DamonConfigError` and start with the sysfs-style path of the field, e.g.
+Errors are :class:`DamonConfigError` (a :class:`tierenv.schema.SchemaError`, as every config
+reader's) and start with the sysfs-style path of the field, e.g.
 ``schemes[0].quotas.goals[1].target_metric: unknown metric 'foo'; expected one of ...``.
 
 Mapping schema (every section and key optional; defaults are the kernel's, except the access
@@ -94,6 +95,7 @@ from tierenv.damon.abi import (
     KernelParseError,
     parse_integer,
 )
+from tierenv.schema import Reader, SchemaError, join_path
 
 # The kernel's keywords (tierenv.damon.abi) that the simulator implements.
 OPERATIONS = ("vaddr", "paddr")
@@ -105,38 +107,29 @@ SIMULATED_FILTER_TYPES = CORE_FILTER_TYPES
 # --- Errors and paths -------------------------------------------------------------------------
 
 
-def _join(prefix: str, path: str) -> str:
-    if not prefix:
-        return path
-    if not path:
-        return prefix
-    return f"{prefix}{path}" if path.startswith("[") else f"{prefix}.{path}"
-
-
-class DamonConfigError(ValueError):
+class DamonConfigError(SchemaError):
     """A configuration the kernel (or a careful tool) would refuse; says where, what and why.
 
     ``path`` is the sysfs-style field path (``schemes[0].dests[1].id``), ``problem`` the reason
-    including the offending value, ``source`` the file the config came from, if any.
+    including the offending value, ``source`` the file the config came from, if any. The path
+    comes first here, as every check below raises it (the base class takes the problem first).
     """
 
-    def __init__(self, path: str, problem: str, source: str | None = None) -> None:
-        self.path = path
-        self.problem = problem
-        self.source = source
-        message = f"{path}: {problem}" if path else problem
-        super().__init__(f"{source}: {message}" if source else message)
+    def __init__(
+        self, path: str, problem: str, source: str | None = None, line: int | None = None
+    ) -> None:
+        super().__init__(problem, path, source, line)
 
     def under(self, prefix: str) -> DamonConfigError:
         """The same error seen from an enclosing object at ``prefix``."""
-        return DamonConfigError(_join(prefix, self.path), self.problem, self.source)
+        return DamonConfigError(join_path(prefix, self.path), self.problem, self.source, self.line)
 
     def in_source(self, source: str) -> DamonConfigError:
-        return DamonConfigError(self.path, self.problem, source)
+        return DamonConfigError(self.path, self.problem, source, self.line)
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Keeps the error picklable (vectorised environments send errors between processes).
-        return (DamonConfigError, (self.path, self.problem, self.source))
+
+# Unknown keys are reported as every config reader does; the source is added by ``from_dict``.
+_KEYS = Reader(None, DamonConfigError)
 
 
 @contextmanager
@@ -243,11 +236,7 @@ def _section(data: Any, path: str, keys: Sequence[str]) -> Mapping[str, Any]:
     """A mapping whose keys are all known; the path of an unknown key is named."""
     if not isinstance(data, Mapping):
         raise DamonConfigError(path, f"expected a mapping, got {_describe(data)}")
-    for key in data:
-        if key not in keys:
-            raise DamonConfigError(
-                _join(path, str(key)), f"unknown key; expected one of {_choices(keys)}"
-            )
+    _KEYS.keys(data, keys, path)
     return data
 
 
@@ -405,7 +394,7 @@ class _Span(_Spec):
     def read(self, value: Any, path: str) -> Range:
         section = _section(value, path, ("min", "max"))
         bounds = {"min": 0, "max": self.bound.high} | {
-            key: self.bound.read(section[key], _join(path, key))
+            key: self.bound.read(section[key], join_path(path, key))
             for key in ("min", "max")
             if key in section
         }
@@ -584,7 +573,7 @@ def _from_mapping(cls: type, data: Any, path: str) -> Any:
     kwargs: dict[str, Any] = {}
     for slot in _slots(cls):
         if slot.spec.leading:
-            where = _join(path, slot.at)
+            where = join_path(path, slot.at)
             if slot.at not in data:
                 raise DamonConfigError(where, "missing")
             kwargs[slot.name] = slot.spec.check(slot.spec.read(data[slot.at], where), where, False)
@@ -592,7 +581,7 @@ def _from_mapping(cls: type, data: Any, path: str) -> Any:
     section = _section(data, path, tuple(layout))
     for slot in _slots(cls):
         if slot.required and slot.at not in section:
-            raise DamonConfigError(_join(path, slot.at), "missing")
+            raise DamonConfigError(join_path(path, slot.at), "missing")
     _read_level(section, path, layout, kwargs)
     return _build(cls, path, **kwargs)
 
@@ -603,7 +592,7 @@ def _read_level(
     for key, entry in layout.items():
         if key not in section:
             continue
-        where = _join(path, key)
+        where = join_path(path, key)
         if isinstance(entry, dict):
             _read_level(_section(section[key], where, tuple(entry)), where, entry, kwargs)
         elif entry.name not in kwargs:  # a leading field was read already

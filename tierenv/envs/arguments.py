@@ -1,4 +1,7 @@
-"""Constructor-argument checks the single and the batched env share."""
+"""Constructor-argument checks the single and the batched env share.
+
+Not a config reader (:mod:`tierenv.schema`): a bad keyword is Python's ``TypeError``, worded
+as Python words it, because tools match that wording (see ``reject_unknown_arguments``)."""
 
 from __future__ import annotations
 

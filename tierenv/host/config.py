@@ -35,13 +35,12 @@ Capacities come from the host's node meminfo, not from here.
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from tierenv.hardware.profile import NodeProfile, ProfileError, load_profile
 from tierenv.host.metrics import AppThroughput, PerfEvent
-from tierenv.workload.scenario import TomlReader
+from tierenv.schema import SchemaError, TomlReader
 
 _TOP_KEYS = ("page_size", "nodes", "apps", "perf")
 _NODE_KEYS = ("profile",)
@@ -53,7 +52,7 @@ _EVENT_KEYS = ("name", "node", "kind", "bytes_per_count", "ns_per_count")
 EVENT_KINDS = ("read", "write", "total", "occupancy", "inserts")
 
 
-class HostConfigError(ValueError):
+class HostConfigError(SchemaError):
     """A host config is unusable; the message names the file, line, key and problem."""
 
 
@@ -124,12 +123,9 @@ def load_host_config(path: str | Path) -> HostConfig:
 def parse_host_config(text: str, source: str = "<text>", base: Path | None = None) -> HostConfig:
     """Parse and check a host config (relative paths are relative to ``base``)."""
     reader = TomlReader(text, source, HostConfigError)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise HostConfigError(f"{source}: not valid TOML: {error}") from None
+    data = reader.load()
     reader.keys(data, _TOP_KEYS, "")
-    page_size = int(reader.number(data, "page_size", "", low=1, default=os.sysconf("SC_PAGE_SIZE")))
+    page_size = reader.integer(data, "page_size", "", low=1, default=os.sysconf("SC_PAGE_SIZE"))
     nodes = reader.tables(data, "nodes")
     if not nodes:
         reader.fail("nodes", "at least one [[nodes]] table (one per memory node) is required")
@@ -150,7 +146,9 @@ def parse_host_config(text: str, source: str = "<text>", base: Path | None = Non
     names = [app.name for app in apps]
     if len(set(names)) != len(names):
         reader.fail("apps", f"application names must differ, got {names}")
-    perf = _perf(reader, data["perf"], len(profiles), base) if "perf" in data else None
+    perf = (
+        _perf(reader, reader.table(data, "perf"), len(profiles), base) if "perf" in data else None
+    )
     return HostConfig(source, page_size, tuple(profiles), apps, perf)
 
 
@@ -164,11 +162,7 @@ def _app(reader: TomlReader, table: dict, where: str, base: Path | None) -> AppC
     name = reader.string(table, "name", where)
     if ("pid" in table) == ("pid_file" in table):
         reader.fail(where, "give exactly one of pid or pid_file")
-    pid = None
-    if "pid" in table:
-        pid = int(reader.number(table, "pid", where, low=1))
-        if pid != table["pid"]:
-            reader.fail(f"{where}.pid", f"expected an integer, got {table['pid']!r}")
+    pid = reader.integer(table, "pid", where, low=1) if "pid" in table else None
     pid_file = _path(reader.string(table, "pid_file", where), base) if "pid_file" in table else None
     if "throughput_file" in table and "throughput_command" in table:
         reader.fail(where, "give at most one of throughput_file or throughput_command")
@@ -183,18 +177,13 @@ def _app(reader: TomlReader, table: dict, where: str, base: Path | None) -> AppC
     return AppConfig(name, pid, pid_file, throughput, reference)
 
 
-def _perf(reader: TomlReader, table: object, n_nodes: int, base: Path | None) -> PerfConfig:
-    if not isinstance(table, dict):
-        reader.fail("perf", f"expected a table ([perf]), got {table!r}")
-    assert isinstance(table, dict)
+def _perf(reader: TomlReader, table: dict, n_nodes: int, base: Path | None) -> PerfConfig:
     reader.keys(table, _PERF_KEYS, "perf")
-    spawn = table.get("spawn", False)
-    if not isinstance(spawn, bool):
-        reader.fail("perf.spawn", f"expected true or false, got {spawn!r}")
+    spawn = reader.boolean(table, "spawn", "perf", default=False)
     if ("file" in table) == spawn:
         reader.fail("perf", "give either file = PATH (perf run by you) or spawn = true")
     file = _path(reader.string(table, "file", "perf"), base) if "file" in table else None
-    interval_ms = int(reader.number(table, "interval_ms", "perf", low=10, default=1000))
+    interval_ms = reader.integer(table, "interval_ms", "perf", low=10, default=1000)
     events: dict[str, PerfEvent] = {}
     entries = reader.tables(table, "events")
     if not entries:

@@ -70,23 +70,21 @@ application give a ``ScenarioError`` naming the file, the line and the key.
 from __future__ import annotations
 
 import glob
-import re
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 
 from tierenv.contracts.measurements import NodeInfo
 from tierenv.hardware.nodeset import NodeSet
 from tierenv.hardware.profile import NodeProfile, ProfileError, load_profile
+from tierenv.schema import SchemaError, TomlReader  # TomlReader: generator imports it from here
 from tierenv.workload.access import Distribution
 from tierenv.workload.application import Application
 from tierenv.workload.library import ShippedLibrary
 from tierenv.workload.trace import Trace, load_trace
-from tierenv.workload.units import parse_size
 from tierenv.workload.variation import Variation
 
 DEFAULT_PAGE_SIZE = 2 << 20
@@ -147,7 +145,7 @@ MAX_TRAFFIC_GBPS = 10_000.0
 MAX_STEPS = 1_000_000
 
 
-class ScenarioError(ValueError):
+class ScenarioError(SchemaError):
     """A scenario file is unusable; the message names the file, line, key and problem."""
 
 
@@ -309,11 +307,8 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
 
 def parse_scenario(text: str, source: str = "<text>", base: Path | None = None) -> Scenario:
     """Parse and check a scenario from TOML text."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise ScenarioError(f"{source}: {error}") from error
-    reader = TomlReader(text, source)
+    reader = _ScenarioReader(text, source, ScenarioError)
+    data = reader.load()
     reader.keys(data, _TOP_KEYS, "")
     name = reader.string(data, "name", "")
     description = reader.string(data, "description", "", default="")
@@ -366,8 +361,8 @@ def parse_scenario(text: str, source: str = "<text>", base: Path | None = None) 
         reader.traffic(entry, f"traffic[{i}]", duration, len(nodes))
         for i, entry in enumerate(reader.tables(data, "traffic"))
     )
-    damos = reader.damos(data.get("damos", {}))
-    variation = reader.variation(data.get("variation", {}))
+    damos = reader.damos(reader.table(data, "damos"))
+    variation = reader.variation(reader.table(data, "variation"))
     scenario = Scenario(
         name=name,
         description=description,
@@ -386,7 +381,7 @@ def parse_scenario(text: str, source: str = "<text>", base: Path | None = None) 
     return scenario
 
 
-def _check_capacity(scenario: Scenario, reader: TomlReader) -> None:
+def _check_capacity(scenario: Scenario, reader: _ScenarioReader) -> None:
     """Applications that run at the same time must fit in the memory of all nodes, and a
     bound application must fit on its node whatever the policy put there (the simulator
     models no reclaim: an MPOL_BIND allocation on a full node would fail)."""
@@ -421,104 +416,8 @@ def _check_capacity(scenario: Scenario, reader: TomlReader) -> None:
                 )
 
 
-class TomlReader:
-    """Typed access to the parsed TOML with errors that name file, line and key (raised as
-    ``error``: other TOML schemas, such as the host config, reuse it)."""
-
-    def __init__(self, text: str, source: str, error: type[ValueError] = ScenarioError) -> None:
-        self.lines = text.splitlines()
-        self.source = source
-        self.error = error
-
-    def fail(self, path: str, problem: str) -> NoReturn:
-        line = self._line_of(path)
-        where = f"{self.source}:{line}" if line else self.source
-        raise self.error(f"{where}: {path}: {problem}")
-
-    def _line_of(self, path: str) -> int | None:
-        """Best-effort line number of a key path such as apps[1].distribution.kind."""
-        parts = re.findall(r"([A-Za-z_]+)(?:\[(\d+)\])?", path)
-        line_index = 0
-        table = ""
-        for name, index in parts:
-            if index:
-                table = f"{table}.{name}" if table else name
-                seen = -1
-                for i in range(line_index, len(self.lines)):
-                    if self.lines[i].strip() == f"[[{table}]]":
-                        seen += 1
-                        if seen == int(index):
-                            line_index = i
-                            break
-                else:
-                    return None
-                continue
-            pattern = re.compile(rf"^\s*(\[+\s*)?([A-Za-z_.]*\.)?{re.escape(name)}\s*(=|\]|\.)")
-            for i in range(line_index, len(self.lines)):
-                if pattern.match(self.lines[i]):
-                    line_index = i
-                    break
-            else:
-                return line_index + 1 if line_index else None
-            table = f"{table}.{name}" if table else name
-        return line_index + 1
-
-    def keys(self, table: dict, allowed: tuple[str, ...], path: str) -> None:
-        for key in table:
-            if key not in allowed:
-                where = f"{path}.{key}" if path else key
-                self.fail(where, f"unknown key; expected one of {', '.join(allowed)}")
-
-    def tables(self, data: dict, key: str) -> list[dict]:
-        """The ``[[key]]`` tables (none if absent; callers say whether some are required)."""
-        value = data.get(key, [])
-        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-            self.fail(key, f"expected a list of tables ([[{key}]]), got {value!r}")
-        return value
-
-    def _get(self, table: dict, key: str, path: str, default: Any) -> Any:
-        if key in table:
-            return table[key]
-        if default is _REQUIRED:
-            self.fail(f"{path}.{key}" if path else key, "missing (required)")
-        return default
-
-    def string(self, table: dict, key: str, path: str, default: Any = None) -> str:
-        value = self._get(table, key, path, _REQUIRED if default is None else default)
-        if not isinstance(value, str):
-            self.fail(f"{path}.{key}" if path else key, f"expected text, got {value!r}")
-        return value
-
-    def number(
-        self,
-        table: dict,
-        key: str,
-        path: str,
-        low: float | None = None,
-        high: float | None = None,
-        strict: bool = False,
-        default: Any = None,
-    ) -> float:
-        where = f"{path}.{key}" if path else key
-        value = self._get(table, key, path, _REQUIRED if default is None else default)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            self.fail(where, f"expected a number, got {value!r}")
-        if value != value or value in (float("inf"), float("-inf")):
-            self.fail(where, f"expected a finite number, got {value!r}")
-        if low is not None and (value <= low if strict else value < low):
-            self.fail(where, f"{value!r} is too small; must be {'>' if strict else '>='} {low}")
-        if high is not None and value > high:
-            self.fail(where, f"{value!r} is too large; must be <= {high}")
-        return float(value)
-
-    def size(self, table: dict, key: str, path: str, default: Any = None) -> int:
-        where = f"{path}.{key}" if path else key
-        value = self._get(table, key, path, _REQUIRED if default is None else default)
-        try:
-            return parse_size(value, where)
-        except ValueError as error:
-            self.fail(where, str(error).split(": ", 1)[-1])
-        raise AssertionError  # unreachable: fail raises
+class _ScenarioReader(TomlReader):
+    """The shared TOML reader (:mod:`tierenv.schema`) plus the scenario's own tables."""
 
     def node(self, table: dict, path: str, base: Path | None) -> HostNode:
         self.keys(table, _NODE_KEYS, path)
@@ -607,12 +506,6 @@ class TomlReader:
             self.fail(path, str(error))
         return AppRun(app, start, stop, in_reward=in_reward, bind_node=bind_node)
 
-    def boolean(self, table: dict, key: str, path: str, default: bool) -> bool:
-        value = table.get(key, default)
-        if not isinstance(value, bool):
-            self.fail(f"{path}.{key}" if path else key, f"expected true or false, got {value!r}")
-        return value
-
     def node_index(self, table: dict, key: str, path: str, n_nodes: int) -> int:
         value = table[key]
         if isinstance(value, bool) or not isinstance(value, int):
@@ -640,9 +533,7 @@ class TomlReader:
                 self.fail(f"{path}.stop_s", f"{stop} s is after the end ({duration} s)")
         return Traffic(node, gbps, reads, start, stop)
 
-    def damos(self, table: Any) -> DamosSpec:
-        if not isinstance(table, dict):
-            self.fail("damos", "expected a table ([damos])")
+    def damos(self, table: dict) -> DamosSpec:
         self.keys(table, _DAMOS_KEYS, "damos")
         enabled = self.boolean(table, "enabled", "damos", default=True)
         quota = self.size(table, "quota_per_s", "damos", default=DEFAULT_QUOTA_PER_S)
@@ -653,9 +544,7 @@ class TomlReader:
         )
         return DamosSpec(enabled, quota, percent)
 
-    def variation(self, table: Any) -> Variation:
-        if not isinstance(table, dict):
-            self.fail("variation", "expected a table ([variation])")
+    def variation(self, table: dict) -> Variation:
         self.keys(table, _VARIATION_KEYS, "variation")
         defaults = Variation()
         jitter = self.number(
@@ -730,6 +619,3 @@ class TomlReader:
         if intensity is None and offset is None and think is None and reads is None:
             self.fail(path, "an event must change intensity, hot_offset, think_ns or read_fraction")
         return Event(at, name, intensity, offset, think, reads)
-
-
-_REQUIRED = object()
