@@ -6,6 +6,7 @@ import itertools
 import os
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,20 +23,13 @@ PROPERTY_SETTINGS = settings(
 finite = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
 
 
-@pytest.fixture
-def pd():
-    """pandas, for the functions that return DataFrames (skipped where it is not installed)."""
-    return pytest.importorskip("pandas")
-
-
 def brute_force_poi(x, y) -> float:
     wins = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in itertools.product(x, y))
     return wins / (len(x) * len(y))
 
 
-def episodes_table(rows: list[tuple[str, str, int, float]]) -> dict[str, list]:
-    columns = ("scenario", "policy", "seed", "return")
-    return {name: [row[i] for row in rows] for i, name in enumerate(columns)}
+def episodes_table(rows: list[tuple[str, str, int, float]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["scenario", "policy", "seed", "return"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -225,8 +219,8 @@ ROWS = [
 ]
 
 
-def test_summarise_exact_values(pd) -> None:
-    summary = stats.summarise(pd.DataFrame(episodes_table(ROWS)), resamples=500, seed=0)
+def test_summarise_exact_values() -> None:
+    summary = stats.summarise(episodes_table(ROWS), resamples=500, seed=0)
     assert list(summary.columns) == ["scenario", "policy", "n", "mean", "iqm", "ci_low", "ci_high"]
     assert list(zip(summary["scenario"], summary["policy"], strict=True)) == [
         ("mixed", "ppo"),
@@ -241,23 +235,23 @@ def test_summarise_exact_values(pd) -> None:
     assert summary.loc[constant, ["ci_low", "ci_high"]].values.tolist() == [[4.0, 4.0]]
     assert (summary["ci_low"] <= summary["iqm"]).all()
     assert (summary["iqm"] <= summary["ci_high"]).all()
-    # Deterministic, the same from a mapping, and a group's interval does not depend on the
-    # other groups of the table.
-    again = stats.summarise(episodes_table(ROWS), resamples=500, seed=0)
+    # Deterministic, whatever the row index and other columns, and a group's interval does not
+    # depend on the other groups of the table.
+    relabelled = episodes_table(ROWS).set_index(pd.Index([3] * len(ROWS))).assign(x="x")
+    again = stats.summarise(relabelled, resamples=500, seed=0)
     pd.testing.assert_frame_equal(summary, again)
     alone = stats.summarise(episodes_table(ROWS[:4]), resamples=500, seed=0)
     assert alone.iloc[0].to_dict() == summary.iloc[1].to_dict()
 
 
-def test_summarise_by_one_column(pd) -> None:
+def test_summarise_by_one_column() -> None:
     summary = stats.summarise(episodes_table(ROWS), by="policy", resamples=100)
     assert list(summary.columns[:2]) == ["policy", "n"]
     assert summary["n"].tolist() == [5, 6]
 
 
-def test_tables_name_missing_columns_and_reject_empty_input(pd) -> None:
-    table = episodes_table(ROWS)
-    del table["return"]
+def test_tables_name_missing_columns_and_reject_empty_input() -> None:
+    table = episodes_table(ROWS).drop(columns="return")
     with pytest.raises(ValueError, match=r"missing column\(s\) \['return'\]"):
         stats.summarise(table)
     with pytest.raises(ValueError, match=r"missing column\(s\) \['speedup'\]"):
@@ -271,9 +265,12 @@ def test_tables_name_missing_columns_and_reject_empty_input(pd) -> None:
         stats.summarise(episodes_table(nan_rows))
 
 
-def test_normalised_scores(pd) -> None:
-    scores = stats.normalised_scores(pd.DataFrame(episodes_table(ROWS)), "static")
+def test_normalised_scores() -> None:
+    episodes = episodes_table(ROWS).set_index(pd.Index(range(100, 100 + len(ROWS))))
+    scores = stats.normalised_scores(episodes, "static")
     assert "score" in scores and "return" in scores  # the input's columns are kept
+    assert scores.index.equals(episodes.index)  # and its index
+    assert "score" not in episodes  # a copy
     # The reference's mean is 4 on mixed and 2 on steady.
     assert scores["score"].tolist() == pytest.approx(
         [0.25, 0.5, 0.75, 2.5, 1.0, 1.0, 1.0, 1.0, 1.0, 0.5, 1.5]
@@ -282,7 +279,7 @@ def test_normalised_scores(pd) -> None:
     assert mean.tolist() == pytest.approx([1.0, 1.0])
 
 
-def test_normalised_scores_errors(pd) -> None:
+def test_normalised_scores_errors() -> None:
     with pytest.raises(ValueError, match=r"unknown reference policy 'oracle'.*\['ppo', 'static'\]"):
         stats.normalised_scores(episodes_table(ROWS), "oracle")
     negative = [(s, p, seed, -v if s == "steady" else v) for s, p, seed, v in ROWS]
@@ -293,7 +290,7 @@ def test_normalised_scores_errors(pd) -> None:
         stats.normalised_scores(episodes_table(missing), "static")
 
 
-def test_improvement_table(pd) -> None:
+def test_improvement_table() -> None:
     rows = [(s, "static", seed, 1.0 + 0.1 * seed) for s in ("a", "b") for seed in range(4)]
     rows += [(s, "ppo", seed, 2.0 + 0.1 * seed) for s in ("a", "b") for seed in range(4)]
     rows += [("a", "auto", seed, 1.0 + 0.1 * seed) for seed in range(4)]
@@ -322,12 +319,12 @@ def test_improvement_table(pd) -> None:
     assert cost.set_index(["scenario", "policy"]).loc[("a", "ppo"), "probability"] == 0.0
 
 
-def test_improvement_table_unknown_reference_lists_policies(pd) -> None:
+def test_improvement_table_unknown_reference_lists_policies() -> None:
     with pytest.raises(ValueError, match=r"available policies: \['ppo', 'static'\]"):
         stats.improvement_table(episodes_table(ROWS), "best-static")
 
 
-def test_aggregate_summary(pd) -> None:
+def test_aggregate_summary() -> None:
     scores = stats.normalised_scores(episodes_table(ROWS), "static")
     table = stats.aggregate_summary(scores, resamples=300)
     assert list(table.columns) == [
@@ -346,19 +343,22 @@ def test_aggregate_summary(pd) -> None:
     assert ppo["ci_low"] <= ppo["iqm"] <= ppo["ci_high"]
 
 
-def test_regret_per_episode(pd) -> None:
-    steps = {
-        "scenario": ["a"] * 4,
-        "policy": ["p", "p", "q", "q"],
-        "seed": [0, 0, 0, 0],
-        "reward_throughput": [1.0, 2.0, 3.0, 3.0],
-        "bound": [2.0, 4.0, 3.0, 3.0],
-    }
+def test_regret_per_episode() -> None:
+    steps = pd.DataFrame(
+        {
+            "scenario": ["a"] * 4,
+            "policy": ["q", "p", "q", "p"],
+            "seed": [0, 0, 0, 0],
+            "reward_throughput": [3.0, 1.0, 3.0, 2.0],
+            "bound": [3.0, 2.0, 3.0, 4.0],
+        }
+    )
     table = stats.regret_per_episode(steps)
+    assert list(table.columns) == ["scenario", "policy", "seed", "regret"]
+    assert table["policy"].tolist() == ["p", "q"]
     assert table["regret"].tolist() == pytest.approx([0.5, 0.0])
-    del steps["bound"]
     with pytest.raises(ValueError, match="no 'bound' column"):
-        stats.regret_per_episode(steps)
+        stats.regret_per_episode(steps.drop(columns="bound"))
 
 
 def test_a_tie_band_makes_near_equal_episodes_ties() -> None:
@@ -371,7 +371,6 @@ def test_a_tie_band_makes_near_equal_episodes_ties() -> None:
 
 
 def test_improvement_table_tie_tolerance_is_relative_to_the_reference() -> None:
-    pd = pytest.importorskip("pandas")
     from experiments.compare.stats import improvement_table
 
     episodes = pd.DataFrame(
@@ -388,3 +387,85 @@ def test_improvement_table_tie_tolerance_is_relative_to_the_reference() -> None:
     assert strict.loc["s", "probability"] == 1.0
     assert banded.loc["s", "probability"] == 0.5
     assert banded.loc["s", "ci_low"] == banded.loc["s", "ci_high"] == 0.5
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda table: stats.summarise(table),
+        lambda table: stats.aggregate_summary(table, "return"),
+        lambda table: stats.normalised_scores(table, "static"),
+        lambda table: stats.improvement_table(table, "static"),
+        lambda table: stats.regret_per_episode(table),
+    ],
+)
+def test_tables_take_dataframes_only(call) -> None:
+    mapping = episodes_table(ROWS).to_dict(orient="list")
+    with pytest.raises(TypeError, match="must be a pandas DataFrame, got dict"):
+        call(mapping)
+
+
+def test_tables_reject_missing_group_keys() -> None:
+    episodes = episodes_table([*ROWS, (None, "ppo", 4, 1.0)])
+    with pytest.raises(
+        ValueError, match=r"missing values in grouping column\(s\) \{'scenario': 1\}"
+    ):
+        stats.summarise(episodes)
+
+
+def pinned_episodes() -> pd.DataFrame:
+    rng = np.random.default_rng(2024)
+    rows = [
+        (scenario, policy, seed, float(rng.normal(loc + shift, 1.0)))
+        for scenario, loc in (("mixed", 10.0), ("steady", 20.0))
+        for policy, shift in (("static", 0.0), ("ppo", 0.5))
+        for seed in range(6)
+    ]
+    return episodes_table(rows)
+
+
+def test_tables_reproduce_pinned_numbers() -> None:
+    """The intervals of the tables, pinned: per-group seeds (including integer keys), the order
+    of the resamples and the tie band are part of the results. A change here means the
+    numbers of every committed comparison would change (or numpy's random streams did)."""
+    episodes = pinned_episodes()
+    summary = stats.summarise(episodes, resamples=300, seed=0)
+    np.testing.assert_allclose(
+        summary[["ci_low", "ci_high"]].to_numpy(),
+        [
+            [10.451660606644047, 11.750410788320949],
+            [9.077104161710698, 11.24105399345407],
+            [19.243016758091876, 20.798559010861112],
+            [18.84101125804994, 20.957310922854624],
+        ],
+        rtol=1e-12,
+        atol=0,
+    )
+    by_seed = stats.summarise(episodes, by="seed", resamples=300, seed=0)
+    assert by_seed["seed"].tolist() == list(range(6))
+    np.testing.assert_allclose(
+        by_seed[["ci_low", "ci_high"]].to_numpy()[[0, 5]],
+        [[11.107824209399178, 19.208908366652004], [9.768677478770753, 20.663788572200982]],
+        rtol=1e-12,
+        atol=0,
+    )
+    scores = stats.normalised_scores(episodes, "static")
+    pooled = stats.aggregate_summary(scores, resamples=300)
+    np.testing.assert_allclose(
+        pooled[["ci_low", "ci_high"]].to_numpy(),
+        [[0.9955595035869033, 1.0783992391864525], [0.9501174065975286, 1.0637618233550767]],
+        rtol=1e-12,
+        atol=0,
+    )
+    improvement = stats.improvement_table(episodes, "static", resamples=300, tie_tolerance=0.05)
+    assert improvement["scenario"].tolist() == ["mixed", "steady", stats.ACROSS_SCENARIOS]
+    np.testing.assert_allclose(
+        improvement[["probability", "ci_low", "ci_high"]].to_numpy(),
+        [
+            [0.7222222222222222, 0.4788194444444445, 0.9444444444444444],
+            [0.5277777777777778, 0.2777777777777778, 0.7572916666666664],
+            [0.625, 0.4093750000000001, 0.7847222222222223],
+        ],
+        rtol=1e-12,
+        atol=0,
+    )

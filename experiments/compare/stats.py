@@ -11,26 +11,31 @@ Conventions:
 
 - Every metric is "higher is better"; :func:`improvement_table` takes ``higher_is_better=False``
   for costs such as ``migrated_gib``.
-- A table is a pandas DataFrame or any mapping of column name to a 1-D sequence; the functions
-  that return tables return DataFrames (pandas is imported only when one is built).
+- The table functions take and return pandas DataFrames. An episodes table has one row per
+  episode (one run of a policy on a scenario at a seed) with columns ``scenario``, ``policy``
+  and the metric (``return`` by default); each function names the columns it reads, ignores
+  the others, and does not use the row index. The per-run functions (:func:`iqm`,
+  :func:`bootstrap_ci`, ...) take arrays, and mappings of task (scenario) to runs.
 - Results are deterministic given ``seed``. Tables draw each group's bootstrap from a generator
   seeded by ``(seed, group key)``, so a group's interval does not change when other groups
   (policies, scenarios) are added to or removed from the table.
-- Groups (scenarios, policies) come out sorted, as ``DataFrame.groupby`` sorts them.
+- Groups are formed by ``DataFrame.groupby`` and come out sorted by their key (a categorical
+  column in the order of its categories); within a group the runs keep the table's row order,
+  which the bootstrap's draws index into. Group means and sums are numpy's, as in the per-run
+  functions, not pandas' groupby reductions (compensated summation), which can differ in the
+  last digit.
 """
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from scipy.stats import rankdata
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 __all__ = [
     "ACROSS_SCENARIOS",
@@ -50,8 +55,6 @@ __all__ = [
 ]
 
 Statistic = Callable[[NDArray[np.float64]], float]
-Table = Any  # a pandas DataFrame or a Mapping[str, 1-D sequence]
-Columns = dict[str, NDArray[Any]]
 
 #: The ``scenario`` value of the rows of :func:`improvement_table` that pool all scenarios.
 ACROSS_SCENARIOS = "all scenarios"
@@ -363,14 +366,296 @@ def _aggregate_poi_ci(
 # Tables
 
 
-def _pandas() -> Any:
+def _frame(table: pd.DataFrame, required: Sequence[str], what: str) -> pd.DataFrame:
+    """The ``required`` columns of ``table`` with a fresh 0..n-1 index (a row's position), with
+    errors that name what is wrong."""
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError(f"{what} must be a pandas DataFrame, got {type(table).__name__}")
+    names = [str(c) for c in table.columns]
+    if not names or len(table) == 0:
+        raise ValueError(f"{what} is empty (no rows)")
+    required = list(dict.fromkeys(required))
+    missing = [c for c in required if c not in names]
+    if missing:
+        raise ValueError(f"{what} is missing column(s) {missing}; it has {names}")
+    repeated = [c for c in required if names.count(c) > 1]
+    if repeated:
+        raise ValueError(f"{what} has more than one column named {repeated}")
+    return table[required].reset_index(drop=True)
+
+
+def _metric(frame: pd.DataFrame, name: str, what: str) -> NDArray[np.float64]:
+    """Column ``name`` as floats; a non-numeric column or a NaN in it is an error."""
     try:
-        import pandas
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "experiments.compare.stats returns pandas DataFrames: pip install pandas"
-        ) from None
-    return pandas
+        values = frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} column {name!r} is not numeric") from None
+    if np.isnan(values).any():
+        raise ValueError(
+            f"{what} column {name!r} has {int(np.isnan(values).sum())} NaN value(s); "
+            "drop or fix those rows first"
+        )
+    return values
+
+
+def _python(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _groups(
+    frame: pd.DataFrame, by: Sequence[str], what: str = "episodes"
+) -> list[tuple[tuple[Any, ...], NDArray[np.intp]]]:
+    """``frame.groupby(by)``'s groups in its (sorted) order: each key, as a tuple of Python
+    scalars (they seed the bootstrap through their ``repr``), with the group's rows as
+    positions in ``frame`` (its index, from :func:`_frame`), in table order."""
+    keys = frame[list(by)]
+    missing = keys.isna().sum()
+    if missing.any():
+        counts = {str(c): int(n) for c, n in missing.items() if n}
+        raise ValueError(f"{what} has missing values in grouping column(s) {counts}")
+    groups = []
+    for key, rows in keys.groupby(list(by), sort=True, observed=True):
+        key = key if isinstance(key, tuple) else (key,)
+        groups.append((tuple(_python(k) for k in key), np.asarray(rows.index, dtype=np.intp)))
+    return groups
+
+
+def _group_seed(seed: int, key: tuple[Any, ...]) -> list[int]:
+    """A generator seed for one group: stable across processes (unlike ``hash``)."""
+    if int(seed) != seed or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return [int(seed), zlib.crc32(repr(key).encode())]
+
+
+def _by(by: str | Sequence[str]) -> tuple[str, ...]:
+    by = (by,) if isinstance(by, str) else tuple(by)
+    if not by:
+        raise ValueError("by must name at least one column")
+    return by
+
+
+def _summary(
+    table: pd.DataFrame,
+    metric: str,
+    by: tuple[str, ...],
+    confidence: float,
+    resamples: int,
+    seed: int,
+    what: str,
+) -> pd.DataFrame:
+    _check_bootstrap(confidence, resamples)
+    frame = _frame(table, [*by, metric], what)
+    values = _metric(frame, metric, what)
+    rows = []
+    for key, idx in _groups(frame, by, what):
+        x = values[idx]
+        rng = _rng(_group_seed(seed, key))
+        ci = _bootstrap(x, iqm, confidence, int(resamples), rng)
+        rows.append((*key, int(x.size), float(x.mean()), iqm(x), *ci))
+    return pd.DataFrame(rows, columns=[*by, "n", "mean", "iqm", "ci_low", "ci_high"])
+
+
+def summarise(
+    episodes: pd.DataFrame,
+    metric: str = "return",
+    by: str | Sequence[str] = ("scenario", "policy"),
+    confidence: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Per group: number of runs, mean, IQM and the bootstrap CI of the IQM of ``metric``.
+
+    ``episodes`` needs the ``by`` columns and the numeric ``metric`` column. Returns columns
+    ``*by, n, mean, iqm, ci_low, ci_high``, one row per group, sorted by the group key.
+    Deterministic given ``seed`` (see the module notes on per-group seeding).
+    """
+    return _summary(episodes, metric, _by(by), confidence, resamples, seed, "episodes")
+
+
+def aggregate_summary(
+    episodes: pd.DataFrame,
+    metric: str = "score",
+    by: str | Sequence[str] = "policy",
+    task: str = "scenario",
+    confidence: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Per group (policy), IQM over all its (task, seed) runs with a stratified bootstrap CI.
+
+    The headline number of rliable's reports; meaningful only on scores that are comparable
+    across tasks, such as :func:`normalised_scores`. ``episodes`` needs the ``by`` and ``task``
+    columns and the numeric ``metric`` column. Returns columns ``*by, n_tasks, n, mean, iqm,
+    ci_low, ci_high``, one row per group, sorted by the group key.
+    """
+    by = _by(by)
+    _check_bootstrap(confidence, resamples)
+    frame = _frame(episodes, [*by, task, metric], "episodes")
+    values = _metric(frame, metric, "episodes")
+    rows = []
+    for key, idx in _groups(frame, by):
+        # the group's runs per task, tasks in sorted order (the order the resamples are drawn)
+        tasks = [values[task_idx] for _, task_idx in _groups(frame.iloc[idx], [task])]
+        rng = _rng(_group_seed(seed, ("aggregate", *key)))
+        ci = _stratified(tasks, iqm, confidence, int(resamples), rng)
+        pooled = iqm(np.concatenate(tasks))  # aggregate() of the tasks
+        rows.append((*key, len(tasks), int(idx.size), float(values[idx].mean()), pooled, *ci))
+    columns = [*by, "n_tasks", "n", "mean", "iqm", "ci_low", "ci_high"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _policies_check(policies: pd.Series, reference_policy: str) -> None:
+    available = sorted({str(p) for p in policies})
+    if reference_policy not in available:
+        raise ValueError(
+            f"unknown reference policy {reference_policy!r}; available policies: {available}"
+        )
+
+
+def normalised_scores(
+    episodes: pd.DataFrame,
+    reference_policy: str,
+    metric: str = "return",
+    column: str = "score",
+) -> pd.DataFrame:
+    """``episodes`` with ``column`` = ``metric`` / the reference policy's mean on that scenario.
+
+    ``episodes`` needs columns ``scenario``, ``policy`` and the numeric ``metric``; the copy
+    returned keeps all its columns and its index. Makes scenarios comparable so that they can
+    be pooled (1.0 = as good as the reference on average). A ratio is only meaningful for a
+    positive reference, so a scenario on which the reference's mean is zero or negative raises
+    ValueError naming the scenario (normalise a positive metric such as
+    ``mean_weighted_speedup`` or ``reward_throughput`` instead), and so does a scenario without
+    any reference episode.
+    """
+    frame = _frame(episodes, ["scenario", "policy", metric], "episodes")
+    values = _metric(frame, metric, "episodes")
+    _policies_check(frame["policy"], reference_policy)
+    reference = frame[frame["policy"] == reference_policy]
+    means = {}
+    for (scenario,), idx in _groups(reference, ["scenario"]):
+        mean = float(values[idx].mean())
+        if mean <= 0.0:
+            raise ValueError(
+                f"cannot normalise {metric!r} on scenario {scenario!r}: the mean of reference "
+                f"policy {reference_policy!r} is {mean:.6g} <= 0; normalise a positive metric"
+            )
+        means[scenario] = mean
+    without = [s for (s,), _ in _groups(frame, ["scenario"]) if s not in means]
+    if without:
+        raise ValueError(
+            f"reference policy {reference_policy!r} has no episodes on scenario(s) {without}"
+        )
+    out = episodes.copy()
+    out[column] = values / frame["scenario"].map(means).to_numpy(dtype=np.float64)
+    return out
+
+
+def improvement_table(
+    episodes: pd.DataFrame,
+    reference_policy: str,
+    metric: str = "return",
+    higher_is_better: bool = True,
+    confidence: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+    tie_tolerance: float = 0.0,
+) -> pd.DataFrame:
+    """Probability that each policy improves on ``reference_policy``, per scenario and overall.
+
+    ``episodes`` needs columns ``scenario``, ``policy`` and the numeric ``metric``.
+    ``tie_tolerance`` (relative to the reference's mean |metric| on the scenario): pairs of
+    episodes closer than that count as ties.
+
+    One row per (scenario, policy) where both the policy and the reference have runs, then one
+    row per policy with ``scenario == ACROSS_SCENARIOS``: the average of its per-scenario
+    probabilities with a stratified bootstrap CI. Columns: ``scenario, policy, reference,
+    n_scenarios, n, n_reference, probability, ci_low, ci_high`` (``n`` and
+    ``n_reference`` count runs). ``higher_is_better=False`` compares costs (lower wins).
+    """
+    _check_bootstrap(confidence, resamples)
+    frame = _frame(episodes, ["scenario", "policy", metric], "episodes")
+    values = _metric(frame, metric, "episodes")
+    if not higher_is_better:
+        values = -values
+    _policies_check(frame["policy"], reference_policy)
+    if frame["scenario"].astype(str).eq(ACROSS_SCENARIOS).any():
+        raise ValueError(f"a scenario is named {ACROSS_SCENARIOS!r}, which marks the overall rows")
+    runs: dict[Any, dict[Any, NDArray[np.float64]]] = {}
+    for (policy, scenario), idx in _groups(frame, ["policy", "scenario"]):
+        runs.setdefault(policy, {})[scenario] = values[idx]
+    reference = runs[reference_policy]
+    per_scenario, overall = [], []
+    for policy in sorted(p for p in runs if p != reference_policy):
+        shared = {s: x for s, x in runs[policy].items() if s in reference}
+        tolerances = {s: tie_tolerance * abs(float(np.mean(reference[s]))) for s in shared}
+        for scenario, x in shared.items():
+            y = reference[scenario]
+            rng = _rng(_group_seed(seed, ("improvement", scenario, policy)))
+            ci = _poi_ci(x, y, confidence, int(resamples), rng, tolerances[scenario])
+            p = probability_of_improvement(x, y, tolerances[scenario])
+            per_scenario.append((scenario, policy, reference_policy, 1, x.size, y.size, p, *ci))
+        if shared:
+            order = sorted(shared, key=repr)  # the order the resamples are drawn in
+            pairs = [(shared[s], reference[s]) for s in order]
+            rng = _rng(_group_seed(seed, ("improvement", policy)))
+            ci = _aggregate_poi_ci(
+                pairs, confidence, int(resamples), rng, [tolerances[s] for s in order]
+            )
+            n = sum(x.size for x, _ in pairs)
+            n_ref = sum(y.size for _, y in pairs)
+            p = float(
+                np.mean(
+                    [
+                        probability_of_improvement(*pair, tolerances[s])
+                        for s, pair in zip(order, pairs, strict=True)
+                    ]
+                )
+            )
+            overall.append(
+                (ACROSS_SCENARIOS, policy, reference_policy, len(shared), n, n_ref, p, *ci)
+            )
+    names = ["scenario", "policy", "reference", "n_scenarios", "n", "n_reference"]
+    columns = [*names, "probability", "ci_low", "ci_high"]
+    return pd.DataFrame(per_scenario + overall, columns=columns)
+
+
+def regret_per_episode(steps: pd.DataFrame) -> pd.DataFrame:
+    """Relative regret of each episode: ``1 - sum(reward_throughput) / sum(bound)``.
+
+    0 means the policy reached the per-interval upper bound throughout; lower is better.
+    ``steps`` has one row per interval with columns ``scenario, policy, seed,
+    reward_throughput`` and the interval's upper bound ``bound``; returns columns ``scenario,
+    policy, seed, regret``, one row per episode, sorted.
+    """
+    keys = ["scenario", "policy", "seed"]
+    names = [str(c) for c in steps.columns] if isinstance(steps, pd.DataFrame) else []
+    if names and "bound" not in names:
+        raise ValueError(
+            "steps has no 'bound' column: regret needs the per-interval upper bound of "
+            f"reward_throughput; it has {names}"
+        )
+    frame = _frame(steps, [*keys, "reward_throughput", "bound"], "steps")
+    reward = _metric(frame, "reward_throughput", "steps")
+    bound = _metric(frame, "bound", "steps")
+    rows = []
+    for key, idx in _groups(frame, keys, "steps"):
+        total = float(bound[idx].sum())
+        if total <= 0.0:
+            raise ValueError(
+                f"episode {dict(zip(keys, key, strict=True))}: sum of bound is {total:.6g} <= 0"
+            )
+        rows.append((*key, 1.0 - float(reward[idx].sum()) / total))
+    return pd.DataFrame(rows, columns=[*keys, "regret"])
+
+
+# --------------------------------------------------------------------------------------------
+# Column helpers of experiments/compare/plots.py, which still takes a mapping of column name to
+# a 1-D sequence wherever it takes a table. Only plots uses them; they go when it takes
+# DataFrames only.
+
+Table = Any  # a pandas DataFrame or a Mapping[str, 1-D sequence]
+Columns = dict[str, NDArray[Any]]
 
 
 def _n_rows(table: Table) -> int:
@@ -417,33 +702,16 @@ def _numeric(columns: Columns, name: str, what: str) -> NDArray[np.float64]:
     return values
 
 
-def _python(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
+def _as_frame(table: Table, what: str) -> pd.DataFrame:
+    """A DataFrame of a plots table (a DataFrame is returned as it is)."""
+    if isinstance(table, pd.DataFrame):
+        return table
+    return pd.DataFrame(_columns(table, _column_names(table, what), what))
 
 
-def _groups(keys: Sequence[NDArray[Any]]) -> list[tuple[tuple[Any, ...], NDArray[np.intp]]]:
-    """Sorted distinct key tuples over parallel columns, each with its row indices."""
-    codes, uniques = [], []
-    for column in keys:
-        unique, inverse = np.unique(column, return_inverse=True)
-        uniques.append(unique)
-        codes.append(inverse.ravel())
-    rows, inverse = np.unique(np.stack(codes, axis=1), axis=0, return_inverse=True)
-    inverse = inverse.ravel()
-    order = np.argsort(inverse, kind="stable")
-    bounds = np.cumsum(np.bincount(inverse, minlength=len(rows)))[:-1]
-    members = np.split(order, bounds)
-    return [
-        (tuple(_python(uniques[j][row[j]]) for j in range(len(keys))), idx)
-        for row, idx in zip(rows, members, strict=True)
-    ]
-
-
-def _group_seed(seed: int, key: tuple[Any, ...]) -> list[int]:
-    """A generator seed for one group: stable across processes (unlike ``hash``)."""
-    if int(seed) != seed or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    return [int(seed), zlib.crc32(repr(key).encode())]
+def _as_columns(frame: pd.DataFrame) -> Columns:
+    # numpy's inference from Python values (str columns as <U, not object), as before
+    return {str(c): np.asarray(frame[c].tolist()) for c in frame.columns}
 
 
 def _summary_columns(
@@ -455,239 +723,11 @@ def _summary_columns(
     seed: int,
     what: str = "episodes",
 ) -> Columns:
-    """:func:`summarise` as plain columns (the plots use it without pandas)."""
-    _check_bootstrap(confidence, resamples)
-    cols = _columns(table, [*by, metric], what)
-    values = _numeric(cols, metric, what)
-    out: dict[str, list[Any]] = {c: [] for c in [*by, "n", "mean", "iqm", "ci_low", "ci_high"]}
-    for key, idx in _groups([cols[b] for b in by]):
-        x = values[idx]
-        low, high = _bootstrap(x, iqm, confidence, int(resamples), _rng(_group_seed(seed, key)))
-        for name, value in zip(by, key, strict=True):
-            out[name].append(value)
-        out["n"].append(int(x.size))
-        out["mean"].append(float(x.mean()))
-        out["iqm"].append(iqm(x))
-        out["ci_low"].append(low)
-        out["ci_high"].append(high)
-    return {name: np.asarray(v) for name, v in out.items()}
-
-
-def _by(by: str | Sequence[str]) -> tuple[str, ...]:
-    by = (by,) if isinstance(by, str) else tuple(by)
-    if not by:
-        raise ValueError("by must name at least one column")
-    return by
-
-
-def summarise(
-    episodes: Table,
-    metric: str = "return",
-    by: str | Sequence[str] = ("scenario", "policy"),
-    confidence: float = 0.95,
-    resamples: int = 2000,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """Per group: number of runs, mean, IQM and the bootstrap CI of the IQM of ``metric``.
-
-    Returns columns ``*by, n, mean, iqm, ci_low, ci_high``, one row per group, sorted by the
-    group key. Deterministic given ``seed`` (see the module notes on per-group seeding).
-    """
-    by = _by(by)
-    return _pandas().DataFrame(_summary_columns(episodes, metric, by, confidence, resamples, seed))
-
-
-def aggregate_summary(
-    episodes: Table,
-    metric: str = "score",
-    by: str | Sequence[str] = "policy",
-    task: str = "scenario",
-    confidence: float = 0.95,
-    resamples: int = 2000,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """Per group (policy), IQM over all its (task, seed) runs with a stratified bootstrap CI.
-
-    The headline number of rliable's reports; meaningful only on scores that are comparable
-    across tasks, such as :func:`normalised_scores`. Returns columns ``*by, n_tasks, n, mean,
-    iqm, ci_low, ci_high``.
-    """
-    by = _by(by)
-    _check_bootstrap(confidence, resamples)
-    cols = _columns(episodes, [*by, task, metric], "episodes")
-    values = _numeric(cols, metric, "episodes")
-    out: dict[str, list[Any]] = {c: [] for c in [*by, "n_tasks", "n", "mean", "iqm"]}
-    out |= {"ci_low": [], "ci_high": []}
-    for key, idx in _groups([cols[b] for b in by]):
-        by_task = {t[0]: values[idx[i]] for t, i in _groups([cols[task][idx]])}
-        rng = _rng(_group_seed(seed, ("aggregate", *key)))
-        low, high = _stratified(list(by_task.values()), iqm, confidence, int(resamples), rng)
-        for name, value in zip(by, key, strict=True):
-            out[name].append(value)
-        out["n_tasks"].append(len(by_task))
-        out["n"].append(int(idx.size))
-        out["mean"].append(float(values[idx].mean()))
-        out["iqm"].append(aggregate(by_task))
-        out["ci_low"].append(low)
-        out["ci_high"].append(high)
-    return _pandas().DataFrame(out)
-
-
-def _policies_check(policies: NDArray[Any], reference_policy: str) -> None:
-    available = sorted({str(p) for p in policies})
-    if reference_policy not in available:
-        raise ValueError(
-            f"unknown reference policy {reference_policy!r}; available policies: {available}"
-        )
-
-
-def normalised_scores(
-    episodes: Table,
-    reference_policy: str,
-    metric: str = "return",
-    column: str = "score",
-) -> pd.DataFrame:
-    """``episodes`` with ``column`` = ``metric`` / the reference policy's mean on that scenario.
-
-    Makes scenarios comparable so that they can be pooled (1.0 = as good as the reference on
-    average). A ratio is only meaningful for a positive reference, so a scenario on which the
-    reference's mean is zero or negative raises ValueError naming the scenario (normalise a
-    positive metric such as ``mean_weighted_speedup`` or ``reward_throughput`` instead), and so
-    does a scenario without any reference episode.
-    """
-    cols = _columns(episodes, ["scenario", "policy", metric], "episodes")
-    values = _numeric(cols, metric, "episodes")
-    _policies_check(cols["policy"], reference_policy)
-    scenarios = cols["scenario"]
-    is_reference = cols["policy"] == reference_policy
-    scores = np.empty_like(values)
-    without = []
-    for (scenario,), idx in _groups([scenarios]):
-        ref = values[idx[is_reference[idx]]]
-        if ref.size == 0:
-            without.append(scenario)
-            continue
-        mean = float(ref.mean())
-        if mean <= 0.0:
-            raise ValueError(
-                f"cannot normalise {metric!r} on scenario {scenario!r}: the mean of reference "
-                f"policy {reference_policy!r} is {mean:.6g} <= 0; normalise a positive metric"
-            )
-        scores[idx] = values[idx] / mean
-    if without:
-        raise ValueError(
-            f"reference policy {reference_policy!r} has no episodes on scenario(s) {without}"
-        )
-    out = _pandas().DataFrame(episodes).copy()
-    out[column] = scores
-    return out
-
-
-def improvement_table(
-    episodes: Table,
-    reference_policy: str,
-    metric: str = "return",
-    higher_is_better: bool = True,
-    confidence: float = 0.95,
-    resamples: int = 2000,
-    seed: int = 0,
-    tie_tolerance: float = 0.0,
-) -> pd.DataFrame:
-    """Probability that each policy improves on ``reference_policy``, per scenario and overall.
-
-    ``tie_tolerance`` (relative to the reference's mean |metric| on the scenario): pairs of
-    episodes closer than that count as ties.
-
-    One row per (scenario, policy) where both the policy and the reference have runs, then one
-    row per policy with ``scenario == ACROSS_SCENARIOS``: the average of its per-scenario
-    probabilities with a stratified bootstrap CI. Columns: ``scenario, policy, reference,
-    n_scenarios, n, n_reference, probability, ci_low, ci_high`` (``n`` and
-    ``n_reference`` count runs). ``higher_is_better=False`` compares costs (lower wins).
-    """
-    _check_bootstrap(confidence, resamples)
-    cols = _columns(episodes, ["scenario", "policy", metric], "episodes")
-    values = _numeric(cols, metric, "episodes")
-    if not higher_is_better:
-        values = -values
-    _policies_check(cols["policy"], reference_policy)
-    if ACROSS_SCENARIOS in {str(s) for s in cols["scenario"]}:
-        raise ValueError(f"a scenario is named {ACROSS_SCENARIOS!r}, which marks the overall rows")
-    runs: dict[str, dict[Any, NDArray[np.float64]]] = {}
-    for (policy, scenario), idx in _groups([cols["policy"], cols["scenario"]]):
-        runs.setdefault(policy, {})[scenario] = values[idx]
-    reference = runs[reference_policy]
-    names = ["scenario", "policy", "reference", "n_scenarios", "n", "n_reference"]
-    out: dict[str, list[Any]] = {c: [] for c in [*names, "probability", "ci_low", "ci_high"]}
-
-    def row(scenario: Any, policy: str, n_s: int, n: int, n_ref: int, p: float, ci: Any) -> None:
-        for name, value in zip(
-            out, (scenario, policy, reference_policy, n_s, n, n_ref, p, *ci), strict=True
-        ):
-            out[name].append(value)
-
-    overall = []
-    for policy in sorted(p for p in runs if p != reference_policy):
-        shared = {s: x for s, x in runs[policy].items() if s in reference}
-        tolerances = {s: tie_tolerance * abs(float(np.mean(reference[s]))) for s in shared}
-        for scenario, x in shared.items():
-            y = reference[scenario]
-            rng = _rng(_group_seed(seed, ("improvement", scenario, policy)))
-            ci = _poi_ci(x, y, confidence, int(resamples), rng, tolerances[scenario])
-            p = probability_of_improvement(x, y, tolerances[scenario])
-            row(scenario, policy, 1, x.size, y.size, p, ci)
-        if shared:
-            ref = {s: reference[s] for s in shared}
-            order = sorted(shared, key=repr)
-            pairs = [(shared[s], ref[s]) for s in order]
-            rng = _rng(_group_seed(seed, ("improvement", policy)))
-            ci = _aggregate_poi_ci(
-                pairs, confidence, int(resamples), rng, [tolerances[s] for s in order]
-            )
-            n = sum(x.size for x in shared.values())
-            n_ref = sum(x.size for x in ref.values())
-            p = float(
-                np.mean(
-                    [
-                        probability_of_improvement(*pair, tolerances[s])
-                        for s, pair in zip(order, pairs, strict=True)
-                    ]
-                )
-            )
-            overall.append((ACROSS_SCENARIOS, policy, len(shared), n, n_ref, p, ci))
-    for args in overall:
-        row(*args)
-    return _pandas().DataFrame(out)
+    """:func:`summarise` of a plots table, as columns (``plot_regret``)."""
+    frame = _as_frame(table, what)
+    return _as_columns(_summary(frame, metric, _by(by), confidence, resamples, seed, what))
 
 
 def _regret_columns(steps: Table) -> Columns:
-    """:func:`regret_per_episode` as plain columns (the plots use it without pandas)."""
-    keys = ["scenario", "policy", "seed"]
-    names = _column_names(steps, "steps")
-    if names and "bound" not in names:
-        raise ValueError(
-            "steps has no 'bound' column: regret needs the per-interval upper bound of "
-            f"reward_throughput; it has {names}"
-        )
-    cols = _columns(steps, [*keys, "reward_throughput", "bound"], "steps")
-    reward = _numeric(cols, "reward_throughput", "steps")
-    bound = _numeric(cols, "bound", "steps")
-    out: dict[str, list[Any]] = {c: [] for c in [*keys, "regret"]}
-    for key, idx in _groups([cols[k] for k in keys]):
-        total = float(bound[idx].sum())
-        if total <= 0.0:
-            raise ValueError(
-                f"episode {dict(zip(keys, key, strict=True))}: sum of bound is {total:.6g} <= 0"
-            )
-        for name, value in zip(keys, key, strict=True):
-            out[name].append(value)
-        out["regret"].append(1.0 - float(reward[idx].sum()) / total)
-    return {name: np.asarray(v) for name, v in out.items()}
-
-
-def regret_per_episode(steps: Table) -> pd.DataFrame:
-    """Relative regret of each episode: ``1 - sum(reward_throughput) / sum(bound)``.
-
-    0 means the policy reached the per-interval upper bound throughout; lower is better.
-    Needs the ``bound`` column; returns columns ``scenario, policy, seed, regret``.
-    """
-    return _pandas().DataFrame(_regret_columns(steps))
+    """:func:`regret_per_episode` of a plots table, as columns (``plot_regret``)."""
+    return _as_columns(regret_per_episode(_as_frame(steps, "steps")))
