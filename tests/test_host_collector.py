@@ -81,6 +81,7 @@ def test_host_metrics_without_perf_or_kdamond(kernel):
     metrics = HostMetrics(kernel.root, kernel.proc_root, config, None, clock=lambda: 5.0)
     assert set(metrics.unavailable_groups(use_damos=False)) == {
         "bandwidth", "read_fraction", "latency", "hotness", "access_share", "migrated",
+        "damos_quota",
     }  # fmt: skip
     m = metrics.measure()
     assert np.isnan(m.node_bandwidth_gbps).all() and np.isnan(m.node_latency_ns).all()

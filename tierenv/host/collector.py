@@ -63,6 +63,7 @@ GROUPS_NEEDING = {
     "hotness": "our kdamond (not --no-damos) and --page-nodes move_pages or numa_maps",
     "access_share": "our kdamond (not --no-damos) and --page-nodes move_pages or numa_maps",
     "migrated": "our kdamond (DAMON sysfs with vaddr; not --no-damos)",
+    "damos_quota": "our kdamond (DAMON sysfs with vaddr; not --no-damos)",
 }
 
 
@@ -211,6 +212,7 @@ class HostMetrics:
             "hotness": use_damos and self.page_nodes is not None,
             "access_share": use_damos and self.page_nodes is not None,
             "migrated": use_damos,
+            "damos_quota": use_damos,
         }  # fmt: skip
         return {group: GROUPS_NEEDING[group] for group, ok in have.items() if not ok}
 
