@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
@@ -22,24 +23,29 @@ def assert_png(path: Path) -> None:
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary left over
 
 
-def summary_table(scenarios: list[str]) -> dict[str, np.ndarray]:
+def summary_table(scenarios: list[str]) -> pd.DataFrame:
+    """A table like stats.summarise's."""
     rng = np.random.default_rng(0)
     rows = [(s, p) for s in scenarios for p in POLICIES]
     iqm = rng.normal(1.0, 0.1, len(rows))
-    return {
-        "scenario": np.array([s for s, _ in rows], dtype=object),
-        "policy": np.array([p for _, p in rows], dtype=object),
-        "n": np.full(len(rows), 5),
-        "iqm": iqm,
-        "ci_low": iqm - 0.05,
-        "ci_high": iqm + 0.08,
-    }
+    return pd.DataFrame(
+        {
+            "scenario": [s for s, _ in rows],
+            "policy": [p for _, p in rows],
+            "n": np.full(len(rows), 5),
+            "iqm": iqm,
+            "ci_low": iqm - 0.05,
+            "ci_high": iqm + 0.08,
+        }
+    )
 
 
-def steps_table(scenarios: list[str], seeds=(0, 1), n_steps: int = 40, bound: bool = True):
+def steps_table(
+    scenarios: list[str], seeds=(0, 1), n_steps: int = 40, bound: bool = True
+) -> pd.DataFrame:
     """Steps of a 2-node run whose load goes 1, 2, 3, 1 apps; ppo follows it, statics do not."""
     rng = np.random.default_rng(1)
-    rows: dict[str, list] = {}
+    rows: list[dict] = []
     for scenario in scenarios:
         for policy, share in zip(POLICIES, (0.5, 0.74, None), strict=True):
             for seed in seeds:
@@ -69,9 +75,8 @@ def steps_table(scenarios: list[str], seeds=(0, 1), n_steps: int = 40, bound: bo
                     }
                     if bound:
                         row["bound"] = 0.75 * apps
-                    for name, value in row.items():
-                        rows.setdefault(name, []).append(value)
-    return {name: np.asarray(values) for name, values in rows.items()}
+                    rows.append(row)
+    return pd.DataFrame(rows)
 
 
 @pytest.mark.parametrize("scenarios", [["mixed"], ["mixed", "steady", "bursty", "co-runner"]])
@@ -85,7 +90,6 @@ def test_plot_scenario_bars(tmp_path: Path, scenarios: list[str]) -> None:
 
 
 def test_plot_scenario_bars_from_summarise(tmp_path: Path) -> None:
-    pd = pytest.importorskip("pandas")
     rng = np.random.default_rng(2)
     episodes = pd.DataFrame(
         [
@@ -107,6 +111,10 @@ def test_plot_scenario_bars_errors(tmp_path: Path) -> None:
     del table["ci_high"]
     with pytest.raises(ValueError, match=r"missing column\(s\) \['ci_high'\]"):
         plots.plot_scenario_bars(table, path, "return")
+    with pytest.raises(ValueError, match=r"summary is empty"):
+        plots.plot_scenario_bars(summary_table(["a"]).iloc[:0], path, "return")
+    with pytest.raises(ValueError, match=r"summary column 'iqm' has 1 NaN value"):
+        plots.plot_scenario_bars(summary_table(["a"]).assign(iqm=[1.0, np.nan, 1.0]), path, "r")
     with pytest.raises(ValueError, match="PNG"):
         plots.plot_scenario_bars(summary_table(["a"]), tmp_path / "bars.pdf", "return")
     assert list(tmp_path.iterdir()) == []
@@ -157,7 +165,7 @@ def test_plot_regret_needs_a_bound(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def learning_curves(policies=("ppo", "sac"), seeds=range(5)) -> dict[str, np.ndarray]:
+def learning_curves(policies=("ppo", "sac"), seeds=range(5)) -> pd.DataFrame:
     rng = np.random.default_rng(3)
     rows = [
         (p, s, t, np.log1p(t / 1e4) + rng.normal(0.0, 0.2))
@@ -165,8 +173,7 @@ def learning_curves(policies=("ppo", "sac"), seeds=range(5)) -> dict[str, np.nda
         for s in seeds
         for t in range(0, 50_001, 5_000)
     ]
-    columns = ("policy", "seed", "timesteps", "eval_return")
-    return {name: np.asarray([r[i] for r in rows]) for i, name in enumerate(columns)}
+    return pd.DataFrame(rows, columns=["policy", "seed", "timesteps", "eval_return"])
 
 
 def test_plot_learning_curves(tmp_path: Path) -> None:
@@ -175,8 +182,40 @@ def test_plot_learning_curves(tmp_path: Path) -> None:
     assert_png(plots.plot_learning_curves(one_seed, tmp_path / "curves.png"))
     with pytest.raises(ValueError, match=r"missing column\(s\) \['eval_return'\]"):
         plots.plot_learning_curves(
-            {"policy": ["a"], "seed": [0], "timesteps": [0]}, tmp_path / "x.png"
+            pd.DataFrame({"policy": ["a"], "seed": [0], "timesteps": [0]}), tmp_path / "x.png"
         )
+
+
+def test_tables_must_be_dataframes(tmp_path: Path) -> None:
+    """The mappings of column name to values taken before are refused, naming the table."""
+    summary = {name: column.to_numpy() for name, column in summary_table(["a"]).items()}
+    steps = {name: column.to_numpy() for name, column in steps_table(["a"]).items()}
+    curves = {name: column.to_numpy() for name, column in learning_curves().items()}
+    path = tmp_path / "x.png"
+    with pytest.raises(TypeError, match="summary must be a pandas DataFrame, got dict"):
+        plots.plot_scenario_bars(summary, path, "return")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="steps must be a pandas DataFrame, got dict"):
+        plots.plot_weight_timeseries(steps, "a", 0, path)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="steps must be a pandas DataFrame, got dict"):
+        plots.plot_regret(steps, path)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="curves must be a pandas DataFrame, got dict"):
+        plots.plot_learning_curves(curves, path)  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_row_order_and_index_do_not_change_the_weights_plot(tmp_path: Path) -> None:
+    """Each policy's run is drawn in time order whatever the order and index of the rows
+    (policies in a given order: by default they come in order of first appearance)."""
+    steps = steps_table(["mixed"])
+    shuffled = steps.sample(frac=1.0, random_state=4)
+    shuffled.index = shuffled.index + 1000
+    paths = [tmp_path / "a.png", tmp_path / "b.png"]
+    for table, path in zip((steps, shuffled), paths, strict=True):
+        plots.plot_weight_timeseries(
+            table, "mixed", 1, path, policies=list(POLICIES), bandwidth_policy="ppo"
+        )
+    first, second = paths
+    assert first.read_bytes() == second.read_bytes()
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(

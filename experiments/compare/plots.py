@@ -6,7 +6,8 @@ comparison run. Every input is checked before anything is drawn, and every file 
 a temporary name beside its destination and renamed over it (``tierenv.files.atomic_path``): a
 failed plot leaves no file and an existing file keeps its old content.
 
-Tables are pandas DataFrames or mappings of column name to a 1-D sequence, as in ``stats``.
+Tables are pandas DataFrames, as in ``stats``: each function names the columns it reads and
+ignores the others and the row index; the order of the rows matters where a docstring says so.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -27,17 +29,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import EngFormatter
 from numpy.typing import NDArray
 
-from experiments.compare.stats import (
-    Columns,
-    Table,
-    _column_names,
-    _columns,
-    _numeric,
-    _regret_columns,
-    _summary_columns,
-    bootstrap_ci,
-    iqm,
-)
+from experiments.compare import stats
 from tierenv.files import atomic_path
 
 __all__ = [
@@ -73,9 +65,51 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def _ordered(values: NDArray[Any]) -> list[Any]:
-    """Distinct values in order of first appearance (the caller's order, e.g. summarise's)."""
-    return list(dict.fromkeys(v.item() if isinstance(v, np.generic) else v for v in values))
+def _names(table: pd.DataFrame, what: str) -> list[str]:
+    """The column names of ``table``, which must be a DataFrame."""
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError(f"{what} must be a pandas DataFrame, got {type(table).__name__}")
+    return [str(c) for c in table.columns]
+
+
+def _table(table: pd.DataFrame, required: Sequence[str], what: str) -> pd.DataFrame:
+    """``table`` itself, once it is a DataFrame with rows and the ``required`` columns (each
+    once), with errors that name what is wrong."""
+    names = _names(table, what)
+    if not names or len(table) == 0:
+        raise ValueError(f"{what} is empty (no rows)")
+    missing = [c for c in dict.fromkeys(required) if c not in names]
+    if missing:
+        raise ValueError(f"{what} is missing column(s) {missing}; it has {names}")
+    repeated = [c for c in dict.fromkeys(required) if names.count(c) > 1]
+    if repeated:
+        raise ValueError(f"{what} has more than one column named {repeated}")
+    return table
+
+
+def _floats(table: pd.DataFrame, name: str, what: str) -> NDArray[np.float64]:
+    """Column ``name`` as floats; a non-numeric column or a NaN in it is an error."""
+    try:
+        values = table[name].to_numpy(dtype=np.float64, na_value=np.nan)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} column {name!r} is not numeric") from None
+    if np.isnan(values).any():
+        raise ValueError(
+            f"{what} column {name!r} has {int(np.isnan(values).sum())} NaN value(s); "
+            "drop or fix those rows first"
+        )
+    return values
+
+
+def _is(column: pd.Series, value: Any) -> NDArray[np.bool_]:
+    """Which rows of ``column`` equal ``value`` (a missing value equals nothing)."""
+    return column.eq(value).to_numpy(dtype=bool, na_value=False)
+
+
+def _ordered(column: pd.Series) -> list[Any]:
+    """Distinct values as Python scalars, in order of first appearance (the caller's order,
+    e.g. summarise's)."""
+    return list(dict.fromkeys(column.tolist()))
 
 
 def _choose(available: list[Any], wanted: Sequence[Any] | None, what: str) -> list[Any]:
@@ -105,7 +139,7 @@ def _legend_outside(ax: Axes, **kwargs: Any) -> None:
 
 
 def _bars(
-    summary: Columns,
+    summary: pd.DataFrame,
     metric_label: str,
     reference: str | None,
     policies: Sequence[str] | None,
@@ -118,13 +152,11 @@ def _bars(
     if reference is not None and reference not in available:
         raise ValueError(f"unknown reference policy {reference!r}; available: {available}")
     colours = _colours(chosen)
-    point = _numeric(summary, "iqm", "summary")
-    low = _numeric(summary, "ci_low", "summary")
-    high = _numeric(summary, "ci_high", "summary")
-    row_of = {
-        (s, p): i
-        for i, (s, p) in enumerate(zip(summary["scenario"], summary["policy"], strict=True))
-    }
+    point = _floats(summary, "iqm", "summary")
+    low = _floats(summary, "ci_low", "summary")
+    high = _floats(summary, "ci_high", "summary")
+    keys = zip(summary["scenario"].tolist(), summary["policy"].tolist(), strict=True)
+    row_of = {key: i for i, key in enumerate(keys)}  # a repeated key: its last row
 
     ncols = min(3, len(scenarios))
     nrows = math.ceil(len(scenarios) / ncols)
@@ -169,8 +201,8 @@ def _bars(
         if k % ncols == 0:
             ax.set_ylabel(metric_label)
     note = "bars: IQM over seeds; error bars: bootstrap CI"
-    if "n" in summary:
-        counts = np.asarray(summary["n"], dtype=int)
+    if "n" in summary.columns:
+        counts = summary["n"].to_numpy(dtype=int)
         lo, hi = counts.min(), counts.max()
         note += f"; {lo if lo == hi else f'{lo}-{hi}'} seeds per bar"
     fig.suptitle(f"{title or metric_label}\n{note}", fontsize=11)
@@ -189,7 +221,7 @@ def _bars(
 
 
 def plot_scenario_bars(
-    summary: Table,
+    summary: pd.DataFrame,
     path: str | Path,
     metric_label: str,
     reference: str | None = None,
@@ -199,21 +231,21 @@ def plot_scenario_bars(
 ) -> Path:
     """One panel per scenario, one bar per policy: IQM with its CI as error bars.
 
-    ``summary`` is :func:`stats.summarise`'s table (columns scenario, policy, iqm, ci_low,
-    ci_high; n optional). ``metric_label`` names the metric with its unit for the y axis.
-    The reference policy, if given, is hatched with its IQM drawn across the panel, so that
-    "better than the reference" reads off at a glance. Panels keep their own y scale unless
-    ``sharey`` (useful for normalised scores). Returns ``path``.
+    ``summary`` is a DataFrame like :func:`stats.summarise`'s table: columns scenario, policy,
+    iqm, ci_low, ci_high and optionally n (runs per bar, noted in the title); one row per
+    (scenario, policy). Panels and bars follow the order in which scenarios and policies first
+    appear in it. ``metric_label`` names the metric with its unit for the y axis. The reference
+    policy, if given, is hatched with its IQM drawn across the panel, so that "better than the
+    reference" reads off at a glance. Panels keep their own y scale unless ``sharey`` (useful
+    for normalised scores). Returns ``path``.
     """
     path = _check_path(path)
-    cols = _columns(summary, ["scenario", "policy", "iqm", "ci_low", "ci_high"], "summary")
-    if "n" in _column_names(summary, "summary"):
-        cols["n"] = np.asarray(summary["n"]).ravel()
-    return _save(_bars(cols, metric_label, reference, policies, title, sharey), path)
+    summary = _table(summary, ["scenario", "policy", "iqm", "ci_low", "ci_high"], "summary")
+    return _save(_bars(summary, metric_label, reference, policies, title, sharey), path)
 
 
 def plot_regret(
-    steps: Table,
+    steps: pd.DataFrame,
     path: str | Path,
     reference: str | None = None,
     policies: Sequence[str] | None = None,
@@ -223,13 +255,18 @@ def plot_regret(
 ) -> Path:
     """Per scenario and policy, the relative regret ``1 - sum(reward_throughput)/sum(bound)``.
 
-    Needs the per-interval ``bound`` column; bars are the IQM over seeds with bootstrap CIs
-    (lower is better, 0 = at the bound throughout). Returns ``path``.
+    ``steps`` is a DataFrame with one row per interval and columns scenario, policy, seed,
+    reward_throughput and the interval's upper bound ``bound`` (as
+    :func:`stats.regret_per_episode`). Bars are the IQM over seeds with bootstrap CIs of
+    :func:`stats.summarise` (lower is better, 0 = at the bound throughout). Returns ``path``.
     """
     path = _check_path(path)
-    regret = _regret_columns(steps)
-    summary = _summary_columns(
-        regret, "regret", ("scenario", "policy"), confidence, resamples, seed, "regret"
+    summary = stats.summarise(
+        stats.regret_per_episode(steps),
+        "regret",
+        confidence=confidence,
+        resamples=resamples,
+        seed=seed,
     )
     label = "relative regret 1 − Σreward / Σbound"
     fig = _bars(summary, label, reference, policies, "Regret against the upper bound", False)
@@ -246,8 +283,20 @@ def _node_columns(names: Sequence[str], prefix: str) -> list[str]:
     return [n for _, n in found]
 
 
+def _runs(
+    steps: pd.DataFrame, numeric: Sequence[str], policies: Sequence[Any]
+) -> list[pd.DataFrame]:
+    """Each policy's rows of ``steps`` in time order, the ``numeric`` columns (those of all
+    rows checked) as floats."""
+    steps = steps.assign(**{name: _floats(steps, name, "steps") for name in numeric})
+    return [
+        steps[_is(steps["policy"], policy)].sort_values("time_s", kind="stable")
+        for policy in policies
+    ]
+
+
 def plot_weight_timeseries(
-    steps: Table,
+    steps: pd.DataFrame,
     scenario: str,
     seed: int,
     path: str | Path,
@@ -257,40 +306,37 @@ def plot_weight_timeseries(
 ) -> Path:
     """How each policy's DDR weight share follows the load, for one scenario and seed.
 
+    ``steps`` is a DataFrame with one row per interval and columns scenario, policy, seed,
+    time_s, n_apps, share_0 (node 0's share of the weights) and total_throughput_gbps; with
+    ``bandwidth_policy`` also bandwidth_gbps_0, bandwidth_gbps_1, ... (every node's). Policies
+    are drawn in the order they first appear (or of ``policies``), each run in time order.
     Panels share the time axis: the number of running applications (the load, with every change
     marked by a dotted line through all panels); node 0's (DDR's) share of the interleave
     weights per policy; the total throughput per policy; and, if ``bandwidth_policy`` is given,
     that policy's bandwidth per node. Returns ``path``.
     """
     path = _check_path(path)
-    names = _column_names(steps, "steps")
     required = ["scenario", "policy", "seed", "time_s", "n_apps", "total_throughput_gbps"]
     required.append("share_0")
-    bandwidth = _node_columns(names, "bandwidth_gbps")
+    bandwidth = _node_columns(_names(steps, "steps"), "bandwidth_gbps")
     if bandwidth_policy is not None:
         required += bandwidth or ["bandwidth_gbps_0"]
-    cols = _columns(steps, required, "steps")
-    in_scenario = cols["scenario"] == scenario
+    steps = _table(steps, required, "steps")
+    in_scenario = _is(steps["scenario"], scenario)
     if not in_scenario.any():
-        scenarios = _ordered(cols["scenario"])
+        scenarios = _ordered(steps["scenario"])
         raise ValueError(f"no steps for scenario {scenario!r}; scenarios: {scenarios}")
-    selected = in_scenario & (cols["seed"] == seed)
+    selected = in_scenario & _is(steps["seed"], seed)
     if not selected.any():
-        seeds = _ordered(cols["seed"][in_scenario])
+        seeds = _ordered(steps["seed"][in_scenario])
         raise ValueError(f"no steps for seed {seed!r} of scenario {scenario!r}; seeds: {seeds}")
-    rows = {name: column[selected] for name, column in cols.items()}
+    rows = steps.loc[selected, required]
     available = _ordered(rows["policy"])
     chosen = _choose(available, policies, "policies")
     if bandwidth_policy is not None and bandwidth_policy not in available:
         raise ValueError(f"unknown bandwidth_policy {bandwidth_policy!r}; available: {available}")
-    time = _numeric(rows, "time_s", "steps")
-    apps = _numeric(rows, "n_apps", "steps")
-    share = _numeric(rows, "share_0", "steps")
-    throughput = _numeric(rows, "total_throughput_gbps", "steps")
-    series = {}
-    for policy in chosen:
-        idx = np.flatnonzero(rows["policy"] == policy)
-        series[policy] = idx[np.argsort(time[idx], kind="stable")]
+    numeric = ["time_s", "n_apps", "share_0", "total_throughput_gbps"]
+    series = dict(zip(chosen, _runs(rows, numeric, chosen), strict=True))
 
     panels = 4 if bandwidth_policy is not None else 3
     ratios = [1.0, 2.0, 1.6, 1.6][:panels]
@@ -300,7 +346,7 @@ def plot_weight_timeseries(
 
     # The load is set by the scenario, the same for every policy: draw it once.
     first = series[chosen[0]]
-    t_load, n_load = time[first], apps[first]
+    t_load, n_load = first["time_s"].to_numpy(), first["n_apps"].to_numpy()
     axes[0].fill_between(t_load, n_load, step="post", color="0.75", linewidth=0)
     axes[0].step(t_load, n_load, where="post", color="0.3", linewidth=1.0)
     axes[0].set_ylabel("running apps")
@@ -309,22 +355,23 @@ def plot_weight_timeseries(
     changes = t_load[1:][np.diff(n_load) != 0]
 
     for k, policy in enumerate(chosen):
-        idx = series[policy]
+        run = series[policy]
+        time = run["time_s"].to_numpy()
         style = {"color": colours[policy], "linestyle": _LINESTYLES[k // 10 % 4], "linewidth": 1.4}
-        axes[1].step(time[idx], share[idx], where="post", label=str(policy), **style)
-        axes[2].step(time[idx], throughput[idx], where="post", label=str(policy), **style)
+        share, throughput = run["share_0"].to_numpy(), run["total_throughput_gbps"].to_numpy()
+        axes[1].step(time, share, where="post", label=str(policy), **style)
+        axes[2].step(time, throughput, where="post", label=str(policy), **style)
     axes[1].set_ylabel("node 0 (DDR)\nweight share")
     axes[1].set_ylim(-0.03, 1.03)
     axes[2].set_ylabel("total throughput\n(GB/s)")
     _legend_outside(axes[1], title="policy")
 
     if bandwidth_policy is not None:
-        idx = np.flatnonzero(rows["policy"] == bandwidth_policy)
-        idx = idx[np.argsort(time[idx], kind="stable")]
+        (run,) = _runs(rows, ["time_s", *bandwidth], [bandwidth_policy])
+        time = run["time_s"].to_numpy()
         for i, column in enumerate(bandwidth):
-            values = _numeric(rows, column, "steps")
             label = f"node {column.rsplit('_', 1)[1]}" + (" (DDR)" if i == 0 else "")
-            axes[3].step(time[idx], values[idx], where="post", label=label)
+            axes[3].step(time, run[column].to_numpy(), where="post", label=label)
         axes[3].set_ylabel(f"bandwidth (GB/s)\n{bandwidth_policy}")
         _legend_outside(axes[3])
 
@@ -343,7 +390,7 @@ def plot_weight_timeseries(
 
 
 def plot_learning_curves(
-    curves: Table,
+    curves: pd.DataFrame,
     path: str | Path,
     policies: Sequence[str] | None = None,
     confidence: float = 0.95,
@@ -354,34 +401,40 @@ def plot_learning_curves(
 ) -> Path:
     """Per policy, the IQM over seeds of ``eval_return`` against training steps, with a CI band.
 
-    ``curves`` has columns policy, seed, timesteps, eval_return; seeds are matched on equal
+    ``curves`` is a DataFrame with columns policy, seed, timesteps, eval_return (one row per
+    evaluation of a training run, as ``report.learning_curves``); seeds are matched on equal
     ``timesteps``. The band is the percentile bootstrap CI over the seeds at each point (a
-    point with one seed has no band). Returns ``path``.
+    point with one seed has no band; the resamples draw the seeds in the table's row order).
+    Policies are drawn sorted by name. Returns ``path``.
     """
     path = _check_path(path)
-    cols = _columns(curves, ["policy", "seed", "timesteps", "eval_return"], "curves")
-    steps = _numeric(cols, "timesteps", "curves")
-    value = _numeric(cols, "eval_return", "curves")
-    chosen = _choose(sorted(_ordered(cols["policy"]), key=str), policies, "policies")
+    curves = _table(curves, ["policy", "seed", "timesteps", "eval_return"], "curves")
+    runs = curves[["policy", "seed"]].assign(
+        timesteps=_floats(curves, "timesteps", "curves"),
+        eval_return=_floats(curves, "eval_return", "curves"),
+    )
+    chosen = _choose(sorted(_ordered(runs["policy"]), key=str), policies, "policies")
     fig = _figure(8.5, 4.6)
     ax = fig.subplots()
     colours = _colours(chosen)
     seeds_seen = []
     for k, policy in enumerate(chosen):
-        mine = cols["policy"] == policy
-        xs = np.unique(steps[mine])
-        centre, low, high = [], [], []
-        for x in xs:
-            v = value[mine & (steps == x)]
-            centre.append(iqm(v))
-            lo, hi = bootstrap_ci(v, iqm, confidence, resamples, seed)
+        mine = runs[_is(runs["policy"], policy)]
+        xs, centre, low, high = [], [], [], []
+        # points in increasing timesteps; each point's seeds in row order
+        for x, at in mine.groupby("timesteps", sort=True)["eval_return"]:
+            v = at.to_numpy()
+            lo, hi = stats.bootstrap_ci(v, stats.iqm, confidence, resamples, seed)
+            xs.append(x)
+            centre.append(stats.iqm(v))
             low.append(lo)
             high.append(hi)
-        seeds_seen.append(len(np.unique(cols["seed"][mine])))
+        seeds_seen.append(mine["seed"].nunique(dropna=False))
         colour = colours[policy]
         style = _LINESTYLES[k // 10 % 4]
-        ax.plot(xs, centre, color=colour, linestyle=style, linewidth=1.6, label=str(policy))
-        ax.fill_between(xs, low, high, color=colour, alpha=0.2, linewidth=0)
+        points = np.asarray(xs, dtype=np.float64)
+        ax.plot(points, centre, color=colour, linestyle=style, linewidth=1.6, label=str(policy))
+        ax.fill_between(points, low, high, color=colour, alpha=0.2, linewidth=0)
     ax.xaxis.set_major_formatter(EngFormatter())
     ax.set_xlabel("environment steps")
     ax.set_ylabel(f"{ylabel}\n(IQM over seeds)")
