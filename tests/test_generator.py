@@ -13,6 +13,7 @@ import pytest
 
 from tierenv.cli import main
 from tierenv.hardware.profile import load_profile
+from tierenv.schema import SchemaError
 from tierenv.sim.fluid import FluidModel
 from tierenv.sim.host import SimulatedHost
 from tierenv.workload.generator import (
@@ -173,6 +174,8 @@ def test_a_minimal_distribution_file_draws(tmp_path: Path) -> None:
         ("count = [1, 2]", "count = 1\ndistributions = { pareto = 1 }", "apps.distributions", "pa"),
         ("[apps]", "[traffic]\nshare = 1.5\n\n[apps]", "traffic.share", "too large"),
         ("[apps]", "[co_runners]\nnodes = [5]\n\n[apps]", "co_runners.nodes", "node indices"),
+        ("n_nodes = 2", "n_nodes = 2.5", "n_nodes", "expected a whole number, got 2.5"),
+        ("version = 1", "version = 1\nphases = 3", "phases", "expected a table ([phases]), got 3"),
     ],
 )  # fmt: skip
 def test_bad_distribution_files_name_file_line_and_key(
@@ -186,6 +189,17 @@ def test_bad_distribution_files_name_file_line_and_key(
     message = str(caught.value)
     assert message.startswith(f"{path}:"), message
     assert f": {key}: " in message and problem in message, message
+
+
+def test_a_distribution_error_is_a_schema_error_naming_its_parts(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(BASE.replace("cores = 8", "cores = 0", 1))
+    with pytest.raises(SchemaError) as caught:
+        load_distribution(path)
+    error = caught.value
+    assert isinstance(error, DistributionError)
+    assert (error.source, error.path) == (str(path), "hosts[0].cores")
+    assert error.line == BASE.splitlines().index("cores = 8") + 1
 
 
 def test_unparsable_and_missing_distributions_are_refused(tmp_path: Path) -> None:

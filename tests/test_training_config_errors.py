@@ -6,6 +6,7 @@ outside ``--runs``)."""
 from __future__ import annotations
 
 import importlib
+import pickle
 import re
 from pathlib import Path
 from typing import Any
@@ -15,14 +16,21 @@ import yaml
 
 from agents.training import ConfigError, load_config, parse_config, train
 from agents.training.config import (
+    ENV_KEYS,
+    EVAL_KEYS,
     MAX_BUFFER_SIZE,
     MAX_LAYER_WIDTH,
     MAX_N_ENVS,
     MAX_ROLLOUT_STEPS,
     MAX_SEED,
+    NORMALIZE_KEYS,
+    TOP_LEVEL_KEYS,
+    EnvConfig,
+    EvalConfig,
     build_hyperparameters,
 )
 from tierenv.cli import main
+from tierenv.schema import SchemaError
 
 # the module (the package exports its ``train`` function under the same name)
 train_module = importlib.import_module("agents.training.train")
@@ -227,3 +235,53 @@ def test_valid_edge_configs_build_a_model(tmp_path: Path, data: dict[str, Any]) 
     model.learn(16)
     if data["algorithm"] == "SAC":
         assert build_hyperparameters(parsed)["train_freq"] == (1, "episode")
+
+
+def test_a_config_error_is_a_schema_error_naming_its_parts() -> None:
+    with pytest.raises(SchemaError) as info:
+        parse_config(config(env={"n_envs": 0}), source="cfg.yaml")
+    error = info.value
+    assert isinstance(error, ConfigError)
+    assert (error.source, error.path, error.line) == ("cfg.yaml", "env.n_envs", None)
+    assert error.problem == "must be a positive integer, got 0"
+    # Ray sends a seed's error back to the driver
+    assert str(pickle.loads(pickle.dumps(error))) == str(error)
+
+
+@pytest.mark.parametrize(
+    "field", ["timesteps", "checkpoint_every", "env.n_envs", "eval.every_steps", "eval.episodes"]
+)
+def test_a_count_written_as_a_float_is_refused(field: str) -> None:
+    """Unlike the TOML readers' whole numbers, a training config's counts are YAML integers."""
+    section, _, key = field.rpartition(".")
+    data = config(**{section: {key: 2.0}}) if section else config(**{key: 2.0})
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, source="cfg.yaml")
+    assert str(info.value) == f"cfg.yaml: {field}: must be a positive integer, got 2.0"
+
+
+def test_the_yaml_keys_and_defaults_are_the_dataclass_fields() -> None:
+    defaults = parse_config({"name": "t", "algorithm": "PPO", "timesteps": 5})
+    assert (defaults.env, defaults.eval) == (EnvConfig(), EvalConfig())
+    assert (defaults.seeds, defaults.checkpoint_every, defaults.description) == ((0,), 20_000, "")
+    written = defaults.to_dict()
+    assert tuple(written) == TOP_LEVEL_KEYS
+    assert tuple(written["env"]) == ENV_KEYS
+    assert tuple(written["env"]["normalize"]) == NORMALIZE_KEYS == ("observation", "reward")
+    assert tuple(written["eval"]) == EVAL_KEYS
+    # every env and eval key away from its default is kept as written
+    env = {
+        "backend": "full",
+        "n_envs": 2,
+        "scenarios": ["co-runner", "steady-single"],
+        "features": ["bandwidth", "latency"],
+        "migration_cost_per_gib": 0.5,
+        "quota_action": True,
+        "normalize": {"observation": False, "reward": True},
+    }
+    evaluation = {"scenarios": ["hot-set-shift"], "every_steps": 128, "episodes": 2, "seed": 7}
+    parsed = parse_config(config(env=env, eval=evaluation))
+    assert parsed.to_dict()["env"] == env and parsed.to_dict()["eval"] == evaluation
+    # one true/false stands for both normalize switches
+    switched = parse_config(config(env={"normalize": False}))
+    assert switched.to_dict()["env"]["normalize"] == {"observation": False, "reward": False}

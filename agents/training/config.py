@@ -8,35 +8,33 @@ hyperparameters:          # the algorithm's constructor arguments (checked again
   learning_rate: 0.0003   # or "lin_0.0003": linear decay to 0 over the run
   n_steps: 256
   policy_kwargs: {net_arch: [64, 64], activation_fn: tanh}
-env:
-  backend: full           # full (WeightedInterleaveEnv) | fluid (batched fluid model)
+env:                      # every key: a field of EnvConfig, documented there
+  backend: full
   n_envs: 4
-  scenarios: [co-runner, steady-single]   # shipped names, scenario files, folders or
-                                          # globs of them, or distributions (random:default,
-                                          # random:default?exclude=HOST leaves a host out)
-  features: default       # feature set or list of groups
-  migration_cost_per_gib: 0.1
-  quota_action: false     # true: one more action value sets the DAMOS quota
+  scenarios: [co-runner, steady-single]
   normalize: {observation: true, reward: true}
-eval:
+eval:                     # every key: a field of EvalConfig
   scenarios: [co-runner, steady-single, hot-set-shift]
   every_steps: 10000
-  episodes: 1             # per scenario
-  seed: 1000
 timesteps: 100000
 seeds: [0, 1, 2, 3, 4]    # or a count: 5 means 0..4
 checkpoint_every: 20000
 ```
 
-Every error is a ``ConfigError`` (a ``ValueError``) naming the file, the field and the
-valid values, so a typo fails before minutes of training rather than after. The whole config
-is checked before anything is written: ``name`` must be a plain folder name (it becomes
-``<runs>/<name>/``), every hyperparameter and policy keyword has a type and a range (those that
-need a Python object, such as ``optimizer_class``, cannot be set here), and sizes that are
-allocated at once are bounded: ``env.n_envs`` <= 1024, ``n_steps`` x ``n_envs`` <= 1,000,000
-(an on-policy rollout), ``buffer_size`` <= 10,000,000 (SAC's replay buffer), network layers
-<= 2048 wide and <= 8 deep, an LSTM state over the rollout <= 50,000,000 numbers, at most
-1000 seeds, each < 2**31.
+The keys are the fields of :class:`TrainConfig`, :class:`EnvConfig` and :class:`EvalConfig`,
+each declared once with its default, the check that reads its YAML value and a line saying what
+it is (a key such as ``normalize.observation`` sits in a nested mapping); the key lists, the
+defaults and :meth:`TrainConfig.to_dict` are derived from them.
+
+Every error is a ``ConfigError`` (a :class:`tierenv.schema.SchemaError`, so a ``ValueError``)
+naming the file, the field and the valid values, so a typo fails before minutes of training
+rather than after. The whole config is checked before anything is written: ``name`` must be a
+plain folder name (it becomes ``<runs>/<name>/``), every hyperparameter and policy keyword has
+a type and a range (those that need a Python object, such as ``optimizer_class``, cannot be set
+here), and sizes that are allocated at once are bounded: ``env.n_envs`` <= 1024, ``n_steps`` x
+``n_envs`` <= 1,000,000 (an on-policy rollout), ``buffer_size`` <= 10,000,000 (SAC's replay
+buffer), network layers <= 2048 wide and <= 8 deep, an LSTM state over the rollout <=
+50,000,000 numbers, at most 1000 seeds, each < 2**31.
 """
 
 from __future__ import annotations
@@ -49,12 +47,13 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
 from tierenv.contracts.features import FeatureError, resolve_feature_groups
 from tierenv.files import read_yaml
+from tierenv.schema import Reader, SchemaError, join_path
 from tierenv.sim.fluid import FLUID_FEATURES
 from tierenv.workload.generator import (
     RANDOM_PREFIX,
@@ -85,18 +84,6 @@ RESERVED_HYPERPARAMETERS = (
 )
 ACTIVATIONS = ("tanh", "relu", "elu", "leaky_relu")
 SCHEDULED = ("learning_rate", "clip_range")  # may be "lin_<value>"
-TOP_LEVEL_KEYS = (
-    "name",
-    "description",
-    "algorithm",
-    "policy",
-    "hyperparameters",
-    "env",
-    "eval",
-    "timesteps",
-    "seeds",
-    "checkpoint_every",
-)
 # Limits on what is allocated at once (see the module docstring).
 MAX_N_ENVS = 1024
 MAX_ROLLOUT_STEPS = 1_000_000  # n_steps x n_envs: the on-policy rollout buffer
@@ -108,36 +95,150 @@ MAX_SEEDS = 1000
 MAX_SEED = 2**31 - 1  # numpy's global seed takes < 2**32; SB3 adds the env index
 # a run folder name: one plain path component, never "." or ".." or hidden
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
-ENV_KEYS = (
-    "backend",
-    "n_envs",
-    "scenarios",
-    "features",
-    "migration_cost_per_gib",
-    "quota_action",
-    "normalize",
-)
-NORMALIZE_KEYS = ("observation", "reward")
-EVAL_KEYS = ("scenarios", "every_steps", "episodes", "seed")
 
 
-class ConfigError(ValueError):
+class ConfigError(SchemaError):
     """A training config that cannot run; the message names the file and the field."""
+
+
+class _Reader(Reader):
+    """Reads a training config: errors are ``ConfigError``s (``file: field: problem``, an
+    unknown key listed with ``unknown field; valid: ...``); ``base`` is the config file's
+    folder, where relative scenario files are looked for first."""
+
+    def __init__(self, source: str, base: Path | None = None) -> None:
+        super().__init__(source, ConfigError, unknown_key="unknown field; valid:")
+        self.base = base
+
+
+# ------------------------------------------------------------------ checks of one value
+# A check reads one YAML value: it raises ``reader.fail(key, ...)`` when the value is out of
+# type or range, and returns it as the config keeps it.
+Check = Callable[[_Reader, str, Any], Any]
+
+
+def _int(low: int, high: int | None = None) -> Check:
+    span = f">= {low}" if high is None else f"in {low}..{high:,}"
+
+    def check(reader: _Reader, key: str, value: Any) -> int:
+        whole = not isinstance(value, bool) and isinstance(value, int)
+        if not whole or value < low or (high is not None and value > high):
+            reader.fail(key, f"must be an integer {span}, got {value!r}")
+        return value
+
+    return check
+
+
+def _positive_int(reader: _Reader, key: str, value: Any) -> int:
+    """A YAML integer >= 1. Not ``Reader.integer``: that takes a whole float (``2.0``, as TOML
+    configs may write counts), which a training config refuses as it always has."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        reader.fail(key, f"must be a positive integer, got {value!r}")
+    return value
+
+
+def _number(low: float, high: float = math.inf, *, above: bool = False) -> Check:
+    """A finite number in [low, high] (``above``: strictly above ``low``)."""
+    span = f"{'>' if above else '>='} {low:g}" + (f" and <= {high:g}" if high < math.inf else "")
+
+    def check(reader: _Reader, key: str, value: Any) -> Any:
+        if not _is_number(value) or value < low or value > high or (above and value == low):
+            reader.fail(key, f"must be a number {span}, got {value!r}")
+        return value
+
+    return check
+
+
+def _boolean(reader: _Reader, key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        reader.fail(key, f"must be true or false, got {value!r}")
+    return value
+
+
+# ------------------------------------------------------------- checks of env and eval keys
+def _backend(reader: _Reader, key: str, value: Any) -> str:
+    if value not in BACKENDS:
+        reader.fail(key, f"unknown backend {value!r}; valid: {', '.join(BACKENDS)}")
+    return value
+
+
+def _n_envs(reader: _Reader, key: str, value: Any) -> int:
+    n_envs = _positive_int(reader, key, value)
+    if n_envs > MAX_N_ENVS:
+        reader.fail(key, f"must be at most {MAX_N_ENVS}, got {n_envs:,}")
+    return n_envs
+
+
+def _features(reader: _Reader, key: str, value: Any) -> str | tuple[str, ...]:
+    try:
+        resolve_feature_groups(value)
+    except (FeatureError, TypeError) as error:
+        raise reader.error_at(key, str(error)) from error
+    return value if isinstance(value, str) else tuple(value)
+
+
+def _cost(reader: _Reader, key: str, value: Any) -> float:
+    return float(_number(0.0)(reader, key, value))
+
+
+def _scenarios(reader: _Reader, key: str, value: Any) -> tuple[str, ...]:
+    """Scenario references: shipped names, scenario files, folders or glob patterns of
+    scenario files (a generated suite), and distributions (``random:NAME``/``random:FILE``)."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        reader.fail(key, f"must be a non-empty list of scenarios, got {value!r}")
+    names = []
+    for item in value:
+        if not isinstance(item, str):
+            reader.fail(key, f"scenario {item!r} is not a name or a file path")
+        files = _scenario_files(item, reader.base)
+        if files is not None and not files:
+            reader.fail(key, f"{item!r} names no scenario files (*.toml)")
+        for reference in files or [_resolved(item, reader.base)]:
+            _check_reference(reference, key, reader)
+            names.append(reference)
+    if len(set(names)) != len(names):
+        reader.fail(key, f"scenario listed twice in {names}")
+    return tuple(names)
+
+
+# ------------------------------------------------------------------------------ the schema
+def setting(default: Any, check: Check, key: str | None = None) -> Any:
+    """A field of a config section: its default, the check that reads its YAML value, and its
+    YAML key when that is not the field's name (``normalize.observation``: the key
+    ``observation`` of the mapping ``normalize``)."""
+    return dataclasses.field(default=default, metadata={"check": check, "key": key})
+
+
+def _key(field: dataclasses.Field[Any]) -> str:
+    """The YAML key of a field (dotted when it sits in a nested mapping)."""
+    return field.metadata.get("key") or field.name
 
 
 @dataclass(frozen=True)
 class EnvConfig:
-    """What the agent trains on."""
+    """``env``: what the agent trains on. A new key is one more field here, declared with
+    ``setting(default, check)`` and a line under it saying what it is; the parser, the key
+    lists and ``to_dict`` follow from it (a check across keys goes in ``_check_env``)."""
 
-    backend: str = "full"
-    n_envs: int = 4
-    scenarios: tuple[str, ...] = ("co-runner",)
-    features: str | tuple[str, ...] = "default"
-    migration_cost_per_gib: float = 0.1
-    # one more action value sets the DAMOS migrate_hot quota (action_to_quota)
-    quota_action: bool = False
-    normalize_observation: bool = True
-    normalize_reward: bool = True
+    backend: str = setting("full", _backend)
+    """full (WeightedInterleaveEnv) | fluid (the batched fluid model)"""
+    n_envs: int = setting(4, _n_envs)
+    """environments stepped at once (at most MAX_N_ENVS; fluid: at least one per scenario)"""
+    scenarios: tuple[str, ...] = setting(("co-runner",), _scenarios)
+    """shipped names, scenario files, folders or globs of them, or distributions
+    (random:default; random:default?exclude=HOST leaves a host out)"""
+    features: str | tuple[str, ...] = setting("default", _features)
+    """the observation: a feature set or a list of groups (fluid: the groups it produces)"""
+    migration_cost_per_gib: float = setting(0.1, _cost)
+    """the reward's migration coefficient: subtracted per GiB migrated (>= 0)"""
+    quota_action: bool = setting(False, _boolean)
+    """true: one more action value sets the DAMOS migrate_hot quota (action_to_quota)"""
+    normalize_observation: bool = setting(True, _boolean, key="normalize.observation")
+    """VecNormalize the observations (``normalize: false`` sets both to false)"""
+    normalize_reward: bool = setting(True, _boolean, key="normalize.reward")
+    """VecNormalize the rewards"""
 
     @property
     def normalize(self) -> bool:
@@ -146,27 +247,45 @@ class EnvConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Periodic evaluation: deterministic policy, full-fidelity env, raw returns."""
+    """``eval``: periodic evaluation (deterministic policy, full-fidelity env, raw returns)."""
 
-    scenarios: tuple[str, ...] = ("co-runner",)
-    every_steps: int = 10_000
-    episodes: int = 1
-    seed: int = 1000
+    scenarios: tuple[str, ...] = setting(("co-runner",), _scenarios)
+    """what is evaluated, as env.scenarios (default: env.scenarios)"""
+    every_steps: int = setting(10_000, _positive_int)
+    """training steps between evaluations"""
+    episodes: int = setting(1, _positive_int)
+    """episodes per scenario"""
+    seed: int = setting(1000, _int(0, MAX_SEED))
+    """seed of the first episode (episode i: seed + i)"""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrainConfig:
+    """A checked training config: the fields before ``source`` are the YAML's top-level keys,
+    in the order ``to_dict`` writes them. ``parse_config`` checks them."""
+
     name: str
-    algorithm: str
-    policy: str
-    hyperparameters: dict[str, Any]
-    env: EnvConfig
-    eval: EvalConfig
-    timesteps: int
-    seeds: tuple[int, ...]
-    checkpoint_every: int
+    """the run's folder, <runs>/<name>/: a plain folder name"""
     description: str = ""
-    source: str = "<config>"  # the file it came from (for messages)
+    """free text"""
+    algorithm: str
+    """PPO | SAC | RecurrentPPO"""
+    policy: str
+    """one of the algorithm's policies in ALGORITHMS (default: its first)"""
+    hyperparameters: dict[str, Any]
+    """the algorithm's constructor arguments as YAML values (``lin_<x>``: a linear schedule)"""
+    env: EnvConfig
+    """what the agent trains on (EnvConfig)"""
+    eval: EvalConfig
+    """periodic evaluation (EvalConfig)"""
+    timesteps: int
+    """training steps per seed"""
+    seeds: tuple[int, ...] = (0,)
+    """one run per seed (written as a list, or a count n: 0..n-1)"""
+    checkpoint_every: int = 20_000
+    """training steps between checkpoints"""
+    source: str = dataclasses.field(default="<config>", metadata={"yaml": False})
+    """the file it came from (for messages); not a key"""
 
     @property
     def n_nodes(self) -> int:
@@ -183,33 +302,25 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The YAML form (what ``RUN/config.yaml`` holds); ``parse_config`` reads it back."""
-        env = self.env
-        return {
-            "name": self.name,
-            "description": self.description,
-            "algorithm": self.algorithm,
-            "policy": self.policy,
-            "hyperparameters": _plain(self.hyperparameters),
-            "env": {
-                "backend": env.backend,
-                "n_envs": env.n_envs,
-                "scenarios": list(env.scenarios),
-                "features": env.features if isinstance(env.features, str) else list(env.features),
-                "migration_cost_per_gib": env.migration_cost_per_gib,
-                "quota_action": env.quota_action,
-                "normalize": {
-                    "observation": env.normalize_observation,
-                    "reward": env.normalize_reward,
-                },
-            },
-            "eval": dataclasses.asdict(self.eval) | {"scenarios": list(self.eval.scenarios)},
-            "timesteps": self.timesteps,
-            "seeds": list(self.seeds),
-            "checkpoint_every": self.checkpoint_every,
-        }
+        return _yaml_form(self)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def yaml_keys(cls: type, group: str = "") -> tuple[str, ...]:
+    """The YAML keys of a config dataclass in declaration order (``group``: the keys of that
+    nested mapping, such as ``normalize``)."""
+    keys = [_key(field) for field in dataclasses.fields(cls) if field.metadata.get("yaml", True)]
+    if group:
+        return tuple(key[len(group) + 1 :] for key in keys if key.startswith(f"{group}."))
+    return tuple(dict.fromkeys(key.split(".", 1)[0] for key in keys))
+
+
+TOP_LEVEL_KEYS = yaml_keys(TrainConfig)
+ENV_KEYS = yaml_keys(EnvConfig)
+NORMALIZE_KEYS = yaml_keys(EnvConfig, "normalize")
+EVAL_KEYS = yaml_keys(EvalConfig)
 
 
 def load_config(path: str | Path) -> TrainConfig:
@@ -222,43 +333,45 @@ def load_config(path: str | Path) -> TrainConfig:
 
 def parse_config(data: Any, source: str = "<config>", base: Path | None = None) -> TrainConfig:
     """Check a config given as a mapping (what ``load_config`` parsed)."""
-    where = _Where(source)
+    reader = _Reader(source, base)
     if not isinstance(data, Mapping):
-        raise where.error("", f"must be a mapping of {', '.join(TOP_LEVEL_KEYS)}")
-    where.unknown("", data, TOP_LEVEL_KEYS)
+        reader.fail("", f"must be a mapping of {', '.join(TOP_LEVEL_KEYS)}")
+    reader.keys(data, TOP_LEVEL_KEYS, "")
     for key in ("name", "algorithm", "timesteps"):
-        if key not in data:
-            raise where.error(key, "missing (required)")
+        reader.value(data, key, "")
     name = data["name"]
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
-        raise where.error(
+        reader.fail(
             "name",
             "must be a plain folder name (up to 100 letters, digits, '.', '_', '+', '-', "
             f"starting with a letter or digit), got {name!r}",
         )
     algorithm = data["algorithm"]
     if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
-        raise where.error(
-            "algorithm", f"unknown algorithm {algorithm!r}; valid: {', '.join(ALGORITHMS)}"
-        )
+        reader.fail("algorithm", f"unknown algorithm {algorithm!r}; valid: {', '.join(ALGORITHMS)}")
     policies = ALGORITHMS[algorithm][2]
     policy = data.get("policy", policies[0])
     if policy not in policies:
-        raise where.error(
+        reader.fail(
             "policy", f"{policy!r} is not a policy for {algorithm}; valid: {', '.join(policies)}"
         )
-    env = _env(data.get("env") or {}, where, base)
+    env = _section(EnvConfig, data.get("env") or {}, "env", reader)
+    _check_env(env, reader)
     hyperparameters = check_hyperparameters(
-        algorithm, policy, data.get("hyperparameters"), where, env
+        algorithm, policy, data.get("hyperparameters"), reader, env
     )
-    evaluation = _eval(data.get("eval") or {}, env, where, base)
-    _check_nodes(env.scenarios + evaluation.scenarios, where)
-    timesteps = where.positive_int("timesteps", data["timesteps"])
-    seeds = _seeds(data.get("seeds", [0]), where)
-    checkpoint_every = where.positive_int("checkpoint_every", data.get("checkpoint_every", 20_000))
-    description = data.get("description") or ""
+    evaluation = _section(
+        EvalConfig, data.get("eval") or {}, "eval", reader, {"scenarios": env.scenarios}
+    )
+    _check_nodes(env.scenarios + evaluation.scenarios, reader)
+    timesteps = _positive_int(reader, "timesteps", data["timesteps"])
+    seeds = _seeds(data.get("seeds", _plain(TrainConfig.seeds)), reader)
+    checkpoint_every = _positive_int(
+        reader, "checkpoint_every", data.get("checkpoint_every", TrainConfig.checkpoint_every)
+    )
+    description = data.get("description") or TrainConfig.description
     if not isinstance(description, str):
-        raise where.error("description", f"must be a string, got {description!r}")
+        reader.fail("description", f"must be a string, got {description!r}")
     return TrainConfig(
         name=name,
         algorithm=algorithm,
@@ -274,6 +387,110 @@ def parse_config(data: Any, source: str = "<config>", base: Path | None = None) 
     )
 
 
+Section = TypeVar("Section", EnvConfig, EvalConfig)
+
+
+def _section(
+    cls: type[Section],
+    data: Any,
+    path: str,
+    reader: _Reader,
+    defaults: Mapping[str, Any] | None = None,
+) -> Section:
+    """A section read from its YAML mapping, each field by its check; an absent key takes the
+    field's default (or ``defaults[field name]``) in its YAML form."""
+    keys = yaml_keys(cls)
+    if not isinstance(data, Mapping):
+        reader.fail(path, f"must be a mapping of {', '.join(keys)}")
+    reader.keys(data, keys, path)
+    groups: dict[str, Mapping[str, Any]] = {}
+    values = {}
+    for field in dataclasses.fields(cls):
+        group, _, key = _key(field).rpartition(".")
+        table = data
+        if group:
+            if group not in groups:
+                groups[group] = _group(cls, data, group, join_path(path, group), reader)
+            table = groups[group]
+        default = (defaults or {}).get(field.name, field.default)
+        value = table.get(key, _plain(default))
+        values[field.name] = field.metadata["check"](reader, join_path(path, _key(field)), value)
+    return cls(**values)
+
+
+def _group(cls: type, data: Mapping[str, Any], group: str, path: str, reader: _Reader) -> Any:
+    """A nested mapping of switches (``normalize``): absent, one true/false for all of them,
+    or a mapping of some."""
+    keys = yaml_keys(cls, group)
+    value = data.get(group, {})
+    if isinstance(value, bool):
+        value = dict.fromkeys(keys, value)
+    if not isinstance(value, Mapping):
+        reader.fail(path, f"must be true/false or a mapping, got {value!r}")
+    reader.keys(value, keys, path)
+    return value
+
+
+def _check_env(env: EnvConfig, reader: _Reader) -> None:
+    """What the fluid backend needs of the other env keys."""
+    if env.backend != "fluid":
+        return
+    if env.n_envs < len(env.scenarios):
+        reader.fail(
+            "env.n_envs",
+            f"backend fluid runs one batched env per scenario: n_envs ({env.n_envs}) must be at "
+            f"least the number of scenarios ({len(env.scenarios)})",
+        )
+    missing = [g for g in resolve_feature_groups(env.features) if g not in FLUID_FEATURES]
+    if missing:
+        reader.fail(
+            "env.features",
+            f"backend fluid cannot produce {', '.join(missing)}; it produces: "
+            f"{', '.join(FLUID_FEATURES)}",
+        )
+
+
+def _check_nodes(scenarios: Sequence[str], reader: _Reader) -> None:
+    counts = {name: scenario_node_count(name) for name in dict.fromkeys(scenarios)}
+    if len(set(counts.values())) > 1:
+        listed = ", ".join(f"{Path(n).stem} {c}" for n, c in counts.items())
+        reader.fail(
+            "env.scenarios",
+            f"training and eval scenarios must have the same number of memory nodes (one "
+            f"policy serves them all); nodes per scenario: {listed}",
+        )
+
+
+def _seeds(value: Any, reader: _Reader) -> tuple[int, ...]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 1 <= value <= MAX_SEEDS:
+            reader.fail("seeds", f"a count must be in 1..{MAX_SEEDS}, got {value!r}")
+        return tuple(range(value))
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_SEEDS:
+        reader.fail("seeds", f"must be a count or a list of 1..{MAX_SEEDS} integers, got {value!r}")
+    for seed in value:
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+            reader.fail("seeds", f"seed {seed!r} is not an integer in 0..{MAX_SEED}")
+    if len(set(value)) != len(value):
+        reader.fail("seeds", f"seed listed twice in {value}")
+    return tuple(value)
+
+
+def _yaml_form(config: Any) -> dict[str, Any]:
+    """A config dataclass as YAML values, nested where a key says so (``normalize.reward``)."""
+    out: dict[str, Any] = {}
+    for field in dataclasses.fields(config):
+        if not field.metadata.get("yaml", True):
+            continue
+        value = getattr(config, field.name)
+        *groups, key = _key(field).split(".")
+        table = out
+        for group in groups:
+            table = table.setdefault(group, {})
+        table[key] = _yaml_form(value) if dataclasses.is_dataclass(value) else _plain(value)
+    return out
+
+
 # ---------------------------------------------------------------------------- algorithms
 def algorithm_class(algorithm: str) -> type[BaseAlgorithm]:
     """The SB3 (or sb3-contrib) class of an algorithm name."""
@@ -281,40 +498,10 @@ def algorithm_class(algorithm: str) -> type[BaseAlgorithm]:
     return getattr(importlib.import_module(module), cls)
 
 
-# A check of one value: raises ``where.error(key, ...)`` when it is out of type or range.
-Check = Callable[["_Where", str, Any], None]
-
-
-def _int(low: int, high: int | None = None) -> Check:
-    span = f">= {low}" if high is None else f"in {low}..{high:,}"
-
-    def check(where: _Where, key: str, value: Any) -> None:
-        whole = not isinstance(value, bool) and isinstance(value, int)
-        if not whole or value < low or (high is not None and value > high):
-            raise where.error(key, f"must be an integer {span}, got {value!r}")
-
-    return check
-
-
-def _number(low: float, high: float = math.inf, *, above: bool = False) -> Check:
-    """A finite number in [low, high] (``above``: strictly above ``low``)."""
-    span = f"{'>' if above else '>='} {low:g}" + (f" and <= {high:g}" if high < math.inf else "")
-
-    def check(where: _Where, key: str, value: Any) -> None:
-        if not _is_number(value) or value < low or value > high or (above and value == low):
-            raise where.error(key, f"must be a number {span}, got {value!r}")
-
-    return check
-
-
-def _boolean(where: _Where, key: str, value: Any) -> None:
-    where.boolean(key, value)
-
-
 def _optional(check: Check) -> Check:
-    def optional(where: _Where, key: str, value: Any) -> None:
+    def optional(reader: _Reader, key: str, value: Any) -> None:
         if value is not None:
-            check(where, key, value)
+            check(reader, key, value)
 
     return optional
 
@@ -323,59 +510,57 @@ def _schedule(high: float) -> Check:
     """A number in (0, high], or ``lin_<that number>`` (linear decay to 0). The bounds keep
     float32 finite; above them training only diverges into NaN."""
 
-    def check(where: _Where, key: str, value: Any) -> None:
+    def check(reader: _Reader, key: str, value: Any) -> None:
         if isinstance(value, str):
             number = _float(value[4:]) if value.startswith("lin_") else None
         else:
             number = float(value) if _is_number(value) else None
         if number is None or not 0 < number <= high:  # NaN fails the comparison too
-            raise where.error(
+            reader.fail(
                 key, f"must be a number in (0, {high:g}] or 'lin_<that number>', got {value!r}"
             )
 
     return check
 
 
-def _sac_ent_coef(where: _Where, key: str, value: Any) -> None:
+def _sac_ent_coef(reader: _Reader, key: str, value: Any) -> None:
     """``auto``, ``auto_<initial value in (0, 10]>`` or a fixed coefficient in [0, 10]."""
     if isinstance(value, str):
         initial = _float(value[5:]) if value.startswith("auto_") else None
         if value != "auto" and not (initial is not None and 0 < initial <= 10):
-            raise where.error(
+            reader.fail(
                 key, f"must be 'auto', 'auto_<number in (0, 10]>' or in [0, 10], got {value!r}"
             )
         return
-    _number(0.0, 10.0)(where, key, value)
+    _number(0.0, 10.0)(reader, key, value)
 
 
-def _target_entropy(where: _Where, key: str, value: Any) -> None:
+def _target_entropy(reader: _Reader, key: str, value: Any) -> None:
     if value != "auto" and not _is_number(value):
-        raise where.error(key, f"must be 'auto' or a number, got {value!r}")
+        reader.fail(key, f"must be 'auto' or a number, got {value!r}")
 
 
-def _train_freq(where: _Where, key: str, value: Any) -> None:
+def _train_freq(reader: _Reader, key: str, value: Any) -> None:
     """Every ``n`` steps, or ``[n, step|episode]``."""
     every = value[0] if isinstance(value, list) and len(value) == 2 else value
     try:
         if every is not value and value[1] not in ("step", "episode"):
-            raise where.error(key, "")
-        _int(1)(where, key, every)
+            reader.fail(key, "")
+        _int(1)(reader, key, every)
     except ConfigError:
-        raise where.error(
+        raise reader.error_at(
             key, f"must be an integer >= 1 or [integer >= 1, step|episode], got {value!r}"
         ) from None
 
 
-def _layers(where: _Where, key: str, value: Any) -> None:
+def _layers(reader: _Reader, key: str, value: Any) -> None:
     if not isinstance(value, list) or len(value) > MAX_LAYERS:
-        raise where.error(
-            key, f"must be a list of at most {MAX_LAYERS} layer widths, got {value!r}"
-        )
+        reader.fail(key, f"must be a list of at most {MAX_LAYERS} layer widths, got {value!r}")
     for width in value:
         try:
-            _int(1, MAX_LAYER_WIDTH)(where, key, width)
+            _int(1, MAX_LAYER_WIDTH)(reader, key, width)
         except ConfigError:
-            raise where.error(
+            raise reader.error_at(
                 key, f"layer width {width!r} is not an integer in 1..{MAX_LAYER_WIDTH}"
             ) from None
 
@@ -384,23 +569,21 @@ def _net_arch(parts: tuple[str, str]) -> Check:
     """Hidden layer widths shared by both networks, or a mapping of both ``parts`` (the
     actor's and the critic's: SB3 ignores other keys, and SAC refuses a missing one)."""
 
-    def check(where: _Where, key: str, value: Any) -> None:
+    def check(reader: _Reader, key: str, value: Any) -> None:
         if not isinstance(value, Mapping):
-            _layers(where, key, value)
+            _layers(reader, key, value)
             return
         if set(value) != set(parts):
-            raise where.error(
-                key, f"a mapping must have exactly {' and '.join(parts)}, got {value!r}"
-            )
+            reader.fail(key, f"a mapping must have exactly {' and '.join(parts)}, got {value!r}")
         for part, layers in value.items():
-            _layers(where, f"{key}.{part}", layers)
+            _layers(reader, f"{key}.{part}", layers)
 
     return check
 
 
-def _activation(where: _Where, key: str, value: Any) -> None:
+def _activation(reader: _Reader, key: str, value: Any) -> None:
     if not isinstance(value, str) or value not in ACTIVATIONS:
-        raise where.error(key, f"unknown activation {value!r}; valid: {', '.join(ACTIVATIONS)}")
+        reader.fail(key, f"unknown activation {value!r}; valid: {', '.join(ACTIVATIONS)}")
 
 
 _ON_POLICY: dict[str, Check] = {
@@ -468,17 +651,17 @@ def check_hyperparameters(
     algorithm: str,
     policy: str,
     given: Any,
-    where: _Where | None = None,
+    reader: _Reader | None = None,
     env: EnvConfig | None = None,
 ) -> dict[str, Any]:
     """Check every hyperparameter and policy keyword: known to the algorithm (or its policy),
     settable from YAML, of the right type and range, and (given ``env``) within the size
     limits. Errors name the field and the valid values."""
-    where = where or _Where("<hyperparameters>")
+    reader = reader or _Reader("<hyperparameters>")
     if given is None:
         given = {}
     if not isinstance(given, Mapping):
-        raise where.error("hyperparameters", f"must be a mapping, got {given!r}")
+        reader.fail("hyperparameters", f"must be a mapping, got {given!r}")
     cls = algorithm_class(algorithm)
     signature = inspect.signature(cls.__init__).parameters
     checks = HYPERPARAMETERS[algorithm]
@@ -486,28 +669,30 @@ def check_hyperparameters(
     for key, value in given.items():
         name = f"hyperparameters.{key}"
         if key in RESERVED_HYPERPARAMETERS:
-            raise where.error(name, "is set by the trainer; remove it")
+            reader.fail(name, "is set by the trainer; remove it")
         if key not in valid:
             problem = (
                 "cannot be set in a training config"
                 if key in signature
                 else f"unknown hyperparameter for {algorithm}"
             )
-            raise where.error(name, f"{problem}; valid: {', '.join(valid)}")
+            reader.fail(name, f"{problem}; valid: {', '.join(valid)}")
         if key != "policy_kwargs":
-            checks[key](where, name, value)
+            checks[key](reader, name, value)
     kwargs = given.get("policy_kwargs")
     if kwargs is not None:
-        _check_policy_kwargs(cls, algorithm, policy, kwargs, where)
+        _check_policy_kwargs(cls, algorithm, policy, kwargs, reader)
     if env is not None:
-        _check_sizes(algorithm, signature, given, env, where)
+        _check_sizes(algorithm, signature, given, env, reader)
     return _plain(dict(given))
 
 
-def _check_policy_kwargs(cls: Any, algorithm: str, policy: str, kwargs: Any, where: _Where) -> None:
+def _check_policy_kwargs(
+    cls: Any, algorithm: str, policy: str, kwargs: Any, reader: _Reader
+) -> None:
     key = "hyperparameters.policy_kwargs"
     if not isinstance(kwargs, Mapping):
-        raise where.error(key, f"must be a mapping, got {kwargs!r}")
+        reader.fail(key, f"must be a mapping, got {kwargs!r}")
     signature = inspect.signature(cls.policy_aliases[policy].__init__).parameters
     valid = sorted(name for name in POLICY_KWARGS if name in signature)
     for name, value in kwargs.items():
@@ -517,21 +702,19 @@ def _check_policy_kwargs(cls: Any, algorithm: str, policy: str, kwargs: Any, whe
                 if name in signature
                 else f"unknown for {policy}"
             )
-            raise where.error(f"{key}.{name}", f"{problem}; valid: {', '.join(valid)}")
+            reader.fail(f"{key}.{name}", f"{problem}; valid: {', '.join(valid)}")
         check = _net_arch(NET_ARCH_PARTS[algorithm]) if name == "net_arch" else POLICY_KWARGS[name]
-        check(where, f"{key}.{name}", value)
+        check(reader, f"{key}.{name}", value)
     # combinations the recurrent policy refuses in its constructor
     defaults = {name: signature[name].default for name in valid}
     merged = defaults | dict(kwargs)
     if merged.get("shared_lstm") and merged.get("enable_critic_lstm"):
-        raise where.error(
+        reader.fail(
             f"{key}.shared_lstm",
             "a shared LSTM excludes enable_critic_lstm (set it to false), got both true",
         )
     if merged.get("shared_lstm") and not merged.get("share_features_extractor", True):
-        raise where.error(
-            f"{key}.shared_lstm", "a shared LSTM needs share_features_extractor: true"
-        )
+        reader.fail(f"{key}.shared_lstm", "a shared LSTM needs share_features_extractor: true")
 
 
 def _check_sizes(
@@ -539,7 +722,7 @@ def _check_sizes(
     signature: Mapping[str, Any],
     given: Mapping[str, Any],
     env: EnvConfig,
-    where: _Where,
+    reader: _Reader,
 ) -> None:
     """What SB3 allocates at once (or asserts) from the hyperparameters and ``env.n_envs``."""
 
@@ -549,20 +732,20 @@ def _check_sizes(
     if algorithm == "SAC":
         frequency = value("train_freq")
         if isinstance(frequency, list) and frequency[1] == "episode" and env.n_envs > 1:
-            raise where.error(
+            reader.fail(
                 "hyperparameters.train_freq",
                 f"training every episode needs env.n_envs 1, got {env.n_envs}",
             )
         return
     rollout = value("n_steps") * env.n_envs
     if rollout > MAX_ROLLOUT_STEPS:
-        raise where.error(
+        reader.fail(
             "hyperparameters.n_steps",
             f"n_steps x env.n_envs = {value('n_steps'):,} x {env.n_envs} = {rollout:,} is over "
             f"the rollout limit of {MAX_ROLLOUT_STEPS:,}",
         )
     if rollout < 2 and value("normalize_advantage"):
-        raise where.error(
+        reader.fail(
             "hyperparameters.n_steps",
             "n_steps x env.n_envs must be at least 2 to normalise advantages "
             "(or set normalize_advantage: false)",
@@ -570,7 +753,7 @@ def _check_sizes(
     if algorithm == "RecurrentPPO":
         if rollout % value("batch_size") == 1 and value("normalize_advantage"):
             # unlike PPO, it normalises a last minibatch of one step too: by a NaN std
-            raise where.error(
+            reader.fail(
                 "hyperparameters.batch_size",
                 f"n_steps x env.n_envs = {rollout:,} leaves a last minibatch of 1 step with "
                 f"batch_size {value('batch_size')}; RecurrentPPO's advantages would turn NaN",
@@ -579,7 +762,7 @@ def _check_sizes(
         hidden = kwargs.get("lstm_hidden_size", 256)
         state = rollout * kwargs.get("n_lstm_layers", 1) * hidden
         if state > MAX_LSTM_STATE:
-            raise where.error(
+            reader.fail(
                 "hyperparameters.policy_kwargs.lstm_hidden_size",
                 f"the rollout stores an LSTM state of n_steps x n_envs x n_lstm_layers x "
                 f"lstm_hidden_size = {state:,} numbers, over the limit of {MAX_LSTM_STATE:,}",
@@ -614,32 +797,6 @@ def build_hyperparameters(config: TrainConfig) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------- helpers
-class _Where:
-    """Builds ``file: field: problem`` errors."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-
-    def error(self, key: str, problem: str) -> ConfigError:
-        return ConfigError(f"{self.source}: {key + ': ' if key else ''}{problem}")
-
-    def unknown(self, prefix: str, data: Mapping[str, Any], valid: Sequence[str]) -> None:
-        for key in data:
-            if key not in valid:
-                name = f"{prefix}.{key}" if prefix else str(key)
-                raise self.error(name, f"unknown field; valid: {', '.join(valid)}")
-
-    def positive_int(self, key: str, value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise self.error(key, f"must be a positive integer, got {value!r}")
-        return value
-
-    def boolean(self, key: str, value: Any) -> bool:
-        if not isinstance(value, bool):
-            raise self.error(key, f"must be true or false, got {value!r}")
-        return value
-
-
 def _is_number(value: Any) -> bool:
     """A finite int or float (YAML's booleans are not numbers here)."""
     return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
@@ -650,15 +807,6 @@ def _float(text: str) -> float | None:
         return float(text)
     except ValueError:
         return None
-
-
-def _is_linear(value: str) -> bool:
-    if not value.startswith("lin_"):
-        return False
-    try:
-        return math.isfinite(float(value[4:]))
-    except ValueError:
-        return False
 
 
 def _plain(value: Any) -> Any:
@@ -689,28 +837,6 @@ def _scenario_files(item: str, base: Path | None) -> list[str] | None:
     return None if files is None else [str(Path(path).resolve()) for path in files]
 
 
-def _scenarios(value: Any, key: str, where: _Where, base: Path | None) -> tuple[str, ...]:
-    """Scenario references: shipped names, scenario files, folders or glob patterns of
-    scenario files (a generated suite), and distributions (``random:NAME``/``random:FILE``)."""
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not value:
-        raise where.error(key, f"must be a non-empty list of scenarios, got {value!r}")
-    names = []
-    for item in value:
-        if not isinstance(item, str):
-            raise where.error(key, f"scenario {item!r} is not a name or a file path")
-        files = _scenario_files(item, base)
-        if files is not None and not files:
-            raise where.error(key, f"{item!r} names no scenario files (*.toml)")
-        for reference in files or [_resolved(item, base)]:
-            _check_reference(reference, key, where)
-            names.append(reference)
-    if len(set(names)) != len(names):
-        raise where.error(key, f"scenario listed twice in {names}")
-    return tuple(names)
-
-
 def _resolved(item: str, base: Path | None) -> str:
     """``item`` with a file path (plain or after ``random:``) made absolute against the
     config's folder when a file of that name is there."""
@@ -726,7 +852,7 @@ def _resolved(item: str, base: Path | None) -> str:
     return item
 
 
-def _check_reference(reference: str, key: str, where: _Where) -> None:
+def _check_reference(reference: str, key: str, reader: _Reader) -> None:
     try:
         if reference.startswith(RANDOM_PREFIX):
             distribution_of(reference)
@@ -738,109 +864,4 @@ def _check_reference(reference: str, key: str, where: _Where) -> None:
             if reference.startswith(RANDOM_PREFIX)
             else f"shipped: {', '.join(shipped_scenario_names())}"
         )
-        raise where.error(key, f"bad scenario {reference!r}: {error}; {shipped}") from error
-
-
-def _env(data: Any, where: _Where, base: Path | None) -> EnvConfig:
-    if not isinstance(data, Mapping):
-        raise where.error("env", f"must be a mapping of {', '.join(ENV_KEYS)}")
-    where.unknown("env", data, ENV_KEYS)
-    default = EnvConfig()
-    backend = data.get("backend", default.backend)
-    if backend not in BACKENDS:
-        raise where.error(
-            "env.backend", f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}"
-        )
-    n_envs = where.positive_int("env.n_envs", data.get("n_envs", default.n_envs))
-    if n_envs > MAX_N_ENVS:
-        raise where.error("env.n_envs", f"must be at most {MAX_N_ENVS}, got {n_envs:,}")
-    scenarios = _scenarios(
-        data.get("scenarios", list(default.scenarios)), "env.scenarios", where, base
-    )
-    if backend == "fluid" and n_envs < len(scenarios):
-        raise where.error(
-            "env.n_envs",
-            f"backend fluid runs one batched env per scenario: n_envs ({n_envs}) must be at "
-            f"least the number of scenarios ({len(scenarios)})",
-        )
-    features = data.get("features", default.features)
-    try:
-        groups = resolve_feature_groups(features)
-    except (FeatureError, TypeError) as error:
-        raise where.error("env.features", str(error)) from error
-    if backend == "fluid":
-        missing = [g for g in groups if g not in FLUID_FEATURES]
-        if missing:
-            raise where.error(
-                "env.features",
-                f"backend fluid cannot produce {', '.join(missing)}; it produces: "
-                f"{', '.join(FLUID_FEATURES)}",
-            )
-    cost = data.get("migration_cost_per_gib", default.migration_cost_per_gib)
-    if isinstance(cost, bool) or not isinstance(cost, int | float) or not math.isfinite(cost):
-        raise where.error("env.migration_cost_per_gib", f"must be a number >= 0, got {cost!r}")
-    if cost < 0:
-        raise where.error("env.migration_cost_per_gib", f"must be a number >= 0, got {cost!r}")
-    normalize = data.get("normalize", {"observation": True, "reward": True})
-    if isinstance(normalize, bool):
-        normalize = {"observation": normalize, "reward": normalize}
-    if not isinstance(normalize, Mapping):
-        raise where.error("env.normalize", f"must be true/false or a mapping, got {normalize!r}")
-    where.unknown("env.normalize", normalize, NORMALIZE_KEYS)
-    return EnvConfig(
-        backend=backend,
-        n_envs=n_envs,
-        scenarios=scenarios,
-        features=features if isinstance(features, str) else tuple(features),
-        migration_cost_per_gib=float(cost),
-        quota_action=where.boolean("env.quota_action", data.get("quota_action", False)),
-        normalize_observation=where.boolean(
-            "env.normalize.observation", normalize.get("observation", True)
-        ),
-        normalize_reward=where.boolean("env.normalize.reward", normalize.get("reward", True)),
-    )
-
-
-def _eval(data: Any, env: EnvConfig, where: _Where, base: Path | None) -> EvalConfig:
-    if not isinstance(data, Mapping):
-        raise where.error("eval", f"must be a mapping of {', '.join(EVAL_KEYS)}")
-    where.unknown("eval", data, EVAL_KEYS)
-    scenarios = _scenarios(
-        data.get("scenarios", list(env.scenarios)), "eval.scenarios", where, base
-    )
-    seed = data.get("seed", EvalConfig.seed)
-    _int(0, MAX_SEED)(where, "eval.seed", seed)
-    return EvalConfig(
-        scenarios=scenarios,
-        every_steps=where.positive_int("eval.every_steps", data.get("every_steps", 10_000)),
-        episodes=where.positive_int("eval.episodes", data.get("episodes", 1)),
-        seed=seed,
-    )
-
-
-def _check_nodes(scenarios: Sequence[str], where: _Where) -> None:
-    counts = {name: scenario_node_count(name) for name in dict.fromkeys(scenarios)}
-    if len(set(counts.values())) > 1:
-        listed = ", ".join(f"{Path(n).stem} {c}" for n, c in counts.items())
-        raise where.error(
-            "env.scenarios",
-            f"training and eval scenarios must have the same number of memory nodes (one "
-            f"policy serves them all); nodes per scenario: {listed}",
-        )
-
-
-def _seeds(value: Any, where: _Where) -> tuple[int, ...]:
-    if isinstance(value, int) and not isinstance(value, bool):
-        if not 1 <= value <= MAX_SEEDS:
-            raise where.error("seeds", f"a count must be in 1..{MAX_SEEDS}, got {value!r}")
-        return tuple(range(value))
-    if not isinstance(value, list) or not 1 <= len(value) <= MAX_SEEDS:
-        raise where.error(
-            "seeds", f"must be a count or a list of 1..{MAX_SEEDS} integers, got {value!r}"
-        )
-    for seed in value:
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-            raise where.error("seeds", f"seed {seed!r} is not an integer in 0..{MAX_SEED}")
-    if len(set(value)) != len(value):
-        raise where.error("seeds", f"seed listed twice in {value}")
-    return tuple(value)
+        raise reader.error_at(key, f"bad scenario {reference!r}: {error}; {shipped}") from error

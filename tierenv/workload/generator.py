@@ -95,9 +95,10 @@ import numpy as np
 import tomli_w
 
 from tierenv.hardware.profile import ProfileError, load_profile
+from tierenv.schema import SchemaError, TomlReader
 from tierenv.workload.access import KINDS as DISTRIBUTION_KINDS
 from tierenv.workload.library import ShippedLibrary
-from tierenv.workload.scenario import Scenario, TomlReader, parse_scenario
+from tierenv.workload.scenario import Scenario, parse_scenario
 from tierenv.workload.units import format_size, parse_size
 
 GENERATOR_VERSION = 1
@@ -158,7 +159,7 @@ _DAMOS_KEYS = ("quota_per_s", "unlimited_share", "min_access_percent")
 MAX_EXTENDS_DEPTH = 8
 
 
-class DistributionError(ValueError):
+class DistributionError(SchemaError):
     """A scenario distribution file that cannot be used (names file, line and key)."""
 
 
@@ -360,22 +361,11 @@ def _with_base(text: str, source: str, chain: tuple[str, ...]) -> dict[str, Any]
 
 
 class _Reader(TomlReader):
-    """The scenario reader's typed access, plus ranges and the distribution's tables."""
+    """The shared TOML reader (:mod:`tierenv.schema`), plus ranges and the distribution's
+    tables."""
 
     def __init__(self, text: str, source: str) -> None:
         super().__init__(text, source, error=DistributionError)
-
-    def table(self, data: dict, key: str) -> dict:
-        value = data.get(key, {})
-        if not isinstance(value, dict):
-            self.fail(key, f"expected a table ([{key}])")
-        return value
-
-    def integer(self, table: dict, key: str, path: str, low: int, default: Any = None) -> int:
-        value = self.number(table, key, path, low=low, default=default)
-        if value != int(value):
-            self.fail(f"{path}.{key}" if path else key, f"expected a whole number, got {value}")
-        return int(value)
 
     def share(self, table: dict, key: str, path: str, default: float) -> float:
         return self.number(table, key, path, low=0.0, high=1.0, default=default)

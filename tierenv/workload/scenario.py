@@ -80,7 +80,7 @@ import numpy as np
 from tierenv.contracts.measurements import NodeInfo
 from tierenv.hardware.nodeset import NodeSet
 from tierenv.hardware.profile import NodeProfile, ProfileError, load_profile
-from tierenv.schema import SchemaError, TomlReader  # TomlReader: generator imports it from here
+from tierenv.schema import SchemaError, TomlReader
 from tierenv.workload.access import Distribution
 from tierenv.workload.application import Application
 from tierenv.workload.library import ShippedLibrary
