@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from experiments import bench_env as bench
+from experiments import bench_env_batched as bench_batched
+from experiments.bench_env_batched import MAX_BATCH_SIZE, check_batch_sizes
 from tierenv.cli import main
-from tierenv.envs import bench, bench_batched
-from tierenv.envs.bench_batched import MAX_BATCH_SIZE, check_batch_sizes
 
 
 def _never(*args: object, **kwargs: object) -> None:

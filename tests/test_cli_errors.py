@@ -91,9 +91,9 @@ def test_report_refuses_a_file_for_results_at_once(
 
 
 def test_bench_refuses_a_folder_for_its_table_at_once(monkeypatch, capsys, tmp_path) -> None:
-    import tierenv.envs.bench
+    import experiments.bench_env
 
-    monkeypatch.setattr(tierenv.envs.bench, "run_benchmark", never("the benchmark"))
+    monkeypatch.setattr(experiments.bench_env, "run_benchmark", never("the benchmark"))
     code, _, err = run(capsys, "bench", "--out", str(tmp_path))
     assert code == 2
     assert f"--out {tmp_path}: is a folder; name a file" in one_error_line(err, "bench")

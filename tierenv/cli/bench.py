@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tierenv.envs.bench import run_benchmark
+    from experiments.bench_env import run_benchmark
     from tierenv.files import write_text_atomically
     from tierenv.provenance import stamp
 

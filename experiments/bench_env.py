@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tierenv.envs.bench_batched import (
+from experiments.bench_env_batched import (
     DEFAULT_BATCH_SIZES,
     batched_table,
     bench_batched,
