@@ -43,7 +43,8 @@ def write_validation(names: list[str] | None, out: Path) -> bool:
     report = (
         "# Model validation against published DDR/CXL interleaving results\n\n"
         + stamp()
-        + "\nChecks from `../shared/reference/ddr-cxl-calibration.md` §3. Rows marked "
+        + "\nThe checks, their published sources and the bands they are held to: "
+        "`docs/references.md#interleaving-checks`. Rows marked "
         "`calibrated` are model inputs set from a published number; the other rows are "
         "predictions held to the tolerance shown.\n\n" + table
     )

@@ -182,7 +182,11 @@ def _remote_socket_profile() -> ProfileFit:
     """ByteDance SNC domain reached from the other socket (numbers from Tang et al.,
     EuroSys'24: docs/references.md#bytedance-remote-ddr)."""
     peak_read = 70.8
-    source = "reference ddr-cxl-calibration.md §0: ByteDance log_d7_c16_*, log_d4_*"
+    source = (
+        "Tang et al., EuroSys 2024, MLC logs data/ddr5/log_d7_c16_* and log_d4_* of "
+        "github.com/bytedance/eurosys24-artifacts (log_d7_c16_w{0,2}_r0 in "
+        "data/mlc/bytedance-eurosys24/; numbers in docs/references.md#bytedance-remote-ddr)"
+    )
     read_curve = _published_curve(
         source,
         "reads, L@0/50/80/95% of peak",
@@ -279,8 +283,7 @@ PUBLISHED_SETUPS = (
 META_SOURCE = (
     "H. Al Maruf, H. Wang, J. Weiner, 'mm: mempolicy: N:M interleave policy for tiered memory "
     "nodes' (LKML, June 2022): production CXL has ~half the peak bandwidth of the top tier, "
-    "~80 ns higher idle latency and a steeper latency-vs-bandwidth curve "
-    "(reference ddr-cxl-calibration.md §0, §1.3)"
+    "~80 ns higher idle latency and a steeper latency-vs-bandwidth curve"
 )
 META_BANDWIDTH_RATIO = 0.5
 META_IDLE_GAP_NS = 80.0
@@ -289,7 +292,7 @@ META_IDLE_GAP_NS = 80.0
 # CZ122 x8 CXL modules.
 MICRON_INTEL_SOURCE = (
     "Micron/Intel, arXiv 2412.12491: Xeon 6 with 12 channels of DDR5-6400 plus 8 Micron CZ122 "
-    "x8 CXL modules (reference dynamic-placement-evidence.md)"
+    "x8 CXL modules"
 )
 XEON6_CHANNELS, XEON6_MTS = 12, 6400
 SPR_CHANNELS, SPR_MTS = 8, 4800  # spr-8460y-ddr5-socket (Mess-Results MN5-ACC)
@@ -299,7 +302,7 @@ CZ122_DEVICES = 8
 TABATABAI_SOURCE = (
     "B. Tabatabai, '[PATCH v4] mm/damon/vaddr: Allow interleaving in migrate_{hot,cold} "
     "actions' cover letter (LKML, 9 Jul 2025): 128-core AMD machine with 72 GB/s local DDR and "
-    "26 GB/s CXL (reference tiering-controllers.md §4.4)"
+    "26 GB/s CXL (message-id 20250709005952.17776-1-bijan311@gmail.com)"
 )
 AMD_DDR_GBPS = 72.0
 AMD_CXL_GBPS = 26.0
@@ -309,9 +312,9 @@ AMD_CXL_GBPS = 26.0
 # UPI bandwidth or latency for it; the numbers below say where each comes from instead.
 COLLOID_SOURCE = (
     "Vuppalapati and Agarwal, 'Tiered Memory Management: Access Latency is the Key!' (SOSP'24) "
-    "and host-architecture/colloid README: dual-socket Ice Lake (3rd-gen Xeon Scalable), local "
-    "DDR as the default tier, the other socket's memory as the alternate tier (reference "
-    "tiering-controllers.md §1.6, dynamic-placement-evidence.md)"
+    "and the README of github.com/host-architecture/colloid: dual-socket Ice Lake (3rd-gen "
+    "Xeon Scalable), local DDR as the default tier, the other socket's memory as the "
+    "alternate tier"
 )
 ICELAKE_CHANNELS, ICELAKE_MTS = 8, 3200  # Ice Lake-SP platform maximum (assumed populated)
 # Mess idle of the Cascade Lake DDR4 socket (Xeon Gold 5218, DDR4-2933 x6; Mess-Results EPEEC4).
@@ -421,8 +424,9 @@ def _cz122(x8: NodeProfile) -> NodeProfile:
         provenance={
             "source": MICRON_INTEL_SOURCE + "; the references give no per-device CZ122 "
             "bandwidth or latency. The nearest published per-device figure, Micron CZ120 "
-            "(PCIe 5.0 x8) up to 36 GB/s at MLC 2:1 (reference ddr-cxl-calibration.md §0, a "
-            "secondary source), is within 2 % of generic-cxl-x8 at that mix "
+            "(PCIe 5.0 x8) up to 36 GB/s at MLC 2:1 (Micron's CZ120 announcement, Aug 2023, "
+            "as reported by Tom's Hardware, 'Micron Unveils 128GB and 256GB CXL 2.0 Expansion "
+            "Modules'), is within 2 % of generic-cxl-x8 at that mix "
             f"({float(x8.saturation_gbps(0.75)):.1f} GB/s at 3/4 reads)",
             "method": "generic-cxl-x8 unchanged: Mess-simulator device curves for the shape "
             f"and the read/write-mix capacity, idle {x8.idle_latency_ns:.2f} ns (the measured "
@@ -479,8 +483,9 @@ def _icelake_socket(spr: NodeProfile) -> NodeProfile:
         "icelake-ddr4-socket",
         "Ice Lake-SP socket, DDR4-3200 x8 channels (Colloid's default tier)",
         {
-            "source": COLLOID_SOURCE + "; idle latency: Mess-Results Xeon Gold 5218 (Cascade "
-            "Lake, DDR4-2933 x6) local curve, 90 ns (reference ddr-cxl-calibration.md §0)",
+            "source": COLLOID_SOURCE + "; idle latency: Mess (Esmaili-Dokht et al., MICRO "
+            "2024) Xeon Gold 5218 (Cascade Lake, DDR4-2933 x6) local curve, 90 ns "
+            "(github.com/bsc-mem/Mess-Results Systems/EPEEC4/local/processed/memory_curves.csv)",
             "method": f"spr-8460y-ddr5-socket (Mess, DDR5-4800 x8) with every bandwidth x "
             f"{ICELAKE_CHANNELS}/{SPR_CHANNELS} channels x {ICELAKE_MTS}/{SPR_MTS} MT/s = "
             f"{factor:.4f} ({_read_peak(spr):.1f} -> {factor * _read_peak(spr):.1f} GB/s reads "
@@ -507,17 +512,20 @@ def _icelake_remote(remote: NodeProfile, local: NodeProfile) -> NodeProfile:
         "The other Ice Lake-SP socket's DDR4 reached over UPI (Colloid's alternate tier)",
         {
             "source": COLLOID_SOURCE + "; UPI-bound remote bandwidth: Skylake-SP remote-socket "
-            "DDR4 curve, bsc-mem/Mess-simulator Skylake-numa-ddr4/bwlat_98.txt, 35.2 GB/s "
-            "(reference ddr-cxl-calibration.md §0, §1.2)",
+            "DDR4 curve, 35.2 GB/s (github.com/bsc-mem/Mess-simulator Integrated/ZSim+"
+            "Standalone/memory_curve/Skylake-numa-ddr4/bwlat_98.txt; "
+            "docs/references.md#remote-socket)",
             "method": f"bytedance-ddr5-remote-socket scaled to a reads-only peak of "
             f"{SKYLAKE_REMOTE_READ_GBPS} x {ICELAKE_UPI_GTS}/{SKYLAKE_UPI_GTS} GT/s (Ice "
             f"Lake-SP / Skylake-SP UPI rate) = {peak:.2f} GB/s ({_read_peak(remote):.2f} -> "
             f"{peak:.2f}); mix dependence and latency curve in units of load from "
             f"bytedance-ddr5-remote-socket; idle = icelake-ddr4-socket idle "
             f"{local.idle_latency_ns:.1f} + {REMOTE_GAP_NS:.0f} ns (middle of the +50-60 ns "
-            f"local->remote gap of MLC latency matrices, reference §1.2) = {idle:.1f} ns",
+            f"local->remote gap of MLC latency matrices, docs/references.md#remote-socket) = "
+            f"{idle:.1f} ns",
             "assumptions": "the UPI rates are Intel's platform specifications, not from the "
-            "references; remote reads of a whole socket are UPI-bound (reference §1.2: "
+            "references; remote reads of a whole socket are UPI-bound "
+            "(docs/references.md#remote-socket: "
             "34.4 vs 79.7 GB/s local in a public MLC matrix; Skylake 35.2 GB/s) and "
             "Colloid's Ice Lake has as many UPI links as the measured Skylake; the remote "
             "mix dependence is the ByteDance SNC domain's (measured where writes, not reads, "
