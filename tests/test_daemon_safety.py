@@ -235,6 +235,9 @@ def test_fakehost_refuses_a_real_tree(guarded: Path) -> None:
         ("--max-change", "nan", "share in (0, 1]"),
         ("--max-change", "most", "expected a share"),
         ("--reuse-kdamond", "-1", "at least 0"),
+        ("--damos-quota", "-1", "expected a size per second"),
+        ("--damos-quota", "lots", "expected a size per second"),
+        ("--damos-quota", "2 TiB", "up to 1099511627776 bytes per second"),
     ],
 )
 def test_bad_interval_options_are_refused_before_anything_runs(

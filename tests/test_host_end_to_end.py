@@ -27,6 +27,7 @@ from tierenv.host.collector import HostMetrics
 from tierenv.host.config import load_host_config
 from tierenv.host.simulated_kernel import SimulatedKernel
 from tierenv.host.sysfs import SysfsRoot
+from tierenv.sim.damos_setup import DamosSetup
 from tierenv.sim.host import SimulatedHost
 from tierenv.workload.scenario import load_scenario
 
@@ -50,15 +51,18 @@ def scenario() -> Any:
     return dataclasses.replace(shipped, duration_s=20.0, apps=apps, events=())
 
 
-def train_and_export(root: Path, scenario: Any, groups: list[str]) -> tuple[Path, Path]:
+def train_and_export(
+    root: Path, scenario: Any, groups: list[str], seed: int = 0
+) -> tuple[Path, Path]:
     """A tiny PPO observing ``groups``, sharpened so its weights vary, exported:
-    (run dir, onnx file)."""
+    (run dir, onnx file). Whether a barely trained net's weights vary on a scenario depends
+    on its initial parameters: ``seed`` picks them."""
     venv = VecNormalize(
         DummyVecEnv([lambda: WeightedInterleaveEnv(scenario, features=groups)]),
         norm_obs=True,
         norm_reward=True,
     )
-    model = PPO("MlpPolicy", venv, n_steps=64, batch_size=32, n_epochs=2, seed=0, device="cpu")
+    model = PPO("MlpPolicy", venv, n_steps=64, batch_size=32, n_epochs=2, seed=seed, device="cpu")
     with one_torch_thread():
         model.learn(128)
     sharpen(model.policy.action_net)
@@ -129,7 +133,11 @@ class Recording:
         return self.inner.describe()
 
 
-def run_daemon_on(kernel: SimulatedKernel, onnx: Path, tmp: Path, steps: int) -> dict:
+def run_daemon_on(
+    kernel: SimulatedKernel, onnx: Path, tmp: Path, steps: int, damos: DamosSetup | None = None
+) -> dict:
+    """The daemon running the exported policy on ``kernel`` for ``steps`` intervals, with
+    ``damos`` (default: damo's recipe, 200 MiB/s) as an operator sets it with --damos-quota."""
     config = load_host_config(kernel.config_path)
     clock = {"t": 0.0}
     metrics = HostMetrics(
@@ -153,7 +161,7 @@ def run_daemon_on(kernel: SimulatedKernel, onnx: Path, tmp: Path, steps: int) ->
     daemon = Daemon(
         kernel.root, controller, metrics.measure, metrics.node_info(), 1.0, tmp / "journal.json",
         metrics.live_pids, log=log, clock=lambda: clock["t"], sleep=sleep,
-        on_kdamond=metrics.attach_kdamond,
+        on_kdamond=metrics.attach_kdamond, damos=damos,
     )  # fmt: skip
     code = daemon.run(max_intervals=steps, handle_signals=False)
     log.close()

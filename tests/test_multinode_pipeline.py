@@ -11,6 +11,7 @@ import pytest
 
 from tests.test_host_end_to_end import GROUPS, env_decisions, run_daemon_on, train_and_export
 from tierenv.host.simulated_kernel import SimulatedKernel
+from tierenv.sim.damos_setup import DamosSetup
 from tierenv.workload.scenario import load_scenario
 
 SEED = 3
@@ -39,7 +40,8 @@ def shortened(name: str) -> Any:
 )
 def case(request, tmp_path_factory) -> dict[str, Any]:
     scenario = shortened(request.param)
-    run, onnx = train_and_export(tmp_path_factory.mktemp("runs"), scenario, GROUPS)
+    # seed 1: its tiny policies change their weights on all three hosts
+    run, onnx = train_and_export(tmp_path_factory.mktemp("runs"), scenario, GROUPS, seed=1)
     return {"scenario": scenario, "run": run, "onnx": onnx, "n_nodes": len(scenario.nodes)}
 
 
@@ -56,7 +58,8 @@ def test_the_daemon_decides_as_the_policy_does_on_n_nodes(case, tmp_path) -> Non
         assert (f'name = "{run.app.name}"' in config) == (run.bind_node is None)
     kernel.advance()
     before = kernel.snapshot()
-    out = run_daemon_on(kernel, case["onnx"], tmp_path, STEPS)
+    # the operator runs DAMOS as the scenario does (--damos-quota): the policy sees the quota
+    out = run_daemon_on(kernel, case["onnx"], tmp_path, STEPS, DamosSetup.for_scenario(scenario))
 
     assert out["code"] == 0, out["records"][-3:]
     decided = [d["asked"] for d in out["decisions"]]

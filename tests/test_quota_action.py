@@ -29,6 +29,7 @@ from tests.test_daemon import KDS, NODES, fake, make_daemon, measurement
 from tests.test_training import short_scenario
 from tierenv.contracts.actions import QUOTA_MAX_BYTES_PER_S, QUOTA_MIN_BYTES_PER_S
 from tierenv.contracts.measurements import Measurements
+from tierenv.daemon import build_parser, damos_setup
 from tierenv.envs.weighted_interleave import WeightedInterleaveEnv
 
 
@@ -220,3 +221,20 @@ def context(env: WeightedInterleaveEnv) -> ControlContext:
         seed=0,
         damos=env.damos,
     )
+
+
+@pytest.mark.parametrize(("text", "rate"), [(None, 200 << 20), ("1 GiB", 1 << 30), ("0", 0)])
+def test_the_operator_sets_the_quota_our_scheme_starts_with(
+    tmp_path: Path, text: str | None, rate: int
+) -> None:
+    """``--damos-quota`` (default damo's 200 MiB/s) is the quota our kdamond starts with."""
+    argv = ["--sysfs-root", "/x", "--host-config", "h.toml", "--controller", "kernel-auto"]
+    args = build_parser().parse_args(argv + (["--damos-quota", text] if text else []))
+    fk = fake(tmp_path)
+    seen: list[int] = []
+    daemon, _ = make_daemon(
+        fk, tmp_path, QuotaScript([None]), probe=lambda k: seen.append(quota_file(k)),
+        damos=damos_setup(args.damos_quota),
+    )  # fmt: skip
+    assert daemon.run(max_intervals=2) == 0
+    assert seen == [rate, rate]

@@ -7,8 +7,10 @@ are injected (``sources``), so the loop can be tested against ``FakeKernel`` tre
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
+import resource
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,10 +23,12 @@ from tierenv.contracts.measurements import NodeInfo
 from tierenv.daemon.journal import DEFAULT_JOURNAL, Journal, read_journal, recover
 from tierenv.daemon.lock import LockHeldError, RootLock
 from tierenv.daemon.log import JsonLog
-from tierenv.daemon.loop import Daemon, DaemonError
+from tierenv.daemon.loop import MAX_QUOTA_BYTES_PER_S, Daemon, DaemonError
 from tierenv.daemon.ratelimit import limit_shares
 from tierenv.host.page_nodes import PAGE_NODE_KINDS, page_node_query
 from tierenv.host.sysfs import SysfsRoot, default_proc_root, refuse_real_tree
+from tierenv.sim.damos_setup import DamosSetup
+from tierenv.workload.units import parse_size
 
 if TYPE_CHECKING:
     from tierenv.host.collector import HostMetrics
@@ -124,6 +128,12 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         "--reuse-kdamond", type=_kdamond_index, metavar="INDEX", help="use this idle kdamond"
     )
     p.add_argument("--no-damos", action="store_true", help="set weights only, no kdamond")
+    p.add_argument(
+        "--damos-quota", type=_quota_rate, default="200 MiB",
+        metavar="SIZE",
+        help="our migrate_hot scheme's quota per second, e.g. '200 MiB' (the default, damo's "
+        "recipe), '1 GiB' or 0 (no quota); a policy trained with quota_action changes it",
+    )  # fmt: skip
     return p
 
 
@@ -234,6 +244,22 @@ def _whole_number(minimum: int, what: str) -> Callable[[str], int]:
     return parse
 
 
+def _quota_rate(text: str) -> int:
+    """A ``--damos-quota``: bytes per second as a size ("200 MiB", "1 GiB", 1048576; 0: none),
+    at most ``MAX_QUOTA_BYTES_PER_S``."""
+    try:
+        value = parse_size(text.strip())
+    except (ValueError, TypeError):
+        raise argparse.ArgumentTypeError(
+            f"expected a size per second such as '200 MiB' or 0 (no quota), got {text!r}"
+        ) from None
+    if not 0 <= value <= MAX_QUOTA_BYTES_PER_S:
+        raise argparse.ArgumentTypeError(
+            f"must be 0 (no quota) up to {MAX_QUOTA_BYTES_PER_S} bytes per second, got {text!r}"
+        )
+    return int(value)
+
+
 _kdamond_index = _whole_number(0, "a kdamond index")  # --reuse-kdamond
 _positive_count = _whole_number(1, "a whole number")  # --max-intervals
 
@@ -243,6 +269,13 @@ def main(argv: Sequence[str] | None = None, sources: Sources | None = None) -> i
     exit code (0 clean stop, 1 error or incomplete restore, 2 usage/setup error)."""
     args = build_parser().parse_args(argv)
     return run_daemon(args, sources)
+
+
+def damos_setup(bytes_per_s: int) -> DamosSetup:
+    """damo's recipe with our quota (whole base pages per window, as the loop sets it)."""
+    setup = DamosSetup()
+    per_window = setup.quota_per_window(int(bytes_per_s), resource.getpagesize())
+    return dataclasses.replace(setup, quota_bytes=per_window)
 
 
 def _sysfs_root(args: argparse.Namespace) -> SysfsRoot:
@@ -373,6 +406,7 @@ def run_daemon(args: argparse.Namespace, sources: Sources | None = None) -> int:
             dry_run=args.dry_run, max_change_per_interval=args.max_change, log=log,
             status_path=args.status, use_damos=not args.no_damos,
             reuse_kdamond=args.reuse_kdamond, on_kdamond=metrics.attach_kdamond,
+            damos=damos_setup(args.damos_quota),
         )  # fmt: skip
     except Exception as error:  # reported as a usage/setup error
         message = _not_text(args, error) if isinstance(error, UnicodeDecodeError) else error
