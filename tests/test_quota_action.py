@@ -26,6 +26,7 @@ from agents.training.train import train
 from experiments.compare.config import PolicySpec
 from experiments.compare.episode import Trial, run_trial
 from tests.test_daemon import KDS, NODES, fake, make_daemon, measurement
+from tests.test_learned_policy import context_for
 from tests.test_training import short_scenario
 from tierenv.contracts.actions import QUOTA_MAX_BYTES_PER_S, QUOTA_MIN_BYTES_PER_S
 from tierenv.contracts.measurements import Measurements
@@ -70,7 +71,7 @@ def test_the_run_records_the_quota_action_and_the_policy_asks_for_quotas(quota_r
     assert policy.model.action_space.shape == (info["n_nodes"] + 1,)
     env = WeightedInterleaveEnv("co-runner")
     env.reset(seed=0)
-    policy.reset(context(env))
+    policy.reset(context_for(env))
     assert policy.damos_quota() is None  # nothing asked before the first decision
     weights = policy.decide(env.last_result.measurements)
     assert weights.shape == (2,)
@@ -84,7 +85,7 @@ def test_compare_applies_the_quota_the_policy_asks_for(quota_run, monkeypatch) -
     sharpen_quota(policy)
     env = WeightedInterleaveEnv("co-runner")
     env.reset(seed=3)
-    policy.reset(context(env))
+    policy.reset(context_for(env))
     asked, in_force = [], []
     for _ in range(12):
         weights = policy.decide(env.last_result.measurements)
@@ -121,8 +122,8 @@ def test_the_exported_graph_asks_for_the_same_quota(quota_run, tmp_path) -> None
     sb3 = LearnedPolicy(quota_run)
     env = WeightedInterleaveEnv("co-runner")
     env.reset(seed=1)
-    onnx.reset(context(env))
-    sb3.reset(context(env))
+    onnx.reset(context_for(env))
+    sb3.reset(context_for(env))
     for _ in range(6):
         m = env.last_result.measurements
         assert np.array_equal(onnx.decide(m), sb3.decide(m))
@@ -209,18 +210,6 @@ def test_the_guard_takes_the_quota_back_when_it_overrules() -> None:
 
 def with_quota(m: Measurements, quota: float) -> Measurements:
     return dataclasses.replace(m, damos_quota_bytes_per_s=quota)
-
-
-def context(env: WeightedInterleaveEnv) -> ControlContext:
-    return ControlContext(
-        nodes=env.node_info,
-        interval_s=env.scenario.control_interval_s,
-        initial_weights=env.host.weights,
-        migration_cost_per_gib=env.migration_cost_per_gib,
-        scenario=env.scenario,
-        seed=0,
-        damos=env.damos,
-    )
 
 
 @pytest.mark.parametrize(("text", "rate"), [(None, 200 << 20), ("1 GiB", 1 << 30), ("0", 0)])

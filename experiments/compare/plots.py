@@ -65,42 +65,6 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def _names(table: pd.DataFrame, what: str) -> list[str]:
-    """The column names of ``table``, which must be a DataFrame."""
-    if not isinstance(table, pd.DataFrame):
-        raise TypeError(f"{what} must be a pandas DataFrame, got {type(table).__name__}")
-    return [str(c) for c in table.columns]
-
-
-def _table(table: pd.DataFrame, required: Sequence[str], what: str) -> pd.DataFrame:
-    """``table`` itself, once it is a DataFrame with rows and the ``required`` columns (each
-    once), with errors that name what is wrong."""
-    names = _names(table, what)
-    if not names or len(table) == 0:
-        raise ValueError(f"{what} is empty (no rows)")
-    missing = [c for c in dict.fromkeys(required) if c not in names]
-    if missing:
-        raise ValueError(f"{what} is missing column(s) {missing}; it has {names}")
-    repeated = [c for c in dict.fromkeys(required) if names.count(c) > 1]
-    if repeated:
-        raise ValueError(f"{what} has more than one column named {repeated}")
-    return table
-
-
-def _floats(table: pd.DataFrame, name: str, what: str) -> NDArray[np.float64]:
-    """Column ``name`` as floats; a non-numeric column or a NaN in it is an error."""
-    try:
-        values = table[name].to_numpy(dtype=np.float64, na_value=np.nan)
-    except (TypeError, ValueError):
-        raise ValueError(f"{what} column {name!r} is not numeric") from None
-    if np.isnan(values).any():
-        raise ValueError(
-            f"{what} column {name!r} has {int(np.isnan(values).sum())} NaN value(s); "
-            "drop or fix those rows first"
-        )
-    return values
-
-
 def _is(column: pd.Series, value: Any) -> NDArray[np.bool_]:
     """Which rows of ``column`` equal ``value`` (a missing value equals nothing)."""
     return column.eq(value).to_numpy(dtype=bool, na_value=False)
@@ -152,9 +116,9 @@ def _bars(
     if reference is not None and reference not in available:
         raise ValueError(f"unknown reference policy {reference!r}; available: {available}")
     colours = _colours(chosen)
-    point = _floats(summary, "iqm", "summary")
-    low = _floats(summary, "ci_low", "summary")
-    high = _floats(summary, "ci_high", "summary")
+    point = stats.numeric_column(summary, "iqm", "summary")
+    low = stats.numeric_column(summary, "ci_low", "summary")
+    high = stats.numeric_column(summary, "ci_high", "summary")
     keys = zip(summary["scenario"].tolist(), summary["policy"].tolist(), strict=True)
     row_of = {key: i for i, key in enumerate(keys)}  # a repeated key: its last row
 
@@ -240,7 +204,9 @@ def plot_scenario_bars(
     for normalised scores). Returns ``path``.
     """
     path = _check_path(path)
-    summary = _table(summary, ["scenario", "policy", "iqm", "ci_low", "ci_high"], "summary")
+    summary = stats.checked_table(
+        summary, ["scenario", "policy", "iqm", "ci_low", "ci_high"], "summary"
+    )
     return _save(_bars(summary, metric_label, reference, policies, title, sharey), path)
 
 
@@ -288,7 +254,7 @@ def _runs(
 ) -> list[pd.DataFrame]:
     """Each policy's rows of ``steps`` in time order, the ``numeric`` columns (those of all
     rows checked) as floats."""
-    steps = steps.assign(**{name: _floats(steps, name, "steps") for name in numeric})
+    steps = steps.assign(**{name: stats.numeric_column(steps, name, "steps") for name in numeric})
     return [
         steps[_is(steps["policy"], policy)].sort_values("time_s", kind="stable")
         for policy in policies
@@ -318,10 +284,11 @@ def plot_weight_timeseries(
     path = _check_path(path)
     required = ["scenario", "policy", "seed", "time_s", "n_apps", "total_throughput_gbps"]
     required.append("share_0")
-    bandwidth = _node_columns(_names(steps, "steps"), "bandwidth_gbps")
+    steps = stats.checked_table(steps, required, "steps")
+    bandwidth = _node_columns([str(c) for c in steps.columns], "bandwidth_gbps")
     if bandwidth_policy is not None:
         required += bandwidth or ["bandwidth_gbps_0"]
-    steps = _table(steps, required, "steps")
+        steps = stats.checked_table(steps, required, "steps")
     in_scenario = _is(steps["scenario"], scenario)
     if not in_scenario.any():
         scenarios = _ordered(steps["scenario"])
@@ -408,10 +375,10 @@ def plot_learning_curves(
     Policies are drawn sorted by name. Returns ``path``.
     """
     path = _check_path(path)
-    curves = _table(curves, ["policy", "seed", "timesteps", "eval_return"], "curves")
+    curves = stats.checked_table(curves, ["policy", "seed", "timesteps", "eval_return"], "curves")
     runs = curves[["policy", "seed"]].assign(
-        timesteps=_floats(curves, "timesteps", "curves"),
-        eval_return=_floats(curves, "eval_return", "curves"),
+        timesteps=stats.numeric_column(curves, "timesteps", "curves"),
+        eval_return=stats.numeric_column(curves, "eval_return", "curves"),
     )
     chosen = _choose(sorted(_ordered(runs["policy"]), key=str), policies, "policies")
     fig = _figure(8.5, 4.6)

@@ -366,9 +366,10 @@ def _aggregate_poi_ci(
 # Tables
 
 
-def _frame(table: pd.DataFrame, required: Sequence[str], what: str) -> pd.DataFrame:
-    """The ``required`` columns of ``table`` with a fresh 0..n-1 index (a row's position), with
-    errors that name what is wrong."""
+def checked_table(table: pd.DataFrame, required: Sequence[str], what: str) -> pd.DataFrame:
+    """``table`` itself, once it is a DataFrame with rows and the ``required`` columns (each
+    once), with errors that name ``what`` and what is wrong (the plots check their inputs so
+    too)."""
     if not isinstance(table, pd.DataFrame):
         raise TypeError(f"{what} must be a pandas DataFrame, got {type(table).__name__}")
     names = [str(c) for c in table.columns]
@@ -381,10 +382,17 @@ def _frame(table: pd.DataFrame, required: Sequence[str], what: str) -> pd.DataFr
     repeated = [c for c in required if names.count(c) > 1]
     if repeated:
         raise ValueError(f"{what} has more than one column named {repeated}")
-    return table[required].reset_index(drop=True)
+    return table
 
 
-def _metric(frame: pd.DataFrame, name: str, what: str) -> NDArray[np.float64]:
+def _frame(table: pd.DataFrame, required: Sequence[str], what: str) -> pd.DataFrame:
+    """The ``required`` columns of ``table`` (checked) with a fresh 0..n-1 index (a row's
+    position)."""
+    required = list(dict.fromkeys(required))
+    return checked_table(table, required, what)[required].reset_index(drop=True)
+
+
+def numeric_column(frame: pd.DataFrame, name: str, what: str) -> NDArray[np.float64]:
     """Column ``name`` as floats; a non-numeric column or a NaN in it is an error."""
     try:
         values = frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
@@ -445,7 +453,7 @@ def _summary(
 ) -> pd.DataFrame:
     _check_bootstrap(confidence, resamples)
     frame = _frame(table, [*by, metric], what)
-    values = _metric(frame, metric, what)
+    values = numeric_column(frame, metric, what)
     rows = []
     for key, idx in _groups(frame, by, what):
         x = values[idx]
@@ -491,7 +499,7 @@ def aggregate_summary(
     by = _by(by)
     _check_bootstrap(confidence, resamples)
     frame = _frame(episodes, [*by, task, metric], "episodes")
-    values = _metric(frame, metric, "episodes")
+    values = numeric_column(frame, metric, "episodes")
     rows = []
     for key, idx in _groups(frame, by):
         # the group's runs per task, tasks in sorted order (the order the resamples are drawn)
@@ -529,7 +537,7 @@ def normalised_scores(
     any reference episode.
     """
     frame = _frame(episodes, ["scenario", "policy", metric], "episodes")
-    values = _metric(frame, metric, "episodes")
+    values = numeric_column(frame, metric, "episodes")
     _policies_check(frame["policy"], reference_policy)
     reference = frame[frame["policy"] == reference_policy]
     means = {}
@@ -575,7 +583,7 @@ def improvement_table(
     """
     _check_bootstrap(confidence, resamples)
     frame = _frame(episodes, ["scenario", "policy", metric], "episodes")
-    values = _metric(frame, metric, "episodes")
+    values = numeric_column(frame, metric, "episodes")
     if not higher_is_better:
         values = -values
     _policies_check(frame["policy"], reference_policy)
@@ -636,8 +644,8 @@ def regret_per_episode(steps: pd.DataFrame) -> pd.DataFrame:
             f"reward_throughput; it has {names}"
         )
     frame = _frame(steps, [*keys, "reward_throughput", "bound"], "steps")
-    reward = _metric(frame, "reward_throughput", "steps")
-    bound = _metric(frame, "bound", "steps")
+    reward = numeric_column(frame, "reward_throughput", "steps")
+    bound = numeric_column(frame, "bound", "steps")
     rows = []
     for key, idx in _groups(frame, keys, "steps"):
         total = float(bound[idx].sum())
