@@ -41,6 +41,7 @@ import numpy as np
 
 from tierenv.contracts.measurements import SchemeStats
 from tierenv.damon import kernels
+from tierenv.damon.abi import MIGRATE_ACTIONS
 from tierenv.damon.config import ContextConfig, MonitoringAttrs, Scheme
 from tierenv.damon.quota import (
     QuotaState,
@@ -56,7 +57,6 @@ from tierenv.memory.migration_cost import MigrationCost
 from tierenv.memory.state import MemoryState
 
 WALK_NS_PER_PAGE = 50  # assumed page-table walk cost per simulated page looked at by an action
-MIGRATE_ACTIONS = ("migrate_hot", "migrate_cold")
 AGGREGATED_FIELDS = kernels.Snapshot._fields  # ("target", "start", "end", "nr", "age")
 # placeholders of a disabled pass (``Kdamond._no_pass``): nothing reads or writes them
 _NOTHING = np.zeros(1, dtype=np.int64)

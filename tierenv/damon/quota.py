@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-ULONG_MAX = 2**64 - 1
+from tierenv.damon.abi import ULONG_MAX
+
 DAMOS_MAX_SCORE = 99
 MAX_SUBSCORE = 100
 MAX_AGE_IN_LOG = 32

@@ -8,8 +8,7 @@ import numpy as np
 
 from tierenv.contracts.actions import plain
 from tierenv.contracts.measurements import GroundTruth, Measurements
-
-GiB = 1 << 30
+from tierenv.damon.abi import GiB
 
 
 class RewardError(ValueError):
