@@ -54,7 +54,6 @@ FORMAT_VERSION = 1
 OPSET = 17
 INPUT_NAME = "observation"
 OUTPUT_NAME = "action"
-ACTION_MAPPING = "tierenv.contracts.actions.action_to_weights"
 TOLERANCE = 1e-5  # largest action difference from SB3 an export may have
 _CHECK_OBSERVATIONS = 512
 
@@ -379,18 +378,8 @@ def _metadata(
             "high": np.asarray(space.high, dtype=np.float64).tolist(),
             "postprocess": "unscale" if policy.model.policy.squash_output else "clip",
         },
-        "action_to_weights": {
-            "name": ACTION_MAPPING,
-            "LOG_RATIO_PER_UNIT": actions.LOG_RATIO_PER_UNIT,
-            "SHARE_TOLERANCE": actions.SHARE_TOLERANCE,
-            "ACTION_LOW": actions.ACTION_LOW,
-            "ACTION_HIGH": actions.ACTION_HIGH,
-        },
-        "action_to_quota": {
-            "name": "tierenv.contracts.actions.action_to_quota",
-            "QUOTA_MIN_BYTES_PER_S": actions.QUOTA_MIN_BYTES_PER_S,
-            "QUOTA_MAX_BYTES_PER_S": actions.QUOTA_MAX_BYTES_PER_S,
-        },
+        "action_to_weights": actions.weights_mapping(),
+        "action_to_quota": actions.quota_mapping(),
         "onnx": {
             "opset": OPSET,
             "input": INPUT_NAME,

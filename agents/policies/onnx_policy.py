@@ -37,7 +37,6 @@ FORMAT_VERSION = 1
 # A sidecar lists features and normalisation statistics: kilobytes. The limit stops a
 # mistaken path (a log, a disk image) from being read whole by the daemon.
 MAX_SIDECAR_BYTES = 16 << 20
-ACTION_MAPPING = "tierenv.contracts.actions.action_to_weights"
 
 log = logging.getLogger(__name__)
 
@@ -159,13 +158,7 @@ class OnnxPolicy(Controller):
                 f"{self._where}: simulator-only (privileged) features {privileged}; "
                 "no host can observe them"
             )
-        ours = {
-            "name": ACTION_MAPPING,
-            "LOG_RATIO_PER_UNIT": actions.LOG_RATIO_PER_UNIT,
-            "SHARE_TOLERANCE": actions.SHARE_TOLERANCE,
-            "ACTION_LOW": actions.ACTION_LOW,
-            "ACTION_HIGH": actions.ACTION_HIGH,
-        }
+        ours = actions.weights_mapping()
         if mapping != ours:
             raise ControllerError(
                 f"{self._where}: exported for the action mapping {mapping}, but this tierenv's "
@@ -174,11 +167,7 @@ class OnnxPolicy(Controller):
         quota_action = meta.get("quota_action", False)
         if not isinstance(quota_action, bool):
             raise ControllerError(f"{self._where}: quota_action must be true or false")
-        quota_ours = {
-            "name": "tierenv.contracts.actions.action_to_quota",
-            "QUOTA_MIN_BYTES_PER_S": actions.QUOTA_MIN_BYTES_PER_S,
-            "QUOTA_MAX_BYTES_PER_S": actions.QUOTA_MAX_BYTES_PER_S,
-        }
+        quota_ours = actions.quota_mapping()
         if quota_action and meta.get("action_to_quota") != quota_ours:
             raise ControllerError(
                 f"{self._where}: exported for the quota mapping {meta.get('action_to_quota')}, "

@@ -196,3 +196,24 @@ def action_to_quota(value: float) -> int:
     fraction = (checked - ACTION_LOW) / (ACTION_HIGH - ACTION_LOW)
     low, high = math.log(QUOTA_MIN_BYTES_PER_S), math.log(QUOTA_MAX_BYTES_PER_S)
     return round(math.exp(low + fraction * (high - low)))
+
+
+def weights_mapping() -> dict[str, object]:
+    """What an exported policy's sidecar records of ``action_to_weights`` (its constants); a
+    loader refuses a sidecar whose record differs from this tierenv's."""
+    return {
+        "name": "tierenv.contracts.actions.action_to_weights",
+        "LOG_RATIO_PER_UNIT": LOG_RATIO_PER_UNIT,
+        "SHARE_TOLERANCE": SHARE_TOLERANCE,
+        "ACTION_LOW": ACTION_LOW,
+        "ACTION_HIGH": ACTION_HIGH,
+    }
+
+
+def quota_mapping() -> dict[str, object]:
+    """What an exported policy's sidecar records of ``action_to_quota``, as ``weights_mapping``."""
+    return {
+        "name": "tierenv.contracts.actions.action_to_quota",
+        "QUOTA_MIN_BYTES_PER_S": QUOTA_MIN_BYTES_PER_S,
+        "QUOTA_MAX_BYTES_PER_S": QUOTA_MAX_BYTES_PER_S,
+    }

@@ -10,7 +10,6 @@ import argparse
 import dataclasses
 import math
 import os
-import resource
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,7 +22,7 @@ from tierenv.contracts.measurements import NodeInfo
 from tierenv.daemon.journal import DEFAULT_JOURNAL, Journal, read_journal, recover
 from tierenv.daemon.lock import LockHeldError, RootLock
 from tierenv.daemon.log import JsonLog
-from tierenv.daemon.loop import MAX_QUOTA_BYTES_PER_S, Daemon, DaemonError
+from tierenv.daemon.loop import MAX_QUOTA_BYTES_PER_S, QUOTA_PAGE_BYTES, Daemon, DaemonError
 from tierenv.daemon.ratelimit import limit_shares
 from tierenv.host.page_nodes import PAGE_NODE_KINDS, page_node_query
 from tierenv.host.sysfs import SysfsRoot, default_proc_root, refuse_real_tree
@@ -274,7 +273,7 @@ def main(argv: Sequence[str] | None = None, sources: Sources | None = None) -> i
 def damos_setup(bytes_per_s: int) -> DamosSetup:
     """damo's recipe with our quota (whole base pages per window, as the loop sets it)."""
     setup = DamosSetup()
-    per_window = setup.quota_per_window(int(bytes_per_s), resource.getpagesize())
+    per_window = setup.quota_per_window(int(bytes_per_s), QUOTA_PAGE_BYTES)
     return dataclasses.replace(setup, quota_bytes=per_window)
 
 

@@ -84,6 +84,8 @@ from tierenv.sim.damos_setup import DamosSetup
 #: The largest DAMOS quota a controller may ask for (bytes/s): far above any memory's
 #: bandwidth, so only a broken controller meets it.
 MAX_QUOTA_BYTES_PER_S = 1 << 40
+#: Our scheme's quota is whole base pages per window (the kernel charges whole regions).
+QUOTA_PAGE_BYTES = resource.getpagesize()
 
 
 class DaemonError(RuntimeError):
@@ -499,7 +501,7 @@ class Daemon:
                 "error": f"damos_quota returned {asked!r}; expected whole bytes/s in "
                 f"0..{MAX_QUOTA_BYTES_PER_S} (0: unlimited); the quota stays"
             }
-        per_window = self.damos.quota_per_window(int(asked), resource.getpagesize())
+        per_window = self.damos.quota_per_window(int(asked), QUOTA_PAGE_BYTES)
         if per_window == self.damos.quota_bytes:
             return None
         done = {"bytes_per_s": int(asked), "quota_bytes": per_window}
