@@ -8,7 +8,9 @@ goes: the simulated host (DAMON, DAMOS, solver) against the env's own work (acti
 features, reward, info). Medians over repeats after an untimed warm-up episode; one core.
 Then the batched fluid env (``bench_batched``) at several batch sizes (at most
 ``MAX_BATCH_SIZE``, 65,536 envs): aggregate env-steps per second and where a vector step's
-time goes. Sizes and scenario names are checked before anything is timed.
+time goes. Every figure stands beside Gymnasium's CartPole timed the same way in the same
+run (``experiments.bench_cartpole``): the ratio is what compares across machines. Sizes and
+scenario names are checked before anything is timed.
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from experiments.bench_cartpole import cartpole_single_steps_per_s, cartpole_vector_steps_per_s
 from experiments.bench_env_batched import (
     DEFAULT_BATCH_SIZES,
+    BatchedRow,
     batched_table,
     bench_batched,
     check_batch_sizes,
 )
+from experiments.bench_history import Figure, batched_name, single_name
 from tierenv.envs.weighted_interleave import DEFAULT_SCENARIO, WeightedInterleaveEnv
 from tierenv.workload.scenario import load_scenario, shipped_scenario_names
 
@@ -101,21 +106,31 @@ def bench_single(scenario_name: str, repeats: int = 3) -> list[SingleEnvRow]:
     return rows
 
 
-def single_table(rows: list[SingleEnvRow]) -> str:
+def single_table(rows: list[SingleEnvRow], cartpole_steps_per_s: float) -> str:
     lines = [
-        "| scenario | policy | steps/s | simulated s per wall s | ms per step | "
+        "| scenario | policy | steps/s | x CartPole | simulated s per wall s | ms per step | "
         "host ms per step | env ms per step |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         per_step = 1e3 * row.wall_s / row.steps
         host = 1e3 * row.host_s / row.steps
         lines.append(
             f"| {row.scenario} | {row.policy} | {row.steps_per_s:,.0f} | "
-            f"{row.simulated_per_wall:,.0f}x | {per_step:.3f} | {host:.3f} | "
+            f"{row.steps_per_s / cartpole_steps_per_s:.3g} | {row.simulated_per_wall:,.0f}x | "
+            f"{per_step:.3f} | {host:.3f} | "
             f"{per_step - host:.3f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """What ``run_benchmark`` measured: the Markdown tables (without the provenance stamp)
+    and every figure with CartPole's matching figure, for the history."""
+
+    markdown: str
+    figures: tuple[Figure, ...]
 
 
 def run_benchmark(
@@ -124,46 +139,78 @@ def run_benchmark(
     batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
     batched_scenario: str = DEFAULT_SCENARIO,
     progress: Callable[[str], None] = print,
-) -> str:
-    """The benchmark's Markdown tables (without the provenance stamp): one env at full
-    fidelity for each scenario, then the batched fluid env at each of ``batch_sizes`` (none
-    when empty) on ``batched_scenario``. Bad sizes or scenarios fail before anything runs."""
+) -> Benchmark:
+    """One env at full fidelity for each scenario, then the batched fluid env at each of
+    ``batch_sizes`` (none when empty) on ``batched_scenario``, each beside Gymnasium's
+    CartPole timed the same way in the same run. Bad sizes or scenarios fail before anything
+    runs."""
     batch_sizes = check_batch_sizes(batch_sizes)
     names = list(scenarios or shipped_scenario_names())
     for name in names + ([batched_scenario] if batch_sizes else []):
         load_scenario(name)  # a bad name fails now, not after minutes of timing
+    cartpole = cartpole_single_steps_per_s()
+    progress(f"CartPole, one env: {cartpole:,.0f} steps/s")
     rows: list[SingleEnvRow] = []
     for name in names:
         scenario_rows = bench_single(name, repeats)
         for row in scenario_rows:
             progress(f"{name} ({row.policy} policy): {row.steps_per_s:,.0f} steps/s")
         rows += scenario_rows
+    figures = [
+        Figure(single_name(row.scenario, row.policy), row.steps_per_s, cartpole) for row in rows
+    ]
     text = (
         "## One environment, full DAMON fidelity\n\n"
         "Whole episodes of `WeightedInterleaveEnv` (1 s control intervals, one kdamond per "
         "application with damo's weighted-interleave migrate_hot scheme, the solver every "
         f"interval); constant action {CONSTANT_ACTION.tolist()} or uniformly random actions; "
         f"median of {repeats} episodes after an untimed one; one core. Host = time in "
-        "`SimulatedHost.step`; env = the rest (action mapping, features, reward, info).\n\n"
-        + single_table(rows)
+        "`SimulatedHost.step`; env = the rest (action mapping, features, reward, info). "
+        "x CartPole = steps/s over Gymnasium's `CartPoleEnv` under random actions timed in "
+        f"the same run ({cartpole:,.0f} steps/s).\n\n" + single_table(rows, cartpole)
     )
     if not batch_sizes:
-        return text
+        return Benchmark(text, tuple(figures))
     batched = []
+    batched_cartpole = []
     for num_envs in batch_sizes:
         (batched_row,) = bench_batched(batched_scenario, [num_envs])
+        reference = cartpole_vector_steps_per_s(num_envs)
         progress(
-            f"{batched_scenario} batched x{num_envs:,}: {batched_row.env_steps_per_s:,.0f} steps/s"
+            f"{batched_scenario} batched x{num_envs:,}: {batched_row.env_steps_per_s:,.0f} "
+            f"steps/s (CartPoleVectorEnv: {reference:,.0f})"
         )
         batched.append(batched_row)
-    return (
-        text + "\n## Batched fluid model (`tierenv/WeightedInterleaveFluid-v0`)\n\n"
+        batched_cartpole.append(reference)
+        figures.append(
+            Figure(batched_name(batched_scenario, num_envs), batched_row.env_steps_per_s, reference)
+        )
+    text += (
+        "\n## Batched fluid model (`tierenv/WeightedInterleaveFluid-v0`)\n\n"
         "`WeightedInterleaveVectorEnv` on the fluid model (DAMON's sampling replaced by its "
         "expectation; chunked pages): one whole episode of uniformly random actions per row "
         "(new weights for every env every step, the worst case), autoresetting, after 3 "
         "untimed steps; one process, one core. The percentages split a vector step's time "
         "between the fluid model's compiled pass, the batched solver, assembling the model's "
-        "outputs, and the rest (action mapping, features, reward, info).\n\n"
+        "outputs, and the rest (action mapping, features, reward, info). CartPole = "
+        "Gymnasium's native `CartPoleVectorEnv` at the same number of envs under random "
+        "actions, timed in the same run.\n\n"
         + batched_table(batched)
-        + "\n"
+        + "\n\n"
+        + versus_cartpole_table(batched, batched_cartpole)
     )
+    return Benchmark(text, tuple(figures))
+
+
+def versus_cartpole_table(rows: Sequence[BatchedRow], cartpole: Sequence[float]) -> str:
+    """Each batched row's rate beside ``CartPoleVectorEnv``'s at the same number of envs."""
+    lines = [
+        "| envs | tierenv env-steps/s | CartPoleVectorEnv env-steps/s | x CartPole |",
+        "|---|---|---|---|",
+    ]
+    for row, reference in zip(rows, cartpole, strict=True):
+        lines.append(
+            f"| {row.num_envs:,} | {row.env_steps_per_s:,.0f} | {reference:,.0f} "
+            f"| {row.env_steps_per_s / reference:.3g} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -303,9 +303,12 @@ def test_bench_writes_both_tables_with_the_machine(tmp_path: Path, capsys) -> No
     assert code == 0
     text = out.read_text()
     assert "## One environment, full DAMON fidelity" in text
-    assert re.search(r"^\| steady-single \| constant \| [\d,]+ \|", text, re.MULTILINE)
-    assert re.search(r"^\| steady-single \| random \| [\d,]+ \|", text, re.MULTILINE)
+    assert re.search(r"^\| steady-single \| constant \| [\d,]+ \| [\d.e-]+ \|", text, re.MULTILINE)
+    assert re.search(r"^\| steady-single \| random \| [\d,]+ \| [\d.e-]+ \|", text, re.MULTILINE)
     assert re.search(r"^\| co-runner \| 2 \| 180 \| [\d,]+ \|", text, re.MULTILINE)
+    assert re.search(r"^\| 2 \| [\d,]+ \| [\d,]+ \| [\d.e-]+ \|$", text, re.MULTILINE)  # CartPole
+    assert "## History by commit" in text
+    assert (tmp_path / "bench_history.csv").read_text().count("\n") == 1 + 3  # header, figures
     assert "machine:" in text and "command: `tierenv bench steady-single`" in text
     assert "written to" in printed
 
