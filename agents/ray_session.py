@@ -3,11 +3,24 @@ the cluster at an address, or a local instance sized like the process pool it re
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 from collections.abc import Iterator
 from typing import Any
 
 RAY_MISSING = "--ray needs Ray: pip install 'ray>=2.9' (or the project's [ray] extra)"
+
+
+def add_ray_arguments(parser: argparse.ArgumentParser, work: str, address_needs: str) -> None:
+    """``--ray`` and ``--ray-address`` (read by ``ray_session``) for a command whose ``work``
+    ("trials", "training seeds") can run as Ray tasks; ``address_needs`` says what a cluster's
+    nodes must share with this one."""
+    parser.add_argument("--ray", action="store_true", help=f"run {work} on a local Ray instance")
+    parser.add_argument(
+        "--ray-address",
+        default=None,
+        help=f"run {work} on this Ray cluster (e.g. ray://head:10001); {address_needs}",
+    )
 
 
 @contextlib.contextmanager

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from agents.ray_session import add_ray_arguments
 from experiments.compare.config import PolicySpec
 from experiments.compare.episode import Trial, TrialResult
 from experiments.compare.folders import FolderError, check_replaceable, replaced_folder
@@ -378,10 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="results folder (replaced whole)")
     parser.add_argument("--workers", type=int, default=None, help="worker processes")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("--ray", action="store_true", help="trials on a local Ray instance")
-    parser.add_argument(
-        "--ray-address", default=None, help="trials on this Ray cluster (needs --draws-dir)"
-    )
+    add_ray_arguments(parser, "trials", "needs --draws-dir, a folder every node reads")
     parser.add_argument(
         "--draws-dir",
         default=None,

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from agents.ray_session import add_ray_arguments
 from tierenv.cli.outputs import check_writable
 
 if TYPE_CHECKING:
@@ -36,10 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="use seeds 0..N-1 instead of the config's (a count, unlike train's --seeds list)",
     )
-    parser.add_argument("--ray", action="store_true", help="run trials on a local Ray instance")
-    parser.add_argument(
-        "--ray-address", default=None, help="run trials on this Ray cluster (e.g. ray://h:10001)"
-    )
+    add_ray_arguments(parser, "trials", "its nodes need this version of tierenv installed")
     parser.add_argument(
         "--tensorboard",
         type=Path,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from agents.ray_session import add_ray_arguments
 from tierenv.cli.outputs import check_writable
 
 
@@ -31,15 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--resume", action="store_true", help="continue from the latest checkpoints"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument(
-        "--ray", action="store_true", help="train seeds as tasks on a local Ray instance"
-    )
-    parser.add_argument(
-        "--ray-address",
-        default=None,
-        help="train seeds on this Ray cluster (e.g. ray://head:10001); its nodes must see "
-        "--runs (a shared filesystem)",
-    )
+    add_ray_arguments(parser, "training seeds", "its nodes must see --runs (a shared filesystem)")
 
 
 def run(args: argparse.Namespace) -> int:
