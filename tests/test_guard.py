@@ -187,12 +187,26 @@ def test_the_daemon_runs_a_guarded_controller_and_logs_its_mode(
 def test_a_guard_does_not_hide_a_policy_made_for_another_host():
     from types import SimpleNamespace
 
+    from agents.controllers.base import HostNeeds
     from tierenv.daemon import check_controller_fits
 
     class ThreeNodes(StaticController):
-        n_nodes = 3
+        def needs(self) -> HostNeeds:
+            return HostNeeds(n_nodes=3)
 
     metrics = SimpleNamespace(config=SimpleNamespace(n_nodes=2, source="host.toml"))
     guard = FloorGuard(ThreeNodes(weights=[1, 1, 1]), StaticController(weights=[1, 1]))
     with pytest.raises(ValueError, match=r"the policy is for 3 memory nodes; host\.toml lists 2"):
         check_controller_fits(guard, metrics, use_damos=False)  # type: ignore[arg-type]
+
+
+def test_a_guard_needs_what_its_policy_and_fallback_need():
+    from agents.controllers.base import ControllerError, HostNeeds
+
+    policy = HostNeeds(n_nodes=2, feature_groups=("bandwidth", "damos_quota"))
+    assert policy.merged(HostNeeds()) == policy
+    assert HostNeeds().merged(policy) == policy
+    both = policy.merged(HostNeeds(2, ("latency", "bandwidth")))
+    assert both == HostNeeds(2, ("bandwidth", "damos_quota", "latency"))
+    with pytest.raises(ControllerError, match="made for 2 and 3 memory nodes"):
+        policy.merged(HostNeeds(n_nodes=3))

@@ -246,16 +246,20 @@ def test_the_cli_runs_against_a_simulated_kernel(scenario, tmp_path, monkeypatch
 
 
 def test_a_policy_for_another_node_count_is_refused(policy, scenario, tmp_path):
-    from types import SimpleNamespace
-
+    from agents.controllers.base import HostNeeds
+    from agents.controllers.static import StaticController
     from tierenv.daemon import check_controller_fits
+
+    class ThreeNodes(StaticController):
+        def needs(self) -> HostNeeds:
+            return HostNeeds(n_nodes=3)
 
     kernel = SimulatedKernel(tmp_path / "host", scenario, seed=SEED)
     metrics = HostMetrics(
         kernel.root, kernel.proc_root, load_host_config(kernel.config_path), kernel.page_nodes()
     )
     with pytest.raises(ValueError, match=r"the policy is for 3 memory nodes; .* lists 2"):
-        check_controller_fits(SimpleNamespace(n_nodes=3), metrics, use_damos=True)
+        check_controller_fits(ThreeNodes(weights=[1, 1, 1]), metrics, use_damos=True)
     check_controller_fits(OnnxPolicy(policy[1]), metrics, use_damos=True)  # fits: no error
 
 

@@ -6,7 +6,8 @@ from tierenv.contracts.controller import (
     ControlContext,
     Controller,
     ControllerError,
+    HostNeeds,
     require_node_count,
 )
 
-__all__ = ["ControlContext", "Controller", "ControllerError", "require_node_count"]
+__all__ = ["ControlContext", "Controller", "ControllerError", "HostNeeds", "require_node_count"]

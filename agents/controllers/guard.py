@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.controllers.base import ControlContext, Controller, ControllerError
+from agents.controllers.base import ControlContext, Controller, ControllerError, HostNeeds
 from tierenv.contracts.measurements import Measurements
 
 # Modes: which controller's weights are in force for the next interval.
@@ -126,6 +126,10 @@ class FloorGuard(Controller):
         # named after what it guards; a guard around an oracle is as privileged as the oracle
         self.kind = f"guarded {policy.kind}"  # type: ignore[misc]
         self.privileged = policy.privileged or fallback.privileged  # type: ignore[misc]
+
+    def needs(self) -> HostNeeds:
+        """The guarded policy's needs and the fallback's: both run on the host."""
+        return self.policy.needs().merged(self.fallback.needs())
 
     def reset(self, context: ControlContext) -> None:
         super().reset(context)

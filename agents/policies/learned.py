@@ -39,6 +39,7 @@ from agents.controllers.base import (
     ControlContext,
     Controller,
     ControllerError,
+    HostNeeds,
     require_node_count,
 )
 from tierenv.contracts.actions import action_to_quota, action_to_weights
@@ -296,6 +297,10 @@ class LearnedPolicy(Controller):
         self.recurrent = self.algorithm in RECURRENT
 
     # ------------------------------------------------------------------ Controller API
+    def needs(self) -> HostNeeds:
+        """The node count the policy was made for and the feature groups it observes."""
+        return HostNeeds(self.n_nodes, self.spec.group_names)
+
     def reset(self, context: ControlContext) -> None:
         super().reset(context)
         require_node_count(self._where, "trained on", self.n_nodes, context.nodes)

@@ -24,6 +24,7 @@ from agents.controllers.base import (
     ControlContext,
     Controller,
     ControllerError,
+    HostNeeds,
     require_node_count,
 )
 from tierenv.contracts import actions
@@ -72,6 +73,10 @@ class OnnxPolicy(Controller):
         self.fallbacks = 0  # decisions that returned the safe weights (non-finite action)
 
     # ------------------------------------------------------------------ Controller API
+    def needs(self) -> HostNeeds:
+        """The node count the policy was made for and the feature groups it observes."""
+        return HostNeeds(self.n_nodes, self.spec.group_names)
+
     def reset(self, context: ControlContext) -> None:
         super().reset(context)
         require_node_count(self._where, "exported for", self.n_nodes, context.nodes)

@@ -59,6 +59,26 @@ class ControlContext:
     damos: DamosSetup | None = None
 
 
+@dataclass(frozen=True)
+class HostNeeds:
+    """What a controller needs of a host, checked before the daemon changes anything."""
+
+    n_nodes: int | None = None  # the node count it was made for; None: any
+    feature_groups: tuple[str, ...] = ()  # the observation feature groups it reads
+
+    def merged(self, other: HostNeeds) -> HostNeeds:
+        """The needs of two controllers run together (a guard and what it guards)."""
+        if None not in (self.n_nodes, other.n_nodes) and self.n_nodes != other.n_nodes:
+            raise ControllerError(
+                f"controllers made for {self.n_nodes} and {other.n_nodes} memory nodes "
+                "cannot run together"
+            )
+        groups = self.feature_groups + tuple(
+            group for group in other.feature_groups if group not in self.feature_groups
+        )
+        return HostNeeds(self.n_nodes if self.n_nodes is not None else other.n_nodes, groups)
+
+
 class Controller(ABC):
     """Chooses weighted-interleave weights (integers 1..255 per node) every control interval.
 
@@ -91,6 +111,11 @@ class Controller(ABC):
         in force from the next interval with its weights; None (the default) leaves the
         quota as it is."""
         return None
+
+    def needs(self) -> HostNeeds:
+        """What this controller needs of a host (default: nothing in particular); the daemon
+        refuses a host that cannot offer it before it writes anything."""
+        return HostNeeds()
 
     def describe(self) -> str:
         """A short label for tables and plots (the kind and any distinguishing parameters)."""

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tierenv.contracts.controller import ControlContext
+from tierenv.contracts.controller import ControlContext, Controller
 from tierenv.contracts.measurements import NodeInfo
 from tierenv.daemon.journal import DEFAULT_JOURNAL, Journal, read_journal, recover
 from tierenv.daemon.lock import LockHeldError, RootLock
@@ -299,23 +299,17 @@ def host_metrics(root: SysfsRoot, args: argparse.Namespace) -> HostMetrics:
     return HostMetrics(root, proc_root, config, page_nodes, interval_s=args.interval)
 
 
-def check_controller_fits(controller: object, metrics: HostMetrics, use_damos: bool) -> None:
+def check_controller_fits(controller: Controller, metrics: HostMetrics, use_damos: bool) -> None:
     """Refuse, before anything is written, a policy made for another node count or needing
-    features this host cannot measure."""
-    guarded = getattr(controller, "policy", None)  # a floor guard: check the policy it runs
-    if guarded is not None:
-        check_controller_fits(guarded, metrics, use_damos)
-    n_nodes = getattr(controller, "n_nodes", None)
-    if n_nodes is not None and n_nodes != metrics.config.n_nodes:
+    features this host cannot measure (``Controller.needs``; a guard's include its policy's)."""
+    needs = controller.needs()
+    if needs.n_nodes is not None and needs.n_nodes != metrics.config.n_nodes:
         raise ValueError(
-            f"the policy is for {n_nodes} memory nodes; {metrics.config.source} lists "
+            f"the policy is for {needs.n_nodes} memory nodes; {metrics.config.source} lists "
             f"{metrics.config.n_nodes}"
         )
-    spec = getattr(controller, "spec", None)
-    if spec is None:
-        return
     missing = metrics.unavailable_groups(use_damos)
-    needed = [group for group in spec.group_names if group in missing]
+    needed = [group for group in needs.feature_groups if group in missing]
     if needed:
         raise ValueError(
             "the policy observes feature groups this host cannot measure: "
