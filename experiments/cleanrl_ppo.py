@@ -15,6 +15,12 @@ learning rate 6.87e-4). Observations are normalised inside the agent by running 
 (``tierenv/WeightedInterleave-v0``) before trusting its numbers::
 
     python experiments/cleanrl_ppo.py --total-timesteps 300000 --scenario co-runner
+
+It differs from the project's SB3 training on purpose (no reward normalisation, an annealed
+learning rate, the plain fluid env without per-episode variation); the trainer that computes
+what SB3's PPO computes, about three times as fast, is ``agents/training/lean_ppo.py``.
+``train`` also returns the wall seconds spent stepping the envs, in rollouts and in updates
+(``experiments/bench_train.py`` reads them).
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ class Args:
     max_grad_norm: float = 0.5
     max_episode_steps: int | None = None  # None: the scenario's end
     save: str | None = None  # write the agent's state_dict here
+    verbose: bool = True  # print a line per iteration
 
 
 class RunningMeanStd(nn.Module):
@@ -128,7 +135,8 @@ def make_envs(args: Args) -> gym.vector.VectorEnv:
 
 def train(args: Args) -> dict[str, Any]:
     """Train; returns the agent and what happened (episodes finished, their returns, the
-    number of bootstrapped truncations, the last update's losses)."""
+    number of bootstrapped truncations, the last update's losses, and wall seconds spent in
+    the envs' step, in the rollouts (envs included) and in the updates)."""
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
     envs = make_envs(args)
@@ -151,6 +159,7 @@ def train(args: Args) -> dict[str, Any]:
     returns_seen: list[float] = []
     bootstrapped = 0
     losses: dict[str, float] = {}
+    timings = {"env_s": 0.0, "rollout_s": 0.0, "update_s": 0.0}
     start = time.time()
     next_obs_np, _ = envs.reset(seed=args.seed)
     next_obs = torch.as_tensor(next_obs_np, dtype=torch.float32)
@@ -160,6 +169,7 @@ def train(args: Args) -> dict[str, Any]:
             optimizer.param_groups[0]["lr"] = args.learning_rate * (
                 1.0 - (iteration - 1.0) / iterations
             )
+        rollout_start = time.perf_counter()
         for step in range(args.num_steps):
             agent.normalize.update(next_obs)
             obs[step], dones[step] = next_obs, next_done
@@ -167,7 +177,9 @@ def train(args: Args) -> dict[str, Any]:
                 action, logprob, _, value = agent.get_action_and_value(next_obs)
             actions[step], logprobs[step], values[step] = action, logprob, value.flatten()
             clipped = np.clip(action.numpy(), action_space.low, action_space.high)
+            env_start = time.perf_counter()
             next_obs_np, reward, terminations, truncations, infos = envs.step(clipped)
+            timings["env_s"] += time.perf_counter() - env_start
             reward = torch.as_tensor(reward, dtype=torch.float32)
             # SAME_STEP: an ended episode's last observation is in final_obs; a truncated one
             # goes on in expectation, so its value is bootstrapped into the last reward.
@@ -186,6 +198,8 @@ def train(args: Args) -> dict[str, Any]:
             next_obs = torch.as_tensor(next_obs_np, dtype=torch.float32)
             next_done = torch.as_tensor(terminations | truncations, dtype=torch.float32)
 
+        update_start = time.perf_counter()
+        timings["rollout_s"] += update_start - rollout_start
         with torch.no_grad():  # GAE
             next_value = agent.get_value(next_obs).flatten()
             advantages = torch.zeros_like(rewards)
@@ -230,6 +244,9 @@ def train(args: Args) -> dict[str, Any]:
             "value": v_loss.item(),
             "entropy": entropy_loss.item(),
         }
+        timings["update_s"] += time.perf_counter() - update_start
+        if not args.verbose:
+            continue
         recent = np.mean(returns_seen[-args.num_envs :]) if returns_seen else float("nan")
         sps = int(iteration * batch_size / (time.time() - start))
         print(
@@ -246,6 +263,7 @@ def train(args: Args) -> dict[str, Any]:
         "bootstrapped": bootstrapped,
         "losses": losses,
         "steps": iterations * batch_size,
+        **timings,
     }
 
 
