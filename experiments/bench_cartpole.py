@@ -7,7 +7,10 @@ bench`` prints every tierenv figure beside the matching CartPole figure and thei
 - one env: ``CartPoleEnv`` itself (no ``gym.make`` wrappers, as tierenv's single-env rows time
   ``WeightedInterleaveEnv`` itself), uniformly random actions, reset when an episode ends;
 - batched: Gymnasium's native ``CartPoleVectorEnv`` at the same number of envs as the
-  batched fluid row (its own autoreset), uniformly random actions.
+  batched fluid row (its own autoreset), uniformly random actions;
+- training: stable-baselines3's PPO on CartPole-v1 with the same number of envs, the same
+  PPO arguments and the same budget as the tierenv training rows (CartPole's env costs next
+  to nothing, so this times the trainer alone on this machine).
 
 Actions are drawn before the clock starts, so both sides time stepping only.
 """
@@ -15,6 +18,7 @@ Actions are drawn before the clock starts, so both sides time stepping only.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv, CartPoleVectorEnv
@@ -69,3 +73,31 @@ def cartpole_vector_steps_per_s(
     elapsed = time.perf_counter() - start
     env.close()
     return vector_steps * num_envs / elapsed
+
+
+def cartpole_training_steps_per_s(
+    total_steps: int, n_envs: int, hyperparameters: dict[str, Any], seed: int = 0
+) -> float:
+    """Env-steps per second of stable-baselines3's PPO training on CartPole-v1 with
+    ``n_envs`` envs (``DummyVecEnv``) and the given PPO arguments, for ``total_steps`` steps
+    (rounded up to whole updates) on one torch thread: the same trainer and budget as a
+    tierenv training figure, on an env that costs next to nothing."""
+    import torch
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    if total_steps < 1 or n_envs < 1:
+        raise ValueError(f"total_steps and n_envs must be >= 1, got {total_steps}, {n_envs}")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        env = make_vec_env("CartPole-v1", n_envs=n_envs, seed=seed)
+        model = PPO("MlpPolicy", env, seed=seed, device="cpu", **hyperparameters)
+        start = time.perf_counter()
+        model.learn(total_steps)
+        elapsed = time.perf_counter() - start
+        steps = model.num_timesteps
+        env.close()
+    finally:
+        torch.set_num_threads(threads)
+    return steps / elapsed

@@ -18,10 +18,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from experiments.bench_cartpole import cartpole_single_steps_per_s, cartpole_vector_steps_per_s
+from experiments.bench_cartpole import (
+    cartpole_single_steps_per_s,
+    cartpole_training_steps_per_s,
+    cartpole_vector_steps_per_s,
+)
 from experiments.bench_env_batched import (
     DEFAULT_BATCH_SIZES,
     BatchedRow,
@@ -29,11 +34,17 @@ from experiments.bench_env_batched import (
     bench_batched,
     check_batch_sizes,
 )
-from experiments.bench_history import Figure, batched_name, single_name
+from experiments.bench_history import Figure, batched_name, single_name, training_name
+from experiments.bench_train import bench_training, demo_config, training_table
 from tierenv.envs.weighted_interleave import DEFAULT_SCENARIO, WeightedInterleaveEnv
+from tierenv.workload.generator import distribution_of
 from tierenv.workload.scenario import load_scenario, shipped_scenario_names
 
 CONSTANT_ACTION = np.array([0.3, -0.3], dtype=np.float32)
+#: What the training rows train on by default: the distribution the demo trains on.
+TRAINING_SCENARIO = "random:default"
+#: The trainers timed (``experiments.bench_train`` methods).
+TRAINERS = ("sb3", "lean")
 
 
 @dataclass(frozen=True)
@@ -139,15 +150,22 @@ def run_benchmark(
     batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
     batched_scenario: str = DEFAULT_SCENARIO,
     progress: Callable[[str], None] = print,
+    training_steps: int = 0,
+    training_scenario: str = TRAINING_SCENARIO,
 ) -> Benchmark:
     """One env at full fidelity for each scenario, then the batched fluid env at each of
-    ``batch_sizes`` (none when empty) on ``batched_scenario``, each beside Gymnasium's
-    CartPole timed the same way in the same run. Bad sizes or scenarios fail before anything
-    runs."""
+    ``batch_sizes`` (none when empty) on ``batched_scenario``, then (``training_steps`` > 0)
+    PPO training on ``training_scenario`` with SB3 and the lean trainer; each beside
+    Gymnasium's CartPole timed the same way in the same run. Bad sizes or scenarios fail
+    before anything runs."""
     batch_sizes = check_batch_sizes(batch_sizes)
     names = list(scenarios or shipped_scenario_names())
+    if training_steps < 0:
+        raise ValueError(f"--training-steps must be >= 0, got {training_steps}")
     for name in names + ([batched_scenario] if batch_sizes else []):
         load_scenario(name)  # a bad name fails now, not after minutes of timing
+    if training_steps:
+        training_config(training_scenario)  # likewise
     cartpole = cartpole_single_steps_per_s()
     progress(f"CartPole, one env: {cartpole:,.0f} steps/s")
     rows: list[SingleEnvRow] = []
@@ -169,8 +187,72 @@ def run_benchmark(
         "x CartPole = steps/s over Gymnasium's `CartPoleEnv` under random actions timed in "
         f"the same run ({cartpole:,.0f} steps/s).\n\n" + single_table(rows, cartpole)
     )
-    if not batch_sizes:
-        return Benchmark(text, tuple(figures))
+    if batch_sizes:
+        text += _batched_section(batch_sizes, batched_scenario, figures, progress)
+    if training_steps:
+        text += _training_section(training_steps, training_scenario, figures, progress)
+    return Benchmark(text, tuple(figures))
+
+
+def training_config(scenario: str) -> Any:
+    """The demo's training config on ``scenario``, a shipped scenario, a file or a
+    ``random:`` distribution (``ValueError`` naming the option for a bad one)."""
+    from agents.training.config import ConfigError
+
+    try:
+        if distribution_of(scenario) is None:
+            load_scenario(scenario)
+        return demo_config(scenario)
+    except (ConfigError, ValueError, OSError) as error:
+        raise ValueError(f"--training-scenario {scenario}: {error}") from None
+
+
+def _training_section(
+    steps: int, scenario: str, figures: list[Figure], progress: Callable[[str], None]
+) -> str:
+    from agents.training.config import build_hyperparameters
+
+    config = training_config(scenario)
+    rows = bench_training(scenario, steps, TRAINERS, threads=(1,))
+    reference = cartpole_training_steps_per_s(
+        rows[0].steps, config.env.n_envs, build_hyperparameters(config)
+    )
+    lines = [
+        "| trainer | env-steps/s | CartPole PPO (SB3) env-steps/s | x CartPole | 10M steps (min) |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows:
+        progress(
+            f"{row.method} PPO on {scenario}: {row.env_steps_per_s:,.0f} steps/s "
+            f"(SB3 on CartPole: {reference:,.0f})"
+        )
+        figures.append(Figure(training_name(row.method, scenario), row.env_steps_per_s, reference))
+        lines.append(
+            f"| {row.method} | {row.env_steps_per_s:,.0f} | {reference:,.0f} "
+            f"| {row.env_steps_per_s / reference:.3g} | {row.minutes_for_target:.1f} |"
+        )
+    return (
+        f"\n## PPO training on the fluid model (`{scenario}`)\n\n"
+        f"The demo's PPO (`experiments/train/demo.yaml`: {config.env.n_envs} envs, its "
+        f"hyperparameters) trained for {rows[0].steps:,} env-steps on `{scenario}` by "
+        "stable-baselines3 and by the lean trainer (`agents/training/lean_ppo.py`), one torch "
+        "thread, without the periodic evaluation (`python -m experiments.bench_train` splits "
+        "the time into env, rollout and update). CartPole = SB3's PPO with the same envs "
+        "count, arguments and budget on CartPole-v1, timed in the same run. 10M steps = the "
+        "minutes ten million steps would take at this rate.\n\n"
+        + training_table(rows)
+        + "\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
+
+
+def _batched_section(
+    batch_sizes: Sequence[int],
+    batched_scenario: str,
+    figures: list[Figure],
+    progress: Callable[[str], None],
+) -> str:
     batched = []
     batched_cartpole = []
     for num_envs in batch_sizes:
@@ -185,7 +267,7 @@ def run_benchmark(
         figures.append(
             Figure(batched_name(batched_scenario, num_envs), batched_row.env_steps_per_s, reference)
         )
-    text += (
+    return (
         "\n## Batched fluid model (`tierenv/WeightedInterleaveFluid-v0`)\n\n"
         "`WeightedInterleaveVectorEnv` on the fluid model (DAMON's sampling replaced by its "
         "expectation; chunked pages): one whole episode of uniformly random actions per row "
@@ -199,7 +281,6 @@ def run_benchmark(
         + "\n\n"
         + versus_cartpole_table(batched, batched_cartpole)
     )
-    return Benchmark(text, tuple(figures))
 
 
 def versus_cartpole_table(rows: Sequence[BatchedRow], cartpole: Sequence[float]) -> str:

@@ -51,6 +51,15 @@ def test_a_bad_scenario_fails_before_anything_is_timed(monkeypatch: pytest.Monke
         bench.run_benchmark(["steady-single", "nope"], 1, [])
 
 
+@pytest.mark.parametrize("scenario", ["nope", "random:nope"])
+def test_a_bad_training_scenario_fails_before_anything_is_timed(
+    scenario: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bench, "bench_single", _never)
+    with pytest.raises(ValueError, match=f"^--training-scenario {scenario}: .*nope"):
+        bench.run_benchmark(["steady-single"], 1, [], training_steps=10, training_scenario=scenario)
+
+
 def test_the_cli_prints_one_line_and_writes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -298,7 +298,17 @@ def test_scenarios_shows_background_traffic_and_think_events(tmp_path: Path, cap
 def test_bench_writes_both_tables_with_the_machine(tmp_path: Path, capsys) -> None:
     out = tmp_path / "bench.md"
     code, printed, _ = run(
-        capsys, "bench", "steady-single", "--repeats", "1", "--batch-sizes", "2", "--out", str(out)
+        capsys,
+        "bench",
+        "steady-single",
+        "--repeats",
+        "1",
+        "--batch-sizes",
+        "2",
+        "--training-steps",
+        "3072",  # one of the demo's updates
+        "--out",
+        str(out),
     )
     assert code == 0
     text = out.read_text()
@@ -308,7 +318,9 @@ def test_bench_writes_both_tables_with_the_machine(tmp_path: Path, capsys) -> No
     assert re.search(r"^\| co-runner \| 2 \| 180 \| [\d,]+ \|", text, re.MULTILINE)
     assert re.search(r"^\| 2 \| [\d,]+ \| [\d,]+ \| [\d.e-]+ \|$", text, re.MULTILINE)  # CartPole
     assert "## History by commit" in text
-    assert (tmp_path / "bench_history.csv").read_text().count("\n") == 1 + 3  # header, figures
+    assert re.search(r"^\| lean \| [\d,]+ \| [\d,]+ \| [\d.e-]+ \| [\d.]+ \|$", text, re.MULTILINE)
+    # header, 2 single, 1 batched and 2 training figures
+    assert (tmp_path / "bench_history.csv").read_text().count("\n") == 1 + 5
     assert "machine:" in text and "command: `tierenv bench steady-single`" in text
     assert "written to" in printed
 

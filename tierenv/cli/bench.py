@@ -15,7 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Measure env steps per second (one env at full DAMON fidelity under a constant and "
         "a random policy), simulated seconds per wall second and where each step's time "
         "goes, for every shipped scenario (or those named); then aggregate env-steps per "
-        "second of the batched fluid env at --batch-sizes; each beside Gymnasium's CartPole "
+        "second of the batched fluid env at --batch-sizes; then PPO training env-steps per "
+        "second (SB3 and the lean trainer); each beside Gymnasium's CartPole "
         "timed the same way in the same run. Prints the tables, appends the figures to "
         "--history and writes the tables with the history by commit, stamped with the "
         "machine, to --out."
@@ -30,6 +31,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--batched-scenario", default="co-runner", help="scenario of the batched rows"
+    )
+    parser.add_argument(
+        "--training-steps",
+        type=int,
+        default=245_760,
+        help="env-steps of PPO training timed per trainer (SB3 and the lean trainer) and for "
+        "SB3 on CartPole (default: 80 of the demo's updates; 0: no training rows)",
+    )
+    parser.add_argument(
+        "--training-scenario",
+        default="random:default",
+        help="scenario or distribution the training rows train on",
     )
     parser.add_argument(
         "--out", type=Path, default=Path("results/bench_env.md"), help="Markdown file to write"
@@ -60,7 +73,12 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--history {history_path}: is also --out; name another file")
     runs = read_history(history_path)
     measured = run_benchmark(
-        args.scenarios or None, args.repeats, batch_sizes, args.batched_scenario
+        args.scenarios or None,
+        args.repeats,
+        batch_sizes,
+        args.batched_scenario,
+        training_steps=args.training_steps,
+        training_scenario=args.training_scenario,
     )
     print(measured.markdown)
     runs.append(
