@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -333,13 +334,42 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS))
     parser.add_argument("--threads", type=_csv_ints, default=[1, 2])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--out", type=Path, default=None, help="also write the table, stamped, to this file"
+    )
     args = parser.parse_args(argv)
+    if args.out is not None:
+        from tierenv.cli.outputs import check_writable
+
+        try:
+            check_writable("--out", args.out, folder=False)  # before minutes of training
+        except ValueError as error:
+            parser.error(str(error))
     methods = [m for m in args.methods.split(",") if m]
     try:
         rows = bench_training(args.scenario, args.steps, methods, args.threads, args.seed)
     except ValueError as error:
         parser.error(str(error))
-    print(training_table(rows))
+    table = training_table(rows)
+    print(table)
+    if args.out is not None:
+        from tierenv.files import write_text_atomically
+        from tierenv.provenance import stamp
+
+        command = "python -m experiments.bench_train " + " ".join(
+            argv if argv is not None else sys.argv[1:]
+        )
+        write_text_atomically(
+            args.out,
+            "# PPO training speed on the fluid model\n\n"
+            + stamp(command.strip())
+            + "\n"
+            + (__doc__ or "").split("\n\n")[0]
+            + " The load column is the 1-minute load average at the end of each row.\n\n"
+            + table
+            + "\n",
+        )
+        print(f"written to {args.out}")
 
 
 if __name__ == "__main__":
