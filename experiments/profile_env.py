@@ -21,8 +21,9 @@ from tierenv.envs.weighted_interleave import WeightedInterleaveEnv
 from tierenv.files import write_text_atomically
 from tierenv.provenance import stamp
 
-# (label, path fragment of the function's file); the first match wins, unmatched time (numba,
-# numpy and Python built-ins called from anywhere) is its own group.
+# (label, path fragment of the function's file); the first match wins, unmatched time (numpy,
+# Python built-ins and numba's dispatch called from anywhere) is its own group. A compiled
+# kernel counts where it is defined (cProfile sees numba's dispatchers as the functions).
 PARTS = (
     ("DAMON monitoring and DAMOS (tierenv/damon)", "/tierenv/damon/"),
     ("throughput solver (tierenv/hardware)", "/tierenv/hardware/"),
@@ -31,11 +32,20 @@ PARTS = (
     ("env: action mapping, features, reward, info", "/tierenv/envs/"),
     ("env: action mapping, features, reward, info", "/tierenv/contracts/"),
 )
-OTHER = "numba kernels, numpy and Python built-ins (called from all of the above)"
+OTHER = "numpy, Python built-ins and numba's dispatch (called from all of the above)"
 
 
 def profile(scenario: str, episodes: int, seed: int = 0) -> tuple[dict[str, float], int, int]:
     """Seconds per part, total function calls and env steps over ``episodes`` episodes."""
+    seconds, calls, steps, _ = profile_functions(scenario, episodes, seed)
+    return seconds, calls, steps
+
+
+def profile_functions(
+    scenario: str, episodes: int, seed: int = 0
+) -> tuple[dict[str, float], int, int, list[tuple[str, int, float]]]:
+    """``profile``'s numbers and every function's (name, calls, seconds inside it), most
+    time first."""
     env = WeightedInterleaveEnv(scenario)
     rng = np.random.default_rng(seed)
 
@@ -55,17 +65,21 @@ def profile(scenario: str, episodes: int, seed: int = 0) -> tuple[dict[str, floa
     profiler.disable()
     seconds: dict[str, float] = {}
     calls = 0
+    functions = []
     # Stats.stats: {(file, line, function): (calls, ncalls, tottime, cumtime, callers)}
     table = pstats.Stats(profiler).stats  # type: ignore[attr-defined]  # typeshed omits it
-    for (filename, _, _), (_, ncalls, tottime, _, _) in table.items():
+    for (filename, _, function), (_, ncalls, tottime, _, _) in table.items():
         part = next((label for label, fragment in PARTS if fragment in filename), OTHER)
         seconds[part] = seconds.get(part, 0.0) + tottime
         calls += ncalls
-    return seconds, calls, steps
+        where = filename.split("/tierenv/")[-1] if "/tierenv/" in filename else filename
+        functions.append((f"{where}:{function}", ncalls, tottime))
+    functions.sort(key=lambda row: -row[2])
+    return seconds, calls, steps, functions
 
 
-def report(scenario: str, episodes: int) -> str:
-    seconds, calls, steps = profile(scenario, episodes)
+def report(scenario: str, episodes: int, top: int = 15) -> str:
+    seconds, calls, steps, functions = profile_functions(scenario, episodes)
     total = sum(seconds.values())
     lines = [
         f"{episodes} episodes of `{scenario}` ({steps:,} steps) under random actions, one core, "
@@ -76,6 +90,16 @@ def report(scenario: str, episodes: int) -> str:
     ]
     for part, value in sorted(seconds.items(), key=lambda item: -item[1]):
         lines.append(f"| {part} | {100 * value / total:.0f} % |")
+    lines += [
+        "",
+        f"The {top} functions with the most time inside them (compiled kernels count under "
+        "their module, and their time is their whole work):",
+        "",
+        "| function | calls per step | share of step time |",
+        "|---|---|---|",
+    ]
+    for name, ncalls, tottime in functions[:top]:
+        lines.append(f"| `{name}` | {ncalls / steps:.2f} | {100 * tottime / total:.1f} % |")
     return "\n".join(lines) + "\n"
 
 

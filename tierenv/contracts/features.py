@@ -19,6 +19,7 @@ import numpy as np
 
 from tierenv.contracts.measurements import GroundTruth, Measurements, NodeInfo
 from tierenv.damon.abi import GiB
+from tierenv.damon.jit import njit
 
 # DAMON hotness bins by nr_accesses / max_nr_accesses: lower edges. "warm" starts where the
 # migrate_hot scheme's 5 % threshold does.
@@ -48,21 +49,61 @@ class Report:
     @cached_property
     def damon_pages(self) -> tuple[np.ndarray, np.ndarray]:
         """(nodes, bins) DAMON-monitored pages per hotness bin and (nodes,) access-weighted
-        pages (the hotness and access-share groups both read them)."""
+        pages (the hotness and access-share groups both read them). The bins are counted in
+        one compiled call per application (``_bin_pages``); ``damon_pages_reference`` is the
+        plain numpy version tests hold it to."""
         m, n_nodes = self.m, self.nodes.n_nodes
         pages = np.zeros((n_nodes, len(HOTNESS_BINS)))
         accesses = np.zeros(n_nodes)
-        edges = np.array([edge for _, edge in HOTNESS_BINS[1:]])
         for app, regions in m.damon_regions.items():
             on_nodes = m.damon_region_pages[app]  # (regions, nodes)
             rate = regions["nr_accesses"] / max(m.nr_accesses_max, 1)
-            bins = np.searchsorted(edges, rate, side="right")
-            for node in range(n_nodes):
-                pages[node] += np.bincount(
-                    bins, weights=on_nodes[:, node], minlength=pages.shape[1]
-                )
+            if on_nodes.dtype == np.int64 and rate.dtype == np.float64:
+                _bin_pages(rate, np.ascontiguousarray(on_nodes), _HOTNESS_EDGES, pages)
+            else:
+                pages += _binned_pages(rate, on_nodes, n_nodes)
             accesses += rate @ on_nodes
         return pages, accesses
+
+    def damon_pages_reference(self) -> tuple[np.ndarray, np.ndarray]:
+        """``damon_pages`` in plain numpy."""
+        m, n_nodes = self.m, self.nodes.n_nodes
+        pages = np.zeros((n_nodes, len(HOTNESS_BINS)))
+        accesses = np.zeros(n_nodes)
+        for app, regions in m.damon_regions.items():
+            on_nodes = m.damon_region_pages[app]  # (regions, nodes)
+            rate = regions["nr_accesses"] / max(m.nr_accesses_max, 1)
+            pages += _binned_pages(rate, on_nodes, n_nodes)
+            accesses += rate @ on_nodes
+        return pages, accesses
+
+
+_HOTNESS_EDGES = np.array([edge for _, edge in HOTNESS_BINS[1:]])
+
+
+def _binned_pages(rate: np.ndarray, on_nodes: np.ndarray, n_nodes: int) -> np.ndarray:
+    """(nodes, bins) pages of regions with access ``rate`` (regions,) and ``on_nodes``
+    (regions, nodes) pages on each node, by hotness bin."""
+    bins = np.searchsorted(_HOTNESS_EDGES, rate, side="right")
+    pages = np.zeros((n_nodes, len(HOTNESS_BINS)))
+    for node in range(n_nodes):
+        pages[node] = np.bincount(bins, weights=on_nodes[:, node], minlength=len(HOTNESS_BINS))
+    return pages
+
+
+@njit(cache=True)
+def _bin_pages(rate: np.ndarray, on_nodes: np.ndarray, edges: np.ndarray, pages: np.ndarray):
+    """``pages += _binned_pages(rate, on_nodes, nodes)`` in one pass: whole page counts, so
+    the float sums are exact in any order (below 2**53 pages)."""
+    n_nodes = on_nodes.shape[1]
+    binned = np.zeros(pages.shape)
+    for r in range(rate.size):
+        b = 0
+        while b < edges.size and edges[b] <= rate[r]:  # searchsorted(..., side="right")
+            b += 1
+        for node in range(n_nodes):
+            binned[node, b] += on_nodes[r, node]
+    pages += binned
 
 
 Compute = Callable[[Report], np.ndarray]

@@ -565,6 +565,33 @@ class _Checked:
     def _check_fields_together(self) -> None:
         """Checks that involve several fields, run after each field was checked."""
 
+    def replaced(self, **changes: Any) -> Any:
+        """``dataclasses.replace`` that checks only the changed fields (and then the checks
+        across fields): the others were checked when this object was built, and a check
+        returns a checked value as it is. The same object as ``dataclasses.replace`` builds,
+        for a fraction of its cost (configurations built every control interval)."""
+        cls: type = type(self)  # a plain ``type`` (mypy takes ``type[X]`` for unhashable)
+        names = _field_names(cls)
+        unknown = sorted(set(changes) - set(names))
+        if unknown:
+            raise TypeError(f"{cls.__name__} has no field(s) {', '.join(unknown)}")
+        clone: Any = object.__new__(cls)
+        for name in names:
+            object.__setattr__(
+                clone, name, changes[name] if name in changes else getattr(self, name)
+            )
+        for slot in _slots(cls):
+            if slot.name in changes:
+                value = slot.spec.check(changes[slot.name], slot.at, False)
+                object.__setattr__(clone, slot.name, value)
+        clone._check_fields_together()
+        return clone
+
+
+@cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
+
 
 def _from_mapping(cls: type, data: Any, path: str) -> Any:
     """Build ``cls`` from its mapping form at ``path``, naming the path of any error."""

@@ -12,9 +12,13 @@ noise, lag and region dynamics.
 
 DAMOS passes run one of two ways, with the same results: region by region as the kernel walks
 them (``_apply_to_region``: quotas, filters, several schemes), or, for a lone scheme without
-quota or filters, compiled (``kernels.simple_pass``), called alone or from inside the compiled
-aggregation loop (``kernels.run_aggregations``) when it applies at aggregation ends. The first
-is the reference that tests hold the second to; both book what they did in one place
+filters, compiled: ``kernels.simple_pass`` without a quota, ``kernels.quota_pass`` with one
+(the score cut, charge-window skips and quota cuts as the region-by-region pass does them),
+called alone or from inside the compiled aggregation loop (``kernels.run_aggregations``) when
+it applies at aggregation ends (with a quota, a size-only one, whose charge window the loop
+rolls itself). The loop also runs past ops updates that would change nothing (the mappings
+as fitted), so one simulated second of the default setup is one compiled call. The first way
+is the reference that tests hold the others to; all book what they did in one place
 (``Kdamond._account``).
 
 Simulator conventions (stated once here):
@@ -42,7 +46,7 @@ import numpy as np
 from tierenv.contracts.measurements import SchemeStats
 from tierenv.damon import kernels
 from tierenv.damon.abi import MIGRATE_ACTIONS
-from tierenv.damon.config import ContextConfig, MonitoringAttrs, Scheme
+from tierenv.damon.config import ContextConfig, MonitoringAttrs, Quotas, Scheme
 from tierenv.damon.quota import (
     QuotaState,
     effective_quota,
@@ -56,12 +60,17 @@ from tierenv.damon.rng import new_state
 from tierenv.memory.migration_cost import MigrationCost
 from tierenv.memory.state import MemoryState
 
+# compiled quota passes keep quota sizes and charges below this (int64 with room to spare; no
+# sum of region sizes comes near it)
+QUOTA_COMPILED_LIMIT = 2**61
 WALK_NS_PER_PAGE = 50  # assumed page-table walk cost per simulated page looked at by an action
+VALIDATED_CACHE_SIZE = 4096  # configurations ``Kdamond.commit`` remembers having checked
 AGGREGATED_FIELDS = kernels.Snapshot._fields  # ("target", "start", "end", "nr", "age")
 # placeholders of a disabled pass (``Kdamond._no_pass``): nothing reads or writes them
 _NOTHING = np.zeros(1, dtype=np.int64)
 _NO_PATTERN = np.zeros(6, dtype=np.int64)
 _NO_RESULTS = kernels.PassResults.zeros(1, 1)
+_NO_QUOTA_STATE = kernels.QuotaState.empty()
 
 
 @dataclass(frozen=True)
@@ -89,6 +98,12 @@ class SchemeRuntime:
     tried_rows: list[tuple[int, ...]] = field(default_factory=list)
     # (config, (nodes, weights)) of the last ``Kdamond._dests`` lookup
     dests_cache: tuple | None = field(default=None, repr=False, compare=False)
+    # (config, pattern bounds, target apps) of the last ``Kdamond._pass_params``
+    pass_cache: tuple | None = field(default=None, repr=False, compare=False)
+    # (config, compiled quota pass, inside the loop) of the last ``Kdamond._quota_kind``
+    quota_kind_cache: tuple | None = field(default=None, repr=False, compare=False)
+    # ((config, attrs, roll), params) of the last ``Kdamond._quota_params``
+    quota_params_cache: tuple | None = field(default=None, repr=False, compare=False)
 
     @property
     def tried_regions(self) -> list[TriedRegion]:
@@ -120,6 +135,9 @@ class Kdamond:
     # region-by-region pass, which tests check by switching these off.
     simple_pass_enabled = True
     inline_pass_enabled = True
+    # A pass of one scheme with a quota and no filters runs compiled too
+    # (``kernels.quota_pass``), the same way (both switched off with simple_pass_enabled).
+    quota_pass_enabled = True
 
     def __init__(
         self,
@@ -137,6 +155,13 @@ class Kdamond:
             self.migration_cost.seconds_per_folio(memory.page_size) * 1e9
         )
         self._dests_cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+        self._phys_base = memory.node_phys_range(0)[0]
+        self._results_buffer: kernels.PassResults | None = None
+        # configurations whose cross-object checks passed against this memory (by id; the
+        # entries keep them alive): commit checks a revisited configuration once
+        self._validated: dict[int, ContextConfig] = {}
+        # (residency generation, fitted ranges, whether an update would leave them)
+        self._fold_cache: tuple | None = None
         self._three_regions_cache: dict[tuple, tuple[tuple[int, int], ...]] = {}
         self.attrs: MonitoringAttrs = config.attrs
         self.min_region = memory.page_size
@@ -148,7 +173,7 @@ class Kdamond:
         self._sampling_index: kernels.SamplingIndex | None = None
         self._indexed_generation = -1
         self._snapshot_buffer = kernels.Snapshot(
-            *(np.zeros(0, dtype=np.int64) for _ in AGGREGATED_FIELDS)
+            *np.zeros((len(AGGREGATED_FIELDS), 0), dtype=np.int64)
         )
         self._last_nr_regions = 0
         self._max_nr_accesses_seen = 0
@@ -177,7 +202,7 @@ class Kdamond:
             raise ValueError(
                 f"access rates of app {app}: expected {expected} pages, got {rates.shape}"
             )
-        if not np.all(np.isfinite(rates)) or np.any(rates < 0):
+        if not kernels.finite_non_negative(rates):
             raise ValueError(f"access rates of app {app} must be finite and non-negative")
         self._rates[app] = rates
         self._probabilities_dirty = True
@@ -227,66 +252,108 @@ class Kdamond:
         if aggr_samples < 1:
             return False
         inline = self._inline_scheme(aggr_samples)
-        count = self._whole_aggregations(budget, aggr_samples, inline)
+        fold_updates = self._updates_fold(aggr_samples)
+        count = self._whole_aggregations(budget, aggr_samples, inline, fold_updates)
         if not count:
             return False
         sampling_index = self._current_sampling_index()
         table = self.regions
-        table.reserve(max(3 * table.n, 3 * attrs.max_nr_regions // 2 + 3))
+        table.reserve(max(3 * table.n, 3 * attrs.max_nr_regions // 2 + 3) + 2)
         self._reserve_snapshot(table.capacity)
         first_samples = self.next_aggregation_sis - self.passed
+        quota, quota_state = None, None
         if inline is None:
             scheme, results = self._no_pass()
         else:
             scheme = self._pass_params(inline)
-            results = kernels.PassResults.zeros(table.capacity, self.memory.n_nodes)
-        done = kernels.run_aggregations(
-            count,
-            first_samples,
-            table.n,
-            self._last_nr_regions,
-            kernels.MonitorParams(
-                min_region=self.min_region,
-                aggr_samples=aggr_samples,
-                len_window=attrs.max_nr_accesses,
-                sz_limit=self.sz_limit,
-                max_nr_regions=attrs.max_nr_regions,
-            ),
-            kernels.MonitorBuffers(
-                live=kernels.Regions(*table.arrays()),
-                spare=kernels.Regions(*table.spare_arrays()),
-                snapshot=self._snapshot_buffer,
-                rng=self._rng,
-            ),
-            sampling_index,
-            scheme,
-            results,
+            results = self._pass_results(table.capacity)
+            if not self._pass_is_simple(inline):  # a size quota, rolled in the loop
+                quota = self._quota_params(inline, roll=True)
+                quota_state = self._quota_state(inline)
+        # kernels.run_aggregations' call, its structs built as the plain tuples it passes on
+        # (this runs every simulated second of every kdamond)
+        done = kernels.Aggregated(
+            *kernels._run_aggregations(
+                count,
+                first_samples,
+                table.n,
+                self._last_nr_regions,
+                (
+                    self.min_region,
+                    aggr_samples,
+                    attrs.max_nr_accesses,
+                    self.sz_limit,
+                    attrs.max_nr_regions,
+                ),
+                (table.arrays(), table.spare_arrays(), tuple(self._snapshot_buffer), self._rng),
+                tuple(sampling_index),
+                tuple(scheme),
+                (results.moved, results.totals, tuple(results.tried)),
+                tuple(quota if quota is not None else kernels.NO_QUOTA),
+                tuple(quota_state if quota_state is not None else _NO_QUOTA_STATE),
+            )
         )
         if done.swapped:
             table.swap_spare(done.n)
         else:
             table.n = done.n
         self._last_nr_regions = done.last_nr_regions
-        self._aggregated = {
-            name: column[: done.snapshot_n].copy()
-            for name, column in zip(AGGREGATED_FIELDS, self._snapshot_buffer, strict=True)
-        }
+        target, start, end, nr, age = _copied_columns(self._snapshot_buffer, done.snapshot_n)
+        self._aggregated = {"target": target, "start": start, "end": end, "nr": nr, "age": age}
         samples = first_samples + (count - 1) * aggr_samples
         self.passed += samples
         self.next_aggregation_sis += count * aggr_samples
         self.now_us += samples * max(attrs.sample_us, 1)
+        if fold_updates:  # the updates passed changed nothing but their countdown
+            update_samples = attrs.update_us // max(attrs.sample_us, 1)
+            while self.next_ops_update_sis <= self.passed:
+                self.next_ops_update_sis += update_samples
         if inline is not None:
             inline.next_apply_sis = self.passed + done.next_apply
             if done.tried_n >= 0:
                 self._book_compiled_pass(inline, results, done.tried_n)
+                if quota_state is not None:
+                    self._take_quota_state(inline, quota_state, roll=True)
         return True
 
+    def _updates_fold(self, aggr_samples: int) -> bool:
+        """Whether the compiled loop may run past ops updates: each falls on an aggregation
+        end and would change nothing (vaddr's three regions as fitted, paddr's fixed
+        regions, the same region size limit), so only its countdown moves."""
+        update_samples = self.attrs.update_us // max(self.attrs.sample_us, 1)
+        offset = self.next_ops_update_sis - self.next_aggregation_sis
+        if update_samples < 1 or update_samples % aggr_samples or offset < 0:
+            return False
+        if offset % aggr_samples or self._region_sz_limit() != self.sz_limit:
+            return False
+        if self.operations != "vaddr":
+            return True
+        # mappings change only with the residency generation: compare once per generation
+        generation = self.memory.residency_generation
+        cached = self._fold_cache
+        if cached is not None and cached[0] == generation and cached[1] is self._fitted_ranges:
+            return cached[2]
+        try:
+            ranges_now = [self._three_regions(target.pid) for target in self.config.targets]
+        except ValueError:  # an application is gone: the update itself will say so
+            return False
+        unchanged = ranges_now == self._fitted_ranges
+        self._fold_cache = (generation, self._fitted_ranges, unchanged)
+        return unchanged
+
     def _whole_aggregations(
-        self, budget: int, aggr_samples: int, inline: SchemeRuntime | None
+        self,
+        budget: int,
+        aggr_samples: int,
+        inline: SchemeRuntime | None,
+        fold_updates: bool = False,
     ) -> int:
         """How many aggregation intervals ``_fast_aggregations`` can run: those ending strictly
-        before every other event and within ``budget`` samples."""
-        events = [self.next_ops_update_sis, self.passed + budget + 1]
+        before every other event (ops updates that ``_updates_fold`` lets it pass aside) and
+        within ``budget`` samples."""
+        events = [self.passed + budget + 1]
+        if not fold_updates:
+            events.append(self.next_ops_update_sis)
         events += [s.next_apply_sis for s in self.schemes if s.activated and s is not inline]
         if self.attrs.intervals_goal.aggrs:
             events.append(self.next_intervals_tune_sis)
@@ -297,14 +364,16 @@ class Kdamond:
 
     def _inline_scheme(self, aggr_samples: int) -> SchemeRuntime | None:
         """The scheme the compiled loop may apply itself: the only one, active, vaddr (paddr's
-        sampling index changes when pages move), simple (``_pass_is_simple``), applying
-        exactly at aggregation ends."""
+        sampling index changes when pages move), simple (``_pass_is_simple``) or with a size
+        quota (``_quota_pass_inlines``), applying exactly at aggregation ends."""
         if not (self.simple_pass_enabled and self.inline_pass_enabled):
             return None
         if self.operations != "vaddr" or len(self.schemes) != 1:
             return None
         runtime = self.schemes[0]
-        if not runtime.activated or not self._pass_is_simple(runtime):
+        if not runtime.activated:
+            return None
+        if not self._pass_is_simple(runtime) and not self._quota_pass_inlines(runtime):
             return None
         apply_samples = self._apply_interval(runtime) // max(self.attrs.sample_us, 1)
         offset = runtime.next_apply_sis - self.next_aggregation_sis
@@ -315,32 +384,53 @@ class Kdamond:
     def _pass_params(self, runtime: SchemeRuntime) -> kernels.PassParams:
         """``simple_pass``'s parameters for a scheme that ``_pass_is_simple`` accepted."""
         scheme = runtime.config
-        pattern = scheme.access_pattern
-        bounds = (
-            pattern.sz.min,
-            pattern.sz.max,
-            pattern.nr_accesses.min,
-            pattern.nr_accesses.max,
-            pattern.age.min,
-            pattern.age.max,
-        )
-        paddr = self.operations == "paddr"
+        cached = runtime.pass_cache
+        if cached is None or cached[0] is not scheme:
+            pattern = scheme.access_pattern
+            bounds = (
+                pattern.sz.min,
+                pattern.sz.max,
+                pattern.nr_accesses.min,
+                pattern.nr_accesses.max,
+                pattern.age.min,
+                pattern.age.max,
+            )
+            # fixed while the scheme's configuration is (targets never change)
+            cached = (
+                scheme,
+                np.array([min(b, kernels.INT64_MAX) for b in bounds], dtype=np.int64),
+                np.array([t.pid for t in self.config.targets], dtype=np.int64),
+            )
+            runtime.pass_cache = cached
+        _, pattern_array, target_apps = cached
         nodes, weights = self._dests(runtime)
         mem, shift = self.memory.compiled_tables()
         return kernels.PassParams(
             enabled=True,
             next_apply=runtime.next_apply_sis - self.passed,
             apply_samples=self._apply_interval(runtime) // max(self.attrs.sample_us, 1),
-            pattern=np.array([min(b, kernels.INT64_MAX) for b in bounds], dtype=np.int64),
+            pattern=pattern_array,
             migrate=scheme.action != "stat",
-            paddr=paddr,
-            target_apps=np.array([t.pid for t in self.config.targets], dtype=np.int64),
+            paddr=self.operations == "paddr",
+            target_apps=target_apps,
             dest_nodes=nodes,
             dest_weights=weights,
             mem=mem,
             shift=shift,
-            phys_base=self.memory.node_phys_range(0)[0],
+            phys_base=self._phys_base,
         )
+
+    def _pass_results(self, capacity: int) -> kernels.PassResults:
+        """Zeroed results for a compiled pass with room for ``capacity`` tried regions (one
+        buffer reused: ``_book_compiled_pass`` copies out what it keeps)."""
+        results = self._results_buffer
+        if results is None or len(results.tried.start) < capacity:
+            results = kernels.PassResults.zeros(capacity, self.memory.n_nodes)
+            self._results_buffer = results
+        else:
+            results.moved[:] = 0
+            results.totals[:] = 0
+        return results
 
     def _no_pass(self) -> tuple[kernels.PassParams, kernels.PassResults]:
         """``run_aggregations``'s scheme and results when it applies none: ``enabled`` is
@@ -371,13 +461,13 @@ class Kdamond:
             done.sz_filter_passed,
         )
         runtime.tried_rows = []
-        runtime.tried_columns = tuple(column[:tried_n].copy() for column in results.tried)
+        runtime.tried_columns = _copied_columns(results.tried, tried_n)
 
     def _reserve_snapshot(self, capacity: int) -> None:
         if len(self._snapshot_buffer.start) < capacity:
-            self._snapshot_buffer = kernels.Snapshot(
-                *(np.zeros(capacity, dtype=np.int64) for _ in AGGREGATED_FIELDS)
-            )
+            # the rows of one block: ``_copied_columns`` keeps a snapshot with one copy
+            block = np.zeros((len(AGGREGATED_FIELDS), capacity), dtype=np.int64)
+            self._snapshot_buffer = kernels.Snapshot(*block)
 
     def commit(self, config: ContextConfig) -> None:
         """``commit``: apply new parameters online (``damon_commit_ctx``); nothing changes if
@@ -387,7 +477,11 @@ class Kdamond:
         aggregation interval starves monitoring and DAMOS alike."""
         # Frozen configs were checked field by field when built; what is left to check here
         # spans objects (targets vs operations, node ids vs the host).
-        config.validate(node_has_memory=list(self.memory.node_has_memory), recheck_fields=False)
+        if self._validated.get(id(config)) is not config:
+            config.validate(node_has_memory=list(self.memory.node_has_memory), recheck_fields=False)
+            if len(self._validated) >= VALIDATED_CACHE_SIZE:
+                self._validated.clear()
+            self._validated[id(config)] = config
         if config.operations != self.config.operations:
             raise ValueError("operations: changing the operations set is not simulated")
         if [(t.pid, t.regions) for t in config.targets] != [
@@ -422,13 +516,16 @@ class Kdamond:
         """Regions at the last completed aggregation (before its split)."""
         return len(self._aggregated["start"])
 
-    def aggregated_regions(self) -> dict[str, np.ndarray]:
-        """Copies of the last aggregation's region columns: target, start, end, nr_accesses,
-        age (as ``region_records``, as arrays)."""
+    def aggregated_regions(self, with_target: bool = True) -> dict[str, np.ndarray]:
+        """Copies of the last aggregation's region columns: target (unless not
+        ``with_target``), start, end, nr_accesses, age (as ``region_records``, as arrays)."""
         snapshot = self._aggregated
-        names = {"target": "target", "start": "start", "end": "end", "nr": "nr_accesses"}
-        names["age"] = "age"
-        return {names[key]: value.copy() for key, value in snapshot.items()}
+        columns = {"target": snapshot["target"].copy()} if with_target else {}
+        columns["start"] = snapshot["start"].copy()
+        columns["end"] = snapshot["end"].copy()
+        columns["nr_accesses"] = snapshot["nr"].copy()
+        columns["age"] = snapshot["age"].copy()
+        return columns
 
     def region_records(self) -> list[dict[str, int]]:
         """The regions of the last completed aggregation with their counts and ages, as the
@@ -551,7 +648,9 @@ class Kdamond:
 
     def _region_sz_limit(self) -> int:
         """``damon_region_sz_limit``."""
-        total = int(np.sum(self.regions.end - self.regions.start))
+        table = self.regions
+        start, end, _, _, _, _, _ = table.arrays()
+        total = kernels.total_size(table.n, start, end)
         if self.attrs.min_nr_regions:
             total //= self.attrs.min_nr_regions
         return max(total, self.min_region)
@@ -750,7 +849,13 @@ class Kdamond:
         if old.sample_us and old.aggr_us and new.sample_us and new.aggr_us:
             table = self.regions
             old_max, new_max = old.max_nr_accesses, new.max_nr_accesses
-            if aggregating:
+            if max(old_max, new_max, old.aggr_us, new.aggr_us) < 2**31:  # one compiled call
+                _, _, _, nr, bp, last, age = table.arrays()
+                kernels.rescale_regions(
+                    table.n, nr, bp, last, age, old_max, new_max, old.aggr_us, new.aggr_us,
+                    aggregating,
+                )  # fmt: skip
+            elif aggregating:
                 table.last_nr_accesses[:] = (
                     table.last_nr_accesses * 10000 // old_max * new_max // 10000
                 )
@@ -809,16 +914,30 @@ class Kdamond:
         return highest
 
     def _adjust_quota(
-        self, runtime: SchemeRuntime, matching: np.ndarray, sizes: np.ndarray
+        self,
+        runtime: SchemeRuntime,
+        matching: np.ndarray,
+        sizes: np.ndarray,
+        rolled: bool = False,
     ) -> np.ndarray | None:
-        """``damos_adjust_quota``: roll the charge window, then set min_score (``matching``:
-        the regions the access pattern accepts; ``sizes``: every region's). Returns the
-        regions' scores when it computed them (only schemes with a quota need them)."""
+        """``damos_adjust_quota``: roll the charge window (unless ``rolled`` says that was
+        done), then set min_score (``matching``: the regions the access pattern accepts;
+        ``sizes``: every region's). Returns the regions' scores when it computed them (only
+        schemes with a quota need them)."""
+        quota = runtime.quota
+        if not _limited(runtime.config.quotas):
+            return None
+        if not rolled:
+            self._roll_quota_window(runtime)
+        scores = self._scores(runtime)
+        quota.min_score = min_score_for(scores[matching], sizes[matching], quota.esz)
+        return scores
+
+    def _roll_quota_window(self, runtime: SchemeRuntime) -> None:
+        """The first half of ``damos_adjust_quota``: when the charge window has passed, count
+        an exceeded quota, start a new window and set its effective size."""
         quotas = runtime.config.quotas
         quota = runtime.quota
-        has_goals = any(g.target_value for g in quotas.goals)
-        if not quotas.ms and not quotas.bytes and not has_goals:
-            return None
         if self.now_us >= quota.charged_from_us + quotas.reset_interval_ms * 1000:
             if quota.esz and quota.charged_sz >= quota.esz:
                 runtime.stats.qt_exceeds += 1
@@ -826,9 +945,130 @@ class Kdamond:
             quota.charged_from_us = self.now_us
             quota.charged_sz = 0
             quota.esz = effective_quota(quota, quotas.ms, quotas.bytes, self._goal_score(runtime))
-        scores = self._scores(runtime)
-        quota.min_score = min_score_for(scores[matching], sizes[matching], quota.esz)
-        return scores
+
+    def _quota_pass_compiles(self, runtime: SchemeRuntime) -> bool:
+        """Whether ``kernels.quota_pass`` runs this scheme's pass: a quota, no filters, and
+        numbers that int64 holds with room to spare."""
+        if not (self.simple_pass_enabled and self.quota_pass_enabled):
+            return False
+        quota = runtime.quota
+        return (
+            self._quota_kind(runtime)[0]
+            and quota.charged_sz < QUOTA_COMPILED_LIMIT
+            and quota.total_charged_sz < QUOTA_COMPILED_LIMIT
+            and self.attrs.aggr_us < 2**32
+        )
+
+    def _quota_pass_inlines(self, runtime: SchemeRuntime) -> bool:
+        """Whether the compiled aggregation loop may run the scheme's quota pass itself: a
+        compiled quota pass whose quota is a size only (its effective size is that size
+        after every roll of the charge window, which the loop does)."""
+        return (
+            self._quota_kind(runtime)[1]
+            and self._quota_pass_compiles(runtime)
+            and runtime.quota.esz < QUOTA_COMPILED_LIMIT
+        )
+
+    @staticmethod
+    def _quota_kind(runtime: SchemeRuntime) -> tuple[bool, bool]:
+        """What the scheme's configuration allows (cached with it): a compiled quota pass (a
+        quota, no filters), and one inside the compiled loop (a size-only quota)."""
+        cached = runtime.quota_kind_cache
+        if cached is None or cached[0] is not runtime.config:
+            quotas = runtime.config.quotas
+            compiles = not runtime.config.filters and _limited(quotas)
+            inlines = (
+                compiles
+                and not quotas.ms
+                and not any(g.target_value for g in quotas.goals)
+                and quotas.bytes < QUOTA_COMPILED_LIMIT
+                and quotas.reset_interval_ms * 1000 < QUOTA_COMPILED_LIMIT
+            )
+            cached = (runtime.config, compiles, inlines)
+            runtime.quota_kind_cache = cached
+        return cached[1], cached[2]
+
+    def _quota_params(self, runtime: SchemeRuntime, roll: bool) -> kernels.QuotaParams:
+        scheme = runtime.config
+        key = (scheme, self.attrs, roll)
+        cached = runtime.quota_params_cache
+        if cached is None or cached[0] != key:
+            quotas = scheme.quotas
+            if scheme.action not in MIGRATE_ACTIONS:
+                score = kernels.SCORE_FIXED
+            elif scheme.action == "migrate_hot":
+                score = kernels.SCORE_HOT
+            else:
+                score = kernels.SCORE_COLD
+            params = kernels.QuotaParams(
+                enabled=True,
+                roll=roll,
+                sz=min(quotas.bytes, QUOTA_COMPILED_LIMIT),
+                reset_us=min(quotas.reset_interval_ms * 1000, QUOTA_COMPILED_LIMIT),
+                score=score,
+                max_nr_accesses=self.attrs.max_nr_accesses,
+                aggr_us=self.attrs.aggr_us,
+                nr_permil=quotas.nr_accesses_permil,
+                age_permil=quotas.age_permil,
+                min_region=self.min_region,
+                sample_us=max(self.attrs.sample_us, 1),
+                now_us=0.0,
+            )
+            cached = (key, params)
+            runtime.quota_params_cache = cached
+        return cached[1]._replace(now_us=float(self.now_us))
+
+    @staticmethod
+    def _quota_state(runtime: SchemeRuntime) -> kernels.QuotaState:
+        """The scheme's quota state for ``kernels.quota_pass`` (its esz capped at the
+        compiled limit, which no sum of region sizes reaches)."""
+        quota = runtime.quota
+        values = [0] * kernels.QUOTA_VALUES
+        values[kernels.ESZ] = min(quota.esz, QUOTA_COMPILED_LIMIT)
+        values[kernels.CHARGED_SZ] = quota.charged_sz
+        values[kernels.MIN_SCORE] = quota.min_score
+        values[kernels.CHARGE_TARGET_FROM] = quota.charge_target_from
+        values[kernels.CHARGE_ADDR_FROM] = quota.charge_addr_from
+        values[kernels.TOTAL_CHARGED_SZ] = quota.total_charged_sz
+        return kernels.QuotaState(
+            np.array(values, dtype=np.int64), np.array([quota.charged_from_us])
+        )
+
+    @staticmethod
+    def _take_quota_state(runtime: SchemeRuntime, state: kernels.QuotaState, roll: bool) -> None:
+        """Carry a compiled pass's quota state back (after ``_book_compiled_pass``, whose
+        charge it replaces: the kernel's is the one that saw window rolls)."""
+        quota = runtime.quota
+        values = state.values.tolist()
+        quota.charged_sz = values[kernels.CHARGED_SZ]
+        quota.min_score = values[kernels.MIN_SCORE]
+        quota.charge_target_from = values[kernels.CHARGE_TARGET_FROM]
+        quota.charge_addr_from = values[kernels.CHARGE_ADDR_FROM]
+        if roll:
+            quota.esz = values[kernels.ESZ]
+            quota.total_charged_sz = values[kernels.TOTAL_CHARGED_SZ]
+            quota.charged_from_us = float(state.charged_from_us[0])
+            runtime.stats.qt_exceeds += values[kernels.QT_EXCEEDS]
+
+    def _apply_compiled_quota_pass(self, runtime: SchemeRuntime) -> None:
+        """``kdamond_apply_schemes`` for a pass that ``_quota_pass_compiles`` accepted, its
+        charge window already rolled."""
+        table = self.regions
+        table.reserve(table.n + 2)
+        results = self._pass_results(table.n + 2)
+        state = self._quota_state(runtime)
+        table.n, tried_n = kernels.quota_pass(
+            table.n,
+            kernels.Regions(*table.arrays()),
+            self._pass_params(runtime),
+            self._quota_params(runtime, roll=False),
+            state,
+            results,
+            float(self.now_us),
+        )
+        self._book_compiled_pass(runtime, results, tried_n)
+        self._take_quota_state(runtime, state, roll=False)
+        self._advance_apply_countdowns()
 
     def _scores(self, runtime: SchemeRuntime) -> np.ndarray:
         """The ops' ``get_scheme_score``: hot for migrate_hot, cold for migrate_cold, else 99."""
@@ -873,13 +1113,20 @@ class Kdamond:
         if self.simple_pass_enabled and len(due) == 1 and self._pass_is_simple(due[0]):
             self._apply_compiled_pass(due[0])
             return
+        rolled = False
+        if len(due) == 1 and self._quota_pass_compiles(due[0]):
+            self._roll_quota_window(due[0])
+            rolled = True
+            if due[0].quota.esz < QUOTA_COMPILED_LIMIT:
+                self._apply_compiled_quota_pass(due[0])
+                return
         table = self.regions
         sizes = table.end - table.start
         interesting = np.zeros(table.n, dtype=bool)
         for runtime in due:
             runtime.tried_columns = ()
             runtime.tried_rows = []
-            interesting |= self._candidates(runtime, sizes)
+            interesting |= self._candidates(runtime, sizes, rolled)
         inserted = 0
         for original in np.flatnonzero(interesting):
             if all(r.quota.exhausted for r in due):
@@ -890,7 +1137,9 @@ class Kdamond:
             inserted += table.n - before
         self._advance_apply_countdowns()
 
-    def _candidates(self, runtime: SchemeRuntime, sizes: np.ndarray) -> np.ndarray:
+    def _candidates(
+        self, runtime: SchemeRuntime, sizes: np.ndarray, rolled: bool = False
+    ) -> np.ndarray:
         """Adjust the scheme's quota (``damos_adjust_quota``) and return the regions its pass
         may act on: those matching its access pattern (the size aside: a region cut by a
         filter or the quota may match later), above its score cut, and not skipped as
@@ -898,7 +1147,7 @@ class Kdamond:
         pattern = runtime.config.access_pattern
         loose = self._pattern_without_size(runtime)
         matching = loose & (pattern.sz.min <= sizes) & (sizes <= pattern.sz.max)
-        scores = self._adjust_quota(runtime, matching, sizes)
+        scores = self._adjust_quota(runtime, matching, sizes, rolled)
         quota = runtime.quota
         if quota.esz:
             if scores is None:  # a stale esz of a scheme whose quota was lifted by commit
@@ -933,7 +1182,7 @@ class Kdamond:
     def _apply_compiled_pass(self, runtime: SchemeRuntime) -> None:
         """``kdamond_apply_schemes`` for a pass that ``_pass_is_simple`` accepted."""
         table = self.regions
-        results = kernels.PassResults.zeros(max(table.n, 1), self.memory.n_nodes)
+        results = self._pass_results(max(table.n, 1))
         live = kernels.Regions(*table.arrays())
         tried_n = kernels.simple_pass(table.n, live, self._pass_params(runtime), results)
         self._book_compiled_pass(runtime, results, tried_n)
@@ -1156,6 +1405,26 @@ class Kdamond:
         lo = (start - first) // self.memory.page_size
         hi = -((first - end) // self.memory.page_size)  # frames overlapping [start, end)
         return int(np.count_nonzero(self.memory.frame_app[max(lo, 0) : max(hi, 0)] >= 0))
+
+
+def _copied_columns(columns: tuple[np.ndarray, ...], n: int) -> tuple[np.ndarray, ...]:
+    """Copies of the first ``n`` entries of equally long int64 columns: one copy when they
+    are the rows of one block (as ``PassResults.zeros`` and the snapshot buffer make them;
+    a deep copy separates them), else one per column."""
+    block = columns[0].base
+    if (
+        isinstance(block, np.ndarray)
+        and block.shape == (len(columns), len(columns[0]))
+        and columns[-1].base is block  # the rows, in order, as built
+    ):
+        return tuple(block[:, :n].copy())
+    return tuple(column[:n].copy() for column in columns)
+
+
+def _limited(quotas: Quotas) -> bool:
+    """Whether a scheme's quota limits it (``damos_adjust_quota`` computes an effective
+    size): a time or size quota, or a goal with a target."""
+    return bool(quotas.ms or quotas.bytes or any(g.target_value for g in quotas.goals))
 
 
 def _set_regions(

@@ -9,7 +9,8 @@ Region arrays (``n`` live entries; callers keep spare capacity for splits):
 ``start``/``end`` (bytes, half-open), ``target`` (index of the monitoring target),
 ``nr`` (nr_accesses), ``bp`` (nr_accesses_bp), ``last`` (last_nr_accesses), ``age``.
 
-The aggregation loop ``run_aggregations`` and the DAMOS pass ``simple_pass`` take their inputs
+The aggregation loop ``run_aggregations`` and the DAMOS passes ``simple_pass`` and
+``quota_pass`` (with a quota's state in ``QuotaState``) take their inputs
 as frozen structs (NamedTuples, which numba compiles as such) in gymnax's shape: parameters
 fixed for the call (``MonitorParams``, ``PassParams``), the arrays updated in place
 (``MonitorBuffers``, ``PassResults``) and the numbers returned anew (``Aggregated``). The
@@ -113,6 +114,45 @@ class PassParams(NamedTuple):
     phys_base: int  # paddr: the physical address of frame 0
 
 
+class QuotaParams(NamedTuple):
+    """The quota of a pass that has one (``quota_pass``): how it scores regions and, when the
+    compiled loop rolls the charge window itself (a size-only quota), the window."""
+
+    enabled: bool  # the pass has a quota (False: ``simple_pass``; the rest unused)
+    roll: bool  # roll the charge window before each pass (``damos_adjust_quota``'s first half)
+    sz: int  # quotas.bytes: the effective size after each roll (roll only)
+    reset_us: int  # quotas.reset_interval_ms in microseconds (roll only)
+    score: int  # SCORE_FIXED (99 for every region), SCORE_HOT or SCORE_COLD (99 - hot)
+    max_nr_accesses: int
+    aggr_us: int
+    nr_permil: int
+    age_permil: int
+    min_region: int  # DAMON_MIN_REGION: quota cuts and charge skips are aligned to it
+    sample_us: int  # the loop's clock (roll only)
+    now_us: float  # the kdamond's clock at the call's start (roll only)
+
+
+# ``QuotaState.values`` entries: the quota's runtime state (``quota.QuotaState``) and stats the
+# kernel updates in place
+ESZ, CHARGED_SZ, MIN_SCORE, CHARGE_TARGET_FROM, CHARGE_ADDR_FROM = range(5)
+TOTAL_CHARGED_SZ, QT_EXCEEDS = 5, 6
+QUOTA_VALUES = 7
+SCORE_FIXED, SCORE_HOT, SCORE_COLD = 0, 1, 2
+DAMOS_MAX_SCORE = 99
+
+
+class QuotaState(NamedTuple):
+    """A quota's runtime state (``quota.QuotaState``) as the arrays ``quota_pass`` updates
+    (named like that dataclass: compiled-code caches record this name)."""
+
+    values: np.ndarray  # int64[QUOTA_VALUES]: ESZ, CHARGED_SZ, ... (the constants above)
+    charged_from_us: np.ndarray  # float64[1]: the charge window's start
+
+    @classmethod
+    def empty(cls) -> QuotaState:
+        return cls(np.zeros(QUOTA_VALUES, dtype=np.int64), np.zeros(1))
+
+
 class PassTotals(NamedTuple):
     """The sums a DAMOS pass books in the scheme's quota and stats (``Kdamond._account``).
     Compiled passes add to ``PassResults.totals``, which holds them in this order."""
@@ -151,10 +191,12 @@ class PassResults(NamedTuple):
     @classmethod
     def zeros(cls, capacity: int, n_nodes: int) -> PassResults:
         """Zeroed results with room for ``capacity`` tried regions."""
+        # the tried columns are the rows of one block (copied out with one copy)
+        block = np.zeros((len(Tried._fields), capacity), dtype=np.int64)
         return cls(
             moved=np.zeros((n_nodes, n_nodes), dtype=np.int64),
             totals=np.zeros(len(PassTotals._fields), dtype=np.int64),
-            tried=Tried(*(np.zeros(capacity, dtype=np.int64) for _ in Tried._fields)),
+            tried=Tried(*block),
         )
 
     def sums(self) -> PassTotals:
@@ -466,6 +508,33 @@ def reset_aggregated(n: int, nr: np.ndarray, bp: np.ndarray, last: np.ndarray) -
         nr[i] = 0
 
 
+@njit(cache=True)
+def rescale_regions(
+    n: int,
+    nr: np.ndarray,
+    bp: np.ndarray,
+    last: np.ndarray,
+    age: np.ndarray,
+    old_max: int,
+    new_max: int,
+    old_aggr_us: int,
+    new_aggr_us: int,
+    aggregating: bool,
+) -> None:
+    """``damon_set_attrs``'s rescaling of the regions' counts and ages to new intervals (in
+    an aggregation: the last count, from which bp restarts; else the count itself), with
+    ``Kdamond._set_attrs``'s int64 arithmetic, which it replaces when the numbers are small."""
+    for i in range(n):
+        if aggregating:
+            last[i] = last[i] * 10000 // old_max * new_max // 10000
+            bp[i] = last[i] * 10000
+            nr[i] = 0
+        else:
+            nr[i] = nr[i] * 10000 // old_max * new_max // 10000
+            bp[i] = nr[i] * 10000
+        age[i] = age[i] * old_aggr_us // new_aggr_us
+
+
 def sampling_index(
     addresses: list[np.ndarray], probabilities: list[np.ndarray], page_size: int
 ) -> SamplingIndex:
@@ -500,6 +569,24 @@ def sampling_index(
 
 
 @njit(cache=True)
+def total_size(n: int, start: np.ndarray, end: np.ndarray) -> int:
+    """Bytes covered by the first ``n`` regions."""
+    total = 0
+    for i in range(n):
+        total += end[i] - start[i]
+    return total
+
+
+@njit(cache=True)
+def finite_non_negative(values: np.ndarray) -> bool:
+    """Whether every value is finite and >= 0 (one pass, no temporaries)."""
+    for value in values:  # noqa: SIM110 - a loop numba compiles (no generator)
+        if not (math.isfinite(value) and value >= 0.0):
+            return False
+    return True
+
+
+@njit(cache=True)
 def accumulate_probabilities(
     rates: np.ndarray, node_of_page: np.ndarray, interval_s: float, out: np.ndarray
 ) -> None:
@@ -508,9 +595,15 @@ def accumulate_probabilities(
     (node >= 0) and never otherwise; one pass, as this runs whenever rates change."""
     total = 0.0
     out[0] = 0.0
+    last_rate = -1.0  # pages come in runs of equal rates: each run's probability once
+    last_p = 0.0
     for k in range(rates.size):
-        if node_of_page[k] >= 0 and rates[k] > 0.0:
-            total += -math.expm1(-rates[k] * interval_s)
+        rate = rates[k]
+        if node_of_page[k] >= 0 and rate > 0.0:
+            if rate != last_rate:
+                last_p = -math.expm1(-rate * interval_s)
+                last_rate = rate
+            total += last_p
         out[k + 1] = total
 
 
@@ -621,6 +714,235 @@ def _migrate_region(
     return moved, failed, resident * page
 
 
+@njit(cache=True)
+def hot_score(
+    nr_accesses: int, age: int, max_nr_accesses: int, aggr_us: int, nr_permil: int, age_permil: int
+) -> int:
+    """``damon_hot_score`` (``tierenv.damon.quota.hot_score``, compiled)."""
+    freq = nr_accesses * 100 // max_nr_accesses
+    age_seconds = age * aggr_us // 1_000_000
+    age_in_log = 0
+    while age_seconds > 0 and age_in_log < 32:  # bit length, capped at MAX_AGE_IN_LOG
+        age_seconds >>= 1
+        age_in_log += 1
+    if freq == 0:
+        age_in_log = -age_in_log
+    age_sub = (age_in_log + 32) * 100 // 32 // 2
+    hotness = nr_permil * freq + age_permil * age_sub
+    if nr_permil + age_permil:
+        hotness //= nr_permil + age_permil
+    return hotness * DAMOS_MAX_SCORE // 100
+
+
+@njit(cache=True, inline="always")
+def _score(nr: int, age: int, quota: QuotaParams) -> int:
+    """The ops' ``get_scheme_score`` of a region."""
+    if quota.score == SCORE_FIXED:
+        return DAMOS_MAX_SCORE
+    hot = hot_score(
+        nr, age, quota.max_nr_accesses, quota.aggr_us, quota.nr_permil, quota.age_permil
+    )
+    return hot if quota.score == SCORE_HOT else DAMOS_MAX_SCORE - hot
+
+
+@njit(cache=True)
+def _split_at(n: int, live: Regions, index: int, size: int) -> None:
+    """``damon_split_region_at`` (``RegionTable.split_at``): region ``index`` keeps its first
+    ``size`` bytes, a copy of it covering the rest goes right after it (room for n + 1)."""
+    for column in live:
+        for k in range(n, index + 1, -1):
+            column[k] = column[k - 1]
+        column[index + 1] = column[index]
+    live.start[index + 1] = live.start[index] + size
+    live.end[index] = live.start[index] + size
+
+
+@njit(cache=True)
+def _matches(i: int, live: Regions, pattern: np.ndarray, with_size: bool) -> bool:
+    nr = live.bp[i] // 10000
+    age = live.age[i]
+    if not (pattern[2] <= nr <= pattern[3] and pattern[4] <= age <= pattern[5]):
+        return False
+    size = live.end[i] - live.start[i]
+    return not with_size or pattern[0] <= size <= pattern[1]
+
+
+@njit(cache=True)
+def _candidates(
+    n: int, live: Regions, pattern: np.ndarray, quota: QuotaParams, values: np.ndarray
+) -> np.ndarray:
+    """``Kdamond._candidates`` after the window roll: set the min_score histogram cut
+    (``quota.min_score_for`` over the pattern-matching regions, sizes added in float64 in
+    region order as ``np.bincount`` does) and return the regions the pass may act on."""
+    scores = np.empty(n, dtype=np.int64)
+    histogram = np.zeros(DAMOS_MAX_SCORE + 1)
+    highest = -1
+    for i in range(n):
+        scores[i] = _score(live.nr[i], live.age[i], quota)
+        if _matches(i, live, pattern, True):
+            histogram[scores[i]] += float(live.end[i] - live.start[i])
+            highest = max(highest, scores[i])
+    esz = values[ESZ]
+    min_score = 0
+    if highest >= 0:
+        cumulated = 0
+        min_score = highest
+        while True:
+            cumulated += int(histogram[min_score])
+            if cumulated >= esz or min_score == 0:
+                break
+            min_score -= 1
+    values[MIN_SCORE] = min_score
+    candidate = np.empty(n, dtype=np.bool_)
+    for i in range(n):
+        candidate[i] = _matches(i, live, pattern, False) and (not esz or scores[i] >= min_score)
+    charge_target = values[CHARGE_TARGET_FROM]
+    if charge_target >= 0:  # Kdamond._charge_resolution_index
+        resolution = -1
+        last_in_target = -1
+        for i in range(n):
+            if live.target[i] == charge_target:
+                last_in_target = i
+                if resolution < 0 and live.end[i] > values[CHARGE_ADDR_FROM]:
+                    resolution = i
+        if last_in_target < 0:
+            resolution = 0
+        elif resolution < 0 or not values[CHARGE_ADDR_FROM]:
+            resolution = last_in_target
+        for i in range(min(resolution, n)):
+            candidate[i] = False
+        for i in range(resolution, min(resolution + 2, n)):
+            candidate[i] = True
+    return candidate
+
+
+@njit(cache=True)
+def _skip_charged(n: int, live: Regions, i: int, values: np.ndarray, min_region: int) -> tuple:
+    """``Kdamond._skip_charged_region``: (skip, region index, live regions)."""
+    charge_target = values[CHARGE_TARGET_FROM]
+    if charge_target < 0:
+        return False, i, n
+    target = live.target[i]
+    if target != charge_target:
+        return True, i, n
+    if i + 1 >= n or live.target[i + 1] != target:
+        values[CHARGE_TARGET_FROM] = -1
+        values[CHARGE_ADDR_FROM] = 0
+        return True, i, n
+    addr_from = values[CHARGE_ADDR_FROM]
+    start, end = live.start[i], live.end[i]
+    if addr_from and end <= addr_from:
+        return True, i, n
+    if addr_from and start < addr_from:
+        skip_size = (addr_from - start) // min_region * min_region
+        if not skip_size:
+            if end - start <= min_region:
+                return True, i, n
+            skip_size = min_region
+        _split_at(n, live, i, skip_size)
+        n += 1
+        i += 1
+    values[CHARGE_TARGET_FROM] = -1
+    values[CHARGE_ADDR_FROM] = 0
+    return False, i, n
+
+
+@njit(cache=True)
+def quota_pass(
+    n: int,
+    live: Regions,
+    scheme: PassParams,
+    quota: QuotaParams,
+    state: QuotaState,
+    out: PassResults,
+    now_us: float,
+) -> tuple:
+    """``kdamond_apply_schemes`` for one scheme with a quota and no filters: returns (live
+    regions, regions tried). ``Kdamond``'s region-by-region pass (``_candidates``,
+    ``_apply_to_region``) is the reference this follows step for step and is tested against.
+
+    With ``quota.roll`` the charge window rolls first at ``now_us`` (a size-only quota:
+    ``effective_quota`` is ``quota.sz``); then the regions' scores set the min_score cut, and
+    the candidates are visited in address order until the quota is used up: charged regions
+    of the last window skipped, the access pattern and score checked, the last region cut to
+    the quota (a split), the action applied and charged. The live arrays need room for
+    n + 2 regions (one charge-skip split and one quota cut at most)."""
+    values = state.values
+    if quota.roll and now_us >= state.charged_from_us[0] + quota.reset_us:
+        if values[ESZ] and values[CHARGED_SZ] >= values[ESZ]:
+            values[QT_EXCEEDS] += 1
+        values[TOTAL_CHARGED_SZ] += values[CHARGED_SZ]
+        state.charged_from_us[0] = now_us
+        values[CHARGED_SZ] = 0
+        values[ESZ] = quota.sz
+    pattern, migrate, shift = scheme.pattern, scheme.migrate, scheme.shift
+    moved_matrix, totals = out.moved, out.totals
+    t_target, t_start, t_end, t_nr, t_age, t_passed = out.tried
+    min_region = quota.min_region
+    candidate = _candidates(n, live, pattern, quota, values)
+    esz = values[ESZ]
+    min_score = values[MIN_SCORE]
+    count = 0
+    inserted = 0
+    for original in range(candidate.size):
+        if not candidate[original]:
+            continue
+        if esz and values[CHARGED_SZ] >= esz:
+            break
+        skip, i, n = _skip_charged(n, live, original + inserted, values, min_region)
+        inserted = n - candidate.size
+        if skip or not _matches(i, live, pattern, True):
+            continue
+        if esz and _score(live.nr[i], live.age[i], quota) < min_score:
+            continue
+        size = live.end[i] - live.start[i]
+        if esz and values[CHARGED_SZ] + size > esz:
+            size = (esz - values[CHARGED_SZ]) // min_region * min_region
+            if not size:
+                totals[NR_TRIED] += 1  # tried; nothing charged
+                continue
+            _split_at(n, live, i, size)
+            n += 1
+            inserted += 1
+        target, start, end = live.target[i], live.start[i], live.end[i]
+        nr_seen, age_seen = live.bp[i] // 10000, live.age[i]
+        moved, failed, passed = 0, 0, 0
+        if migrate:
+            moved, failed, passed = _migrate_region(
+                start,
+                end,
+                scheme.target_apps[target],
+                scheme.paddr,
+                scheme.dest_nodes,
+                scheme.dest_weights,
+                scheme.mem,
+                shift,
+                scheme.phys_base,
+                moved_matrix,
+            )
+        totals[NR_TRIED] += 1
+        totals[SZ_TRIED] += size
+        totals[NR_APPLIED] += 1 if moved else 0
+        totals[MOVED_PAGES] += moved
+        totals[FAILED_PAGES] += failed
+        totals[WALKED_PAGES] += (end - start) >> shift if migrate else 0  # stat walks nothing
+        totals[SZ_FILTER_PASSED] += passed
+        values[CHARGED_SZ] += size
+        if esz and values[CHARGED_SZ] >= esz:
+            values[CHARGE_TARGET_FROM] = target
+            values[CHARGE_ADDR_FROM] = end + 1
+        if migrate:
+            live.age[i] = 0
+        t_target[count] = target
+        t_start[count] = start
+        t_end[count] = end
+        t_nr[count] = nr_seen
+        t_age[count] = age_seen
+        t_passed[count] = passed
+        count += 1
+    return n, count
+
+
 # ------------------------------------------------------------------- whole aggregations
 def run_aggregations(
     count: int,
@@ -632,15 +954,20 @@ def run_aggregations(
     index: SamplingIndex,
     scheme: PassParams,
     out: PassResults,
+    quota: QuotaParams | None = None,
+    quota_state: QuotaState | None = None,
 ) -> Aggregated:
-    """``count`` whole aggregation intervals in which no update or tuning is due, the first
-    after ``first_samples`` sample intervals: sample, merge, [the scheme's pass where due],
-    keep the snapshot, reset, split (``kdamond_fn`` without the parts that have nothing to
-    do). One call replaces ``count`` round trips through Python.
+    """``count`` whole aggregation intervals in which no update or tuning is due (or only
+    updates that change nothing), the first after ``first_samples`` sample intervals:
+    sample, merge, [the scheme's pass where due], keep the snapshot, reset, split
+    (``kdamond_fn`` without the parts that have nothing to do). One call replaces ``count``
+    round trips through Python.
 
     ``buffers.live`` holds ``n`` regions; it and ``buffers.spare`` have room for 1.5x
-    max_nr_regions and for 3x the current count. ``scheme`` (if enabled) runs ``simple_pass``
-    into ``out`` at the aggregation ends where it is due.
+    max_nr_regions + 2 and for 3x the current count. ``scheme`` (if enabled) runs into
+    ``out`` at the aggregation ends where it is due: ``simple_pass``, or ``quota_pass`` when
+    ``quota`` is given and enabled (a size-only quota whose charge window the loop rolls,
+    its state in ``quota_state``).
 
     This runs once or more per simulated second and application, so the structs cross into
     compiled code as plain tuples (``_run_aggregations``): numba takes about a microsecond to
@@ -648,6 +975,8 @@ def run_aggregations(
     this call's overhead.
     """
     live, spare, snapshot, rng = buffers
+    if quota is None or quota_state is None:
+        quota, quota_state = NO_QUOTA, QuotaState.empty()
     done = _run_aggregations(
         count,
         first_samples,
@@ -658,8 +987,14 @@ def run_aggregations(
         tuple(index),
         tuple(scheme),
         (out.moved, out.totals, tuple(out.tried)),
+        tuple(quota),
+        tuple(quota_state),
     )
     return Aggregated(*done)
+
+
+# ``run_aggregations``'s quota when its pass has none (the types of a real one)
+NO_QUOTA = QuotaParams(False, False, 0, 0, SCORE_FIXED, 1, 1, 0, 0, 1, 1, 0.0)
 
 
 @njit(cache=True)
@@ -673,6 +1008,8 @@ def _run_aggregations(
     index: tuple,
     scheme: tuple,
     out: tuple,
+    quota: tuple,
+    quota_state: tuple,
 ) -> tuple:
     """``run_aggregations``'s loop, on the structs as plain tuples (in their fields' order).
     It unpacks them once and works on plain arrays, swapping the live and spare columns as
@@ -685,6 +1022,8 @@ def _run_aggregations(
     min_region, aggr_samples, len_window, sz_limit, max_nr_regions = params
     pass_params = PassParams(*scheme)
     pass_results = PassResults(out[0], out[1], Tried(*out[2]))
+    quota_params = QuotaParams(*quota)
+    state = QuotaState(*quota_state)
     swapped = False
     snapshot_n = 0
     tried_n = -1
@@ -727,7 +1066,13 @@ def _run_aggregations(
         )
         if pass_params.enabled and passed >= next_apply:
             regions = Regions(a_start, a_end, a_target, a_nr, a_bp, a_last, a_age)
-            tried_n = simple_pass(n, regions, pass_params, pass_results)
+            if quota_params.enabled:
+                now_us = quota_params.now_us + passed * quota_params.sample_us
+                n, tried_n = quota_pass(
+                    n, regions, pass_params, quota_params, state, pass_results, now_us
+                )
+            else:
+                tried_n = simple_pass(n, regions, pass_params, pass_results)
             next_apply = passed + pass_params.apply_samples
         for i in range(n):
             s_target[i] = a_target[i]

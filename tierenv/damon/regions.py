@@ -126,5 +126,12 @@ class RegionTable:
 
 
 def _in_order(arrays: dict[str, np.ndarray]) -> Arrays:
-    start, end, target, nr, bp, last, age = (arrays[name] for name in FIELDS)
-    return start, end, target, nr, bp, last, age
+    return (
+        arrays["start"],
+        arrays["end"],
+        arrays["target"],
+        arrays["nr"],
+        arrays["bp"],
+        arrays["last"],
+        arrays["age"],
+    )

@@ -14,6 +14,8 @@ app a are global entries ``app_base[a] + p`` of the page arrays.
 
 from __future__ import annotations
 
+import numpy as np
+
 try:
     from numba import njit
 except ImportError:  # numba is optional: without it these run as plain Python
@@ -171,6 +173,40 @@ def migrate_list(app, pages, dests, mem, moved):
     return n_moved, n_failed
 
 
+def _pages_to_move(
+    vaddr, page_node, first, last, shift, total, dest_nodes, dest_weights, todo_page, todo_dest
+):
+    """``migrate_vaddr_range``'s lists: the resident pages first..last-1 (in address order)
+    not on their dest's node, with their dest's index; returns how many. The interleave index
+    (vaddr >> shift) % total steps by one from page to adjacent page, so the division is done
+    only where the addresses jump."""
+    size = 1 << shift
+    n_todo = 0
+    slot = (vaddr[first] >> shift) % total
+    for p in range(first, last):
+        if p > first:
+            if vaddr[p] == vaddr[p - 1] + size:
+                slot += 1
+                if slot == total:
+                    slot = 0
+            else:
+                slot = (vaddr[p] >> shift) % total
+        node = page_node[p]
+        if node < 0:
+            continue
+        target = slot
+        k = 0
+        while target >= dest_weights[k]:
+            target -= dest_weights[k]
+            k += 1
+        if dest_nodes[k] == node:
+            continue
+        todo_page[n_todo] = p
+        todo_dest[n_todo] = k
+        n_todo += 1
+    return n_todo
+
+
 def migrate_vaddr_range(app, start, end, shift, dest_nodes, dest_weights, mem, moved):
     """DAMOS vaddr migrate: every resident page overlapping [start, end) goes to its dest by
     weighted interleave over the dests in array order; returns (moved, failed).
@@ -190,20 +226,25 @@ def migrate_vaddr_range(app, start, end, shift, dest_nodes, dest_weights, mem, m
     first = _search(vaddr, start - size)  # first page whose end lies beyond start
     last = _search(vaddr, end - 1)  # first page that starts at or after end
     n_moved, n_failed = 0, 0
+    if first >= last:
+        return 0, 0
+    # Each page's dest, worked out once: every page belongs to exactly one dest's list and
+    # only its own move changes its node, so listing (in address order) the resident pages
+    # not yet on their dest's node and then migrating each dest's list in dests order does
+    # what the kernel's lists do (pages already in place are no-ops there).
+    todo_page = np.empty(last - first, dtype=np.int64)
+    todo_dest = np.empty(last - first, dtype=np.int64)
+    n_todo = _pages_to_move(
+        vaddr, page_node[base : base + vaddr.size], first, last, shift, total, dest_nodes,
+        dest_weights, todo_page, todo_dest,
+    )  # fmt: skip
+    if n_todo == 0:
+        return 0, 0
     for dest in range(dest_weights.size):
-        if dest_weights[dest] == 0:
-            continue
-        for p in range(first, last):
-            if page_node[base + p] < 0:
+        for i in range(n_todo):
+            if todo_dest[i] != dest:
                 continue
-            target = (vaddr[p] >> shift) % total
-            k = 0
-            while target >= dest_weights[k]:
-                target -= dest_weights[k]
-                k += 1
-            if k != dest:
-                continue
-            result = _move(app, p, dest_nodes[k], mem, moved)
+            result = _move(app, todo_page[i], dest_nodes[dest], mem, moved)
             if result > 0:
                 n_moved += 1
             elif result < 0:
@@ -253,6 +294,30 @@ def migrate_frame_ranges(firsts, lasts, dst, mem, moved, out):
     return n_moved, n_failed
 
 
+def count_in_ranges(vaddr, page_node, starts, ends, out):
+    """out[i, node] += the pages whose address lies in [starts[i], ends[i]) resident on node
+    (``vaddr`` ascending; -1 in ``page_node``: not resident)."""
+    for i in range(starts.size):
+        first = _search(vaddr, starts[i] - 1)  # first page at or after starts[i]
+        last = _search(vaddr, ends[i] - 1)  # first page at or after ends[i]
+        for node in range(out.shape[1]):  # a pass per node: a count the compiler vectorises
+            count = 0
+            for p in range(first, last):
+                count += page_node[p] == node
+            out[i, node] += count
+
+
+def access_split(page_node, shares, hot, per_node, hot_pages):
+    """per_node[node] += the shares of the pages resident on node (added in page order, as
+    ``np.bincount`` adds its weights), hot_pages[node] += its pages flagged in ``hot``."""
+    for p in range(page_node.size):
+        node = page_node[p]
+        if node >= 0:
+            per_node[node] += shares[p]
+            if hot[p]:
+                hot_pages[node] += 1
+
+
 def _search(sorted_values, value):
     """Number of entries <= value (bisect_right)."""
     low, high = 0, sorted_values.size
@@ -271,6 +336,9 @@ if AVAILABLE:
     _check_new_pages = njit(cache=True)(_check_new_pages)
     _move = njit(cache=True)(_move)
     _search = njit(cache=True)(_search)
+    _pages_to_move = njit(cache=True)(_pages_to_move)
+    count_in_ranges = njit(cache=True)(count_in_ranges)
+    access_split = njit(cache=True)(access_split)
     allocate = njit(cache=True)(allocate)
     free_pages = njit(cache=True)(free_pages)
     migrate_vaddr_ranges = njit(cache=True)(migrate_vaddr_ranges)

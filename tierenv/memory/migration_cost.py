@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tierenv.damon.jit import njit
+
 
 @dataclass(frozen=True)
 class MigrationCost:
@@ -66,11 +68,50 @@ class MigrationCost:
         """(background_gbps, background_read_fraction) per node for the throughput solver
         (``solve(..., background_gbps=, background_read_fraction=)``); a node without
         migration traffic gets read fraction 1."""
+        moved = moved_matrix_pages
+        if (
+            isinstance(moved, np.ndarray)
+            and moved.dtype == np.int64
+            and moved.ndim == 2
+            and moved.shape[0] == moved.shape[1]
+        ):  # a host's page counts: one compiled pass, the same numbers as below
+            _check_page_size(page_size)
+            if not (math.isfinite(interval_s) and interval_s > 0):
+                raise ValueError(f"interval_s must be finite and > 0, got {interval_s!r}")
+            total = np.empty(moved.shape[0])
+            fraction = np.empty(moved.shape[0])
+            if not _background_of_counts(
+                np.ascontiguousarray(moved), page_size / (interval_s * 1e9), total, fraction
+            ):
+                raise ValueError("moved_matrix_pages must be finite and >= 0")
+            return total, fraction
         read, write = self.node_traffic(moved_matrix_pages, page_size, interval_s)
         total = read + write
-        with np.errstate(invalid="ignore", divide="ignore"):
-            fraction = np.where(total > 0, read / total, 1.0)
+        fraction = np.divide(read, total, out=np.ones_like(total), where=total > 0)
         return total, fraction
+
+
+@njit(cache=True)
+def _background_of_counts(
+    moved: np.ndarray, scale: float, total: np.ndarray, fraction: np.ndarray
+) -> bool:
+    """``background`` of an int64 (nodes, nodes) matrix of page counts: each node's read
+    (row sums) plus write (column sums) traffic and its read share. The sums are of whole
+    counts, exact however added (as the float sums ``node_traffic`` does); False if a count
+    is negative."""
+    n = moved.shape[0]
+    for i in range(n):
+        read = 0
+        write = 0
+        for j in range(n):
+            if moved[i, j] < 0:
+                return False
+            read += moved[i, j]
+            write += moved[j, i]
+        read_gbps = float(read) * scale
+        total[i] = read_gbps + float(write) * scale
+        fraction[i] = read_gbps / total[i] if total[i] > 0 else 1.0
+    return True
 
 
 def _check_page_size(page_size: int) -> None:
@@ -82,6 +123,9 @@ def _checked_matrix(moved) -> np.ndarray:
     matrix = np.asarray(moved, dtype=float)
     if matrix.ndim < 2 or matrix.shape[-1] != matrix.shape[-2]:
         raise ValueError(f"moved_matrix_pages must be (..., nodes, nodes), got {matrix.shape}")
-    if np.any(matrix < 0) or not np.all(np.isfinite(matrix)):
+    if isinstance(moved, np.ndarray) and moved.dtype.kind in "iu":  # counts: always finite
+        if moved.size and moved.min() < 0:
+            raise ValueError("moved_matrix_pages must be finite and >= 0")
+    elif np.any(matrix < 0) or not np.all(np.isfinite(matrix)):
         raise ValueError("moved_matrix_pages must be finite and >= 0")
     return matrix

@@ -166,3 +166,18 @@ def migrate_frame_ranges(firsts, lasts, dst, mem, moved, out):
         n_moved += done
         n_failed += failed
     return n_moved, n_failed
+
+
+def count_in_ranges(vaddr, page_node, starts, ends, out):
+    first = np.searchsorted(vaddr, np.asarray(starts, dtype=np.int64))
+    last = np.searchsorted(vaddr, np.asarray(ends, dtype=np.int64))
+    for node in range(out.shape[1]):
+        running = np.concatenate(([0], np.cumsum(page_node == node)))
+        out[:, node] += running[last] - running[first]
+
+
+def access_split(page_node, shares, hot, per_node, hot_pages):
+    on_node = page_node >= 0
+    n_nodes = per_node.size
+    per_node += np.bincount(page_node[on_node], weights=shares[on_node], minlength=n_nodes)
+    hot_pages += np.bincount(page_node[hot & on_node], minlength=n_nodes)

@@ -274,15 +274,34 @@ class MemoryState:
     ) -> np.ndarray:
         """(ranges, nodes) resident pages of ``app`` whose address lies in [start, end): what
         a host learns by asking move_pages(2) where the pages of each DAMON region are."""
-        vaddr = self.app_page_vaddr(app)
-        nodes = self.node_of_page(app)
-        first = np.searchsorted(vaddr, np.asarray(starts, dtype=np.int64))
-        last = np.searchsorted(vaddr, np.asarray(ends, dtype=np.int64))
-        counts = np.empty((first.size, self.n_nodes), dtype=np.int64)
-        for node in range(self.n_nodes):
-            running = np.concatenate(([0], np.cumsum(nodes == node)))
-            counts[:, node] = running[last] - running[first]
+        span = self._app_slice(app)
+        starts = np.ascontiguousarray(starts, dtype=np.int64)
+        counts = np.zeros((starts.size, self.n_nodes), dtype=np.int64)
+        self._ops.count_in_ranges(
+            self._page_vaddr[span],
+            self._page_node[span],
+            starts,
+            np.ascontiguousarray(ends, dtype=np.int64),
+            counts,
+        )
         return counts
+
+    def access_split(
+        self, app: int, shares: np.ndarray, hot: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(nodes,) sums of ``shares`` (one per page of ``app``) over its resident pages on
+        each node, and (nodes,) its resident pages flagged in ``hot`` on each node."""
+        span = self._app_slice(app)
+        per_node = np.zeros(self.n_nodes)
+        hot_pages = np.zeros(self.n_nodes, dtype=np.int64)
+        self._ops.access_split(
+            self._page_node[span],
+            np.ascontiguousarray(shares, dtype=np.float64),
+            np.ascontiguousarray(hot, dtype=np.bool_),
+            per_node,
+            hot_pages,
+        )
+        return per_node, hot_pages
 
     # ---- allocation -----------------------------------------------------------------------
 

@@ -38,7 +38,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tierenv.contracts.measurements import GroundTruth, Measurements, NodeInfo, StepResult
+from tierenv.contracts.measurements import (
+    GroundTruth,
+    Measurements,
+    NodeInfo,
+    SchemeStats,
+    StepResult,
+)
 from tierenv.damon.kdamond import Kdamond
 from tierenv.hardware.solver import NodeSet, alone_throughput_gbps, combine_background, solve
 from tierenv.memory.interleave import check_weights
@@ -313,6 +319,8 @@ class SimulatedHost:
         """(nodes,) open-loop background GB/s of the interval that starts now, and its read
         share per node."""
         gbps = np.zeros(self.n_nodes)
+        if not self.scenario.traffic:
+            return gbps, np.ones(self.n_nodes)
         reads = np.zeros(self.n_nodes)
         now = self._state.time_s + 1e-9
         for flow in self.scenario.traffic:
@@ -563,10 +571,9 @@ class SimulatedHost:
         assert state.traffic is not None  # set by step before the solve
         background, background_reads = combine_background(copies, copy_reads, *state.traffic)
         if apps:
-            specs = [app.run.app for app in apps]
             solution = solve(
                 self.nodes,
-                np.array([s.mlp * a.intensity for s, a in zip(specs, apps, strict=True)]),
+                np.array([a.run.app.mlp * a.intensity for a in apps]),
                 np.array([a.think_ns for a in apps]),
                 np.array([a.read_fraction for a in apps]),
                 split,
@@ -580,7 +587,7 @@ class SimulatedHost:
             node_reads = solution.node_read_fraction
             node_latency = solution.node_latency_ns
             app_latency = solution.stream_latency_ns
-            converged = bool(np.all(solution.converged))
+            converged = bool(np.asarray(solution.converged).all())
         else:
             throughput = np.zeros(0)
             node_bandwidth = background
@@ -588,16 +595,31 @@ class SimulatedHost:
             node_latency = self.nodes.idle_latency_ns.copy()
             app_latency = np.zeros(0)
             converged = True
-        for app, gbps in zip(apps, throughput, strict=True):
-            app.throughput_gbps = float(gbps)
+        for app, gbps in zip(apps, throughput.tolist(), strict=True):
+            app.throughput_gbps = gbps
         # the host reports (and the reward counts) the managed applications only
-        managed = np.array([app.managed for app in apps], dtype=bool)
-        throughput, app_latency = throughput[managed], app_latency[managed]
-        split, hot, resident = split[managed], hot[managed], resident[managed]
-        apps = [app for app in apps if app.managed]
+        managed_flags = [app.managed for app in apps]
+        if not all(managed_flags):
+            managed = np.array(managed_flags, dtype=bool)
+            throughput, app_latency = throughput[managed], app_latency[managed]
+            split, hot, resident = split[managed], hot[managed], resident[managed]
+            apps = [app for app in apps if app.managed]
         alone = np.array([app.alone_gbps for app in apps])
         in_reward = np.array([app.run.in_reward for app in apps], dtype=bool)
-        regions = {app.name: _regions(app) for app in apps if app.kdamond is not None}
+        regions: dict[str, dict[str, np.ndarray]] = {}
+        region_pages: dict[str, np.ndarray] = {}
+        stats: dict[str, SchemeStats] = {}
+        for app in apps:
+            kdamond = app.kdamond
+            if kdamond is None:
+                continue
+            columns = kdamond.aggregated_regions(with_target=False)
+            regions[app.name] = columns
+            region_pages[app.name] = memory.resident_pages_in_ranges(
+                app.memory_id, columns["start"], columns["end"]
+            )
+            if kdamond.schemes:
+                stats[app.name] = _copied(kdamond.schemes[0].stats)
         success, fail = memory.pgmigrate_success, memory.pgmigrate_fail
         last_success, last_fail = state.last_pgmigrate
         state.last_pgmigrate = (success, fail)
@@ -605,36 +627,27 @@ class SimulatedHost:
             time_s=state.time_s + interval,
             interval_s=interval,
             weights=state.weights.copy(),
-            node_bandwidth_gbps=np.asarray(node_bandwidth, dtype=float).copy(),
-            node_read_fraction=np.asarray(node_reads, dtype=float).copy(),
-            node_latency_ns=np.asarray(node_latency, dtype=float).copy(),
+            node_bandwidth_gbps=np.array(node_bandwidth, dtype=float),
+            node_read_fraction=np.array(node_reads, dtype=float),
+            node_latency_ns=np.array(node_latency, dtype=float),
             node_free_bytes=(memory.free_pages * memory.page_size).astype(float),
             app_names=tuple(app.name for app in apps),
-            app_throughput_gbps=np.asarray(throughput, dtype=float).copy(),
+            app_throughput_gbps=np.array(throughput, dtype=float),
             resident_pages=resident,
             migrated_bytes=moved_pages * self.scenario.page_size,
             pgmigrate_success=success - last_success,
             pgmigrate_fail=fail - last_fail,
             damon_regions=regions,
-            damon_region_pages={
-                name: memory.resident_pages_in_ranges(
-                    state.apps[name].memory_id, columns["start"], columns["end"]
-                )
-                for name, columns in regions.items()
-            },
-            damos_stats={
-                app.name: copy.copy(app.kdamond.schemes[0].stats)
-                for app in apps
-                if app.kdamond is not None and app.kdamond.schemes
-            },
+            damon_region_pages=region_pages,
+            damos_stats=stats,
             damos_quota_bytes_per_s=self.damos.quota_bytes_per_s,
             nr_accesses_max=self.damos.attrs.max_nr_accesses,
         )
         truth = GroundTruth(
-            app_latency_ns=np.asarray(app_latency, dtype=float).copy(),
+            app_latency_ns=np.array(app_latency, dtype=float),
             app_access_split=split,
             app_alone_gbps=alone,
-            weighted_speedup=float(np.sum(np.where(in_reward, throughput / alone, 0.0)))
+            weighted_speedup=float(np.where(in_reward, throughput / alone, 0.0).sum())
             if len(apps)
             else 0.0,
             app_hot_pages=hot,
@@ -645,19 +658,23 @@ class SimulatedHost:
         return StepResult(measurements, truth)
 
 
+def _copied(stats: SchemeStats) -> SchemeStats:
+    """A shallow copy of a scheme's stats (``copy.copy`` without the pickle protocol)."""
+    clone = object.__new__(SchemeStats)
+    clone.__dict__.update(stats.__dict__)
+    return clone
+
+
 def _placement(app: _App, memory: MemoryState) -> tuple[np.ndarray, np.ndarray]:
     """The app's access split over nodes and its hot pages per node, recomputed only when a
     page moved or the app's access shares changed since the last interval."""
     key = (memory.placement_generation, app.shares_version)
     if app.placement_key != key:
         n_nodes = memory.n_nodes
-        nodes = memory.node_of_page(app.memory_id)
-        on_node = nodes >= 0
-        weights = np.where(on_node, app.shares, 0.0)
-        per_node = np.bincount(nodes[on_node], weights=weights[on_node], minlength=n_nodes)
-        split = per_node / per_node.sum() if per_node.sum() > 0 else np.full(n_nodes, 1 / n_nodes)
-        hot_mask = _hot_set(app) & on_node
-        app.placement = (split, np.bincount(nodes[hot_mask], minlength=n_nodes))
+        per_node, hot_pages = memory.access_split(app.memory_id, app.shares, _hot_set(app))
+        total = per_node.sum()
+        split = per_node / total if total > 0 else np.full(n_nodes, 1 / n_nodes)
+        app.placement = (split, hot_pages)
         app.placement_key = (memory.placement_generation, app.shares_version)
     assert app.placement is not None  # computed at the first call (its key starts unset)
     return app.placement
@@ -676,10 +693,3 @@ def _hot_set(app: _App) -> np.ndarray:
             app.hot = np.zeros(app.n_pages, dtype=bool)
             app.hot[order[within]] = True
     return app.hot
-
-
-def _regions(app: _App) -> dict[str, np.ndarray]:
-    assert app.kdamond is not None  # called for monitored apps only
-    regions = app.kdamond.aggregated_regions()
-    del regions["target"]
-    return regions
