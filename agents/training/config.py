@@ -4,6 +4,7 @@
 name: ppo-default
 algorithm: PPO            # PPO | SAC | RecurrentPPO
 policy: MlpPolicy         # MlpLstmPolicy for RecurrentPPO
+trainer: sb3              # or lean: agents.training.lean_ppo (PPO, MlpPolicy, fluid only)
 hyperparameters:          # the algorithm's constructor arguments (checked against it)
   learning_rate: 0.0003   # or "lin_0.0003": linear decay to 0 over the run
   n_steps: 256
@@ -72,6 +73,7 @@ ALGORITHMS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "RecurrentPPO": ("sb3_contrib", "RecurrentPPO", ("MlpLstmPolicy",)),
 }
 BACKENDS = ("full", "fluid")
+TRAINERS = ("sb3", "lean")  # stable-baselines3's learn, or agents.training.lean_ppo
 # constructor arguments the trainer sets itself
 RESERVED_HYPERPARAMETERS = (
     "policy",
@@ -152,6 +154,12 @@ def _number(low: float, high: float = math.inf, *, above: bool = False) -> Check
 def _boolean(reader: _Reader, key: str, value: Any) -> bool:
     if not isinstance(value, bool):
         reader.fail(key, f"must be true or false, got {value!r}")
+    return value
+
+
+def _trainer(reader: _Reader, key: str, value: Any) -> str:
+    if value not in TRAINERS:
+        reader.fail(key, f"unknown trainer {value!r}; valid: {', '.join(TRAINERS)}")
     return value
 
 
@@ -272,6 +280,9 @@ class TrainConfig:
     """PPO | SAC | RecurrentPPO"""
     policy: str
     """one of the algorithm's policies in ALGORITHMS (default: its first)"""
+    trainer: str = setting("sb3", _trainer)
+    """sb3 (the algorithm's own learn) | lean (agents.training.lean_ppo: PPO, MlpPolicy and
+    env.backend fluid only; the run folder is an SB3 run's)"""
     hyperparameters: dict[str, Any]
     """the algorithm's constructor arguments as YAML values (``lin_<x>``: a linear schedule)"""
     env: EnvConfig
@@ -372,10 +383,15 @@ def parse_config(data: Any, source: str = "<config>", base: Path | None = None) 
     description = data.get("description") or TrainConfig.description
     if not isinstance(description, str):
         reader.fail("description", f"must be a string, got {description!r}")
-    return TrainConfig(
+    trainer_field = _TRAIN_FIELDS["trainer"]
+    trainer = trainer_field.metadata["check"](
+        reader, "trainer", data.get("trainer", trainer_field.default)
+    )
+    config = TrainConfig(
         name=name,
         algorithm=algorithm,
         policy=policy,
+        trainer=trainer,
         hyperparameters=hyperparameters,
         env=env,
         eval=evaluation,
@@ -385,6 +401,47 @@ def parse_config(data: Any, source: str = "<config>", base: Path | None = None) 
         description=str(description),
         source=source,
     )
+    if trainer == "lean":
+        _check_lean(config, reader)
+    return config
+
+
+_TRAIN_FIELDS = {field.name: field for field in dataclasses.fields(TrainConfig)}
+
+
+def with_trainer(config: TrainConfig, trainer: str) -> TrainConfig:
+    """``config`` trained by ``trainer`` (``tierenv train --trainer``), checked as the YAML
+    key is: errors name the config and the override."""
+    data = {**config.to_dict(), "trainer": trainer}
+    return parse_config(data, source=f"{config.source} (with --trainer {trainer})")
+
+
+def _check_lean(config: TrainConfig, reader: _Reader) -> None:
+    """What ``trainer: lean`` needs: PPO with MlpPolicy on the fluid backend, and only the
+    hyperparameters ``LeanPPOParams`` implements (checked here, not after minutes of
+    training)."""
+    from agents.training.lean_ppo import LeanPPOParams
+
+    for key, value, wanted in (
+        ("algorithm", config.algorithm, "PPO"),
+        ("policy", config.policy, "MlpPolicy"),
+        ("env.backend", config.env.backend, "fluid"),
+    ):
+        if value != wanted:
+            reader.fail(key, f"trainer lean needs {wanted}, got {value!r} (or set trainer: sb3)")
+    try:
+        params = LeanPPOParams.from_sb3(build_hyperparameters(config))
+    except (ValueError, TypeError) as error:
+        raise reader.error_at(
+            "hyperparameters", f"trainer lean: {error} (or set trainer: sb3)"
+        ) from error
+    rollout = params.n_steps * config.env.n_envs
+    if params.batch_size > rollout:
+        reader.fail(
+            "hyperparameters.batch_size",
+            f"trainer lean needs batch_size <= n_steps x env.n_envs = {rollout:,}, "
+            f"got {params.batch_size:,}",
+        )
 
 
 Section = TypeVar("Section", EnvConfig, EvalConfig)

@@ -584,7 +584,8 @@ class LeanPPOParams:
             raise ValueError(f"lean PPO does not implement policy_kwargs {extra}")
         activation = policy.pop("activation_fn", None)
         if activation not in (None, "tanh", torch.nn.Tanh):
-            raise ValueError(f"lean PPO implements tanh activations only, not {activation!r}")
+            name = getattr(activation, "__name__", activation)
+            raise ValueError(f"lean PPO implements tanh activations only, not {name!r}")
         arch = policy.pop("net_arch", (64, 64))
         if isinstance(arch, Mapping):
             if list(arch.get("pi", [])) != list(arch.get("vf", [])):
@@ -829,6 +830,44 @@ class LeanPPO:
                 theirs.mean, theirs.var = ours.mean.copy(), ours.var.copy()
                 theirs.count = ours.count
         model.num_timesteps = self.num_timesteps
+
+    # ------------------------------------------------------------------ checkpoints
+    def training_state(self) -> dict[str, Any]:
+        """Everything the next ``learn`` step depends on, between updates: the parameters,
+        Adam's moments, the normalisation statistics and running returns, the generator,
+        the envs themselves (hosts, RNGs) and the last observation. Pickle it with
+        ``agents.training.envs.dumps_state`` (the envs hold module references)."""
+        return {
+            "theta": self.net.theta.clone(),
+            "adam": (self.optimizer.exp_avg.clone(), self.optimizer.exp_avg_sq.clone()),
+            "adam_steps": self.optimizer.steps,
+            "normalizer": self.normalizer,
+            "generator": self.generator.get_state(),
+            "envs": self.envs,
+            "num_timesteps": self.num_timesteps,
+            "last_obs": self._last_obs,
+            "last_starts": self._last_starts.copy(),
+            "episode_return": self._episode_return.copy(),
+        }
+
+    def restore_training_state(self, state: Mapping[str, Any]) -> None:
+        """Continue from a ``training_state`` (of a model built from the same config and
+        seed) exactly as if never interrupted; this model's own envs are closed."""
+        if state["theta"].shape != self.net.theta.shape:
+            raise ValueError("the training state is of another network")
+        self.envs.close()
+        self.envs = state["envs"]
+        with torch.no_grad():
+            self.net.theta.copy_(state["theta"])
+            self.optimizer.exp_avg.copy_(state["adam"][0])
+            self.optimizer.exp_avg_sq.copy_(state["adam"][1])
+        self.optimizer.steps = int(state["adam_steps"])
+        self.normalizer = state["normalizer"]
+        self.generator.set_state(state["generator"])
+        self.num_timesteps = int(state["num_timesteps"])
+        self._last_obs = state["last_obs"]
+        self._last_starts = np.asarray(state["last_starts"], np.float32).copy()
+        self._episode_return = np.asarray(state["episode_return"], np.float64).copy()
 
     def close(self) -> None:
         self.envs.close()

@@ -13,6 +13,26 @@ Run directory (one seed; ``train`` uses ``<out_root>/<name>/seed_<seed>``)::
     RUN/eval.csv           timesteps, scenario, episode_return (raw env returns)
     RUN/tb/                TensorBoard: SB3's scalars and eval/<scenario>/return
     RUN/checkpoints/step_<N>/   exact-resume checkpoints (``agents.training.checkpoint``)
+
+``trainer: lean`` (PPO, MlpPolicy, fluid backend) trains with ``agents.training.lean_ppo``
+instead of SB3's ``learn`` and writes the same folder: the SB3 model is built as for SB3 (its
+``VecNormalize`` holds the statistics; its own envs are never stepped) and the lean model's
+weights and statistics are copied into it (``LeanPPO.load_into_sb3``) before every
+evaluation, checkpoint and the final save, so evaluation, ``tierenv export``, ``kind: sb3``
+in compare and ``LearnedPolicy`` take a lean run as any other. Evaluations and checkpoints
+fall on update boundaries, as SB3's fall on rollout boundaries (the first at or after each
+multiple of their period; none after the last update, whose evaluation ``train_run`` adds).
+Differences: ``run.json`` has ``"trainer": "lean"`` (SB3 runs have no ``trainer`` key); a
+lean checkpoint holds ``model.zip`` and ``vecnormalize.pkl`` (the SB3 model at that step) and
+``lean.pkl.z`` (``LeanPPO.training_state``: weights, Adam's moments, the statistics and
+running returns, the generator and the training envs) instead of ``state.pkl.z``, and
+``--resume`` continues from it exactly (tested to identical parameters and ``eval.csv``); a
+checkpoint of the other trainer is refused (``ConfigError`` naming the run), never mixed.
+TensorBoard (``tb/sb3_<k>``) gets, per update, ``rollout/ep_rew_mean`` (raw returns of the
+last 100 episodes), ``train/policy_gradient_loss``, ``train/value_loss`` and
+``train/entropy_loss`` (the update's last minibatch, where SB3 logs the mean over all of
+them), ``train/learning_rate``, ``train/std`` and ``time/fps``, and the same ``eval/``
+scalars as SB3 runs.
 """
 
 from __future__ import annotations
@@ -22,24 +42,32 @@ import json
 import os
 import shutil
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import yaml
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
-from stable_baselines3.common.logger import TensorBoardOutputFormat
+from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
+from stable_baselines3.common.utils import configure_logger
 from stable_baselines3.common.vec_env import VecNormalize
+from tqdm.auto import tqdm
 
 import tierenv
 from agents.ray_session import ray_session
 from agents.training.callbacks import Periodic, ProgressBar
-from agents.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from agents.training.checkpoint import (
+    checkpoint_dir,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from agents.training.config import (
     ConfigError,
     TrainConfig,
@@ -47,12 +75,17 @@ from agents.training.config import (
     build_hyperparameters,
     parse_config,
 )
-from agents.training.envs import make_train_venv, observation_names
+from agents.training.envs import dumps_state, loads_state, make_train_venv, observation_names
 from agents.training.evaluate import Evaluator
 from tierenv.provenance import git_commit, machine_summary
 
+if TYPE_CHECKING:  # torch-heavy, imported where a lean run needs it
+    from agents.training.lean_ppo import LeanPPO
+
 EVAL_COLUMNS = ("timesteps", "scenario", "episode_return")
 TB_NAME = "sb3"
+LEAN_STATE_FILE = "lean.pkl.z"  # a lean checkpoint's LeanPPO.training_state
+EPISODE_WINDOW = 100  # episodes in rollout/ep_rew_mean (SB3's stats_window_size)
 EvalHook = Callable[[int, dict[str, list[float]]], None]
 
 
@@ -126,7 +159,8 @@ def train_run(
 
     ``resume`` continues from the latest checkpoint in ``out_dir/checkpoints`` exactly as if
     never interrupted (the config must match the one the run started with, except for
-    ``timesteps``); a finished run is returned as is, a run without checkpoints starts over.
+    ``timesteps``; the trainer too, sb3 or lean, each resuming from its own checkpoints);
+    a finished run is returned as is, a run without checkpoints starts over.
     ``progress`` shows a tqdm bar. ``on_eval(step, returns_by_scenario)`` is called after
     every evaluation (hyperparameter search prunes from it). Torch runs on one CPU thread:
     small networks gain nothing from more, and one thread keeps runs bitwise reproducible.
@@ -139,6 +173,8 @@ def train_run(
         if _finished(out_dir, config.timesteps):
             return out_dir
         checkpoint = latest_checkpoint(out_dir)
+        if checkpoint is not None:
+            _check_checkpoint_trainer(single, checkpoint, out_dir)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     start = time.perf_counter()
@@ -194,6 +230,8 @@ def _learn(
     on_eval: EvalHook | None,
 ) -> BaseAlgorithm:
     """Train ``model`` (a fresh one) or the model of ``checkpoint`` to the config's steps."""
+    if config.trainer == "lean":
+        return _learn_lean(config, out_dir, model, checkpoint, progress, position, on_eval)
     if model is not None:
         _write_eval_header(out_dir / "eval.csv")
     else:
@@ -230,6 +268,165 @@ def _learn(
     return model
 
 
+def _learn_lean(
+    config: TrainConfig,
+    out_dir: Path,
+    model: BaseAlgorithm | None,
+    checkpoint: Path | None,
+    progress: bool,
+    position: int,
+    on_eval: EvalHook | None,
+) -> BaseAlgorithm:
+    """``_learn`` with ``LeanPPO`` (module docstring): ``model`` (or, resuming, a fresh SB3
+    model) only receives the lean model's weights and statistics, for evaluation,
+    checkpoints and the final save."""
+    from agents.training.lean_ppo import LeanPPO
+
+    seed = config.seeds[0]
+    state = None if checkpoint is None else _lean_checkpoint_state(checkpoint)
+    model = model if model is not None else _new_model(config, seed, out_dir)
+    lean = LeanPPO.from_config(config, seed)
+    log = None
+    try:
+        if state is None:
+            _write_eval_header(out_dir / "eval.csv")
+        else:
+            lean.restore_training_state(state["lean"])
+            _truncate_eval(out_dir / "eval.csv", lean.num_timesteps)
+        lean.load_into_sb3(model)
+        logger = configure_logger(0, str(out_dir / "tb"), TB_NAME, checkpoint is None)
+        model.set_logger(logger)
+        label = f"{config.name} seed {seed}" if progress else None
+        log = _LeanLog(lean, logger, config.timesteps, label, position)
+        if state is not None:
+            log.window.extend(state["episode_window"])
+        evaluator = Evaluator(config)
+
+        def evaluate(step: int) -> None:
+            returns = evaluator(model, _normalizer(model))
+            _record_eval(model, out_dir / "eval.csv", step, returns)
+            if on_eval is not None:
+                on_eval(step, returns)
+
+        def save(_step: int) -> None:
+            _save_lean_checkpoint(model, out_dir, lean.training_state(), list(log.window))
+
+        periodic = [(config.eval.every_steps, evaluate), (config.checkpoint_every, save)]
+        due = [_after(lean.num_timesteps, every) for every, _ in periodic]
+
+        def after_update(_: LeanPPO) -> bool:
+            step = log.update()
+            # as SB3's Periodic callbacks at the next rollout's start: none after the last
+            for k, (every, action) in enumerate(periodic):
+                if due[k] <= step < config.timesteps:
+                    lean.load_into_sb3(model)
+                    action(step)
+                    due[k] = _after(step, every)
+            return True
+
+        if lean.num_timesteps < config.timesteps:
+            lean.learn(config.timesteps, callback=after_update)
+        lean.load_into_sb3(model)
+        if _last_eval_step(out_dir / "eval.csv") != model.num_timesteps:
+            evaluate(model.num_timesteps)
+    finally:
+        if log is not None:
+            log.close()
+        lean.close()
+    return model
+
+
+def _check_checkpoint_trainer(config: TrainConfig, checkpoint: Path, out_dir: Path) -> None:
+    """A checkpoint resumes with the trainer that wrote it only (before anything is
+    written): the run's config.yaml says so too, but the checkpoint is what is loaded."""
+    lean = (checkpoint / LEAN_STATE_FILE).is_file()
+    if lean != (config.trainer == "lean"):
+        writer = "lean" if lean else "sb3"
+        raise ConfigError(
+            f"{out_dir}: cannot resume with trainer {config.trainer}: {checkpoint.name} is a "
+            f"checkpoint of trainer {writer} (resume it with trainer: {writer}, or remove the run)"
+        )
+
+
+def _lean_checkpoint_state(checkpoint: Path) -> dict[str, Any]:
+    state: dict[str, Any] = loads_state((checkpoint / LEAN_STATE_FILE).read_bytes())
+    return state
+
+
+class _LeanLog:
+    """A lean run's per-update TensorBoard scalars and progress bar (``label``: shown)."""
+
+    def __init__(
+        self, lean: LeanPPO, logger: Logger, total: int, label: str | None, position: int
+    ) -> None:
+        self.lean, self.logger, self.total = lean, logger, total
+        self.window: deque[float] = deque(maxlen=EPISODE_WINDOW)
+        self.seen = len(lean.stats.episode_returns)
+        self.clock, self.start_steps = time.perf_counter(), lean.num_timesteps
+        self.bar: tqdm | None = None
+        if label is not None:
+            self.bar = tqdm(
+                total=total,
+                initial=min(lean.num_timesteps, total),
+                desc=label,
+                unit="step",
+                position=position,
+                leave=True,
+                dynamic_ncols=True,
+            )
+
+    def update(self) -> int:
+        """Log the update that just ended; its step."""
+        lean, logger, step = self.lean, self.logger, self.lean.num_timesteps
+        self.window.extend(lean.stats.episode_returns[self.seen :])
+        self.seen = len(lean.stats.episode_returns)
+        if self.window:
+            logger.record("rollout/ep_rew_mean", float(np.mean(self.window)))
+        elapsed = max(time.perf_counter() - self.clock, 1e-9)
+        logger.record("time/fps", int((step - self.start_steps) / elapsed))
+        for name, value in lean.stats.losses.items():
+            tag = "policy_gradient_loss" if name == "policy_loss" else name
+            logger.record(f"train/{tag}", value)
+        logger.record("train/learning_rate", lean.optimizer.lr)
+        logger.record("train/std", float(lean.net.log_std.exp().mean()))
+        logger.dump(step)
+        if self.bar is not None:
+            self.bar.update(min(step, self.total) - self.bar.n)
+        return int(step)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _after(step: int, every: int) -> int:
+    """The first multiple of ``every`` after ``step`` (``Periodic``'s next boundary)."""
+    return (step // every + 1) * every
+
+
+def _save_lean_checkpoint(
+    model: BaseAlgorithm, out_dir: Path, lean_state: dict[str, Any], window: list[float]
+) -> Path:
+    """A lean checkpoint at ``model.num_timesteps`` (the lean model loaded into ``model``):
+    written to ``step_<N>.tmp`` and renamed, as ``save_checkpoint`` does."""
+    step = int(model.num_timesteps)
+    final = checkpoint_dir(out_dir, step)
+    tmp = final.with_name(final.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save(tmp / "model.zip")
+    normalizer = _normalizer(model)
+    if normalizer is not None:
+        normalizer.save(str(tmp / "vecnormalize.pkl"))
+    state = {"lean": lean_state, "episode_window": window}
+    (tmp / LEAN_STATE_FILE).write_bytes(dumps_state(state))
+    info = {"timesteps": step, "trainer": "lean"}
+    (tmp / "checkpoint.json").write_text(json.dumps(info) + "\n")
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    return final
+
+
 def _normalizer(model: BaseAlgorithm) -> VecNormalize | None:
     env = model.get_env()
     return env if isinstance(env, VecNormalize) else None
@@ -255,6 +452,7 @@ def _save_final(
         "migration_cost_per_gib": config.env.migration_cost_per_gib,
         "quota_action": config.env.quota_action,
         "env_backend": config.env.backend,
+        **({"trainer": config.trainer} if config.trainer != "sb3" else {}),
         "tierenv_version": tierenv.__version__,
         "git_commit": git_commit(),
         **timing,

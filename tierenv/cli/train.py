@@ -31,6 +31,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resume", action="store_true", help="continue from the latest checkpoints"
     )
+    parser.add_argument(
+        "--trainer",
+        choices=("sb3", "lean"),
+        default=None,
+        help="override the config's trainer: sb3, or lean (PPO + MlpPolicy on the fluid "
+        "backend only; about 2.7x faster, the same run folder)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_ray_arguments(parser, "training seeds", "its nodes must see --runs (a shared filesystem)")
 
@@ -45,8 +52,13 @@ def run(args: argparse.Namespace) -> int:
         except ValueError:
             raise ValueError(f"--seeds: {args.seeds!r} is not a comma-separated list") from None
     check_writable("--runs", args.runs, folder=True)
+    config = load_config(args.config)
+    if args.trainer is not None:
+        from agents.training.config import with_trainer
+
+        config = with_trainer(config, args.trainer)
     runs = train(
-        load_config(args.config),
+        config,
         seeds=seeds,
         out_root=args.runs,
         workers=args.workers,
