@@ -9,7 +9,8 @@ Each row reports the aggregate rate and where a step's time goes: the fluid mode
 pass (scenario changes, allocation, DAMOS walk, migrations, per-env reports), the batched
 throughput ``solve``, and everything else (action mapping, observation features, reward,
 info, drawing the random actions).
-Timed after untimed warm-up steps (which also compile the kernels); one process, one core.
+Timed after untimed warm-up steps (which also compile the kernels); one process, one core
+by default (``threads=N``: the env's opt-in threads, ``WeightedInterleaveVectorEnv``).
 Batch sizes are limited to ``MAX_BATCH_SIZE`` (65,536) envs, checked before any allocation.
 """
 
@@ -55,6 +56,7 @@ class BatchedRow:
     model_advance_s: float  # the fluid model's compiled pass
     model_solve_s: float  # the batched throughput solver
     model_outputs_s: float  # assembling the model's outputs
+    threads: int = 1  # the env's ``threads``
 
     @property
     def env_steps(self) -> int:
@@ -76,10 +78,12 @@ def bench_batched(
     steps: int | None = None,
     warmup_steps: int = 3,
     seed: int = 0,
+    *,
+    threads: int = 1,
 ) -> list[BatchedRow]:
     """One row per batch size: ``steps`` vector steps of random actions through the
     ``VectorEnv`` (default: one whole episode, so every phase of the scenario counts), after
-    ``warmup_steps`` untimed ones."""
+    ``warmup_steps`` untimed ones; ``threads`` is the env's (default 1: serial)."""
     batch_sizes = check_batch_sizes(batch_sizes)
     scenario = load_scenario(scenario_name)
     steps = scenario.n_steps if steps is None else steps
@@ -87,7 +91,7 @@ def bench_batched(
         raise ValueError(f"steps must be >= 1 and warmup_steps >= 0, got {steps}, {warmup_steps}")
     rows = []
     for num_envs in batch_sizes:
-        env = WeightedInterleaveVectorEnv(num_envs, scenario=scenario)
+        env = WeightedInterleaveVectorEnv(num_envs, scenario=scenario, threads=threads)
         rng = np.random.default_rng(seed)
         shape = env.action_space.shape
         assert shape is not None  # a Box
@@ -114,6 +118,7 @@ def bench_batched(
                 model_advance_s=timings["advance"],
                 model_solve_s=timings["solve"],
                 model_outputs_s=timings["outputs"],
+                threads=threads,
             )
         )
         env.close()
@@ -121,16 +126,22 @@ def bench_batched(
 
 
 def batched_table(rows: Sequence[BatchedRow]) -> str:
-    """A Markdown table of ``bench_batched`` rows."""
+    """A Markdown table of ``bench_batched`` rows (with a threads column when any row ran
+    with threads)."""
+    threaded = any(row.threads != 1 for row in rows)
     lines = [
-        "| scenario | envs | vector steps | env-steps/s | ms per vector step "
+        "| scenario | envs "
+        + ("| threads " if threaded else "")
+        + "| vector steps | env-steps/s | ms per vector step "
         "| fluid pass % | solver % | outputs % | rest (actions, features, info) % |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|" + ("---|" if threaded else ""),
     ]
     for row in rows:
         share = 100.0 / row.wall_s
         lines.append(
-            f"| {row.scenario} | {row.num_envs:,} | {row.vector_steps:,} "
+            f"| {row.scenario} | {row.num_envs:,} "
+            + (f"| {row.threads} " if threaded else "")
+            + f"| {row.vector_steps:,} "
             f"| {row.env_steps_per_s:,.0f} | {row.wall_s / row.vector_steps * 1e3:.2f} "
             f"| {row.model_advance_s * share:.0f} | {row.model_solve_s * share:.0f} "
             f"| {row.model_outputs_s * share:.0f} | {row.other_s * share:.0f} |"

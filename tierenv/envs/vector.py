@@ -126,7 +126,12 @@ class WeightedInterleaveVectorEnv(VectorEnv):
     ## Arguments
     ``num_envs`` and the single env's ``scenario``, ``features``, ``initial_weights``,
     ``migration_cost_per_gib``, ``quota_action``, ``damos``; ``n_chunks`` (the fluid model's
-    chunks per application), ``max_episode_steps`` and ``autoreset_mode``.
+    chunks per application), ``max_episode_steps``, ``autoreset_mode`` and ``threads``.
+
+    ``threads`` (default 1, serial) > 1 steps the fluid model's compiled parts over that
+    many parts of the batch in numba's thread pool, with the same results bit for bit
+    (``FluidModel``). Opt-in because that pool does not survive ``fork``: keep the default
+    in forked worker processes (SB3's ``SubprocVecEnv``, ``AsyncVectorEnv`` on Linux).
 
     ``reset`` takes one option, ``reset_mask`` (a boolean array over envs: reset those only,
     the others keep their state and last observation).
@@ -152,6 +157,7 @@ class WeightedInterleaveVectorEnv(VectorEnv):
         max_episode_steps: int | None = None,
         render_mode: str | None = None,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+        threads: int = 1,
         **unknown: Any,
     ) -> None:
         reject_unknown_arguments(type(self), unknown)
@@ -174,7 +180,7 @@ class WeightedInterleaveVectorEnv(VectorEnv):
                 "tierenv/WeightedInterleaveFluid-v0 draws scenarios per group of envs"
             )
         self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
-        self.model = FluidModel(self.scenario, n_chunks=n_chunks, damos=damos)
+        self.model = FluidModel(self.scenario, n_chunks=n_chunks, damos=damos, threads=threads)
         self.node_info = self.model.node_info
         self.n_nodes = self.node_info.n_nodes
         self.app_names = self.model.params.managed_names

@@ -108,15 +108,27 @@ from tierenv.contracts.features import HOTNESS_BINS, FeatureError, ObservationSp
 from tierenv.contracts.measurements import GroundTruth, Measurements, NodeInfo, StepResult
 from tierenv.damon.abi import GiB
 from tierenv.hardware.solver import NodeSet, alone_throughput_gbps, combine_background, solve
+from tierenv.hardware.solver_jit import check_threads
+from tierenv.hardware.solver_jit import parallel as parallel_solves
 from tierenv.memory.interleave import MAX_WEIGHT, MIN_WEIGHT
 from tierenv.memory.migration_cost import MigrationCost
 from tierenv.sim.damos_setup import DamosSetup
-from tierenv.sim.fluid_kernel import KernelOutputs, KernelParams, KernelState, advance
+from tierenv.sim.fluid_kernel import (
+    KernelOutputs,
+    KernelParams,
+    KernelState,
+    advance,
+    advance_parallel,
+)
 from tierenv.sim.fluid_kernel import pattern_transition as pattern_transition  # re-exported
 from tierenv.workload.application import LINE_BYTES
 from tierenv.workload.scenario import Event, Scenario
 
 DEFAULT_CHUNKS = 32
+#: With ``FluidModel(threads=...)``, a batch is cut into at most one part per this many envs
+#: (about 1 us each in the compiled interval): smaller parts cost more in waking and joining
+#: threads than they save (the batched solve has ``solver_jit.MIN_PROBLEMS_PER_THREAD``).
+MIN_ENVS_PER_THREAD = 256
 MAX_CHUNKS = 1024
 TIME_EPSILON = 1e-9  # the host's tolerance when comparing times with scenario moments
 
@@ -215,6 +227,8 @@ class FluidParams:
             touched_pages=self.touched_pages,
             chunk_pages=self.chunk_pages,
             phase_share=self.phase_share,
+            share_per_page=_per_page(self.phase_share, self.chunk_pages[:, None, :]),
+            touched_share=_per_page(self.touched_pages, self.chunk_pages[None]),
             phase_hot=self.phase_hot,
             phase_alone_gbps=self.phase_alone_gbps,
             capacity_pages=self.capacity_pages,
@@ -239,6 +253,15 @@ class FluidParams:
         per_window = np.where(rate > 0, np.maximum(per_window, page), 0.0)
         windows = self.interval_s * 1000 / self.quota_reset_interval_ms
         return np.where(per_window > 0, per_window / page * windows, np.inf)
+
+
+def _per_page(values: np.ndarray, pages: np.ndarray) -> np.ndarray:
+    """``values / pages`` (broadcast), 0 where a chunk has no pages (padding): the kernel's
+    per-page quotients, divided once (the same IEEE divisions it made per interval)."""
+    shape = np.broadcast_shapes(values.shape, pages.shape)
+    out = np.zeros(shape)
+    np.divide(values, pages, out=out, where=np.broadcast_to(pages > 0, shape))
+    return out
 
 
 def build_params(
@@ -740,7 +763,20 @@ class FluidModel:
     >>> state = model.initial_state(1024, weights=[3, 1])
     >>> before = model.begin(state)  # time 0: idle, nothing allocated
     >>> outputs = model.step(state, np.tile([3, 1], (1024, 1)))  # interval 0
+
+    ``threads`` (default 1: everything in the calling thread) > 1 runs the compiled interval
+    (``advance_parallel``) and the batched solve (``solver_jit.parallel``) over that many
+    parts of the batch in numba's thread pool, at least ``MIN_ENVS_PER_THREAD`` envs a
+    part. The results are the serial ones, bit for bit (envs share nothing; each part runs
+    the same compiled code). On a machine whose cores are busy with other work, threads can
+    be much slower than serial (a part waits for a core). It is opt-in because numba's
+    thread pool does not survive ``fork``: use it in a main process, and keep models in
+    worker processes that are forked (SB3's ``SubprocVecEnv``, ``multiprocessing`` on Linux)
+    serial, or start workers with ``spawn``/``forkserver``. Nothing changes numba's global
+    configuration; its pool size is ``NUMBA_NUM_THREADS`` (default: the CPU count).
     """
+
+    threads = 1  # (class default: also for models pickled before the option existed)
 
     def __init__(
         self,
@@ -748,8 +784,10 @@ class FluidModel:
         n_chunks: int = DEFAULT_CHUNKS,
         damos: DamosSetup | None = None,
         migration_cost: MigrationCost | None = None,
+        threads: int = 1,
     ) -> None:
         self.params = build_params(scenario, n_chunks, damos, migration_cost)
+        self.threads = check_threads(threads)
         # cumulative wall seconds per part of ``step`` (for profiling the batched path)
         self.timings: dict[str, float] = {"advance": 0.0, "solve": 0.0, "outputs": 0.0}
 
@@ -870,13 +908,12 @@ class FluidModel:
             self._set_quota(state, quota_bytes_per_s, active)
         n_nodes, n_apps = p.n_nodes, p.n_apps
         out = KernelOutputs.zeros(batch, n_apps, n_nodes)
-        advance(
-            state.kernel(),
-            p.kernel,
-            weights,
-            np.ones(batch, dtype=bool) if active is None else np.ascontiguousarray(active),
-            out,
-        )
+        envs = np.ones(batch, dtype=bool) if active is None else np.ascontiguousarray(active)
+        parts = min(self.threads, batch // MIN_ENVS_PER_THREAD)
+        if parts > 1:
+            advance_parallel(state.kernel(), p.kernel, weights, envs, out, parts)
+        else:
+            advance(state.kernel(), p.kernel, weights, envs, out)
         moved, split = out.moved, out.split
         solved = time.perf_counter()
         self.timings["advance"] += solved - started
@@ -1055,16 +1092,17 @@ class FluidModel:
             return
         every = running.size == n_apps
         rows_phase = phase[rows] if every else phase[rows][:, running]
-        solution = solve(
-            p.nodes,
-            p.phase_mlp[running, rows_phase],
-            p.phase_think_ns[running, rows_phase],
-            p.phase_read_fraction[running, rows_phase],
-            split[rows] if every else split[rows][:, running],
-            background_gbps=background[rows],
-            background_read_fraction=background_reads[rows],
-            initial_latency_ns=state.latency_ns[rows],
-        )
+        with parallel_solves(self.threads):
+            solution = solve(
+                p.nodes,
+                p.phase_mlp[running, rows_phase],
+                p.phase_think_ns[running, rows_phase],
+                p.phase_read_fraction[running, rows_phase],
+                split[rows] if every else split[rows][:, running],
+                background_gbps=background[rows],
+                background_read_fraction=background_reads[rows],
+                initial_latency_ns=state.latency_ns[rows],
+            )
         if every:
             state.solved_throughput[rows] = solution.throughput_gbps
             state.solved_app_latency[rows] = solution.stream_latency_ns

@@ -20,16 +20,19 @@ small named steps, each over the whole batch, in the host's order:
 6. ``_commit_used``: the frames in use, from the free ones.
 
 Envs share nothing, so running each step over the batch in turn is each env's interval in
-the host's order. The floating-point operations and their order are those of the single
-loop this replaced, bit for bit (accumulations stay in the arrays they accumulate into).
+the host's order, and so is running the steps over contiguous ranges of envs
+(``_advance_range``): ``advance_parallel`` runs ranges in numba's thread pool (opt-in,
+``FluidModel(threads=...)``) with the results of ``advance`` bit for bit. The
+floating-point operations and their order are those of the single loop this replaced, bit
+for bit (accumulations stay in the arrays they accumulate into).
 
 Layout for speed: only ``advance`` and its steps see the structs; what runs per env,
-application or chunk takes arrays and indices, with views made at most once per application,
-never per chunk. In numba a struct of arrays passed, or a view made, inside a loop costs
-reference counting on every iteration (a struct of 13 arrays: about 100 ns a call), while
-indexing arrays that exist costs nothing. Steps and loop helpers are inlined
-(``inline="always"``); the larger kernels called once per application or on rare paths
-(``_walk``, ``_allocate``, ``_retarget``, ``pattern_transition``, ``_hotness_bins``) stay
+application or chunk takes the batch arrays and indices (env, app, chunk), never a view. In
+numba a struct of arrays passed, or a view made, inside a loop costs reference counting on
+every iteration (a struct of 13 arrays: about 100 ns a call), while indexing arrays that
+exist costs nothing. Steps and loop helpers are inlined (``inline="always"``); the larger
+kernels called once per application or on rare paths (``_walk``, ``_allocate``,
+``_retarget``, ``_retarget_chunks``, ``pattern_transition``, ``_hotness_bins``) stay
 calls. Without numba (``tierenv.damon.jit``) the same functions run as plain Python: that
 is the reference path.
 """
@@ -44,7 +47,13 @@ import numpy as np
 from tierenv.contracts.features import HOTNESS_BINS
 from tierenv.damon.jit import njit
 
+try:
+    from numba import prange
+except ImportError:  # pragma: no cover - without numba the kernels run as plain Python
+    prange = range  # type: ignore[misc]
+
 SCALE_ROUNDS = 4  # fixed-point rounds for migrations into nearly full nodes
+ENV_BLOCK = 32  # envs taken through all of an interval's steps together (_advance_range)
 QUOTA_EXACT = 1e-9  # pages: a DAMOS budget this close to 0 ran out exactly
 
 
@@ -61,6 +70,8 @@ class KernelParams(NamedTuple):
     touched_pages: np.ndarray  # (T, A, K)
     chunk_pages: np.ndarray  # (A, K)
     phase_share: np.ndarray  # (A, P, K)
+    share_per_page: np.ndarray  # (A, P, K) phase_share / chunk_pages (0 on padding)
+    touched_share: np.ndarray  # (T, A, K) touched_pages / chunk_pages (0 on padding)
     phase_hot: np.ndarray  # (A, P, K)
     phase_alone_gbps: np.ndarray  # (A, P)
     capacity_pages: np.ndarray  # (N,)
@@ -159,16 +170,54 @@ def advance(
     others are left untouched): ``weights`` ((B, N) int64) are the interval's; ``state`` is
     updated in place and ``out`` (zeroed) filled. Each step runs over the whole batch in
     turn; envs share nothing, so this is each env's interval in the host's order."""
+    _advance_range(state, params, weights, active, out, 0, active.size)
+
+
+@njit(cache=True, parallel=True)
+def advance_parallel(
+    state: KernelState,
+    params: KernelParams,
+    weights: np.ndarray,
+    active: np.ndarray,
+    out: KernelOutputs,
+    parts: int,
+) -> None:
+    """``advance`` with the envs cut into ``parts`` contiguous ranges advanced in parallel
+    (numba's ``prange``; opt-in, see ``tierenv.sim.fluid.FluidModel``'s ``threads``). Envs
+    share nothing and each range runs ``advance``'s compiled steps, so the results are the
+    serial ones, bit for bit."""
+    batch = active.size
+    for part in prange(parts):
+        _advance_range(
+            state, params, weights, active, out, part * batch // parts, (part + 1) * batch // parts
+        )
+
+
+@njit(cache=True)
+def _advance_range(
+    state: KernelState,
+    params: KernelParams,
+    weights: np.ndarray,
+    active: np.ndarray,
+    out: KernelOutputs,
+    start: int,
+    stop: int,
+) -> None:
+    """``advance`` for envs ``start`` to ``stop`` - 1, with its own scratch arrays, in
+    blocks of ``ENV_BLOCK`` envs: each block goes through all the steps while its pages are
+    still in the CPU's cache (a batch's pages are megabytes, a block's some kilobytes)."""
     _, _, n_chunks, n_nodes, _ = state.pages.shape
     work = _scratch(n_chunks, n_nodes, out.hotness.shape[2])
     # each env's free frames as the interval goes on, which is also what it reports
     free = out.free
-    _change_weights(state, params, weights, active, work)
-    _scenario_changes(state, params, active, free)
-    _first_touches(state, params, weights, active, free)
-    _damon_and_damos(state, params, active, out, work)
-    _report(state, params, active, out)
-    _commit_used(state.used_pages, params.capacity_pages, free, active)
+    for first in range(start, stop, ENV_BLOCK):
+        last = min(first + ENV_BLOCK, stop)
+        _change_weights(state, params, weights, active, work, first, last)
+        _scenario_changes(state, params, active, free, first, last)
+        _first_touches(state, params, weights, active, free, first, last)
+        _damon_and_damos(state, params, active, out, work, first, last)
+        _report(state, params, active, out, first, last)
+        _commit_used(state.used_pages, params.capacity_pages, free, active, first, last)
 
 
 # ---------------------------------------------------------------------------- weight change
@@ -179,6 +228,8 @@ def _change_weights(
     weights: np.ndarray,
     active: np.ndarray,
     work: Scratch,
+    start: int,
+    stop: int,
 ) -> None:
     """New weights re-target resident pages: in each active env whose weights change, every
     running, interleaved app's pages (and the walked part of its cursor's chunk) move to the
@@ -187,7 +238,7 @@ def _change_weights(
     old, pages, walked_pages, steps = state.weights, state.pages, state.walked_pages, state.step
     running, bind_node = params.running, params.bind_node
     transition, mixed = work.transition, work.mixed
-    for b in range(active.size):
+    for b in range(start, stop):
         if not active[b] or not _weights_differ(old, weights, b):
             continue
         k = steps[b]
@@ -196,8 +247,7 @@ def _change_weights(
             if not running[k, a] or bind_node[a] >= 0:
                 continue
             _retarget(walked_pages[b, a], transition, mixed)
-            for c in range(pages.shape[2]):
-                _retarget(pages[b, a, c], transition, mixed)
+            _retarget_chunks(pages, b, a, transition, mixed)
 
 
 @njit(cache=True, inline="always")
@@ -223,6 +273,35 @@ def _retarget(table: np.ndarray, transition: np.ndarray, mixed: np.ndarray) -> N
             mixed[u] = total
         for u in range(n_nodes):
             table[n, u] = mixed[u]
+
+
+@njit(cache=True)
+def _retarget_chunks(
+    pages: np.ndarray, b: int, a: int, transition: np.ndarray, mixed: np.ndarray
+) -> None:
+    """``_retarget`` of every chunk of app ``a`` in env ``b`` (``pages``: (B, A, K, N, N)),
+    indexing the batch array rather than making a view per chunk. Two nodes are written out
+    (the same sums in the same order, four at once instead of one after another)."""
+    n_nodes = pages.shape[3]
+    if n_nodes == 2:
+        t00, t01, t10, t11 = transition[0, 0], transition[0, 1], transition[1, 0], transition[1, 1]
+        for c in range(pages.shape[2]):
+            p00, p01 = pages[b, a, c, 0, 0], pages[b, a, c, 0, 1]
+            p10, p11 = pages[b, a, c, 1, 0], pages[b, a, c, 1, 1]
+            pages[b, a, c, 0, 0] = (0.0 + p00 * t00) + p01 * t10
+            pages[b, a, c, 0, 1] = (0.0 + p00 * t01) + p01 * t11
+            pages[b, a, c, 1, 0] = (0.0 + p10 * t00) + p11 * t10
+            pages[b, a, c, 1, 1] = (0.0 + p10 * t01) + p11 * t11
+        return
+    for c in range(pages.shape[2]):
+        for n in range(n_nodes):
+            for u in range(n_nodes):
+                total = 0.0
+                for t in range(n_nodes):
+                    total += pages[b, a, c, n, t] * transition[t, u]
+                mixed[u] = total
+            for u in range(n_nodes):
+                pages[b, a, c, n, u] = mixed[u]
 
 
 @njit(cache=True)
@@ -279,7 +358,12 @@ def pattern_transition(old: np.ndarray, new: np.ndarray, out: np.ndarray) -> Non
 # ------------------------------------------------------------------ scenario and first touch
 @njit(cache=True, inline="always")
 def _scenario_changes(
-    state: KernelState, params: KernelParams, active: np.ndarray, free: np.ndarray
+    state: KernelState,
+    params: KernelParams,
+    active: np.ndarray,
+    free: np.ndarray,
+    start: int,
+    stop: int,
 ) -> None:
     """Starts and stops at the interval's start: a stopped app's pages are freed; a started
     or stopped app's DAMOS walk starts over (a new kdamond); a started app's DAMON rate is
@@ -289,7 +373,7 @@ def _scenario_changes(
     walked_pages, cursor, throughput = state.walked_pages, state.cursor, state.throughput_gbps
     stopping, starting, phase = params.stopping, params.starting, params.phase
     alone, capacity = params.phase_alone_gbps, params.capacity_pages
-    for b in range(active.size):
+    for b in range(start, stop):
         if not active[b]:
             continue
         k = steps[b]
@@ -323,6 +407,8 @@ def _first_touches(
     weights: np.ndarray,
     active: np.ndarray,
     free: np.ndarray,
+    start: int,
+    stop: int,
 ) -> None:
     """Pages running apps touch for the first time, app by app: a managed app's under the
     interval's weights (``_allocate``: the kernel's fallback to the next node with free
@@ -330,7 +416,7 @@ def _first_touches(
     without reclaim). ``free`` ((B, N)) is updated."""
     pages, steps = state.pages, state.step
     new_pages, running, bind_node = params.new_pages, params.running, params.bind_node
-    for b in range(active.size):
+    for b in range(start, stop):
         if not active[b]:
             continue
         k = steps[b]
@@ -344,7 +430,7 @@ def _first_touches(
                 if count <= 0.0:
                     continue
                 if node < 0:
-                    _allocate(pages[b, a, c], count, weights[b], weight_sum, free[b])
+                    _allocate(pages, b, a, c, count, weights, weight_sum, free)
                 elif count <= free[b, node]:
                     pages[b, a, c, node, node] += count
                     free[b, node] -= count
@@ -361,74 +447,83 @@ def _weight_sum(weights: np.ndarray, b: int) -> float:
 
 @njit(cache=True)
 def _allocate(
-    chunk: np.ndarray, count: float, weights: np.ndarray, weight_sum: float, free: np.ndarray
+    pages: np.ndarray,
+    b: int,
+    a: int,
+    c: int,
+    count: float,
+    weights: np.ndarray,
+    weight_sum: float,
+    free: np.ndarray,
 ) -> None:
-    """First touch of ``count`` pages of one chunk (``chunk``: (N, N) pages by node and
-    target): each target gets its weight share; a full node falls back to the next node with
-    free frames, cyclically (the kernel's fallback)."""
-    n_nodes = free.size
+    """First touch of ``count`` pages of chunk ``c`` of app ``a`` in env ``b``
+    (``pages[b, a, c]``: (N, N) pages by node and target): each target gets its weight share
+    (``weights[b]``); a full node falls back to the next node with free frames
+    (``free[b]``), cyclically (the kernel's fallback)."""
+    n_nodes = free.shape[1]
     for target in range(n_nodes):
-        wanted = count * weights[target] / weight_sum
+        wanted = count * weights[b, target] / weight_sum
         for step in range(n_nodes):
             if wanted <= 0.0:
                 break
             node = (target + step) % n_nodes
-            placed = min(wanted, max(free[node], 0.0))
-            chunk[node, target] += placed
-            free[node] -= placed
+            placed = min(wanted, max(free[b, node], 0.0))
+            pages[b, a, c, node, target] += placed
+            free[b, node] -= placed
             wanted -= placed
 
 
 # ------------------------------------------------------------------------------ DAMON/DAMOS
 @njit(cache=True, inline="always")
 def _damon_and_damos(
-    state: KernelState, params: KernelParams, active: np.ndarray, out: KernelOutputs, work: Scratch
+    state: KernelState,
+    params: KernelParams,
+    active: np.ndarray,
+    out: KernelOutputs,
+    work: Scratch,
+    start: int,
+    stop: int,
 ) -> None:
     """Each active env's kdamonds, app by app (a pass sees the frames the previous one left):
     DAMON's view of the app's chunks (``_damon_access``), the quota-limited walk from the
     cursor (``_walk``), the moves it asks for (``_walked_flows``), how many find free frames
     (``_admit``; the rest count as failed), the migrations (``_migrate``), and DAMON's
-    hotness view of the app after them (``_report_damon``)."""
+    hotness view of the app after them (``_report_damon``). The helpers index the batch
+    arrays with (env, app): no view per env or app."""
     if not params.damos_enabled:
         return
     pages, kept, cursor, steps = state.pages, state.walked_pages, state.cursor, state.step
     throughput, quota = state.throughput_gbps, state.quota_pages
     running, phase, bind_node = params.running, params.phase, params.bind_node
-    sizes, share, touched = params.chunk_pages, params.phase_share, params.touched_pages
+    sizes, share, touched = params.chunk_pages, params.share_per_page, params.touched_share
     max_nr, min_nr = params.max_nr_accesses, params.min_nr_accesses
     per_gbps, thresholds = params.misses_per_gbps_sample, params.hotness_thresholds
     prob, eligible, walked, flows = work.prob, work.eligible, work.walked, work.flows
     inflow, outflow, scale, unwalked = work.inflow, work.outflow, work.scale, work.unwalked
     bins, failed = work.bin_probability, out.failed
-    for b in range(active.size):
+    free, moved, hotness, access = out.free, out.moved, out.hotness, out.access
+    for b in range(start, stop):
         if not active[b]:
             continue
         k = steps[b]
-        free, moved, hotness, access = out.free[b], out.moved[b], out.hotness[b], out.access[b]
         for a in range(bind_node.size):
             if not running[k, a] or bind_node[a] >= 0:
                 continue  # no kdamond watches a bound app
-            app, app_kept, app_sizes = pages[b, a], kept[b, a], sizes[a]
             samples = throughput[b, a] * per_gbps
             _damon_access(
-                app_sizes,
-                share[a, phase[k, a]],
-                touched[k, a],
-                samples,
-                max_nr,
-                min_nr,
-                prob,
-                eligible,
+                sizes, share, touched, a, phase[k, a], k, samples, max_nr, min_nr, prob, eligible
             )
             first = int(cursor[b, a])
-            cursor[b, a], exhausted = _walk(eligible, app_sizes, quota[b], cursor[b, a], walked)
+            cursor[b, a], exhausted = _walk(eligible, sizes, a, quota[b], cursor[b, a], walked)
             last = int(cursor[b, a]) if exhausted else walked.size
-            _walked_flows(app, app_kept, walked, first, last, flows)
-            _admit(flows, free, inflow, outflow, scale)
+            _walked_flows(pages, kept, b, a, walked, first, last, flows)
+            _admit(flows, free, b, inflow, outflow, scale)
             for t in range(scale.size):
                 failed[b] += (1.0 - scale[t]) * inflow[t]
-            _migrate(app, app_kept, walked, first, last, exhausted, scale, unwalked, free, moved)
-            _report_damon(app, app_sizes, prob, max_nr, thresholds, bins, hotness, access)
+            _migrate(
+                pages, kept, b, a, walked, first, last, exhausted, scale, unwalked, free, moved
+            )
+            _report_damon(pages, b, a, sizes, prob, max_nr, thresholds, bins, hotness, access)
 
 
 @njit(cache=True, inline="always")
@@ -436,28 +531,32 @@ def _damon_access(
     sizes: np.ndarray,
     share: np.ndarray,
     touched: np.ndarray,
+    a: int,
+    ph: int,
+    k: int,
     samples_per_share: float,
     max_nr: int,
     min_nr: int,
     prob: np.ndarray,
     eligible: np.ndarray,
 ) -> None:
-    """DAMON's view of one app's chunks (``sizes``: pages; ``share``: share of the app's
-    accesses; ``touched``: pages touched so far) at the rate its last throughput implies
+    """DAMON's view of app ``a``'s chunks (``sizes[a]``: pages; ``share[a, ph]``: share of
+    the app's accesses per page of each chunk in its phase ``ph``; ``touched[k, a]``: share
+    of each chunk's pages touched so far) at the rate its last throughput implies
     (``samples_per_share``: misses per sample interval): ``prob[c]``, the chance that a
     sample finds chunk c accessed, and ``eligible[c]``, 1 where the scheme's access pattern
-    (at least ``min_nr`` of ``max_nr`` samples) matches it."""
+    (at least ``min_nr`` of ``max_nr`` samples) matches. (The quotients per page are
+    ``KernelParams``' tables: the same divisions, made once.)"""
     for c in range(prob.size):
-        size = sizes[c]
-        if size <= 0.0:
+        if sizes[a, c] <= 0.0:
             prob[c] = 0.0
             eligible[c] = 0.0
             continue
         # DAMON checks one random page of the region per sample; untouched pages are never
         # accessed
-        per_page = share[c] / size * samples_per_share
+        per_page = share[a, ph, c] * samples_per_share
         accessed = 1.0 if per_page > 40.0 else -math.expm1(-per_page)
-        prob[c] = touched[c] / size * accessed
+        prob[c] = touched[k, a, c] * accessed
         # merged regions report the size-weighted mean count, rounded down: the expected
         # count against the scheme's integer minimum
         eligible[c] = 1.0 if prob[c] * max_nr >= min_nr else 0.0
@@ -466,26 +565,28 @@ def _damon_access(
 @njit(cache=True)
 def _walk(
     eligible: np.ndarray,
-    chunk_pages: np.ndarray,
+    sizes: np.ndarray,
+    a: int,
     budget: float,
     position: float,
     walked: np.ndarray,
 ) -> tuple[float, bool]:
-    """The DAMOS pass of one kdamond: chunks in address order from ``position`` (in chunks),
-    charging eligible pages until ``budget`` runs out. ``walked[c]`` becomes the share of
-    chunk c's not-yet-walked pages (in this pass) that get the action. Returns the new
-    position and whether the quota ran out (else the pass reached the end: restart at 0).
+    """The DAMOS pass of app ``a``'s kdamond: chunks (``sizes[a]``: pages) in address order
+    from ``position`` (in chunks), charging eligible pages until ``budget`` runs out.
+    ``walked[c]`` becomes the share of chunk c's not-yet-walked pages (in this pass) that get
+    the action. Returns the new position and whether the quota ran out (else the pass reached
+    the end: restart at 0).
 
     A quota that runs out exactly where no eligible page follows does not end the pass: the
     kernel recorded where it stopped (``charge_addr_from``), so its next window resumes
     there and walks nothing; the position is then the end (a quota that divides the
     eligible pages wastes one window per pass)."""
-    n_chunks = chunk_pages.size
+    n_chunks = sizes.shape[1]
     walked[:] = 0.0
     c = int(position)
     start_fraction = position - c
     while c < n_chunks:
-        per_unit = eligible[c] * chunk_pages[c]
+        per_unit = eligible[c] * sizes[a, c]
         remaining = 1.0 - start_fraction
         if per_unit * remaining <= budget:
             budget -= per_unit * remaining
@@ -503,17 +604,24 @@ def _walk(
 
 @njit(cache=True, inline="always")
 def _walked_part(
-    pages: np.ndarray, kept: np.ndarray, c: int, is_first: bool, share: float, out: np.ndarray
+    pages: np.ndarray,
+    kept: np.ndarray,
+    b: int,
+    a: int,
+    c: int,
+    is_first: bool,
+    share: float,
+    out: np.ndarray,
 ) -> None:
-    """``out[n, t]``: the pages of chunk ``c`` (``pages``: (K, N, N) by node and target) that
-    this walk reaches, ``share`` of those not walked yet in this pass; in the cursor's chunk
-    (``is_first``) the part walked by earlier windows (``kept``) is left out."""
+    """``out[n, t]``: the pages of chunk ``c`` (``pages[b, a]``: (K, N, N) by node and target)
+    that this walk reaches, ``share`` of those not walked yet in this pass; in the cursor's
+    chunk (``is_first``) the part walked by earlier windows (``kept[b, a]``) is left out."""
     n_nodes = out.shape[0]
     for n in range(n_nodes):
         for t in range(n_nodes):
-            rest = pages[c, n, t]
+            rest = pages[b, a, c, n, t]
             if is_first:
-                rest -= kept[n, t]
+                rest -= kept[b, a, n, t]
             out[n, t] = share * rest
 
 
@@ -521,13 +629,15 @@ def _walked_part(
 def _walked_flows(
     pages: np.ndarray,
     kept: np.ndarray,
+    b: int,
+    a: int,
     walked: np.ndarray,
     first: int,
     last: int,
     flows: np.ndarray,
 ) -> None:
-    """``flows[n, t]``: walked pages of one app (``pages``: (K, N, N)) on node n whose target
-    t is another node, over the chunks ``first``..``last`` the walk reached."""
+    """``flows[n, t]``: walked pages of app ``a`` in env ``b`` on node n whose target t is
+    another node, over the chunks ``first``..``last`` the walk reached."""
     n_nodes = flows.shape[0]
     flows[:] = 0.0
     for c in range(first, min(last + 1, walked.size)):
@@ -535,9 +645,9 @@ def _walked_flows(
             for n in range(n_nodes):
                 for t in range(n_nodes):
                     if t != n:
-                        rest = pages[c, n, t]
+                        rest = pages[b, a, c, n, t]
                         if c == first:
-                            rest -= kept[n, t]
+                            rest -= kept[b, a, n, t]
                         flows[n, t] += walked[c] * rest
 
 
@@ -545,14 +655,15 @@ def _walked_flows(
 def _admit(
     flows: np.ndarray,
     free: np.ndarray,
+    b: int,
     inflow: np.ndarray,
     outflow: np.ndarray,
     scale: np.ndarray,
 ) -> None:
     """``scale[t]``: the share of the moves into node t that succeed. A migration into a full
     node fails, but frames the same pass frees there count as room: a few fixed-point rounds
-    over (free + outflow) / inflow, never above 1. Sets ``inflow`` too."""
-    n_nodes = free.size
+    over (free[b] + outflow) / inflow, never above 1. Sets ``inflow`` too."""
+    n_nodes = scale.size
     for t in range(n_nodes):
         scale[t] = 1.0
         inflow[t] = 0.0
@@ -565,7 +676,7 @@ def _admit(
                 outflow[n] += flows[n, t] * scale[t]
         for t in range(n_nodes):
             if inflow[t] > 0.0:
-                room = max(free[t], 0.0) + outflow[t]
+                room = max(free[b, t], 0.0) + outflow[t]
                 scale[t] = min(scale[t], room / inflow[t])
 
 
@@ -573,6 +684,8 @@ def _admit(
 def _migrate(
     pages: np.ndarray,
     kept: np.ndarray,
+    b: int,
+    a: int,
     walked: np.ndarray,
     first: int,
     last: int,
@@ -582,25 +695,30 @@ def _migrate(
     free: np.ndarray,
     moved: np.ndarray,
 ) -> None:
-    """Migrate the walked pages of one app (``pages``: (K, N, N)) to their targets as far as
-    ``scale`` admits, and keep (``kept``: (N, N)) the walked part of the chunk where an
+    """Migrate the walked pages of app ``a`` in env ``b`` to their targets as far as
+    ``scale`` admits, and keep (``kept[b, a]``: (N, N)) the walked part of the chunk where an
     exhausted quota stopped the pass, so that the next window does not walk it again."""
     n_chunks = walked.size
     for c in range(first, min(last + 1, n_chunks)):
         if walked[c] <= 0.0:
             continue
-        _walked_part(pages, kept, c, c == first, walked[c], unwalked)
-        _move(pages, c, unwalked, scale, free, moved)
+        _walked_part(pages, kept, b, a, c, c == first, walked[c], unwalked)
+        _move(pages, b, a, c, unwalked, scale, free, moved)
         if exhausted and c == last:
             # the part of the chunk where this pass stopped, for the next window
-            _keep(kept, unwalked, c != first)
+            _keep(kept, b, a, unwalked, c != first)
     if not exhausted or (last != first and (last >= n_chunks or walked[last] <= 0.0)):
-        kept[:] = 0.0  # the pass ended, or stopped at a chunk boundary: nothing walked is kept
+        # the pass ended, or stopped at a chunk boundary: nothing walked is kept
+        for n in range(unwalked.shape[0]):
+            for t in range(unwalked.shape[0]):
+                kept[b, a, n, t] = 0.0
 
 
 @njit(cache=True, inline="always")
 def _move(
     pages: np.ndarray,
+    b: int,
+    a: int,
     c: int,
     unwalked: np.ndarray,
     scale: np.ndarray,
@@ -608,66 +726,69 @@ def _move(
     moved: np.ndarray,
 ) -> None:
     """Move ``scale[t]`` of chunk ``c``'s walked pages on node n != t to their target t: in
-    ``pages``, in ``unwalked`` (the walked pages, now on their target), in ``moved`` and in
-    ``free``."""
+    ``pages[b, a]``, in ``unwalked`` (the walked pages, now on their target), in
+    ``moved[b]`` and in ``free[b]``."""
     n_nodes = unwalked.shape[0]
     for n in range(n_nodes):
         for t in range(n_nodes):
             if t != n:
                 amount = scale[t] * unwalked[n, t]
-                pages[c, n, t] -= amount
-                pages[c, t, t] += amount
+                pages[b, a, c, n, t] -= amount
+                pages[b, a, c, t, t] += amount
                 unwalked[n, t] -= amount
                 unwalked[t, t] += amount
-                moved[n, t] += amount
-                free[t] -= amount
-                free[n] += amount
+                moved[b, n, t] += amount
+                free[b, t] -= amount
+                free[b, n] += amount
 
 
 @njit(cache=True, inline="always")
-def _keep(kept: np.ndarray, walked: np.ndarray, restart: bool) -> None:
-    """Add a chunk's just-walked pages (``walked``: (N, N)) to ``kept``, the walked part of
-    the chunk where the pass stopped (``restart``: a new chunk, so the old part goes)."""
-    n_nodes = kept.shape[0]
+def _keep(kept: np.ndarray, b: int, a: int, walked: np.ndarray, restart: bool) -> None:
+    """Add a chunk's just-walked pages (``walked``: (N, N)) to ``kept[b, a]``, the walked part
+    of the chunk where the pass stopped (``restart``: a new chunk, so the old part goes)."""
+    n_nodes = walked.shape[0]
     if restart:
-        kept[:] = 0.0
+        for n in range(n_nodes):
+            for t in range(n_nodes):
+                kept[b, a, n, t] = 0.0
     for n in range(n_nodes):
         for t in range(n_nodes):
-            kept[n, t] += walked[n, t]
+            kept[b, a, n, t] += walked[n, t]
 
 
 # ----------------------------------------------------------------------------------- report
 @njit(cache=True, inline="always")
 def _report(
-    state: KernelState, params: KernelParams, active: np.ndarray, out: KernelOutputs
+    state: KernelState,
+    params: KernelParams,
+    active: np.ndarray,
+    out: KernelOutputs,
+    start: int,
+    stop: int,
 ) -> None:
     """Each running app's placement after the interval's moves: resident and hot pages per
     node and the split of its accesses over the nodes (``_report_placement``)."""
     pages, steps = state.pages, state.step
     running, phase, sizes = params.running, params.phase, params.chunk_pages
-    share, hot = params.phase_share, params.phase_hot
+    share, hot = params.share_per_page, params.phase_hot
     split, resident, hot_pages = out.split, out.resident, out.hot_pages
-    for b in range(active.size):
+    for b in range(start, stop):
         if not active[b]:
             continue
         k = steps[b]
         for a in range(running.shape[1]):
             if running[k, a]:
-                ph = phase[k, a]
                 _report_placement(
-                    pages[b, a],
-                    sizes[a],
-                    share[a, ph],
-                    hot[a, ph],
-                    split[b, a],
-                    resident[b, a],
-                    hot_pages[b, a],
+                    pages, b, a, phase[k, a], sizes, share, hot, split, resident, hot_pages
                 )
 
 
 @njit(cache=True, inline="always")
 def _report_placement(
     pages: np.ndarray,
+    b: int,
+    a: int,
+    ph: int,
     sizes: np.ndarray,
     share: np.ndarray,
     hot: np.ndarray,
@@ -675,34 +796,36 @@ def _report_placement(
     resident: np.ndarray,
     hot_pages: np.ndarray,
 ) -> None:
-    """Add one app's pages (``pages``: (K, N, N)) per node to ``resident`` and its hot pages
-    (``hot[c]``: the hot share of chunk c) to ``hot_pages``, and set ``split``, the share of
-    its accesses per node (``share[c]``: chunk c's share of the app's accesses)."""
-    n_chunks, n_nodes = pages.shape[0], pages.shape[1]
+    """Add app ``a``'s pages in env ``b`` (``pages[b, a]``: (K, N, N)) per node to
+    ``resident[b, a]`` and its hot pages (``hot[a, ph, c]``: the hot share of chunk c in
+    phase ``ph``) to ``hot_pages[b, a]``, and set ``split[b, a]``, the share of its accesses
+    per node (``share[a, ph, c]``: chunk c's share of the app's accesses per page)."""
+    n_chunks, n_nodes = pages.shape[2], pages.shape[3]
     total_split = 0.0
     for c in range(n_chunks):
-        size = sizes[c]
-        if size <= 0.0:
+        if sizes[a, c] <= 0.0:
             continue
-        per_page_share = share[c] / size
+        per_page_share = share[a, ph, c]
         for n in range(n_nodes):
             on_node = 0.0
             for t in range(n_nodes):
-                on_node += pages[c, n, t]
-            resident[n] += on_node
-            split[n] += per_page_share * on_node
+                on_node += pages[b, a, c, n, t]
+            resident[b, a, n] += on_node
+            split[b, a, n] += per_page_share * on_node
             total_split += per_page_share * on_node
-            hot_pages[n] += hot[c] * on_node
+            hot_pages[b, a, n] += hot[a, ph, c] * on_node
     for n in range(n_nodes):  # shares of the accesses (even before the app has pages)
         if total_split > 0.0:
-            split[n] /= total_split
+            split[b, a, n] /= total_split
         else:
-            split[n] = 1.0 / n_nodes
+            split[b, a, n] = 1.0 / n_nodes
 
 
 @njit(cache=True, inline="always")
 def _report_damon(
     pages: np.ndarray,
+    b: int,
+    a: int,
     sizes: np.ndarray,
     prob: np.ndarray,
     max_nr: int,
@@ -711,14 +834,14 @@ def _report_damon(
     hotness: np.ndarray,
     access: np.ndarray,
 ) -> None:
-    """Add one monitored app's pages (``pages``: (K, N, N)) to DAMON's view per node:
-    ``hotness`` ((N, bins)) by the bin of each chunk's nr_accesses (``prob[c]``: its
-    per-sample access probability, over ``max_nr`` samples) and ``access`` ((N,)) weighted by
-    that probability. ``bins`` is scratch."""
-    n_chunks, n_nodes = pages.shape[0], pages.shape[1]
+    """Add app ``a``'s pages in env ``b`` (``pages[b, a]``: (K, N, N)) to DAMON's view per
+    node: ``hotness[b]`` ((N, bins)) by the bin of each chunk's nr_accesses (``prob[c]``: its
+    per-sample access probability, over ``max_nr`` samples) and ``access[b]`` ((N,))
+    weighted by that probability. ``bins`` is scratch."""
+    n_chunks, n_nodes = pages.shape[2], pages.shape[3]
     full = _bin_of(max_nr, thresholds)  # a chunk accessed in every sample
     for c in range(n_chunks):
-        if sizes[c] <= 0.0:
+        if sizes[a, c] <= 0.0:
             continue
         p = prob[c]
         # the one bin when the count is certain (p = 0 or 1: the usual case); else the
@@ -729,13 +852,13 @@ def _report_damon(
         for n in range(n_nodes):
             on_node = 0.0
             for t in range(n_nodes):
-                on_node += pages[c, n, t]
+                on_node += pages[b, a, c, n, t]
             if certain >= 0:
-                hotness[n, certain] += on_node
+                hotness[b, n, certain] += on_node
             else:
                 for j in range(bins.size):
-                    hotness[n, j] += on_node * bins[j]
-            access[n] += p * on_node
+                    hotness[b, n, j] += on_node * bins[j]
+            access[b, n] += p * on_node
 
 
 @njit(cache=True, inline="always")
@@ -779,10 +902,15 @@ def _hotness_bins(trials: int, p: float, thresholds: np.ndarray, out: np.ndarray
 
 @njit(cache=True, inline="always")
 def _commit_used(
-    used: np.ndarray, capacity: np.ndarray, free: np.ndarray, active: np.ndarray
+    used: np.ndarray,
+    capacity: np.ndarray,
+    free: np.ndarray,
+    active: np.ndarray,
+    start: int,
+    stop: int,
 ) -> None:
     """The frames in use after the interval, from the free ones (both (B, N))."""
-    for b in range(active.size):
+    for b in range(start, stop):
         if active[b]:
             for n in range(capacity.size):
                 used[b, n] = capacity[n] - free[b, n]
