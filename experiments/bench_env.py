@@ -43,6 +43,8 @@ from tierenv.workload.scenario import load_scenario, shipped_scenario_names
 CONSTANT_ACTION = np.array([0.3, -0.3], dtype=np.float32)
 #: What the training rows train on by default: the distribution the demo trains on.
 TRAINING_SCENARIO = "random:default"
+#: The most threads ``--batched-threads`` takes (numba's pool is at most the CPU count).
+MAX_THREADS = 64
 #: The trainers timed (``experiments.bench_train`` methods).
 TRAINERS = ("sb3", "lean")
 
@@ -152,9 +154,11 @@ def run_benchmark(
     progress: Callable[[str], None] = print,
     training_steps: int = 0,
     training_scenario: str = TRAINING_SCENARIO,
+    batched_threads: int = 1,
 ) -> Benchmark:
     """One env at full fidelity for each scenario, then the batched fluid env at each of
-    ``batch_sizes`` (none when empty) on ``batched_scenario``, then (``training_steps`` > 0)
+    ``batch_sizes`` (none when empty) on ``batched_scenario`` (the largest again with
+    ``batched_threads`` threads when > 1), then (``training_steps`` > 0)
     PPO training on ``training_scenario`` with SB3 and the lean trainer; each beside
     Gymnasium's CartPole timed the same way in the same run. Bad sizes or scenarios fail
     before anything runs."""
@@ -162,6 +166,8 @@ def run_benchmark(
     names = list(scenarios or shipped_scenario_names())
     if training_steps < 0:
         raise ValueError(f"--training-steps must be >= 0, got {training_steps}")
+    if not 1 <= batched_threads <= MAX_THREADS:
+        raise ValueError(f"--batched-threads must be in 1..{MAX_THREADS}, got {batched_threads}")
     for name in names + ([batched_scenario] if batch_sizes else []):
         load_scenario(name)  # a bad name fails now, not after minutes of timing
     if training_steps:
@@ -188,7 +194,7 @@ def run_benchmark(
         f"the same run ({cartpole:,.0f} steps/s).\n\n" + single_table(rows, cartpole)
     )
     if batch_sizes:
-        text += _batched_section(batch_sizes, batched_scenario, figures, progress)
+        text += _batched_section(batch_sizes, batched_scenario, figures, progress, batched_threads)
     if training_steps:
         text += _training_section(training_steps, training_scenario, figures, progress)
     return Benchmark(text, tuple(figures))
@@ -252,6 +258,7 @@ def _batched_section(
     batched_scenario: str,
     figures: list[Figure],
     progress: Callable[[str], None],
+    threads: int = 1,
 ) -> str:
     batched = []
     batched_cartpole = []
@@ -267,6 +274,28 @@ def _batched_section(
         figures.append(
             Figure(batched_name(batched_scenario, num_envs), batched_row.env_steps_per_s, reference)
         )
+    threaded_note = ""
+    if threads > 1:  # the largest batch again, on the env's opt-in threads
+        num_envs, reference = batch_sizes[-1], batched_cartpole[-1]
+        (threaded,) = bench_batched(batched_scenario, [num_envs], threads=threads)
+        progress(
+            f"{batched_scenario} batched x{num_envs:,}, {threads} threads: "
+            f"{threaded.env_steps_per_s:,.0f} steps/s"
+        )
+        batched.append(threaded)
+        batched_cartpole.append(reference)
+        figures.append(
+            Figure(
+                f"batched-threads{threads} {batched_scenario} x{num_envs}",
+                threaded.env_steps_per_s,
+                reference,
+            )
+        )
+        threaded_note = (
+            f" The last row runs the largest batch again with the env's opt-in `threads={threads}`"
+            " (numba's thread pool; the same results bit for bit); on a machine whose cores are "
+            "busy with other work it can be slower than one thread."
+        )
     return (
         "\n## Batched fluid model (`tierenv/WeightedInterleaveFluid-v0`)\n\n"
         "`WeightedInterleaveVectorEnv` on the fluid model (DAMON's sampling replaced by its "
@@ -276,7 +305,9 @@ def _batched_section(
         "between the fluid model's compiled pass, the batched solver, assembling the model's "
         "outputs, and the rest (action mapping, features, reward, info). CartPole = "
         "Gymnasium's native `CartPoleVectorEnv` at the same number of envs under random "
-        "actions, timed in the same run.\n\n"
+        "actions, timed in the same run (CartPole on one thread throughout)."
+        + threaded_note
+        + "\n\n"
         + batched_table(batched)
         + "\n\n"
         + versus_cartpole_table(batched, batched_cartpole)

@@ -305,6 +305,8 @@ def test_bench_writes_both_tables_with_the_machine(tmp_path: Path, capsys) -> No
         "1",
         "--batch-sizes",
         "2",
+        "--batched-threads",
+        "2",
         "--training-steps",
         "3072",  # one of the demo's updates
         "--out",
@@ -315,12 +317,13 @@ def test_bench_writes_both_tables_with_the_machine(tmp_path: Path, capsys) -> No
     assert "## One environment, full DAMON fidelity" in text
     assert re.search(r"^\| steady-single \| constant \| [\d,]+ \| [\d.e-]+ \|", text, re.MULTILINE)
     assert re.search(r"^\| steady-single \| random \| [\d,]+ \| [\d.e-]+ \|", text, re.MULTILINE)
-    assert re.search(r"^\| co-runner \| 2 \| 180 \| [\d,]+ \|", text, re.MULTILINE)
+    assert re.search(r"^\| co-runner \| 2 \| 1 \| 180 \| [\d,]+ \|", text, re.MULTILINE)
     assert re.search(r"^\| 2 \| [\d,]+ \| [\d,]+ \| [\d.e-]+ \|$", text, re.MULTILINE)  # CartPole
     assert "## History by commit" in text
     assert re.search(r"^\| lean \| [\d,]+ \| [\d,]+ \| [\d.e-]+ \| [\d.]+ \|$", text, re.MULTILINE)
-    # header, 2 single, 1 batched and 2 training figures
-    assert (tmp_path / "bench_history.csv").read_text().count("\n") == 1 + 5
+    assert re.search(r"^\| co-runner \| 2 \| 2 \| 180 \| [\d,]+ \|", text, re.MULTILINE)  # threads
+    # header, 2 single, 1 batched, 1 batched on 2 threads and 2 training figures
+    assert (tmp_path / "bench_history.csv").read_text().count("\n") == 1 + 6
     assert "machine:" in text and "command: `tierenv bench steady-single`" in text
     assert "written to" in printed
 

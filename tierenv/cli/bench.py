@@ -33,6 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--batched-scenario", default="co-runner", help="scenario of the batched rows"
     )
     parser.add_argument(
+        "--batched-threads",
+        type=int,
+        default=2,
+        help="also time the largest batch on this many of the env's opt-in threads (1: no)",
+    )
+    parser.add_argument(
         "--training-steps",
         type=int,
         default=245_760,
@@ -79,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         args.batched_scenario,
         training_steps=args.training_steps,
         training_scenario=args.training_scenario,
+        batched_threads=args.batched_threads,
     )
     print(measured.markdown)
     runs.append(
