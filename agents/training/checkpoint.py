@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,30 +59,42 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return max(done, key=lambda p: int(p.name.split("_")[1]), default=None)
 
 
-def save_checkpoint(model: BaseAlgorithm, run_dir: Path) -> Path:
-    """Write the model, its envs and every RNG at ``model.num_timesteps``."""
-    step = int(model.num_timesteps)
+def write_checkpoint(run_dir: Path, step: int, fill: Callable[[Path], dict[str, Any]]) -> Path:
+    """The checkpoint folder of ``step``: ``fill`` writes its files into a temporary folder
+    and returns what ``checkpoint.json`` adds to the step; the folder is renamed into place
+    only when complete, so a crash never leaves a half-written checkpoint that
+    ``latest_checkpoint`` would pick."""
     final = checkpoint_dir(run_dir, step)
     tmp = final.with_name(final.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    model.save(tmp / "model.zip")
-    venv = model.get_env()
-    assert venv is not None
-    if isinstance(venv, VecNormalize):
-        venv.save(str(tmp / "vecnormalize.pkl"))
-    if isinstance(model, OffPolicyAlgorithm):
-        model.save_replay_buffer(tmp / "replay_buffer.pkl")
-    state = {
-        "venv": venv_state(venv),
-        "model": {name: getattr(model, name) for name in MODEL_EXTRAS if hasattr(model, name)},
-        "rng": _rng_state(model),
-    }
-    (tmp / STATE_FILE).write_bytes(dumps_state(state))
-    (tmp / "checkpoint.json").write_text(json.dumps({"timesteps": step}) + "\n")
+    info = {"timesteps": step, **fill(tmp)}
+    (tmp / "checkpoint.json").write_text(json.dumps(info) + "\n")
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     return final
+
+
+def save_checkpoint(model: BaseAlgorithm, run_dir: Path) -> Path:
+    """Write the model, its envs and every RNG at ``model.num_timesteps``."""
+
+    def fill(folder: Path) -> dict[str, Any]:
+        model.save(folder / "model.zip")
+        venv = model.get_env()
+        assert venv is not None
+        if isinstance(venv, VecNormalize):
+            venv.save(str(folder / "vecnormalize.pkl"))
+        if isinstance(model, OffPolicyAlgorithm):
+            model.save_replay_buffer(folder / "replay_buffer.pkl")
+        state = {
+            "venv": venv_state(venv),
+            "model": {name: getattr(model, name) for name in MODEL_EXTRAS if hasattr(model, name)},
+            "rng": _rng_state(model),
+        }
+        (folder / STATE_FILE).write_bytes(dumps_state(state))
+        return {}
+
+    return write_checkpoint(run_dir, int(model.num_timesteps), fill)
 
 
 def load_checkpoint(

@@ -63,10 +63,10 @@ import tierenv
 from agents.ray_session import ray_session
 from agents.training.callbacks import Periodic, ProgressBar
 from agents.training.checkpoint import (
-    checkpoint_dir,
     latest_checkpoint,
     load_checkpoint,
     save_checkpoint,
+    write_checkpoint,
 )
 from agents.training.config import (
     ConfigError,
@@ -407,24 +407,19 @@ def _after(step: int, every: int) -> int:
 def _save_lean_checkpoint(
     model: BaseAlgorithm, out_dir: Path, lean_state: dict[str, Any], window: list[float]
 ) -> Path:
-    """A lean checkpoint at ``model.num_timesteps`` (the lean model loaded into ``model``):
-    written to ``step_<N>.tmp`` and renamed, as ``save_checkpoint`` does."""
-    step = int(model.num_timesteps)
-    final = checkpoint_dir(out_dir, step)
-    tmp = final.with_name(final.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model.save(tmp / "model.zip")
-    normalizer = _normalizer(model)
-    if normalizer is not None:
-        normalizer.save(str(tmp / "vecnormalize.pkl"))
-    state = {"lean": lean_state, "episode_window": window}
-    (tmp / LEAN_STATE_FILE).write_bytes(dumps_state(state))
-    info = {"timesteps": step, "trainer": "lean"}
-    (tmp / "checkpoint.json").write_text(json.dumps(info) + "\n")
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
-    return final
+    """A lean checkpoint at ``model.num_timesteps`` (the lean model loaded into ``model``),
+    written whole or not at all as ``save_checkpoint``'s are."""
+
+    def fill(folder: Path) -> dict[str, Any]:
+        model.save(folder / "model.zip")
+        normalizer = _normalizer(model)
+        if normalizer is not None:
+            normalizer.save(str(folder / "vecnormalize.pkl"))
+        state = {"lean": lean_state, "episode_window": window}
+        (folder / LEAN_STATE_FILE).write_bytes(dumps_state(state))
+        return {"trainer": "lean"}
+
+    return write_checkpoint(out_dir, int(model.num_timesteps), fill)
 
 
 def _normalizer(model: BaseAlgorithm) -> VecNormalize | None:
