@@ -204,15 +204,30 @@ def run_trial(processes: Processes, host: FakeHost, index: int, rng: random.Rand
     journal = host.directory / "journal.json"
     trial = Trial(index, host.directory.name, round(rng.uniform(0.0, KILL_WINDOW_S), 3))
     first_log = logs / f"{index}-killed.jsonl"
-    for attempt in range(20):  # it refuses to start while no application runs
+    refused = ended = 0
+    for _attempt in range(20):
         first = processes.start(host.daemon_argv(first_log), stderr=subprocess.DEVNULL)
         wait_until(lambda: journal.exists() or first.poll() is not None, "the journal")  # noqa: B023
-        if journal.exists():
+        if not journal.exists():  # it refuses to start while no application runs
+            refused += 1
+            continue
+        time.sleep(trial.delay_s)
+        if first.poll() is None:
             break
-        trial.note = f"first start refused {attempt + 1}x (no application running)"
+        # It ended on its own before the kill (its applications all exited while it started
+        # its kdamond, which churn makes likely on a slow machine) and restored what it had
+        # changed: not a kill; try again so that every trial is one.
+        ended += 1
     else:
         raise RuntimeError("the daemon never started: is the fake host running apps?")
-    time.sleep(trial.delay_s)
+    trial.note = "; ".join(
+        note
+        for count, note in (
+            (refused, f"first start refused {refused}x (no application running)"),
+            (ended, f"first daemon ended on its own before the kill {ended}x (retried)"),
+        )
+        if count
+    )
     first.kill()
     first.wait()
     trial.journaled = journal.exists()

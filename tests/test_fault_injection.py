@@ -14,6 +14,7 @@ def test_three_random_kills_across_churn_are_all_restored() -> None:
     trials, crashes = run_faults(3, seed=1, log=lambda _line: None)
     assert crashes == 0
     assert len(trials) == 3
-    assert all(t.journaled for t in trials)  # each kill landed after the daemon began writing
+    # each kill landed after the daemon began writing
+    assert all(t.journaled for t in trials), [(t.index, t.delay_s, t.note) for t in trials]
     failed = [(t.index, t.restart_code, t.differences, t.note) for t in trials if not t.restored]
     assert failed == []
