@@ -13,7 +13,6 @@ import json
 import pickle
 import re
 import shutil
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -26,21 +25,10 @@ from stable_baselines3.common.vec_env import VecNormalize
 from agents.training import ConfigError, load_config, parse_config, train_run
 from agents.training.evaluate import Evaluator
 from agents.training.lean_ppo import LeanPPO
+from tests.test_training import short_scenario
 from tierenv.envs.weighted_interleave import WeightedInterleaveEnv
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def short_scenario(folder: Path, name: str = "steady-single", seconds: int = 20) -> str:
-    """A shipped scenario cut to ``seconds`` (a TOML file in ``folder``)."""
-    text = (resources.files("tierenv.workload") / "scenarios" / f"{name}.toml").read_text()
-    lines = [
-        f"duration_s = {seconds}" if ln.startswith("duration_s") else ln for ln in text.splitlines()
-    ]
-    lines = [f'name = "{name}-short"' if ln.startswith("name =") else ln for ln in lines]
-    path = folder / f"{name}-short.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return str(path)
 
 
 def lean(**changes: Any) -> dict[str, Any]:
