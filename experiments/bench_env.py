@@ -35,7 +35,6 @@ from experiments.bench_env_batched import (
     check_batch_sizes,
 )
 from experiments.bench_history import Figure, batched_name, single_name, training_name
-from experiments.bench_train import bench_training, demo_config, training_table
 from tierenv.envs.weighted_interleave import DEFAULT_SCENARIO, WeightedInterleaveEnv
 from tierenv.workload.generator import distribution_of
 from tierenv.workload.scenario import load_scenario, shipped_scenario_names
@@ -204,6 +203,7 @@ def training_config(scenario: str) -> Any:
     """The demo's training config on ``scenario``, a shipped scenario, a file or a
     ``random:`` distribution (``ValueError`` naming the option for a bad one)."""
     from agents.training.config import ConfigError
+    from experiments.bench_train import demo_config  # torch and SB3: only when training is timed
 
     try:
         if distribution_of(scenario) is None:
@@ -217,6 +217,7 @@ def _training_section(
     steps: int, scenario: str, figures: list[Figure], progress: Callable[[str], None]
 ) -> str:
     from agents.training.config import build_hyperparameters
+    from experiments.bench_train import bench_training, training_table
 
     config = training_config(scenario)
     rows = bench_training(scenario, steps, TRAINERS, threads=(1,))

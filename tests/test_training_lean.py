@@ -199,24 +199,14 @@ def test_evaluations_score_the_lean_model_of_their_step(lean_run):
 
 
 def test_learned_policy_loads_and_runs_a_lean_run(lean_run):
-    from agents.controllers import ControlContext
     from agents.policies.learned import LearnedPolicy
+    from tests.test_learned_policy import context_for
 
     _, run = lean_run
     policy = LearnedPolicy(run)
     env = WeightedInterleaveEnv("co-runner")
     env.reset(seed=5)
-    policy.reset(
-        ControlContext(
-            nodes=env.node_info,
-            interval_s=env.scenario.control_interval_s,
-            initial_weights=env.host.weights,
-            migration_cost_per_gib=env.migration_cost_per_gib,
-            scenario=env.scenario,
-            seed=5,
-            damos=env.damos,
-        )
-    )
+    policy.reset(context_for(env, seed=5))
     rewards = []
     for _ in range(5):
         weights = policy.decide(env.last_result.measurements)

@@ -57,6 +57,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode
+from stable_baselines3.common.running_mean_std import RunningMeanStd
 
 from tierenv.envs.vector_mixed import MixedScenarioVectorEnv
 
@@ -70,7 +71,6 @@ __all__ = [
     "LeanPPO",
     "LeanPPOParams",
     "PolicyNet",
-    "RunningMeanStd",
     "VecNormalizer",
     "check_gradients",
     "gae",
@@ -156,24 +156,6 @@ class FluidTrainEnvs:
 
 
 # ------------------------------------------------------------------- normalisation
-class RunningMeanStd:
-    """SB3's ``RunningMeanStd`` (float64, parallel-variance update, count starts at 1e-4)."""
-
-    def __init__(self, shape: tuple[int, ...] = (), epsilon: float = 1e-4) -> None:
-        self.mean = np.zeros(shape, np.float64)
-        self.var = np.ones(shape, np.float64)
-        self.count = epsilon
-
-    def update(self, x: np.ndarray) -> None:
-        batch_mean, batch_var, batch_count = np.mean(x, axis=0), np.var(x, axis=0), x.shape[0]
-        delta = batch_mean - self.mean
-        total = self.count + batch_count
-        self.mean = self.mean + delta * batch_count / total
-        m2 = self.var * self.count + batch_var * batch_count
-        self.var = (m2 + np.square(delta) * self.count * batch_count / total) / total
-        self.count = total
-
-
 class VecNormalizer:
     """``VecNormalize``'s training-time arithmetic on plain arrays."""
 
@@ -188,8 +170,9 @@ class VecNormalizer:
         clip_reward: float = 10.0,
         epsilon: float = 1e-8,
     ) -> None:
-        self.obs_rms = RunningMeanStd((observation_size,))
-        self.ret_rms = RunningMeanStd(())
+        # SB3's own statistics class: the same arithmetic as its VecNormalize by construction
+        self.obs_rms = RunningMeanStd(shape=(observation_size,))
+        self.ret_rms = RunningMeanStd(shape=())
         self.returns = np.zeros(num_envs)
         self.gamma, self.epsilon = gamma, epsilon
         self.norm_obs, self.norm_reward = norm_obs, norm_reward
