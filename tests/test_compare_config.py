@@ -50,6 +50,8 @@ def test_all_scenarios_and_explicit_seeds() -> None:
     [
         ("demo.yaml", "static-deployable"),
         ("learned-suite.yaml", "static-deployable"),
+        ("learned-three-node.yaml", "static-deployable"),
+        ("learned-four-node.yaml", "static-deployable"),
         ("learned.yaml", "static-best"),
     ],
 )
@@ -147,13 +149,20 @@ def test_scenarios_take_folders_and_glob_patterns_of_scenario_files() -> None:
         config_from_dict(minimal(scenarios=[str(suite / "nothing-*.toml")]))
 
 
-def test_the_learned_suite_config_names_its_static_baseline(monkeypatch) -> None:
-    """Its paths are relative to the repository, like the commands that run it."""
+@pytest.mark.parametrize(
+    ("name", "n_scenarios"),
+    [("learned-suite.yaml", 37), ("learned-three-node.yaml", 11), ("learned-four-node.yaml", 11)],
+)
+def test_the_learned_suite_configs_name_their_static_baseline(
+    monkeypatch, name: str, n_scenarios: int
+) -> None:
+    """Its paths are relative to the repository, like the commands that run it; every
+    scenario's hardware has deployable weights in the table the config names."""
     from experiments.compare.runner import _deployable_trials
 
     monkeypatch.chdir(REPO)
-    config = load_config(REPO / "experiments" / "learned-suite.yaml")
-    assert config.reference == "static-deployable" and len(config.scenarios) == 37
+    config = load_config(REPO / "experiments" / name)
+    assert config.reference == "static-deployable" and len(config.scenarios) == n_scenarios
     (deployable,) = [p for p in config.policies if p.kind == "static-deployable"]
-    trials = _deployable_trials(deployable, config, "learned-suite.yaml")
-    assert len(trials) == 37 * len(config.seeds)  # every scenario's hardware has weights
+    trials = _deployable_trials(deployable, config, name)
+    assert len(trials) == n_scenarios * len(config.seeds)
