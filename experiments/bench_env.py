@@ -40,7 +40,7 @@ from tierenv.workload.generator import distribution_of
 from tierenv.workload.scenario import load_scenario, shipped_scenario_names
 
 CONSTANT_ACTION = np.array([0.3, -0.3], dtype=np.float32)
-#: What the training rows train on by default: the distribution the demo trains on.
+#: What the training rows train on by default: the distribution ppo-random trains on.
 TRAINING_SCENARIO = "random:default"
 #: The most threads ``--batched-threads`` takes (numba's pool is at most the CPU count).
 MAX_THREADS = 64
@@ -200,15 +200,15 @@ def run_benchmark(
 
 
 def training_config(scenario: str) -> Any:
-    """The demo's training config on ``scenario``, a shipped scenario, a file or a
+    """ppo-random's training config on ``scenario``, a shipped scenario, a file or a
     ``random:`` distribution (``ValueError`` naming the option for a bad one)."""
     from agents.training.config import ConfigError
-    from experiments.bench_train import demo_config  # torch and SB3: only when training is timed
+    from experiments.bench_train import bench_config  # torch and SB3: only when training is timed
 
     try:
         if distribution_of(scenario) is None:
             load_scenario(scenario)
-        return demo_config(scenario)
+        return bench_config(scenario)
     except (ConfigError, ValueError, OSError) as error:
         raise ValueError(f"--training-scenario {scenario}: {error}") from None
 
@@ -240,8 +240,8 @@ def _training_section(
         )
     return (
         f"\n## PPO training on the fluid model (`{scenario}`)\n\n"
-        f"The demo's PPO (`experiments/train/demo.yaml`: {config.env.n_envs} envs, its "
-        f"hyperparameters) trained for {rows[0].steps:,} env-steps on `{scenario}` by "
+        f"ppo-random's PPO (`experiments/train/ppo-random.yaml`: {config.env.n_envs} envs, "
+        f"its hyperparameters) trained for {rows[0].steps:,} env-steps on `{scenario}` by "
         "stable-baselines3 and by the lean trainer (`agents/training/lean_ppo.py`), one torch "
         "thread, without the periodic evaluation (`python -m experiments.bench_train` splits "
         "the time into env, rollout and update). CartPole = SB3's PPO with the same envs "

@@ -1,8 +1,9 @@
 """How fast PPO trains on the batched fluid model, end to end, and where the time goes.
 
-Each method trains PPO with the demo's hyperparameters (``experiments/train/demo.yaml``: 48
-envs, 64 steps per env per update, minibatches of 256, 10 epochs, gamma 0.9, GAE lambda 0.9,
-learning rate 6.87e-4, [64, 64] tanh MLPs) on one scenario for ``total_steps`` env-steps,
+Each method trains PPO with ppo-random's settings (``experiments/train/ppo-random.yaml``,
+also the demo's hyperparameters; weights only, no quota action: 48 envs, 64 steps per env
+per update, minibatches of 256, 10 epochs, gamma 0.9, GAE lambda 0.9, learning rate 6.87e-4,
+[64, 64] tanh MLPs) on one scenario for ``total_steps`` env-steps,
 with ``torch.set_num_threads(t)`` for each ``t`` of ``threads``:
 
 - ``sb3``: stable-baselines3's PPO as ``agents.training`` builds it for the fluid backend
@@ -40,10 +41,10 @@ from typing import Any
 import numpy as np
 import torch
 
-DEMO_CONFIG = Path(__file__).parent / "train" / "demo.yaml"
+BENCH_CONFIG = Path(__file__).parent / "train" / "ppo-random.yaml"
 METHODS = ("sb3", "lean", "cleanrl", "env")
 DEFAULT_METHODS = ("sb3", "lean", "cleanrl", "env")
-#: 80 updates of the demo's 3,072 steps
+#: 80 updates of 3,072 steps
 DEFAULT_STEPS = 245_760
 #: The issue's target: 10 million steps in 10 minutes.
 TARGET_STEPS, TARGET_S = 10_000_000, 600.0
@@ -104,11 +105,11 @@ def torch_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def demo_config(scenario: str = "co-runner") -> Any:
-    """The demo's training config on one scenario (what ``sb3`` and ``lean`` train)."""
+def bench_config(scenario: str = "co-runner") -> Any:
+    """ppo-random's training config on one scenario (what ``sb3`` and ``lean`` train)."""
     from agents.training.config import load_config
 
-    return load_config(DEMO_CONFIG).replace(env={"scenarios": (scenario,)})
+    return load_config(BENCH_CONFIG).replace(env={"scenarios": (scenario,)})
 
 
 def _load() -> float:
@@ -136,7 +137,7 @@ def _bench_sb3(scenario: str, total_steps: int, seed: int) -> dict[str, float]:
     from agents.training.envs import make_train_venv
 
     setup = time.perf_counter()
-    config = demo_config(scenario)
+    config = bench_config(scenario)
     venv = make_train_venv(config)
     clock = {"env": 0.0, "rollout": 0.0, "update": 0.0}
     concat = venv.venv.venv  # type: ignore[attr-defined]  # VecNormalize, VecMonitor, Concat
@@ -173,7 +174,7 @@ def _bench_lean(scenario: str, total_steps: int, seed: int) -> dict[str, float]:
     from agents.training.lean_ppo import LeanPPO
 
     setup = time.perf_counter()
-    model = LeanPPO.from_config(demo_config(scenario), seed=seed)
+    model = LeanPPO.from_config(bench_config(scenario), seed=seed)
     setup = time.perf_counter() - setup
     model.learn(total_steps)
     model.close()
@@ -207,7 +208,7 @@ def _bench_env(scenario: str, total_steps: int, seed: int) -> dict[str, float]:
     from agents.training.lean_ppo import FluidTrainEnvs
 
     setup = time.perf_counter()
-    env = demo_config(scenario).env
+    env = bench_config(scenario).env
     envs = FluidTrainEnvs(
         env.scenarios, env.n_envs, env.features, env.migration_cost_per_gib, env.quota_action
     )

@@ -8,7 +8,7 @@ episode's first observation, and the ended episode's last observation is in
 scenario's end, so that last observation is bootstrapped (``reward += gamma * V(final_obs)``)
 rather than treated as a terminal state.
 
-Hyperparameters default to the tuned demo settings (``experiments/train/demo.yaml``: 48
+Hyperparameters default to the tuned settings of ``experiments/train/ppo-random.yaml`` (48
 envs, 64 steps per env per update, 256 per minibatch, 10 epochs, gamma 0.9, GAE lambda 0.9,
 learning rate 6.87e-4). Observations are normalised inside the agent by running statistics
 (so ``final_obs`` is normalised the same way). Check a trained policy at full DAMON fidelity

@@ -30,7 +30,8 @@ SCENARIO = "co-runner"
 
 
 def demo(**env: object):
-    config = load_config("experiments/train/demo.yaml")
+    """ppo-random's settings (the demo's hyperparameters, weights only) on ``SCENARIO``."""
+    config = load_config("experiments/train/ppo-random.yaml")
     return config.replace(env={"scenarios": (SCENARIO,), **env})
 
 
@@ -178,6 +179,29 @@ def test_the_hyperparameters_are_sb3s_or_refused():
         LeanPPOParams.from_sb3({"policy_kwargs": {"activation_fn": torch.nn.ReLU}})
     with pytest.raises(ValueError, match="fluid"):
         LeanPPO.from_config(demo(backend="full"))
+
+
+def test_logged_losses_are_the_mean_over_every_minibatch_of_the_update() -> None:
+    """As SB3 logs them (not the last minibatch's)."""
+    model = LeanPPO.from_config(demo(), seed=0)
+    compute, seen = model.net.loss_and_grad, []
+
+    def recorded(*args, **kwargs):
+        terms = compute(*args, **kwargs)
+        seen.append({key: float(value) for key, value in terms.items()})
+        return terms
+
+    model.net.loss_and_grad = recorded  # type: ignore[method-assign]
+    try:
+        model.learn(1)  # one update: 10 epochs of 12 minibatches
+    finally:
+        model.close()
+    assert len(seen) == 120
+    for key, value in model.stats.losses.items():
+        values = [terms[key] for terms in seen]
+        assert value == pytest.approx(np.mean(values), rel=1e-5)
+    # minibatches' losses differ, so the last one's would not pass
+    assert model.stats.losses["value_loss"] != pytest.approx(seen[-1]["value_loss"], rel=1e-3)
 
 
 @pytest.fixture(scope="module")

@@ -41,7 +41,7 @@ an SB3 ``PPO`` policy and the statistics into its ``VecNormalize``, so saving, e
 ONNX export and the daemon work on a lean-trained policy unchanged.
 
     from agents.training.lean_ppo import LeanPPO
-    model = LeanPPO.from_config(load_config("experiments/train/demo.yaml"), seed=0)
+    model = LeanPPO.from_config(load_config("experiments/train/ppo-random.yaml"), seed=0)
     model.learn(300_000)
 """
 
@@ -768,7 +768,10 @@ class LeanPPO:
         self.optimizer.lr = float(self.lr_schedule(progress))
         clip_range = float(self.clip_schedule(progress))
         net, grad, max_norm = self.net, self.net.grad, p.max_grad_norm
-        terms: dict[str, torch.Tensor] = {}
+        # SB3 logs each loss term's mean over every minibatch of the update; summed as
+        # tensors so the loop never waits for a value
+        sums: dict[str, torch.Tensor] = {}
+        minibatches = 0
         for _ in range(p.n_epochs):
             order = torch.randperm(size, generator=self.generator)
             for first in range(0, size, p.batch_size):
@@ -784,10 +787,13 @@ class LeanPPO:
                     p.vf_coef,
                     p.normalize_advantage,
                 )
+                for key, value in terms.items():
+                    sums[key] = sums[key] + value if key in sums else value.detach().clone()
+                minibatches += 1
                 norm = torch.linalg.vector_norm(grad)
                 grad.mul_(torch.clamp(max_norm / (norm + 1e-6), max=1.0))
                 self.optimizer.step(grad)
-        self.stats.losses = {key: float(value) for key, value in terms.items()}
+        self.stats.losses = {key: float(value) / minibatches for key, value in sums.items()}
 
     # -------------------------------------------------------------------- deployment
     def predict(self, raw_obs: np.ndarray) -> np.ndarray:
