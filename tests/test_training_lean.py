@@ -9,6 +9,7 @@ model's (not the SB3 model's initialisation).
 from __future__ import annotations
 
 import csv
+import importlib
 import json
 import pickle
 import re
@@ -270,3 +271,27 @@ def test_cli_trainer_override(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{config} (with --trainer lean): env.backend: trainer lean needs fluid" in err
     assert not (tmp_path / "r2" / "lean").exists()
+
+
+def test_tune_searches_with_the_lean_trainer(tmp_path, monkeypatch):
+    """``tierenv tune`` on a ``trainer: lean`` config trains its trials with the lean
+    trainer and scores them by their evaluations, as it does with SB3's."""
+    from agents.training.tune import tune
+
+    training = importlib.import_module("agents.training.train")  # the package exports train()
+
+    lean_calls = []
+    learn_lean = training._learn_lean
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        lean_calls.append(1)
+        return learn_lean(*args, **kwargs)
+
+    monkeypatch.setattr(training, "_learn_lean", counted)
+    data = lean(timesteps=256, eval={"scenarios": [short_scenario(tmp_path)], "every_steps": 64})
+    config = parse_config(data, source="lean.yaml")
+    result = tune(config, n_trials=2, timesteps=256, out=tmp_path / "t.md", progress=False)
+    text = result.report.read_text()
+    assert text.count("COMPLETE") >= 2 and all(r["value"] is not None for r in result.trials)
+    assert len(lean_calls) == 2
+    parse_config({**data, "hyperparameters": result.best_hyperparameters})
