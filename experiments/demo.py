@@ -1,7 +1,7 @@
 """``tierenv demo``: the whole loop on a fresh machine in a few minutes.
 
-1. train PPO on the two-node scenario distribution with ``experiments/train/demo.yaml``
-   (5 seeds, two at a time);
+1. train PPO choosing weights and the DAMOS quota on the two-node scenario distribution with
+   ``experiments/train/demo.yaml`` (5 seeds, two at a time);
 2. compare those policies, with and without the floor guard, on a held-out slice of the
    fixed test suite against the deployable static weights, the best static weights in
    hindsight, the kernel's auto weights and the DP oracle (``experiments/demo.yaml``);

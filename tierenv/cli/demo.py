@@ -11,7 +11,8 @@ from tierenv.cli.outputs import check_writable
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "End to end in about 10 minutes on 2 cores: train PPO (experiments/train/demo.yaml,"
-        " 5 seeds) on the two-node scenario distribution, then compare it, with and without "
+        " 5 seeds) choosing weights and the DAMOS quota on the two-node scenario distribution, "
+        "then compare it, with and without "
         "the floor guard, with the deployable static weights, the best static weights in "
         "hindsight, the kernel's auto weights and the DP oracle on a held-out slice of the "
         "test suite (experiments/demo.yaml); prints the tables and the targets, and writes "
