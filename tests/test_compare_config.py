@@ -166,3 +166,35 @@ def test_the_learned_suite_configs_name_their_static_baseline(
     (deployable,) = [p for p in config.policies if p.kind == "static-deployable"]
     trials = _deployable_trials(deployable, config, name)
     assert len(trials) == n_scenarios * len(config.seeds)
+
+
+def test_a_guard_may_fall_back_to_each_machines_deployable_weights(monkeypatch) -> None:
+    """``guard: {fallback: {table: PATH}}``: on each scenario the guard's floor is the
+    deployable weights that table gives the scenario's hardware."""
+    from experiments.compare.episode import Trial
+    from experiments.compare.runner import plan
+    from experiments.deployable import load_table, weights_for
+    from tierenv.workload.scenario import load_scenario
+
+    monkeypatch.chdir(REPO)
+    table = "results/deployable/default/deployable.json"
+    scenarios = ["experiments/suites/test/default-s1000-000.toml", "micron-xeon6-cxl"]
+
+    def policies(fallback: object) -> list[dict]:
+        guard = {"margin": 0.05, "fallback": fallback}
+        return [{"name": "g", "kind": "static", "weights": [1, 1], "guard": guard}]
+
+    config = config_from_dict(minimal(scenarios=scenarios, policies=policies({"table": table})))
+    trials = [task for task in plan(config) if isinstance(task, Trial)]  # not the bounds
+    assert [(t.scenario, t.seed) for t in trials] == [(s, k) for s in scenarios for k in (0, 1)]
+    entries = load_table(table)
+    fallbacks = {}
+    for trial in trials:
+        expected = list(weights_for(entries, load_scenario(trial.scenario), "test").weights)
+        assert trial.policy.params["guard"] == {"margin": 0.05, "fallback": expected}
+        fallbacks[trial.scenario] = expected
+    assert fallbacks[scenarios[0]] != fallbacks[scenarios[1]]  # two machines, two settings
+    with pytest.raises(ConfigError, match=r"policies\[0\] \(g\): guard\.fallback: a mapping"):
+        plan(config_from_dict(minimal(scenarios=scenarios, policies=policies({"tables": 1}))))
+    with pytest.raises(ConfigError, match=r"no-such\.json"):
+        plan(config_from_dict(minimal(policies=policies({"table": "no-such.json"}))))

@@ -92,10 +92,30 @@ def test_make_controller_wraps_any_kind_with_the_kernel_auto_fallback() -> None:
     assert not isinstance(make_controller("static", weights=[1, 3], guard=False), FloorGuard)
 
 
+def test_the_fallback_may_be_an_operators_static_weights() -> None:
+    guard = make_controller("static", weights=POLICY_WEIGHTS, guard={"fallback": [9, 1]})
+    assert isinstance(guard, FloorGuard) and guard.settings == GuardSettings()
+    guard.reset(make_context(make_nodes()))
+    assert guard.describe() == "static 1:3 (floor: static 9:1)"
+    # the probe places the load's first pages by the fallback's weights
+    first = guard.decide(make_measurements(throughput=[1.0], app_names=("a",), time_s=1.0))
+    assert guard.mode == PROBE and first.tolist() == FALLBACK_WEIGHTS
+    named = make_controller("static", weights=[1, 3], guard={"fallback": "kernel-auto"})
+    named.reset(make_context(make_nodes()))
+    assert named.describe() == "static 1:3 (floor: kernel-auto 28:3)"
+    wrong_size = make_controller("static", weights=[1, 3], guard={"fallback": [9, 1, 1]})
+    with pytest.raises(ControllerError, match="has 3 values but the host has 2"):
+        wrong_size.reset(make_context(make_nodes()))
+
+
 @pytest.mark.parametrize(
     ("guard", "message"),
     [
-        ({"margins": 0.1}, "unknown field 'margins'"),
+        ({"margins": 0.1}, "unknown field 'margins'; valid: .*window_s, fallback"),
+        ({"fallback": "fast"}, r"guard\.fallback: must be kernel-auto or a list of weights"),
+        ({"fallback": []}, r"guard\.fallback: must be kernel-auto or a list of weights"),
+        ({"fallback": {"table": "x.json"}}, r"guard\.fallback: must be kernel-auto or a list"),
+        ({"fallback": [0, 1]}, r"guard\.fallback: static: parameter weights=\[0, 1\]"),
         ({"margin": 1.5}, r"guard\.margin: must be in \[0, 1\)"),
         ({"probe_s": "long"}, r"guard\.probe_s: must be a number"),
         ({"probe_s": 2, "settle_s": 2}, "settle_s .* must be below probe_s"),
@@ -182,6 +202,14 @@ def test_the_daemon_runs_a_guarded_controller_and_logs_its_mode(
     assert "--guard '{margin': not JSON" in capsys.readouterr().err
     assert main([*base, "--guard", '{"margin": 2}']) == 2
     assert "guard.margin: must be in [0, 1)" in capsys.readouterr().err
+    # an operator's own weights as the floor: the new load's probe runs them
+    guard = '{"probe_s": 2, "settle_s": 1, "fallback": [5, 1]}'
+    own = tmp_path / "own.jsonl"
+    argv = [*base[: base.index("--log")], "--log", str(own), "--max-intervals", "3"]
+    assert main([*argv, "--guard", guard]) == 0, capsys.readouterr()
+    records = [json.loads(line) for line in own.read_text().splitlines()]
+    probes = [r for r in records if r["event"] == "decision" and r["guard"] == "probe"]
+    assert probes and all(r["applied"] == [5, 1] for r in probes)
 
 
 def test_a_guard_does_not_hide_a_policy_made_for_another_host():

@@ -60,12 +60,12 @@ def make_controller(kind: str, guard: Any = None, **params: Any) -> Controller:
     """A controller of ``kind`` with its parameters; unknown kinds or parameters raise
     ``ControllerError`` listing the valid ones. ``guard`` (``true`` or a mapping of
     ``GuardSettings`` fields; None or false: none) puts it under a floor guard whose
-    fallback is the kernel's auto weights."""
+    fallback is the kernel's auto weights, or the static weights the mapping's ``fallback``
+    gives."""
     if guard is not None and guard is not False:
         from agents.controllers.guard import guarded
-        from agents.controllers.kernel_auto import KernelAutoController
 
-        return guarded(make_controller(kind, **params), guard, KernelAutoController())
+        return guarded(make_controller(kind, **params), guard)
     kinds = controller_kinds()
     if kind not in kinds:
         raise ControllerError(f"unknown controller kind {kind!r}; valid: {', '.join(kinds)}")

@@ -1,8 +1,10 @@
-"""A floor under any policy: fall back to the kernel's auto weights on a load where the policy
-measurably does worse than they would.
+"""A floor under any policy: fall back to the kernel's auto weights (or an operator's static
+weights) on a load where the policy measurably does worse than they would.
 
-The guard wraps a controller (a learned policy, usually) and the fallback (``kernel-auto``
-unless told otherwise), and keys what it learns by the *load*: the set of managed
+The guard wraps a controller (a learned policy, usually) and the fallback: ``kernel-auto``
+unless told otherwise, or fixed weights (``fallback: [w0, w1, ...]`` in the guard's
+settings), such as the deployable weights an operator tuned for the machine, which make the
+floor that setting instead of the kernel's. It keys what it learns by the *load*: the set of managed
 applications running in the interval (``Measurements.app_names``). A host cannot run the
 counterfactual, so the guard measures it:
 
@@ -102,7 +104,9 @@ class GuardSettings:
             )
 
 
-_FIELDS = ", ".join(GuardSettings.__dataclass_fields__)
+#: The guard mapping's one field that is not a setting: which weights the guard falls back to.
+FALLBACK_FIELD = "fallback"
+_FIELDS = ", ".join([*GuardSettings.__dataclass_fields__, FALLBACK_FIELD])
 _NAMES = frozenset(GuardSettings.__dataclass_fields__)
 
 
@@ -227,7 +231,37 @@ class FloorGuard(Controller):
         return {"guard": self.mode, "guard_lost_loads": sorted(map(list, self.lost))}
 
 
-def guarded(policy: Controller, guard: Any, fallback: Controller) -> FloorGuard:
+def guarded(policy: Controller, guard: Any) -> FloorGuard:
     """``policy`` under a floor guard configured by ``guard`` (``true`` or a mapping of
-    ``GuardSettings`` fields, as experiment configs and the daemon give it)."""
-    return FloorGuard(policy, fallback, GuardSettings.from_mapping(guard))
+    ``GuardSettings`` fields and optionally ``fallback``, as experiment configs and the
+    daemon give it)."""
+    settings = guard
+    fallback: Controller = _kernel_auto()
+    if isinstance(guard, dict) and FALLBACK_FIELD in guard:
+        settings = {name: value for name, value in guard.items() if name != FALLBACK_FIELD}
+        fallback = fallback_controller(guard[FALLBACK_FIELD])
+    return FloorGuard(policy, fallback, GuardSettings.from_mapping(settings))
+
+
+def fallback_controller(value: Any, where: str = f"guard.{FALLBACK_FIELD}") -> Controller:
+    """The controller a guard falls back to: ``"kernel-auto"`` (the kernel's auto weights)
+    or a list of static weights, one per node (``ControllerError`` naming ``where``)."""
+    from agents.controllers.static import StaticController
+
+    if value == "kernel-auto":
+        return _kernel_auto()
+    if not isinstance(value, list | tuple) or not value:
+        raise ControllerError(
+            f"{where}: must be kernel-auto or a list of weights, one per node (e.g. [250, 1]), "
+            f"got {value!r}"
+        )
+    try:
+        return StaticController(weights=list(value))
+    except ControllerError as err:
+        raise ControllerError(f"{where}: {err}") from None
+
+
+def _kernel_auto() -> Controller:
+    from agents.controllers.kernel_auto import KernelAutoController
+
+    return KernelAutoController()

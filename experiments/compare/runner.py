@@ -91,17 +91,23 @@ def plan(config: CompareConfig) -> list[Trial | BoundTask]:
         if policy.kind == STATIC_DEPLOYABLE:
             tasks += _deployable_trials(policy, config, where)
             continue
-        per_seed = {
-            seed: PolicySpec(policy.name, policy.kind, for_seed(policy.params, seed, index))
-            for index, seed in enumerate(config.seeds)
+        params = _scenario_params(policy, config, where)
+        specs = {
+            (scenario, seed): PolicySpec(
+                policy.name, policy.kind, for_seed(params[scenario], seed, position)
+            )
+            for scenario in config.scenarios
+            for position, seed in enumerate(config.seeds)
         }
-        for spec in per_seed.values():
+        # every seed's parameters (scenarios differ only in a guard's table fallback)
+        for seed in config.seeds:
+            spec = specs[config.scenarios[0], seed]
             try:
                 make_controller(spec.kind, **spec.params)
             except (ValueError, TypeError) as err:  # ControllerError is a ValueError
                 raise ConfigError(f"{where}: {err}") from err
         tasks += [
-            Trial(scenario, per_seed[seed], seed, config.env)
+            Trial(scenario, specs[scenario, seed], seed, config.env)
             for scenario in config.scenarios
             for seed in config.seeds
         ]
@@ -139,6 +145,38 @@ def _deployable_trials(policy: PolicySpec, config: CompareConfig, where: str) ->
     except DeployableError as err:
         raise ConfigError(str(err)) from err
     return trials
+
+
+def _scenario_params(
+    policy: PolicySpec, config: CompareConfig, where: str
+) -> dict[str, dict[str, Any]]:
+    """Each scenario's parameters of ``policy``: its own, except that a guard falling back to
+    a deployable table (``guard: {fallback: {table: PATH}}``) falls back on each scenario to
+    the weights that table gives the scenario's hardware, as an operator would set the guard
+    of each machine to the weights tuned for it."""
+    from agents.controllers.guard import FALLBACK_FIELD
+    from experiments.deployable import DeployableError, load_table, weights_for
+
+    guard = policy.params.get("guard")
+    if not isinstance(guard, dict) or not isinstance(guard.get(FALLBACK_FIELD), dict):
+        return {scenario: policy.params for scenario in config.scenarios}
+    fallback = guard[FALLBACK_FIELD]
+    if set(fallback) != {"table"}:
+        raise ConfigError(
+            f"{where}: guard.{FALLBACK_FIELD}: a mapping takes one field, table (a "
+            "deployable.json written by `python -m experiments.deployable`), got "
+            f"{sorted(fallback)}"
+        )
+    params = {}
+    try:
+        table = load_table(resolve_path(fallback["table"], config.source))
+        for scenario in config.scenarios:
+            entry = weights_for(table, load_scenario(scenario), where)
+            weights = {FALLBACK_FIELD: list(entry.weights)}
+            params[scenario] = {**policy.params, "guard": {**guard, **weights}}
+    except DeployableError as err:
+        raise ConfigError(str(err)) from err
+    return params
 
 
 def for_seed(params: dict[str, Any], seed: int, index: int) -> dict[str, Any]:

@@ -106,8 +106,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument(
         "--guard", nargs="?", const="true", metavar="JSON",
         help="run the policy under a floor guard that falls back to the kernel's auto weights "
-        'on loads where it measurably loses (agents.controllers.guard); settings as JSON, e.g. '
-        '\'{"margin": 0.03, "probe_s": 8}\'',
+        "(or fixed weights: \"fallback\": [250, 1]) on loads where it measurably loses "
+        '(agents.controllers.guard); settings as JSON, e.g. \'{"margin": 0.03, "probe_s": 8}\'',
     )  # fmt: skip
     p.add_argument(
         "--interval", type=_positive_seconds, default=1.0, help="control interval, seconds"
