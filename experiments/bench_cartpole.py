@@ -85,6 +85,7 @@ def cartpole_training_steps_per_s(
     import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.logger import Logger
 
     if total_steps < 1 or n_envs < 1:
         raise ValueError(f"total_steps and n_envs must be >= 1, got {total_steps}, {n_envs}")
@@ -93,6 +94,8 @@ def cartpole_training_steps_per_s(
     try:
         env = make_vec_env("CartPole-v1", n_envs=n_envs, seed=seed)
         model = PPO("MlpPolicy", env, seed=seed, device="cpu", **hyperparameters)
+        # SB3's default logger would leave an empty SB3-<date> folder in the temp folder
+        model.set_logger(Logger(folder=None, output_formats=[]))
         start = time.perf_counter()
         model.learn(total_steps)
         elapsed = time.perf_counter() - start

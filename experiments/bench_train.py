@@ -132,6 +132,7 @@ def _timed_step(env: Any, clock: dict[str, float]) -> None:
 
 def _bench_sb3(scenario: str, total_steps: int, seed: int) -> dict[str, float]:
     from stable_baselines3 import PPO
+    from stable_baselines3.common.logger import Logger
 
     from agents.training.config import build_hyperparameters
     from agents.training.envs import make_train_venv
@@ -165,6 +166,8 @@ def _bench_sb3(scenario: str, total_steps: int, seed: int) -> dict[str, float]:
     model.collect_rollouts = timed_collect  # type: ignore[method-assign]
     model.train = timed_train  # type: ignore[method-assign]
     clock["setup"] = time.perf_counter() - setup
+    # SB3's default logger would leave an empty SB3-<date> folder in the temp folder
+    model.set_logger(Logger(folder=None, output_formats=[]))
     model.learn(total_steps)
     venv.close()
     return {"steps": model.num_timesteps, "envs": venv.num_envs, **clock}

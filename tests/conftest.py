@@ -24,3 +24,13 @@ import pytest as _pytest
 @_pytest.fixture(autouse=True)
 def _no_real_sysfs(monkeypatch: _pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TIERENV_ALLOW_REAL_SYSFS", raising=False)
+
+
+@_pytest.fixture(autouse=True, scope="session")
+def _sb3_logs_in_the_session_folder(tmp_path_factory: _pytest.TempPathFactory):
+    """SB3 models that learn without a logger of their own create an empty ``SB3-<date>``
+    folder in the system's temp folder each; they go into pytest's own temp folder instead,
+    which pytest prunes (spawned worker processes inherit the variable)."""
+    with _pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SB3_LOGDIR", str(tmp_path_factory.mktemp("sb3-logs")))
+        yield
