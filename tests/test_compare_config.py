@@ -198,3 +198,13 @@ def test_a_guard_may_fall_back_to_each_machines_deployable_weights(monkeypatch) 
         plan(config_from_dict(minimal(scenarios=scenarios, policies=policies({"tables": 1}))))
     with pytest.raises(ConfigError, match=r"no-such\.json"):
         plan(config_from_dict(minimal(policies=policies({"table": "no-such.json"}))))
+
+
+def test_a_summary_names_its_config_relative_to_the_working_folder(tmp_path, monkeypatch):
+    from experiments.compare.report import shown_path
+
+    monkeypatch.chdir(REPO)
+    assert shown_path(str(REPO / "experiments" / "demo.yaml")) == "experiments/demo.yaml"
+    assert shown_path("experiments/demo.yaml") == "experiments/demo.yaml"
+    outside = str(tmp_path / "exp.yaml")
+    assert shown_path(outside) == outside

@@ -165,7 +165,7 @@ def summarise_results(
     sections += [
         "## Config",
         "",
-        f"`{config.source}`:",
+        f"`{shown_path(config.source)}`:",
         "",
         "```yaml",
         config.yaml_text().rstrip(),
@@ -445,3 +445,12 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> None:
                 handle.write(data)
         else:
             tmp.write_bytes(data)
+
+
+def shown_path(source: str) -> str:
+    """``source`` relative to the working folder when it lies inside it (a summary names the
+    config as its command does, not by where the checkout happened to be)."""
+    try:
+        return str(Path(source).resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return source
