@@ -240,14 +240,7 @@ def _learn(
             algorithm_class(config.algorithm), checkpoint, tensorboard_log=str(out_dir / "tb")
         )
         _truncate_eval(out_dir / "eval.csv", model.num_timesteps)
-    evaluator = Evaluator(config)
-
-    def evaluate(step: int) -> None:
-        returns = evaluator(model, _normalizer(model))
-        _record_eval(model, out_dir / "eval.csv", step, returns)
-        if on_eval is not None:
-            on_eval(step, returns)
-
+    evaluate = _evaluation(config, model, out_dir, on_eval)
     callbacks: list[BaseCallback] = [
         Periodic(config.eval.every_steps, evaluate),
         Periodic(config.checkpoint_every, lambda _step: save_checkpoint(model, out_dir)),
@@ -266,6 +259,21 @@ def _learn(
     if _last_eval_step(out_dir / "eval.csv") != model.num_timesteps:
         evaluate(model.num_timesteps)
     return model
+
+
+def _evaluation(
+    config: TrainConfig, model: BaseAlgorithm, out_dir: Path, on_eval: EvalHook | None
+) -> Callable[[int], None]:
+    """Evaluate ``model`` at a step: a row of ``eval.csv`` and ``on_eval``'s call."""
+    evaluator = Evaluator(config)
+
+    def evaluate(step: int) -> None:
+        returns = evaluator(model, _normalizer(model))
+        _record_eval(model, out_dir / "eval.csv", step, returns)
+        if on_eval is not None:
+            on_eval(step, returns)
+
+    return evaluate
 
 
 def _learn_lean(
@@ -300,13 +308,7 @@ def _learn_lean(
         log = _LeanLog(lean, logger, config.timesteps, label, position)
         if state is not None:
             log.window.extend(state["episode_window"])
-        evaluator = Evaluator(config)
-
-        def evaluate(step: int) -> None:
-            returns = evaluator(model, _normalizer(model))
-            _record_eval(model, out_dir / "eval.csv", step, returns)
-            if on_eval is not None:
-                on_eval(step, returns)
+        evaluate = _evaluation(config, model, out_dir, on_eval)
 
         def save(_step: int) -> None:
             _save_lean_checkpoint(model, out_dir, lean.training_state(), list(log.window))

@@ -128,23 +128,36 @@ STATIC_DEPLOYABLE = "static-deployable"
 def _deployable_trials(policy: PolicySpec, config: CompareConfig, where: str) -> list[Trial]:
     """The ``static-deployable`` policy's trials: a static policy per scenario with the
     weights its table gives that scenario's hardware."""
-    from experiments.deployable import DeployableError, load_table, weights_for
-
     if set(policy.params) != {"table"}:
         raise ConfigError(
             f"{where}: kind {STATIC_DEPLOYABLE} takes one parameter, table (a deployable.json "
             f"written by `python -m experiments.deployable`), got {sorted(policy.params)}"
         )
-    trials = []
+    weights = _table_weights(policy.params["table"], config, where)
+    return [
+        Trial(
+            scenario,
+            PolicySpec(policy.name, "static", {"weights": weights[scenario]}),
+            seed,
+            config.env,
+        )
+        for scenario in config.scenarios
+        for seed in config.seeds
+    ]
+
+
+def _table_weights(table: str, config: CompareConfig, where: str) -> dict[str, list[int]]:
+    """Each scenario's weights in a deployable table (those of its hardware)."""
+    from experiments.deployable import DeployableError, load_table, weights_for
+
     try:
-        table = load_table(resolve_path(policy.params["table"], config.source))
-        for scenario in config.scenarios:
-            entry = weights_for(table, load_scenario(scenario), where)
-            spec = PolicySpec(policy.name, "static", {"weights": list(entry.weights)})
-            trials += [Trial(scenario, spec, seed, config.env) for seed in config.seeds]
+        entries = load_table(resolve_path(table, config.source))
+        return {
+            scenario: list(weights_for(entries, load_scenario(scenario), where).weights)
+            for scenario in config.scenarios
+        }
     except DeployableError as err:
         raise ConfigError(str(err)) from err
-    return trials
 
 
 def _scenario_params(
@@ -155,7 +168,6 @@ def _scenario_params(
     the weights that table gives the scenario's hardware, as an operator would set the guard
     of each machine to the weights tuned for it."""
     from agents.controllers.guard import FALLBACK_FIELD
-    from experiments.deployable import DeployableError, load_table, weights_for
 
     guard = policy.params.get("guard")
     if not isinstance(guard, dict) or not isinstance(guard.get(FALLBACK_FIELD), dict):
@@ -167,16 +179,11 @@ def _scenario_params(
             "deployable.json written by `python -m experiments.deployable`), got "
             f"{sorted(fallback)}"
         )
-    params = {}
-    try:
-        table = load_table(resolve_path(fallback["table"], config.source))
-        for scenario in config.scenarios:
-            entry = weights_for(table, load_scenario(scenario), where)
-            weights = {FALLBACK_FIELD: list(entry.weights)}
-            params[scenario] = {**policy.params, "guard": {**guard, **weights}}
-    except DeployableError as err:
-        raise ConfigError(str(err)) from err
-    return params
+    weights = _table_weights(fallback["table"], config, where)
+    return {
+        scenario: {**policy.params, "guard": {**guard, FALLBACK_FIELD: weights[scenario]}}
+        for scenario in config.scenarios
+    }
 
 
 def for_seed(params: dict[str, Any], seed: int, index: int) -> dict[str, Any]:

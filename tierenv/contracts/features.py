@@ -52,28 +52,23 @@ class Report:
         pages (the hotness and access-share groups both read them). The bins are counted in
         one compiled call per application (``_bin_pages``); ``damon_pages_reference`` is the
         plain numpy version tests hold it to."""
-        m, n_nodes = self.m, self.nodes.n_nodes
-        pages = np.zeros((n_nodes, len(HOTNESS_BINS)))
-        accesses = np.zeros(n_nodes)
-        for app, regions in m.damon_regions.items():
-            on_nodes = m.damon_region_pages[app]  # (regions, nodes)
-            rate = regions["nr_accesses"] / max(m.nr_accesses_max, 1)
-            if on_nodes.dtype == np.int64 and rate.dtype == np.float64:
-                _bin_pages(rate, np.ascontiguousarray(on_nodes), _HOTNESS_EDGES, pages)
-            else:
-                pages += _binned_pages(rate, on_nodes, n_nodes)
-            accesses += rate @ on_nodes
-        return pages, accesses
+        return self._count_damon_pages(compiled=True)
 
     def damon_pages_reference(self) -> tuple[np.ndarray, np.ndarray]:
         """``damon_pages`` in plain numpy."""
+        return self._count_damon_pages(compiled=False)
+
+    def _count_damon_pages(self, compiled: bool) -> tuple[np.ndarray, np.ndarray]:
         m, n_nodes = self.m, self.nodes.n_nodes
         pages = np.zeros((n_nodes, len(HOTNESS_BINS)))
         accesses = np.zeros(n_nodes)
         for app, regions in m.damon_regions.items():
             on_nodes = m.damon_region_pages[app]  # (regions, nodes)
             rate = regions["nr_accesses"] / max(m.nr_accesses_max, 1)
-            pages += _binned_pages(rate, on_nodes, n_nodes)
+            if compiled and on_nodes.dtype == np.int64 and rate.dtype == np.float64:
+                _bin_pages(rate, np.ascontiguousarray(on_nodes), _HOTNESS_EDGES, pages)
+            else:
+                pages += _binned_pages(rate, on_nodes, n_nodes)
             accesses += rate @ on_nodes
         return pages, accesses
 
